@@ -1,0 +1,7 @@
+"""Allow ``python -m mqguard``."""
+
+import sys
+
+from mqguard.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Instance metadata (IMDSv2) and the Auto Scaling API."""

@@ -1,0 +1,149 @@
+"""The Auto Scaling calls mqguard makes, with classification and retry.
+
+boto3 gets explicit timeouts and the ``standard`` retry mode; on top of that,
+``call_until_done`` keeps retrying with backoff until the call succeeds or the
+daemon is stopping, so a throttled or unreachable API never crashes mqguard
+and never loses the one Unhealthy report.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional
+
+from mqguard.aws.imds import Imds
+from mqguard.aws.retry import Backoff
+
+log = logging.getLogger(__name__)
+
+_THROTTLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+
+CallObserver = Callable[[str, str], None]  # (operation, result: ok | error | throttled)
+
+
+def classify_error(exc: BaseException) -> str:
+    """'throttled' or 'error' for a failed call."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code", "")
+        if code in _THROTTLE_CODES:
+            return "throttled"
+    return "error"
+
+
+def make_client(region: str, endpoint_url: str) -> Any:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    cfg = BotoConfig(
+        region_name=region,
+        connect_timeout=3,
+        read_timeout=10,
+        retries={"mode": "standard", "max_attempts": 3},
+        user_agent_extra="mqguard",
+    )
+    return boto3.session.Session().client("autoscaling", endpoint_url=endpoint_url or None, config=cfg)
+
+
+@dataclass
+class InstanceIdentity:
+    instance_id: str
+    region: str
+
+
+class AutoScaling:
+    """Auto Scaling for this instance; identity from config + IMDSv2, resolved lazily."""
+
+    def __init__(
+        self,
+        imds: Imds,
+        region: str,
+        endpoint_url: str,
+        observe: Optional[CallObserver] = None,
+        client_factory: Callable[[str, str], Any] = make_client,
+    ) -> None:
+        self.imds = imds
+        self._region = region
+        self._endpoint_url = endpoint_url
+        self._observe = observe or (lambda op, res: None)
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._identity: Optional[InstanceIdentity] = None
+        self._lock = threading.Lock()
+
+    def identity(self) -> InstanceIdentity:
+        with self._lock:
+            if self._identity is None:
+                region = self._region or self.imds.region()
+                self._identity = InstanceIdentity(self.imds.instance_id(), region)
+            return self._identity
+
+    def client(self) -> Any:
+        ident = self.identity()
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory(ident.region, self._endpoint_url)
+            return self._client
+
+    def _call(self, operation: str, **params: Any) -> Dict[str, Any]:
+        method = getattr(self.client(), _snake(operation))
+        try:
+            response: Dict[str, Any] = method(**params)
+        except Exception as exc:
+            self._observe(operation, classify_error(exc))
+            raise
+        self._observe(operation, "ok")
+        return response
+
+    def set_unhealthy(self, respect_grace_period: bool) -> str:
+        ident = self.identity()
+        self._call(
+            "SetInstanceHealth",
+            InstanceId=ident.instance_id,
+            HealthStatus="Unhealthy",
+            ShouldRespectGracePeriod=respect_grace_period,
+        )
+        return ident.instance_id
+
+    def describe_instance(self) -> Optional[Dict[str, Any]]:
+        ident = self.identity()
+        resp = self._call("DescribeAutoScalingInstances", InstanceIds=[ident.instance_id])
+        items = resp.get("AutoScalingInstances", [])
+        return items[0] if items else None
+
+
+def _snake(operation: str) -> str:
+    out = []
+    for i, ch in enumerate(operation):
+        if ch.isupper() and i:
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def call_until_done(
+    what: str,
+    call: Callable[[], Any],
+    stop: threading.Event,
+    backoff: Optional[Backoff] = None,
+    max_attempts: Optional[int] = None,
+) -> Any:
+    """Retry ``call`` with backoff until it succeeds; None when stopped first."""
+    backoff = backoff or Backoff(base=1.0, cap=30.0)
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        try:
+            return call()
+        except Exception as exc:  # any failure: throttling, 5xx, network, IMDS, credentials
+            kind = classify_error(exc)
+            if max_attempts is not None and attempt >= max_attempts:
+                raise
+            delay = backoff.delay(attempt)
+            log.warning("%s failed (%s, attempt %d): %s; retrying in %.1fs", what, kind, attempt, exc, delay)
+            if stop.wait(delay):
+                break
+    log.warning("%s abandoned: mqguard is stopping", what)
+    return None

@@ -1,0 +1,64 @@
+"""``mqguard check``: one observation of each aspect, no side effects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+from mqguard.config import Config
+from mqguard.mq.control import MqControl
+from mqguard.mq.runner import CommandRunner
+from mqguard.mq.status import QmStatus
+from mqguard.storage import MOUNTINFO, StorageProber, check_mount
+from mqguard.supervisor.daemon import probe_listener
+
+OK, BAD, NOT_YET = "ok", "BAD", "starting"
+
+
+@dataclass(frozen=True)
+class Line:
+    aspect: str
+    verdict: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.aspect:<14} {self.verdict:<8} {self.detail}"
+
+
+def run_check(cfg: Config, runner: CommandRunner, mountinfo: str = MOUNTINFO) -> List[Line]:
+    lines: List[Line] = []
+    st = cfg.storage
+    mount = check_mount(st.path, st.fstypes, mountinfo)
+    if mount.ok:
+        probe = StorageProber(st.path).probe(st.probe_timeout)
+        detail = f"{mount.detail}; probe {probe.seconds * 1000:.1f} ms" if probe.ok and probe.seconds else probe.detail
+        lines.append(Line("storage", OK if probe.ok else BAD, detail))
+    else:
+        lines.append(Line("storage", BAD, mount.detail))
+    qm = cfg.queue_manager
+    reading = MqControl(qm, st.path, runner, cfg.health.command_timeout).dspmq()
+    status = reading.status
+    healthy = status == QmStatus.RUNNING or (qm.multi_instance and status == QmStatus.RUNNING_AS_STANDBY)
+    if status is None:
+        lines.append(Line("queue manager", BAD, f"{qm.name}: {reading.error}"))
+    else:
+        verdict = OK if healthy else NOT_YET if status == QmStatus.STARTING else BAD
+        lines.append(Line("queue manager", verdict, f"{qm.name} {status.value}"))
+    if qm.listener_port <= 0:
+        lines.append(Line("listener", OK, "not probed (listener_port = 0)"))
+    elif status != QmStatus.RUNNING:
+        lines.append(Line("listener", OK if healthy else NOT_YET if status == QmStatus.STARTING else BAD,
+                          f"127.0.0.1:{qm.listener_port} not probed (queue manager not active here)"))
+    else:
+        up = probe_listener(qm.listener_port)
+        lines.append(Line("listener", OK if up else BAD, f"127.0.0.1:{qm.listener_port} "
+                          + ("accepts connections" if up else "refuses or does not answer")))
+    return lines
+
+
+def exit_code(lines: List[Line]) -> int:
+    if any(line.verdict == BAD for line in lines):
+        return 1
+    if any(line.verdict == NOT_YET for line in lines):
+        return 2
+    return 0

@@ -1,0 +1,110 @@
+"""Command line: run, check, validate-config, --version.
+
+Exit codes (contract): 0 ok/healthy; 1 unhealthy or runtime error; 2 degraded
+or starting; 64 usage error; 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, NoReturn, Optional
+
+from mqguard import __version__
+from mqguard import config as config_mod
+
+EX_OK, EX_UNHEALTHY, EX_DEGRADED, EX_USAGE, EX_CONFIG = 0, 1, 2, 64, 78
+
+log = logging.getLogger("mqguard")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mqguard", description="Supervisor for an IBM MQ queue manager on EC2 with EFS.")
+    parser.add_argument("--version", action="version", version=f"mqguard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", metavar="PATH", help=f"configuration file (default ${config_mod.ENV_VAR} "
+                       f"or {config_mod.DEFAULT_PATH}); conf.d/*.conf beside it is read after it")
+        return p
+
+    add("run", "run the daemon in the foreground")
+    add("check", "one-shot health check of storage, queue manager and listener (no side effects)")
+    validate = add("validate-config", "check the configuration and exit")
+    validate.add_argument("--print", action="store_true", help="print the effective configuration")
+    return parser
+
+
+def _load(path: Optional[str]) -> config_mod.Config:
+    return config_mod.load(path or config_mod.default_path())
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_usage(sys.stderr)
+        return EX_USAGE
+    try:
+        if args.command == "validate-config":
+            return cmd_validate(args)
+        if args.command == "check":
+            return cmd_check(args)
+        if args.command == "run":
+            return cmd_run(args)
+    except config_mod.ConfigError as exc:
+        print(f"mqguard: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return EX_UNHEALTHY
+    return EX_USAGE
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if args.print:
+        print("\n".join(config_mod.effective_lines(cfg)).rstrip())
+    else:
+        print(f"configuration OK ({', '.join(cfg.sources)})")
+    return EX_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from mqguard import checks, logsetup
+    from mqguard.supervisor.daemon import build_runner
+
+    cfg = _load(args.config)
+    logsetup.setup("warning", cfg.logging.format)
+    lines = checks.run_check(cfg, build_runner(cfg))
+    for line in lines:
+        print(line)
+    return checks.exit_code(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mqguard import logsetup
+    from mqguard.supervisor.daemon import Daemon
+
+    path = args.config or config_mod.default_path()
+    cfg = config_mod.load(path)
+    logsetup.setup(cfg.logging.level, cfg.logging.format)
+    try:
+        daemon = Daemon(cfg, config_path=path)
+        daemon.install_signal_handlers()
+        return daemon.run()
+    except config_mod.ConfigError:
+        raise
+    except Exception:
+        log.exception("mqguard failed")
+        return EX_UNHEALTHY
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Everything that talks to IBM MQ's control commands."""

@@ -1,0 +1,190 @@
+"""Multi-step queue-manager procedures: prepare, start, apply MQSC, end.
+
+These block (they run MQ commands and touch EFS), so the daemon runs them on
+its worker thread, never on the supervision loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from mqguard.mq.control import (
+    DSPMQINF_NOT_FOUND,
+    ENDMQM_NO_QMGR,
+    ENDMQM_NOT_RUNNING,
+    RUNMQSC_NOTHING,
+    RUNMQSC_PARTIAL,
+    MqControl,
+    StartOutcome,
+    StartResult,
+    mqsc_files,
+)
+from mqguard.mq.status import QmStatus
+
+log = logging.getLogger(__name__)
+
+_LOCK_POLL = 0.5
+# Escalation steps after "endmqm -w" has used stop_timeout: each gets this long.
+ESCALATION_STEP_TIMEOUT = 30.0
+
+
+class PrepareError(Exception):
+    """The queue manager cannot be made ready on this host (yet)."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+@dataclass(frozen=True)
+class MqscSummary:
+    applied: List[str] = field(default_factory=list)
+    failed: List[str] = field(default_factory=list)  # exit 10/20 or timeout: logged and counted
+
+
+def create_lock_path(storage_path: str) -> str:
+    return os.path.join(storage_path, ".mqguard", "create.lock")
+
+
+class Lifecycle:
+    def __init__(self, control: MqControl, mqsc_dir: str, create: bool, lock_timeout: float) -> None:
+        self.control = control
+        self.mqsc_dir = mqsc_dir
+        self.create = create
+        self.lock_timeout = lock_timeout
+
+    # -- preparation -------------------------------------------------------
+    def prepare(self) -> str:
+        """Make the queue manager known on this host; returns what was done.
+
+        Raises PrepareError with the reason when it cannot.
+        """
+        done = self._known_or_registered()
+        if done:
+            return done
+        if not self.create:
+            raise PrepareError(
+                f"no queue manager data at {self.control.data_path} and create = false"
+            )
+        # Two instances may race here on a fresh EFS: only one may run crtmqm.
+        with CreateLock(create_lock_path(self.control.storage_path), self.lock_timeout):
+            done = self._known_or_registered()
+            if done:
+                return done + " (after waiting for the create lock)"
+            res = self.control.crtmqm()
+            if not res.ok():
+                raise PrepareError(f"crtmqm failed: {res.describe()}", timed_out=res.timed_out)
+            log.info("created queue manager %s with data in %s", self.control.name, self.control.data_path)
+            return "created"
+
+    def _known_or_registered(self) -> str:
+        res = self.control.dspmqinf()
+        if res.ok((0,)):
+            return "known"
+        if res.returncode != DSPMQINF_NOT_FOUND:
+            raise PrepareError(f"dspmqinf failed: {res.describe()}")
+        if self.control.data_exists():
+            add = self.control.addmqinf()
+            if not add.ok((0, 45)):
+                raise PrepareError(f"addmqinf failed: {add.describe()}")
+            log.info("registered existing queue manager %s from %s", self.control.name, self.control.data_path)
+            return "registered"
+        return ""
+
+    # -- start -------------------------------------------------------------
+    def start(self) -> StartOutcome:
+        """Start unless dspmq shows it already running here (then adopt it)."""
+        reading = self.control.dspmq()
+        if reading.status == QmStatus.RUNNING:
+            return StartOutcome(StartResult.ALREADY_RUNNING, "adopted the running queue manager")
+        if reading.status == QmStatus.RUNNING_AS_STANDBY and self.control.qm.multi_instance:
+            return StartOutcome(StartResult.STANDBY, "adopted the running standby instance")
+        if reading.status == QmStatus.RUNNING_ELSEWHERE and not self.control.qm.multi_instance:
+            return StartOutcome(StartResult.ELSEWHERE, "the queue manager runs on another host")
+        return self.control.strmqm()
+
+    def apply_mqsc(self) -> MqscSummary:
+        summary = MqscSummary()
+        for path in mqsc_files(self.mqsc_dir):
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    script = fh.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                log.error("cannot read MQSC file %s: %s; skipping it", path, exc)
+                summary.failed.append(path)
+                continue
+            res = self.control.runmqsc(script)
+            if res.ok():
+                log.info("applied MQSC %s", path)
+                summary.applied.append(path)
+            else:
+                kind = {RUNMQSC_PARTIAL: "some commands failed", RUNMQSC_NOTHING: "nothing was run"}.get(
+                    res.returncode or -1, "runmqsc failed"
+                )
+                log.error("MQSC %s: %s (%s); carrying on", path, kind, res.describe())
+                summary.failed.append(path)
+        return summary
+
+    # -- end ---------------------------------------------------------------
+    def end(self, role: str, stop_timeout: float, heartbeat: Optional[Callable[[], None]] = None) -> bool:
+        """End the queue manager: -w, escalated to -i then -p. True when it ended.
+
+        role: "active" (single instance), "active_mi" (multi-instance active:
+        switch over to a standby if there is one), or "standby".
+        """
+        first = {"active": ["-w"], "active_mi": ["-s", "-w"], "standby": ["-x"]}[role]
+        steps = [(first, stop_timeout), (["-i"], ESCALATION_STEP_TIMEOUT), (["-p"], ESCALATION_STEP_TIMEOUT)]
+        if role == "standby":
+            steps = steps[:1]
+        for mode, timeout in steps:
+            res = self.control.endmqm(mode, timeout)
+            if heartbeat:
+                heartbeat()
+            if res.ok((0,)):
+                log.info("queue manager %s ended (endmqm %s)", self.control.name, " ".join(mode))
+                return True
+            if res.returncode in (ENDMQM_NOT_RUNNING, ENDMQM_NO_QMGR):
+                log.info("queue manager %s was not running (endmqm exit %s)", self.control.name, res.returncode)
+                return True
+            log.warning("endmqm %s did not end %s: %s; escalating", " ".join(mode), self.control.name, res.describe())
+        return False
+
+
+class CreateLock:
+    """An exclusive POSIX lock on a file on EFS (NFSv4 locks are cluster-wide)."""
+
+    def __init__(self, path: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.sleep = sleep
+        self.fd = -1
+
+    def __enter__(self) -> "CreateLock":
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    os.close(self.fd)
+                    raise
+            if time.monotonic() >= deadline:
+                os.close(self.fd)
+                raise PrepareError(f"create lock {self.path} still held by another instance after {self.timeout:.0f}s")
+            log.info("waiting for create lock %s (held by another instance)", self.path)
+            self.sleep(_LOCK_POLL)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self.fd)

@@ -1,0 +1,158 @@
+"""The EFS mount: is it mounted with the right type, and does it answer?
+
+Mount detection reads /proc/self/mountinfo only (never stat()s the mount point,
+which would hang on a dead NFS server). The probe runs on its own thread so a
+hung file system costs one stuck thread, never a stuck daemon, and a new probe
+is not started while the previous one is still stuck.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    mount_point: str
+    fstype: str
+    source: str
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> List[MountEntry]:
+    entries = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 2:
+            continue
+        entries.append(MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1])))
+    return entries
+
+
+def find_mount(path: str, mountinfo: str = MOUNTINFO) -> Optional[MountEntry]:
+    """The mount whose mount point is exactly ``path`` (the top one if stacked)."""
+    target = os.path.normpath(path)
+    with open(mountinfo, encoding="utf-8", errors="replace") as fh:
+        entries = parse_mountinfo(fh.read())
+    found = None
+    for entry in entries:
+        if entry.mount_point == target:
+            found = entry
+    return found
+
+
+@dataclass(frozen=True)
+class MountReading:
+    ok: bool
+    detail: str
+    fstype: str = ""
+
+
+def check_mount(path: str, fstypes: Sequence[str], mountinfo: str = MOUNTINFO) -> MountReading:
+    try:
+        entry = find_mount(path, mountinfo)
+    except OSError as exc:
+        return MountReading(False, f"cannot read {mountinfo}: {exc}")
+    if entry is None:
+        return MountReading(False, f"{path} is not a mount point")
+    if entry.fstype not in fstypes:
+        return MountReading(
+            False, f"{path} is mounted as {entry.fstype}, expected {'/'.join(fstypes)}", entry.fstype
+        )
+    return MountReading(True, f"{path} mounted ({entry.fstype} from {entry.source})", entry.fstype)
+
+
+@dataclass(frozen=True)
+class ProbeReading:
+    ok: bool
+    seconds: Optional[float]  # None when it did not finish
+    detail: str
+
+
+def probe_file(path: str) -> str:
+    return os.path.join(path, ".mqguard", f"probe-{socket.gethostname()}-{os.getpid()}")
+
+
+def _probe_once(path: str) -> None:
+    """create / write / fsync / read back / unlink a small file."""
+    target = probe_file(path)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    payload = f"mqguard {os.getpid()} {time.time():.6f}\n".encode()
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        back = os.read(fd, len(payload) + 1)
+    finally:
+        os.close(fd)
+    os.unlink(target)
+    if back != payload:
+        raise OSError(f"read back {len(back)} bytes that differ from what was written")
+
+
+class StorageProber:
+    """Runs probes on a helper thread; at most one is ever outstanding."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._thread: Optional[threading.Thread] = None
+        self._started = 0.0
+        self._result: Optional[Tuple[bool, float, str]] = None
+        self._done = threading.Event()
+
+    def probe(self, timeout: float) -> ProbeReading:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                stuck = time.monotonic() - self._started
+                return ProbeReading(False, None, f"previous probe of {self.path} still stuck after {stuck:.0f}s")
+            self._done = threading.Event()
+            self._result = None
+            self._started = time.monotonic()
+            done = self._done
+            self._thread = threading.Thread(target=self._run, args=(done,), name="storage-probe", daemon=True)
+            self._thread.start()
+        if not done.wait(timeout):
+            return ProbeReading(False, None, f"probe of {self.path} did not finish within {timeout:g}s")
+        assert self._result is not None
+        ok, seconds, detail = self._result
+        if ok and seconds > timeout:
+            return ProbeReading(False, seconds, f"probe took {seconds:.2f}s (limit {timeout:g}s)")
+        return ProbeReading(ok, seconds, detail)
+
+    def _run(self, done: threading.Event) -> None:
+        start = time.monotonic()
+        try:
+            _probe_once(self.path)
+            self._result = (True, time.monotonic() - start, "probe ok")
+        except OSError as exc:
+            self._result = (False, time.monotonic() - start, f"probe failed: {exc}")
+        done.set()
+
+    @property
+    def outstanding(self) -> bool:
+        t = self._thread
+        return t is not None and t.is_alive()

@@ -1,0 +1,403 @@
+"""The daemon: observe, ask the state machine, carry out its actions, wait.
+
+Everything with side effects lives here or below (storage, mq, aws); the
+decisions live in ``machine.py``. Signal handlers only set flags; the loop
+wakes on a self-pipe, on the amqzxma0 pidfd (crash detection within
+milliseconds), on a finished job, or when the next poll is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+from dataclasses import replace
+from types import FrameType
+from typing import Callable, List, Optional
+
+from mqguard import __version__
+from mqguard import config as config_mod
+from mqguard.aws.autoscaling import AutoScaling
+from mqguard.aws.imds import Imds
+from mqguard.clock import Clock, SystemClock
+from mqguard.config import Config, ReportMode
+from mqguard.mq.control import MqControl, StartResult
+from mqguard.mq.lifecycle import Lifecycle, PrepareError
+from mqguard.mq.pidwatch import ControllerWatch
+from mqguard.mq.runner import CommandResult, CommandRunner, RunAs
+from mqguard.mq.status import QmStatus
+from mqguard.storage import MOUNTINFO, StorageProber, check_mount
+from mqguard.supervisor.machine import (
+    Action,
+    ActionKind,
+    JobOutcome,
+    JobResult,
+    JobStage,
+    Machine,
+    Observation,
+    Settings,
+    State,
+    Verdict,
+)
+from mqguard.supervisor.reporter import Reporter
+from mqguard.supervisor.snapshot import Snapshot
+from mqguard.supervisor.stopping import host_is_stopping, should_end_qmgr
+from mqguard.supervisor.worker import StageSetter, Worker
+from mqguard.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+LISTENER_TIMEOUT = 2.0
+JOB_DRAIN_TIMEOUT = 10.0  # at shutdown, how long to let a running job finish
+
+
+def settings_from(cfg: Config) -> Settings:
+    return Settings(
+        grace_period=cfg.health.grace_period,
+        restart_attempts=cfg.health.restart_attempts,
+        mount_timeout=cfg.storage.mount_timeout,
+        start_timeout=cfg.queue_manager.start_timeout,
+        multi_instance=cfg.queue_manager.multi_instance,
+        listener_probe=cfg.queue_manager.listener_port > 0,
+        restart_spacing=cfg.health.poll_interval,
+    )
+
+
+def probe_listener(port: int, timeout: float = LISTENER_TIMEOUT) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def build_runner(cfg: Config, telemetry: Optional[Telemetry] = None) -> CommandRunner:
+    """The MQ command runner; raises ConfigError when run_as names no user."""
+    try:
+        run_as = RunAs.lookup(cfg.queue_manager.run_as)
+    except KeyError:
+        raise config_mod.ConfigError(
+            [
+                config_mod.ConfigProblem(
+                    cfg.sources[0] if cfg.sources else "(config)", "queue_manager", "run_as",
+                    cfg.queue_manager.run_as, "expected an existing user (MQ's commands run as this user)",
+                )
+            ]
+        ) from None
+    if run_as is not None and os.geteuid() != 0:
+        raise config_mod.ConfigError(
+            [
+                config_mod.ConfigProblem(
+                    cfg.sources[0] if cfg.sources else "(config)", "queue_manager", "run_as",
+                    cfg.queue_manager.run_as, "expected empty or mqguard's own user: switching user needs root",
+                )
+            ]
+        )
+    runner = CommandRunner(run_as=run_as)
+    if telemetry is not None:
+        t = telemetry
+
+        def record(res: CommandResult, ok: bool) -> None:
+            t.command(res.name, res.duration, ok)
+
+        runner.observers.append(record)
+    return runner
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: Config,
+        clock: Optional[Clock] = None,
+        mountinfo: str = MOUNTINFO,
+        telemetry: Optional[Telemetry] = None,
+        config_path: Optional[str] = None,
+    ) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.clock = clock or SystemClock()
+        self.mountinfo = mountinfo
+        self.telemetry = telemetry or Telemetry()
+        self.runner = build_runner(cfg, self.telemetry)
+        qm = cfg.queue_manager
+        self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
+        self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, lock_timeout=qm.start_timeout)
+        self.prober = StorageProber(cfg.storage.path)
+        self.watch = ControllerWatch(qm.name)
+        self.stop_event = threading.Event()  # set when shutting down: ends retries
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.worker = Worker(self._wake)
+        self.autoscaling: Optional[AutoScaling] = None
+        if cfg.health.report == ReportMode.AUTOSCALING:
+            self.imds = Imds(cfg.aws.imds_url)
+            self.autoscaling = AutoScaling(
+                self.imds, cfg.aws.region, cfg.aws.endpoint_url, observe=self.telemetry.aws_call
+            )
+        self.reporter = Reporter(
+            cfg.health.report, self.autoscaling, cfg.health.respect_asg_grace_period, self.stop_event,
+            on_reported=self._wake,
+        )
+        self.machine = Machine(settings_from(cfg), started_at=self.clock.monotonic())
+        self.prepared = False
+        self.cycles = 0
+        self._stop_requested = False
+        self._reload_requested = False
+        self._last_key: tuple[object, ...] = ()
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: Optional[Snapshot] = None
+        self._last_obs: Optional[Observation] = None
+        self.cycle_hooks: List[Callable[[Snapshot], None]] = []  # e.g. systemd notify
+
+    # ----------------------------------------------------------- plumbing
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # pipe full: a wake-up is already pending
+
+    def _on_stop_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        self._stop_requested = True
+
+    def _on_hup(self, signum: int, frame: Optional[FrameType]) -> None:
+        self._reload_requested = True
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        self._wake()
+
+    def install_signal_handlers(self) -> None:
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def snapshot(self) -> Optional[Snapshot]:
+        with self._snapshot_lock:
+            return self._snapshot
+
+    # ---------------------------------------------------------- main loop
+    def run(self) -> int:
+        log.info(
+            "mqguard %s supervising queue manager %s (storage %s, poll %ss, grace %ss, report=%s)",
+            __version__, self.cfg.queue_manager.name, self.cfg.storage.path,
+            self.cfg.health.poll_interval, self.cfg.health.grace_period, self.cfg.health.report.value,
+        )
+        for line in config_mod.effective_lines(self.cfg):
+            if line:
+                log.debug("config: %s", line)
+        self._publish(None, None)
+        while not self._stop_requested:
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+            started = self.clock.monotonic()
+            self.run_cycle()
+            next_due = started + self.cfg.health.poll_interval
+            deadline = self.machine.next_deadline()
+            if deadline is not None:
+                # wake when a grace period or budget runs out, not a poll later
+                next_due = min(next_due, max(deadline + 0.01, started + 0.05))
+            self._wait(max(0.0, next_due - self.clock.monotonic()))
+        return self.shutdown()
+
+    def run_cycle(self) -> Verdict:
+        started = self.clock.monotonic()
+        obs = self.observe()
+        verdict = self.machine.step(obs)
+        for action in verdict.actions:
+            self.execute(action)
+        if verdict.key != self._last_key:
+            calm = verdict.healthy or verdict.state in (State.STARTING, State.PREPARING)
+            log.log(logging.INFO if calm else logging.WARNING, "%s: %s", self.cfg.queue_manager.name, verdict.line)
+            self._last_key = verdict.key
+        self.cycles += 1
+        self._last_obs = obs
+        self.telemetry.cycle(self.clock.monotonic() - started)
+        self._publish(obs, verdict)
+        return verdict
+
+    def _wait(self, timeout: float) -> None:
+        fds = [self._wake_r]
+        pidfd = self.watch.refresh() if self.machine.last_status in (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY) else None
+        if pidfd is not None:
+            fds.append(pidfd)
+        try:
+            readable, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            readable = []
+        if self._wake_r in readable:
+            try:
+                while os.read(self._wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        if pidfd is not None and pidfd in readable:
+            log.warning(
+                "queue manager %s: execution controller amqzxma0 (pid %s) exited; checking now",
+                self.cfg.queue_manager.name, self.watch.pid,
+            )
+            self.watch.close()
+
+    # -------------------------------------------------------------- observe
+    def observe(self) -> Observation:
+        cfg = self.cfg
+        now = self.clock.monotonic()
+        mount = check_mount(cfg.storage.path, cfg.storage.fstypes, self.mountinfo)
+        storage_ok, storage_detail = mount.ok, mount.detail
+        if mount.ok:
+            probe = self.prober.probe(cfg.storage.probe_timeout)
+            if probe.seconds is not None:
+                self.telemetry.probe(probe.seconds)
+            storage_ok = probe.ok
+            storage_detail = mount.detail if probe.ok else probe.detail
+        stage, result = self.worker.take()
+        qmgr: Optional[QmStatus] = None
+        qmgr_detail = ""
+        if storage_ok and self.prepared:
+            reading = self.control.dspmq()
+            qmgr, qmgr_detail = reading.status, reading.error
+        elif not storage_ok:
+            qmgr_detail = "not checked while storage is bad"
+        else:
+            qmgr_detail = "not prepared yet"
+        listener: Optional[bool] = None
+        port = cfg.queue_manager.listener_port
+        if qmgr == QmStatus.RUNNING and port > 0:
+            listener = probe_listener(port)
+        return Observation(
+            now=now,
+            storage_ok=storage_ok,
+            storage_detail=storage_detail,
+            qmgr=qmgr,
+            qmgr_detail=qmgr_detail,
+            listener_ok=listener,
+            job_stage=stage,
+            job_result=result,
+            going_away=False,
+        )
+
+    # -------------------------------------------------------------- actions
+    def execute(self, action: Action) -> None:
+        if action.kind == ActionKind.BRING_UP:
+            log.info("queue manager %s: bringing it up (%s)", self.cfg.queue_manager.name, action.reason)
+            if not self.worker.submit("bring-up", self._bring_up):
+                log.warning("a job is still running; not starting another (%s)", action.reason)
+        elif action.kind == ActionKind.APPLY_MQSC:
+            log.info("queue manager %s: %s; applying MQSC", self.cfg.queue_manager.name, action.reason)
+            self.worker.submit("mqsc", self._apply_mqsc)
+        elif action.kind == ActionKind.REPORT_UNHEALTHY:
+            self.reporter.report(action.reason)
+
+    def _bring_up(self, set_stage: StageSetter) -> JobResult:
+        if not self.prepared:
+            set_stage(JobStage.PREPARING)
+            try:
+                done = self.lifecycle.prepare()
+            except PrepareError as exc:
+                log.error("cannot prepare queue manager %s: %s", self.cfg.queue_manager.name, exc)
+                return JobResult(JobOutcome.TIMED_OUT if exc.timed_out else JobOutcome.FAILED, str(exc))
+            except OSError as exc:  # EFS trouble while looking for data or taking the lock
+                log.error("cannot prepare queue manager %s: %s", self.cfg.queue_manager.name, exc)
+                return JobResult(JobOutcome.FAILED, f"storage error while preparing: {exc}")
+            log.info("queue manager %s is %s on this host", self.cfg.queue_manager.name, done)
+            self.prepared = True
+            self._wake()  # let the loop start observing dspmq now
+        set_stage(JobStage.STARTING)
+        outcome = self.lifecycle.start()
+        if outcome.result == StartResult.FAILED:
+            log.error("start of queue manager %s failed: %s", self.cfg.queue_manager.name, outcome.detail)
+            return JobResult(JobOutcome.TIMED_OUT if outcome.timed_out else JobOutcome.FAILED, outcome.detail)
+        if outcome.result == StartResult.ELSEWHERE:
+            log.warning("queue manager %s: %s; not fighting it", self.cfg.queue_manager.name, outcome.detail)
+            return JobResult(JobOutcome.ELSEWHERE, outcome.detail)
+        log.info("queue manager %s: %s", self.cfg.queue_manager.name, outcome.detail)
+        if outcome.result == StartResult.STARTED:
+            set_stage(JobStage.CONFIGURING)
+            self._apply_mqsc(set_stage)
+        return JobResult(JobOutcome.UP, outcome.detail)
+
+    def _apply_mqsc(self, set_stage: StageSetter) -> JobResult:
+        set_stage(JobStage.CONFIGURING)
+        summary = self.lifecycle.apply_mqsc()
+        self.telemetry.mqsc_failures += len(summary.failed)
+        return JobResult(JobOutcome.UP, f"MQSC: {len(summary.applied)} applied, {len(summary.failed)} failed")
+
+    # ------------------------------------------------------------- snapshot
+    def _publish(self, obs: Optional[Observation], verdict: Optional[Verdict]) -> None:
+        m = self.machine
+        wall_offset = self.clock.wall() - self.clock.monotonic()
+        snap = Snapshot(
+            version=__version__,
+            qmgr=self.cfg.queue_manager.name,
+            state=(verdict.state if verdict else m.state).value,
+            healthy=bool(verdict and verdict.healthy),
+            qmgr_status=m.last_status.value if (obs and obs.qmgr) else None,
+            qmgr_detail=obs.qmgr_detail if obs else "",
+            storage_path=self.cfg.storage.path,
+            storage_ok=bool(obs and obs.storage_ok),
+            storage_detail=obs.storage_detail if obs else "not checked yet",
+            listener_port=self.cfg.queue_manager.listener_port,
+            listener_ok=obs.listener_ok if obs else None,
+            bad_since=None if m.bad_since is None else m.bad_since + wall_offset,
+            bad_seconds=m.bad_seconds(self.clock.monotonic()),
+            restarts=m.restarts_total,
+            reported_unhealthy=self.reporter.reported,
+            last_cycle=self.clock.wall() if obs else None,
+            verdict=verdict.line if verdict else "starting up",
+            bad_reasons=list(verdict.bad_reasons) if verdict else [],
+            controller_pid=self.watch.pid,
+            cycles=self.cycles,
+        )
+        with self._snapshot_lock:
+            self._snapshot = snap
+        for hook in self.cycle_hooks:
+            hook(snap)
+
+    # --------------------------------------------------------------- reload
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; apply what can change live, keep the rest."""
+        try:
+            new = config_mod.load(self.config_path)
+        except config_mod.ConfigError as exc:
+            log.error("reload rejected, keeping the running configuration:\n%s", exc)
+            return
+        fixed = ("queue_manager", "storage", "aws", "metrics")
+        changed_fixed = [s for s in fixed if getattr(new, s) != getattr(self.cfg, s)]
+        if changed_fixed:
+            log.warning("reload: changes in [%s] take effect after a restart of mqguard", "], [".join(changed_fixed))
+        self.cfg = replace(self.cfg, health=new.health, logging=new.logging)
+        self.machine.settings = settings_from(self.cfg)
+        self.control.command_timeout = new.health.command_timeout
+        self.reporter.mode = new.health.report if self.autoscaling is not None else ReportMode.LOG
+        self.reporter.respect_grace_period = new.health.respect_asg_grace_period
+        logging.getLogger().setLevel(new.logging.level.upper())
+        log.info("configuration reloaded ([health] and [logging] applied)")
+
+    # ------------------------------------------------------------- shutdown
+    def shutdown(self) -> int:
+        self.machine.state = State.STOPPING
+        self._publish(self._last_obs, None)
+        log.info("stopping supervision of %s", self.cfg.queue_manager.name)
+        self.stop_event.set()
+        if not self.worker.join(JOB_DRAIN_TIMEOUT):
+            log.warning("a start job is still running after %.0fs; deciding about the stop anyway", JOB_DRAIN_TIMEOUT)
+        host_stopping = host_is_stopping(self.runner)
+        end, why = should_end_qmgr(self.cfg.queue_manager.stop_on_exit, host_stopping=host_stopping)
+        if end and self.prepared:
+            log.info("ending queue manager %s: %s", self.cfg.queue_manager.name, why)
+            self.lifecycle.end(self._role(), self.cfg.queue_manager.stop_timeout)
+        else:
+            log.info("leaving queue manager %s as it is: %s", self.cfg.queue_manager.name, why)
+        self.reporter.join(1.0)
+        self.watch.close()
+        log.info("mqguard stopped")
+        return 0
+
+    def _role(self) -> str:
+        status = self.machine.last_status
+        if not self.cfg.queue_manager.multi_instance:
+            return "active"
+        return "standby" if status == QmStatus.RUNNING_AS_STANDBY else "active_mi"

@@ -1,0 +1,71 @@
+"""Carries out REPORT_UNHEALTHY: SetInstanceHealth on a thread, retried until done.
+
+With ``report = log`` it only logs (a dry run) and makes no AWS call at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Optional
+
+from mqguard.aws.autoscaling import AutoScaling, call_until_done
+from mqguard.aws.retry import Backoff
+from mqguard.config import ReportMode
+
+log = logging.getLogger(__name__)
+
+
+class Reporter:
+    def __init__(
+        self,
+        mode: ReportMode,
+        autoscaling: Optional[AutoScaling],
+        respect_grace_period: bool,
+        stop: threading.Event,
+        backoff: Optional[Backoff] = None,
+        on_reported: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.mode = mode
+        self.autoscaling = autoscaling
+        self.respect_grace_period = respect_grace_period
+        self.stop = stop
+        self.backoff = backoff
+        self.on_reported = on_reported
+        self.reported = False  # SetInstanceHealth(Unhealthy) succeeded at least once
+        self.dry_runs = 0
+        self._thread: Optional[threading.Thread] = None
+
+    def report(self, reason: str) -> None:
+        if self.mode == ReportMode.LOG:
+            self.dry_runs += 1
+            log.error("instance is unhealthy (%s); report = log, so Auto Scaling is NOT told (dry run)", reason)
+            return
+        if self._thread is not None and self._thread.is_alive():
+            log.info("an Unhealthy report is already being retried; not starting another")
+            return
+        log.error("instance is unhealthy (%s); reporting it to Auto Scaling", reason)
+        self._thread = threading.Thread(target=self._send, name="report-unhealthy", daemon=True)
+        self._thread.start()
+
+    def _send(self) -> None:
+        assert self.autoscaling is not None
+        asg = self.autoscaling
+        instance = call_until_done(
+            "SetInstanceHealth(Unhealthy)",
+            lambda: asg.set_unhealthy(self.respect_grace_period),
+            self.stop,
+            self.backoff,
+        )
+        if instance is not None:
+            self.reported = True
+            log.error(
+                "reported instance %s Unhealthy to Auto Scaling (ShouldRespectGracePeriod=%s); "
+                "the group will replace it; mqguard keeps serving until then",
+                instance, self.respect_grace_period,
+            )
+            self.on_reported()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
