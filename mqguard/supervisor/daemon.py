@@ -196,10 +196,10 @@ class Daemon:
             started = self.clock.monotonic()
             self.run_cycle()
             next_due = started + self.cfg.health.poll_interval
-            deadline = self.machine.next_deadline()
+            deadline = self.machine.next_deadline(self.clock.monotonic())
             if deadline is not None:
                 # wake when a grace period or budget runs out, not a poll later
-                next_due = min(next_due, max(deadline + 0.01, started + 0.05))
+                next_due = min(next_due, deadline + 0.01)
             self._wait(max(0.0, next_due - self.clock.monotonic()))
         return self.shutdown()
 

@@ -273,8 +273,8 @@ class Machine:
         acts = "".join(f"; -> {a.kind.value} ({a.reason})" for a in actions)
         return Verdict(state, healthy, bad, actions, f"{state.value}{age}{why}{acts}")
 
-    def next_deadline(self) -> Optional[float]:
-        """The next moment a decision could change with no new event (grace, budgets)."""
+    def next_deadline(self, now: float) -> Optional[float]:
+        """The next future moment a decision could change with no new event (grace, budgets)."""
         s = self.settings
         times = []
         if not self.storage_seen and not self.mount_failure_reported:
@@ -285,7 +285,8 @@ class Machine:
             times.append(self.starting_since + s.start_timeout)
         if self.bad_since is not None and self.last_job_end is not None and self.attempts < s.restart_attempts:
             times.append(self.last_job_end + s.restart_spacing)
-        return min(times) if times else None
+        future = [t for t in times if t > now]
+        return min(future) if future else None
 
     def bad_seconds(self, now: float) -> float:
         return 0.0 if self.bad_since is None else max(0.0, now - self.bad_since)
