@@ -33,6 +33,21 @@ def classify_error(exc: BaseException) -> str:
     return "error"
 
 
+def classify_attempt(response: Any, caught_exception: Any) -> str:
+    """ok / throttled / error for one HTTP attempt (botocore needs-retry arguments)."""
+    if caught_exception is not None:
+        return "error"
+    if not response:
+        return "error"
+    http, parsed = response
+    code = (parsed or {}).get("Error", {}).get("Code", "")
+    if code in _THROTTLE_CODES:
+        return "throttled"
+    if getattr(http, "status_code", 500) >= 400 or code:
+        return "error"
+    return "ok"
+
+
 def make_client(region: str, endpoint_url: str) -> Any:
     import boto3
     from botocore.config import Config as BotoConfig
@@ -85,16 +100,19 @@ class AutoScaling:
         with self._lock:
             if self._client is None:
                 self._client = self._client_factory(ident.region, self._endpoint_url)
+                # botocore fires needs-retry after every HTTP attempt, including
+                # its own retries: count each one, so throttling is visible.
+                self._client.meta.events.register("needs-retry.auto-scaling", self._count_attempt)
             return self._client
+
+    def _count_attempt(self, response: Any = None, caught_exception: Any = None, operation: Any = None,
+                       **kwargs: Any) -> None:
+        name = getattr(operation, "name", "?")
+        self._observe(name, classify_attempt(response, caught_exception))
 
     def _call(self, operation: str, **params: Any) -> Dict[str, Any]:
         method = getattr(self.client(), _snake(operation))
-        try:
-            response: Dict[str, Any] = method(**params)
-        except Exception as exc:
-            self._observe(operation, classify_error(exc))
-            raise
-        self._observe(operation, "ok")
+        response: Dict[str, Any] = method(**params)
         return response
 
     def set_unhealthy(self, respect_grace_period: bool) -> str:

@@ -215,7 +215,9 @@ class Daemon:
             self._last_key = verdict.key
         self.cycles += 1
         self._last_obs = obs
-        self.telemetry.cycle(self.clock.monotonic() - started)
+        took = self.clock.monotonic() - started
+        self.telemetry.cycle(took)
+        log.debug("cycle %d done in %.3fs: %s", self.cycles, took, verdict.state.value)
         self._publish(obs, verdict)
         return verdict
 

@@ -1,0 +1,248 @@
+"""Shared fixtures: the MQ simulator, a FUSE "EFS", IMDSv2, moto, and a daemon harness."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+import pytest
+
+from tests.peers import efs as efs_mod
+from tests.peers.aws import MotoAsg
+from tests.peers.imds import ImdsServer
+from tests.sim import mqsim
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(pred: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def kill_controllers(bindir: str) -> None:
+    """Kill every simulated MQ process started from ``bindir``."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.startswith(bindir.encode() + b"/") for a in args):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def efs(tmp_path: Path) -> Iterator[efs_mod.FakeEfs]:
+    why = efs_mod.available()
+    if why:
+        pytest.skip(f"FUSE EFS stand-in unavailable: {why}")
+    fs = efs_mod.FakeEfs(str(tmp_path)).mount()
+    try:
+        yield fs
+    finally:
+        fs.unmount()
+
+
+@pytest.fixture
+def imds() -> Iterator[ImdsServer]:
+    server = ImdsServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_session() -> Iterator[MotoAsg]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    server = MotoAsg().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto(moto_session: MotoAsg) -> Iterator[MotoAsg]:
+    """The session's moto server, with the instance set Healthy again."""
+    moto_session.client("autoscaling").set_instance_health(
+        InstanceId=moto_session.instance_id, HealthStatus="Healthy"
+    )
+    yield moto_session
+
+
+class Harness:
+    """One simulated host: MQ simulator + config + ``mqguard run`` as a subprocess."""
+
+    def __init__(self, tmp: Path, efs: efs_mod.FakeEfs, qmgr: str = "QM1", host: str = "host1") -> None:
+        self.tmp = tmp
+        self.efs = efs
+        self.qmgr = qmgr
+        self.bindir = str(tmp / f"bin-{host}")
+        self.prefix = str(tmp / f"var-{host}")
+        self.port = free_port()
+        self.ctl = mqsim.install(self.bindir, self.prefix, host=host, listener_port=self.port)
+        self.mqsc_dir = tmp / "mqsc.d"
+        self.mqsc_dir.mkdir(exist_ok=True)
+        self.conf = tmp / f"mqguard-{host}.conf"
+        self.log = tmp / f"mqguard-{host}.log"
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.sections: Dict[str, Dict[str, str]] = {
+            "queue_manager": {
+                "name": qmgr,
+                "mq_bin_dir": self.bindir,
+                "run_as": "",
+                "data_dir": f"{efs.path}/qmgrs",
+                "log_dir": f"{efs.path}/logs",
+                "mqsc_dir": str(self.mqsc_dir),
+                "listener_port": str(self.port),
+                "stop_on_exit": "never",
+                "start_timeout": "60s",
+                "stop_timeout": "10s",
+            },
+            "storage": {"path": efs.path, "fstypes": efs_mod.FSTYPE, "probe_timeout": "1s", "mount_timeout": "30s"},
+            "health": {"poll_interval": "1s", "grace_period": "5s", "command_timeout": "3s", "report": "log"},
+            "metrics": {"listen": "off"},
+            "logging": {"level": "debug"},
+        }
+
+    def configure(self, **sections: Dict[str, str]) -> Path:
+        for name, values in sections.items():
+            self.sections.setdefault(name, {}).update(values)
+        text = ""
+        for name, values in self.sections.items():
+            text += f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()) + "\n"
+        self.conf.write_text(text)
+        return self.conf
+
+    def env(self) -> Dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT)
+        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+        env.pop("NOTIFY_SOCKET", None)
+        return env
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mqguard", *args], env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
+
+    def start(self) -> "Harness":
+        self.configure()
+        self._log_fh = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mqguard", "run", "--config", str(self.conf)],
+            env=self.env(), stdout=self._log_fh, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_log(self, pattern: str, timeout: float = 20, after: int = 0) -> re.Match[str]:
+        """Wait for ``pattern`` in the log (searching from character ``after``)."""
+        rx = re.compile(pattern)
+
+        def found() -> Optional[re.Match[str]]:
+            if self.proc is not None and self.proc.poll() is not None:
+                m = rx.search(self.log_text(), after)
+                if m:
+                    return m
+                raise AssertionError(f"mqguard exited ({self.proc.returncode}) before {pattern!r}:\n{self.log_text()}")
+            return rx.search(self.log_text(), after)
+
+        try:
+            return wait_until(found, timeout, pattern)  # type: ignore[return-value]
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- mqguard log ---\n{self.log_text()[-6000:]}") from None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._log_fh.close()
+
+    def knob(self, name: str, value: str = "") -> None:
+        Path(self.ctl, name).write_text(value)
+
+    def unknob(self, name: str) -> None:
+        Path(self.ctl, name).unlink(missing_ok=True)
+
+    def calls(self, cmd: Optional[str] = None) -> List[Dict[str, object]]:
+        return mqsim.calls(self.ctl, cmd)
+
+    def controllers(self) -> List[int]:
+        return [p for p in mqsim.controller_pids(self.qmgr) if self._ours(p)]
+
+    def _ours(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                return self.bindir.encode() in fh.read()
+        except OSError:
+            return False
+
+    def dspmq(self) -> str:
+        res = subprocess.run([f"{self.bindir}/dspmq", "-n", "-m", self.qmgr], capture_output=True, text=True, timeout=10)
+        return res.stdout + res.stderr
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.efs.thaw()
+        kill_controllers(self.bindir)
+
+
+@pytest.fixture
+def harness(tmp_path: Path, efs: efs_mod.FakeEfs) -> Iterator[Harness]:
+    h = Harness(tmp_path, efs)
+    try:
+        yield h
+    finally:
+        h.cleanup()
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Harness]:
+    """The simulator on a plain directory (no FUSE), for command-level tests."""
+
+    class _Plain:
+        path = str(tmp_path / "shared")
+
+        def thaw(self) -> None:
+            pass
+
+    os.makedirs(_Plain.path, exist_ok=True)
+    h = Harness(tmp_path, _Plain())  # type: ignore[arg-type]
+    try:
+        yield h
+    finally:
+        h.cleanup()

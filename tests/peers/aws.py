@@ -1,0 +1,134 @@
+"""Moto's real server for Auto Scaling, and a fault-injecting proxy in front of it."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, List, Optional, Tuple
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+class MotoAsg:
+    """A moto server with one Auto Scaling group holding one instance."""
+
+    def __init__(self) -> None:
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.url = ""
+        self.instance_id = ""
+        self.asg_name = "mq-asg"
+
+    def start(self) -> "MotoAsg":
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+        ec2 = self.client("ec2")
+        ami = ec2.describe_images()["Images"][0]["ImageId"]
+        asg = self.client("autoscaling")
+        asg.create_launch_configuration(
+            LaunchConfigurationName="mq-lc", ImageId=ami, InstanceType="t3.medium"
+        )
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=self.asg_name,
+            LaunchConfigurationName="mq-lc",
+            MinSize=1, MaxSize=1, DesiredCapacity=1,
+            AvailabilityZones=[f"{REGION}a", f"{REGION}b"],
+        )
+        self.instance_id = self.instances()[0]["InstanceId"]
+        return self
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION, endpoint_url=self.url, **CREDS)
+
+    def instances(self) -> List[dict]:  # type: ignore[type-arg]
+        resp = self.client("autoscaling").describe_auto_scaling_instances()
+        return list(resp["AutoScalingInstances"])
+
+    def health(self, instance_id: Optional[str] = None) -> str:
+        iid = instance_id or self.instance_id
+        for inst in self.instances():
+            if inst["InstanceId"] == iid:
+                return str(inst["HealthStatus"])
+        return "MISSING"
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+_THROTTLE = (
+    b'<ErrorResponse xmlns="https://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type>'
+    b"<Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>x</RequestId></ErrorResponse>"
+)
+
+
+class FaultProxy:
+    """Forwards to ``upstream`` after failing the first requests as scripted.
+
+    ``script`` is a list of "throttle" | "500" | "reset"; each request takes the
+    next entry until the list is empty, then requests pass through.
+    """
+
+    def __init__(self, upstream: str, script: List[str]) -> None:
+        self.upstream = upstream
+        self.script = list(script)
+        self.seen: List[Tuple[str, str]] = []  # (action name, what we did)
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, fmt: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                action = ""
+                for part in body.decode(errors="replace").split("&"):
+                    if part.startswith("Action="):
+                        action = part[len("Action="):]
+                with proxy._lock:
+                    step = proxy.script.pop(0) if proxy.script else "pass"
+                    proxy.seen.append((action, step))
+                if step == "throttle":
+                    self._send(400, _THROTTLE)
+                elif step == "500":
+                    self._send(500, b"<ErrorResponse><Error><Code>InternalFailure</Code></Error></ErrorResponse>")
+                elif step == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                else:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                    req = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers, method="POST")
+                    try:
+                        with urllib.request.urlopen(req, timeout=10) as resp:
+                            self._send(resp.status, resp.read())
+                    except urllib.error.HTTPError as exc:
+                        self._send(exc.code, exc.read())
+
+            def _send(self, code: int, data: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FaultProxy":
+        threading.Thread(target=self.httpd.serve_forever, name="fault-proxy", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,148 @@
+"""IMDSv2 against a real HTTP server; Auto Scaling against moto's server and a fault proxy."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mqguard.aws.autoscaling import AutoScaling, call_until_done, classify_error
+from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
+from mqguard.aws.retry import Backoff
+from mqguard.clock import FakeClock
+from mqguard.config import ReportMode
+from mqguard.supervisor.reporter import Reporter
+from tests.peers.aws import FaultProxy, MotoAsg
+from tests.peers.imds import ImdsServer
+
+
+def test_imds_v2_token_flow(imds: ImdsServer) -> None:
+    client = Imds(imds.url)
+    assert client.instance_id() == "i-0123456789abcdef0"
+    assert client.region() == "us-east-1"
+    puts = [r for r in imds.requests if r.startswith("PUT")]
+    assert puts == ["PUT /latest/api/token 200"], "token is fetched once and cached"
+    assert all(" 401" not in r for r in imds.requests)
+
+
+def test_imds_token_renewed_before_expiry(imds: ImdsServer) -> None:
+    clock = FakeClock()
+    client = Imds(imds.url, monotonic=clock.monotonic)
+    client.instance_id()
+    clock.advance(21600 - 601)
+    client.instance_id()
+    assert sum(r.startswith("PUT") for r in imds.requests) == 1
+    clock.advance(2)
+    client.instance_id()
+    assert sum(r.startswith("PUT") for r in imds.requests) == 2
+
+
+def test_imds_revoked_token_is_replaced(imds: ImdsServer) -> None:
+    client = Imds(imds.url, sleep=lambda s: None)
+    client.instance_id()
+    imds.tokens.clear()  # e.g. IMDS restarted
+    assert client.instance_id() == "i-0123456789abcdef0"
+    assert any(r.endswith(" 401") for r in imds.requests)
+
+
+def test_imds_retries_server_errors_and_reports_missing_paths(imds: ImdsServer) -> None:
+    client = Imds(imds.url, sleep=lambda s: None)
+    imds.fail_next = 2
+    assert client.instance_id() == "i-0123456789abcdef0"
+    with pytest.raises(ImdsNotFound):
+        client.get("meta-data/spot/instance-action")
+    imds.fail_next = 10
+    with pytest.raises(ImdsError):
+        client.instance_id()
+
+
+def test_imds_unreachable_fails_fast() -> None:
+    client = Imds("http://127.0.0.1:9", timeout=0.5, attempts=2, sleep=lambda s: None)
+    with pytest.raises(ImdsError):
+        client.instance_id()
+
+
+def asg_for(moto: MotoAsg, imds: ImdsServer, url: str, calls: list) -> AutoScaling:  # type: ignore[type-arg]
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    return AutoScaling(Imds(imds.url), "us-east-1", url, observe=lambda op, res: calls.append((op, res)))
+
+
+def test_set_unhealthy_flips_health_in_moto(moto: MotoAsg, imds: ImdsServer) -> None:
+    calls: list = []  # type: ignore[type-arg]
+    asg = asg_for(moto, imds, moto.url, calls)
+    assert moto.health() == "Healthy"
+    assert asg.set_unhealthy(respect_grace_period=True) == moto.instance_id
+    assert moto.health() == "Unhealthy"
+    assert calls == [("SetInstanceHealth", "ok")]
+    assert asg.describe_instance()["AutoScalingGroupName"] == moto.asg_name  # type: ignore[index]
+
+
+def test_throttling_and_5xx_are_retried_and_counted(moto: MotoAsg, imds: ImdsServer) -> None:
+    # botocore's standard retries (3 attempts) absorb the first failures; our
+    # outer loop takes over when a whole boto call fails. Every attempt is counted.
+    proxy = FaultProxy(moto.url, ["throttle", "500", "reset"]).start()
+    try:
+        calls: list = []  # type: ignore[type-arg]
+        asg = asg_for(moto, imds, proxy.url, calls)
+        stop = threading.Event()
+        result = call_until_done(
+            "SetInstanceHealth", lambda: asg.set_unhealthy(True), stop, Backoff(base=0.01, cap=0.05)
+        )
+        assert result == moto.instance_id
+        assert moto.health() == "Unhealthy"
+        assert calls == [
+            ("SetInstanceHealth", "throttled"),
+            ("SetInstanceHealth", "error"),
+            ("SetInstanceHealth", "error"),
+            ("SetInstanceHealth", "ok"),
+        ]
+        assert [s for _, s in proxy.seen].count("pass") == 1
+    finally:
+        proxy.stop()
+
+
+def test_call_until_done_stops_when_asked() -> None:
+    stop = threading.Event()
+    attempts = []
+
+    def failing() -> None:
+        attempts.append(1)
+        if len(attempts) == 3:
+            stop.set()
+        raise ConnectionError("unreachable")
+
+    assert call_until_done("x", failing, stop, Backoff(base=0.001, cap=0.001)) is None
+    assert len(attempts) == 3
+
+
+def test_classify_error() -> None:
+    class E(Exception):
+        response = {"Error": {"Code": "Throttling"}}
+
+    assert classify_error(E()) == "throttled"
+    assert classify_error(ConnectionError()) == "error"
+
+
+def test_report_log_mode_makes_no_aws_call(moto: MotoAsg, imds: ImdsServer) -> None:
+    proxy = FaultProxy(moto.url, []).start()
+    try:
+        calls: list = []  # type: ignore[type-arg]
+        asg = asg_for(moto, imds, proxy.url, calls)
+        reporter = Reporter(ReportMode.LOG, asg, True, threading.Event())
+        reporter.report("test")
+        reporter.join(2)
+        assert proxy.seen == [] and calls == [] and imds.requests == []
+        assert reporter.dry_runs == 1 and not reporter.reported
+        assert moto.health() == "Healthy"
+    finally:
+        proxy.stop()
+
+
+def test_reporter_reports_once_in_background(moto: MotoAsg, imds: ImdsServer) -> None:
+    calls: list = []  # type: ignore[type-arg]
+    asg = asg_for(moto, imds, moto.url, calls)
+    done = threading.Event()
+    reporter = Reporter(ReportMode.AUTOSCALING, asg, False, threading.Event(), on_reported=done.set)
+    reporter.report("test")
+    assert done.wait(15)
+    assert reporter.reported and moto.health() == "Unhealthy"

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import pytest
+
+from mqguard import config
+from mqguard.config import ConfigError, ReportMode, StopOnExit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_gets_shipped_defaults(tmp_path: Path) -> None:
+    cfg = config.load(str(write(tmp_path / "m.conf", "[queue_manager]\nname = QM1\n")))
+    assert cfg.queue_manager.name == "QM1"
+    assert cfg.queue_manager.mq_bin_dir == "/opt/mqm/bin"
+    assert cfg.queue_manager.run_as == "mqm"
+    assert cfg.queue_manager.listener_port == 1414
+    assert cfg.queue_manager.start_timeout == 300.0
+    assert cfg.queue_manager.stop_on_exit is StopOnExit.AUTO
+    assert cfg.storage.fstypes == ("nfs4",)
+    assert cfg.storage.mount_timeout == 600.0
+    assert cfg.health.poll_interval == 5.0 and cfg.health.grace_period == 60.0
+    assert cfg.health.report is ReportMode.AUTOSCALING
+    assert cfg.metrics.listen == ("0.0.0.0", 9157)
+    assert cfg.aws.imds_url == "http://169.254.169.254"
+
+
+@pytest.mark.parametrize(
+    "raw,seconds", [("500ms", 0.5), ("5s", 5), ("2m", 120), ("1h", 3600), ("7", 7), (" 1.5s ", 1.5)]
+)
+def test_durations(raw: str, seconds: float) -> None:
+    assert config.parse_duration(raw) == seconds
+
+
+@pytest.mark.parametrize("raw", ["5 minutes", "-1s", "s", "", "1d", "1e3"])
+def test_bad_durations_are_rejected(raw: str) -> None:
+    with pytest.raises(ValueError):
+        config.parse_duration(raw)
+
+
+@pytest.mark.parametrize("raw,value", [("yes", True), ("Off", False), ("1", True), ("FALSE", False), ("on", True)])
+def test_booleans(raw: str, value: bool) -> None:
+    assert config.parse_bool(raw) is value
+
+
+def test_every_bad_key_is_named_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "m.conf",
+        "[queue_manager]\nname = QM1\nlistener_port = 99999\n[health]\ngrace_period = soon\npoll_intervall = 5s\n",
+    )
+    with pytest.raises(ConfigError) as exc:
+        config.load(str(path))
+    problems = {(p.section, p.key) for p in exc.value.problems}
+    assert problems == {("queue_manager", "listener_port"), ("health", "grace_period"), ("health", "poll_intervall")}
+    text = str(exc.value)
+    assert str(path) in text and "99999" in text and "an integer from 0 to 65535" in text
+    assert "unknown key" in text
+
+
+def test_missing_name_and_unknown_section(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.conf", "[queue_manager]\n[efs]\npath = /x\n")
+    with pytest.raises(ConfigError) as exc:
+        config.load(str(path))
+    text = str(exc.value)
+    assert "[queue_manager] name" in text and "required" in text
+    assert "[efs]: unknown section" in text
+
+
+@pytest.mark.parametrize("name", ["QM 1", "x" * 49, "QM1;rm", "QM$"])
+def test_invalid_queue_manager_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError):
+        config.load(str(write(tmp_path / "m.conf", f"[queue_manager]\nname = {name}\n")))
+
+
+def test_valid_unusual_queue_manager_name(tmp_path: Path) -> None:
+    cfg = config.load(str(write(tmp_path / "m.conf", "[queue_manager]\nname = a.b/c_%9\n")))
+    assert cfg.queue_manager.name == "a.b/c_%9"
+
+
+def test_conf_d_overrides_in_sorted_order(tmp_path: Path) -> None:
+    main = write(tmp_path / "mqguard.conf", "[queue_manager]\nname = QM1\n[health]\ngrace_period = 60s\n")
+    (tmp_path / "conf.d").mkdir()
+    write(tmp_path / "conf.d" / "20-b.conf", "[health]\ngrace_period = 2m\n")
+    write(tmp_path / "conf.d" / "10-a.conf", "[health]\ngrace_period = 30s\npoll_interval = 1s\n")
+    write(tmp_path / "conf.d" / "ignored.txt", "[bogus]\n")
+    cfg = config.load(str(main))
+    assert cfg.health.grace_period == 120.0
+    assert cfg.health.poll_interval == 1.0
+    assert len(cfg.sources) == 3
+
+
+def test_bad_key_in_conf_d_names_that_file(tmp_path: Path) -> None:
+    main = write(tmp_path / "mqguard.conf", "[queue_manager]\nname = QM1\n")
+    (tmp_path / "conf.d").mkdir()
+    bad = write(tmp_path / "conf.d" / "50-x.conf", "[storage]\nprobe_timeout = fast\n")
+    with pytest.raises(ConfigError) as exc:
+        config.load(str(main))
+    assert exc.value.problems[0].file == str(bad)
+
+
+def test_environment_variable_replaces_default_path(tmp_path: Path) -> None:
+    assert config.default_path({"MQGUARD_CONFIG": "/x/y.conf"}) == "/x/y.conf"
+    assert config.default_path({}) == "/etc/mqguard/mqguard.conf"
+
+
+def test_missing_file_and_broken_ini(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(str(tmp_path / "nope.conf"))
+    with pytest.raises(ConfigError, match="not valid INI"):
+        config.load(str(write(tmp_path / "b.conf", "name = QM1\n")))
+
+
+def test_cross_checks_data_dir_must_be_on_storage(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.conf", "[queue_manager]\nname=QM1\ndata_dir=/local/qmgrs\n[storage]\npath=/MQHA\n")
+    with pytest.raises(ConfigError, match="under storage.path"):
+        config.load(str(path))
+
+
+def test_crtmqm_options_are_shell_words_without_md(tmp_path: Path) -> None:
+    ok = write(tmp_path / "a.conf", "[queue_manager]\nname=QM1\ncrtmqm_options = -lc -lf 4096 -u 'SYSTEM.DEAD.LETTER.QUEUE'\n")
+    assert config.load(str(ok)).queue_manager.crtmqm_options == ("-lc", "-lf", "4096", "-u", "SYSTEM.DEAD.LETTER.QUEUE")
+    bad = write(tmp_path / "b.conf", "[queue_manager]\nname=QM1\ncrtmqm_options = -md /x\n")
+    with pytest.raises(ConfigError, match="data_dir"):
+        config.load(str(bad))
+
+
+@pytest.mark.parametrize(
+    "raw,value", [("off", None), ("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:9157", ("::1", 9157))]
+)
+def test_listen(raw: str, value: object) -> None:
+    assert config.parse_listen(raw) == value
+
+
+@pytest.mark.parametrize("raw", ["9157", "host.example:9157", "1.2.3.4:70000", "[::1]"])
+def test_bad_listen(raw: str) -> None:
+    with pytest.raises(ValueError):
+        config.parse_listen(raw)
+
+
+def test_effective_config_round_trips(tmp_path: Path) -> None:
+    src = write(tmp_path / "m.conf", "[queue_manager]\nname=QM1\ncrtmqm_options=-lc -lf 4096\n[metrics]\nlisten=[::1]:9000\n")
+    cfg = config.load(str(src))
+    again = write(tmp_path / "again.conf", "\n".join(config.effective_lines(cfg)))
+    assert config.load(str(again)).queue_manager == cfg.queue_manager
+    assert config.load(str(again)).metrics == cfg.metrics
+
+
+def test_shipped_example_config_mirrors_the_schema() -> None:
+    """examples/mqguard.conf documents every key with its real default, all commented out."""
+    text = (ROOT / "examples" / "mqguard.conf").read_text()
+    active = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith((";", "#"))]
+    assert active == [], f"the shipped config must be fully commented: {active}"
+    uncommented = "\n".join(line[2:] if line.startswith("; ") else line for line in text.splitlines())
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    parser.read_string(uncommented)
+    for section, options in config.SCHEMA.items():
+        assert parser.has_section(section), section
+        for key, option in options.items():
+            assert parser.has_option(section, key), f"[{section}] {key} missing from the example"
+            assert parser.get(section, key).strip() == option.default, f"[{section}] {key} default differs"

@@ -1,0 +1,205 @@
+"""prepare / start / MQSC / end, against the MQ simulator (real processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mqguard import config
+from mqguard.mq.control import MqControl, StartResult, classify_strmqm
+from mqguard.mq.lifecycle import CreateLock, Lifecycle, PrepareError, create_lock_path
+from mqguard.mq.runner import CommandResult, CommandRunner
+from tests.conftest import Harness
+
+
+def control_for(h: Harness, **qm: str) -> MqControl:
+    h.configure(queue_manager=qm) if qm else h.configure()
+    cfg = config.load(str(h.conf))
+    return MqControl(cfg.queue_manager, cfg.storage.path, CommandRunner(), 5.0)
+
+
+def lifecycle_for(h: Harness, create: bool = True, lock_timeout: float = 5.0, **qm: str) -> Lifecycle:
+    return Lifecycle(control_for(h, **qm), str(h.mqsc_dir), create, lock_timeout)
+
+
+def test_fresh_storage_creates_with_md_ld_starts_and_applies_mqsc(sim: Harness) -> None:
+    (sim.mqsc_dir / "20-b.mqsc").write_text("DEFINE QLOCAL(B.Q) REPLACE\n")
+    (sim.mqsc_dir / "10-a.mqsc").write_text("DEFINE QLOCAL(A.Q) REPLACE\nDEFINE CHANNEL(APP.SVRCONN) CHLTYPE(SVRCONN)\n")
+    (sim.mqsc_dir / "readme.txt").write_text("not MQSC")
+    lc = lifecycle_for(sim)
+    assert lc.prepare() == "created"
+    crt = sim.calls("crtmqm")
+    assert crt[0]["argv"] == ["-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs", "QM1"]
+    assert lc.start().result is StartResult.STARTED
+    summary = lc.apply_mqsc()
+    assert [Path(p).name for p in summary.applied] == ["10-a.mqsc", "20-b.mqsc"] and summary.failed == []
+    applied = Path(sim.efs.path, "qmgrs", "QM1", "mqsc.log").read_text().splitlines()
+    assert applied == ["DEFINE QLOCAL(A.Q) REPLACE", "DEFINE CHANNEL(APP.SVRCONN) CHLTYPE(SVRCONN)", "DEFINE QLOCAL(B.Q) REPLACE"]
+
+
+def test_known_queue_manager_is_just_started(sim: Harness) -> None:
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    assert lc.prepare() == "known"
+    assert len(sim.calls("crtmqm")) == 1 and sim.calls("addmqinf") == []
+
+
+def test_data_on_storage_but_not_registered_uses_addmqinf_never_crtmqm(sim: Harness) -> None:
+    lifecycle_for(sim).prepare()  # host1 creates it
+    other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
+    try:
+        lc2 = lifecycle_for(other)
+        assert lc2.prepare() == "registered"
+        assert other.calls("crtmqm") == []
+        add = other.calls("addmqinf")[0]["argv"]
+        assert add == ["-s", "QueueManager", "-v", "Name=QM1", "-v", "Directory=QM1", "-v", "Prefix=/var/mqm",
+                       "-v", f"DataPath={sim.efs.path}/qmgrs/QM1"]
+        assert lc2.start().result is StartResult.STARTED
+    finally:
+        other.cleanup()
+
+
+def test_mangled_directory_for_dotted_names(sim: Harness) -> None:
+    lifecycle_for(sim, name="APP.QM/1").prepare()
+    other = Harness(sim.tmp, sim.efs, qmgr="APP.QM/1", host="host2")  # type: ignore[arg-type]
+    try:
+        lc2 = lifecycle_for(other, name="APP.QM/1")
+        assert lc2.prepare() == "registered"
+        assert "Directory=APP!QM&1" in other.calls("addmqinf")[0]["argv"]
+    finally:
+        other.cleanup()
+
+
+def test_no_data_and_create_false_fails_clearly(sim: Harness) -> None:
+    with pytest.raises(PrepareError, match="create = false"):
+        lifecycle_for(sim, create=False).prepare()
+    assert sim.calls("crtmqm") == []
+
+
+def test_create_lock_serialises_two_instances(sim: Harness) -> None:
+    lock = create_lock_path(sim.efs.path)
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    # Another "instance" (a separate process: POSIX locks are per process) holds the lock.
+    holder = subprocess.Popen(
+        ["python3", "-c", "import fcntl,os,sys,time; fd=os.open(sys.argv[1], os.O_RDWR|os.O_CREAT);"
+         "fcntl.lockf(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)", lock],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(PrepareError, match="still held"):
+            lifecycle_for(sim, lock_timeout=1.0).prepare()
+        assert sim.calls("crtmqm") == []
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lifecycle_for(sim).prepare() == "created"
+
+
+def test_second_instance_rechecks_after_waiting_for_the_lock(sim: Harness) -> None:
+    """Host2 (a separate process) waits while host1 creates; it then registers, never creates."""
+    other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
+    other.configure()
+    try:
+        lc1 = lifecycle_for(sim)
+        script = (
+            "import sys; from mqguard import config; from mqguard.mq.control import MqControl;"
+            "from mqguard.mq.lifecycle import Lifecycle; from mqguard.mq.runner import CommandRunner;"
+            "cfg = config.load(sys.argv[1]);"
+            "ctl = MqControl(cfg.queue_manager, cfg.storage.path, CommandRunner(), 5.0);"
+            "print(Lifecycle(ctl, '/nonexistent', True, 10.0).prepare())"
+        )
+        with CreateLock(create_lock_path(sim.efs.path), 5):
+            proc = subprocess.Popen(["python3", "-c", script, str(other.conf)], stdout=subprocess.PIPE,
+                                    text=True, env=other.env())
+            time.sleep(0.5)
+            assert proc.poll() is None, "host2 must be waiting for the lock"
+            assert lc1.control.crtmqm().returncode == 0
+        out, _ = proc.communicate(timeout=20)
+        assert out.strip() == "registered (after waiting for the create lock)"
+        assert other.calls("crtmqm") == []
+    finally:
+        other.cleanup()
+
+
+def test_start_adopts_a_running_queue_manager(sim: Harness) -> None:
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    assert lc.start().result is StartResult.STARTED
+    pid = sim.controllers()
+    outcome = lc.start()
+    assert outcome.result is StartResult.ALREADY_RUNNING and "adopted" in outcome.detail
+    assert sim.controllers() == pid
+    assert len(sim.calls("strmqm")) == 1
+
+
+def test_end_escalates_when_controlled_end_hangs(sim: Harness) -> None:
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    lc.start()
+    sim.knob("amqzxma0.ignore_term")
+    start = time.monotonic()
+    assert lc.end("active", stop_timeout=1.0)
+    assert time.monotonic() - start < 10
+    modes = [c["argv"][0] for c in sim.calls("endmqm")]
+    assert modes == ["-w", "-i"]
+    assert sim.controllers() == []
+    assert "ENDED IMMEDIATELY" in sim.dspmq()
+
+
+def test_end_when_not_running_is_fine(sim: Harness) -> None:
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    assert lc.end("active", stop_timeout=2.0)
+    assert [c["argv"][0] for c in sim.calls("endmqm")] == ["-w"]
+
+
+def test_mqsc_errors_are_logged_not_fatal(sim: Harness) -> None:
+    (sim.mqsc_dir / "10-bad.mqsc").write_text("FROB QLOCAL(X)\n")
+    (sim.mqsc_dir / "20-good.mqsc").write_text("DEFINE QLOCAL(Y)\n")
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    lc.start()
+    summary = lc.apply_mqsc()
+    assert [Path(p).name for p in summary.failed] == ["10-bad.mqsc"]
+    assert [Path(p).name for p in summary.applied] == ["20-good.mqsc"]
+
+
+@pytest.mark.parametrize(
+    "code,multi,result",
+    [
+        (0, False, StartResult.STARTED), (5, False, StartResult.ALREADY_RUNNING),
+        (30, True, StartResult.STANDBY), (30, False, StartResult.FAILED),
+        (31, False, StartResult.ELSEWHERE), (43, True, StartResult.ELSEWHERE), (47, True, StartResult.ELSEWHERE),
+        (24, False, StartResult.FAILED), (71, False, StartResult.FAILED), (255, False, StartResult.FAILED),
+    ],
+)
+def test_strmqm_exit_codes(code: int, multi: bool, result: StartResult) -> None:
+    res = CommandResult(["strmqm", "QM1"], code, "", "", 0.1)
+    assert classify_strmqm(res, multi).result is result
+
+
+def test_strmqm_timeout_is_marked() -> None:
+    res = CommandResult(["strmqm", "QM1"], None, "", "", 300, timed_out=True)
+    out = classify_strmqm(res, False)
+    assert out.result is StartResult.FAILED and out.timed_out
+
+
+def test_dspmq_reading_for_garbled_hung_and_unknown(sim: Harness) -> None:
+    ctl = control_for(sim)
+    r = ctl.dspmq()
+    assert r.status is None and "exit 72" in r.error
+    lifecycle_for(sim).prepare()
+    sim.knob("dspmq.garble")
+    r = ctl.dspmq()
+    assert r.status is None and "cannot parse" in r.error
+    sim.unknob("dspmq.garble")
+    sim.knob("dspmq.hang")
+    ctl.command_timeout = 0.5
+    start = time.monotonic()
+    r = ctl.dspmq()
+    assert r.status is None and "timed out" in r.error and time.monotonic() - start < 4

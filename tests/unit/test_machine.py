@@ -1,0 +1,302 @@
+"""The pure state machine, driven with a fake clock: hours of behaviour, no sleeping."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import pytest
+
+from mqguard.clock import FakeClock
+from mqguard.mq.status import QmStatus
+from mqguard.supervisor.machine import (
+    ActionKind,
+    JobOutcome,
+    JobResult,
+    JobStage,
+    Machine,
+    Observation,
+    Settings,
+    State,
+    Verdict,
+)
+
+R = QmStatus.RUNNING
+ENDED = QmStatus.ENDED_UNEXPECTEDLY
+UP = JobResult(JobOutcome.UP, "started")
+FAILED = JobResult(JobOutcome.FAILED, "strmqm exit 71")
+
+
+class Driver:
+    def __init__(self, **overrides: object) -> None:
+        base = dict(
+            grace_period=60.0, restart_attempts=3, mount_timeout=600.0, start_timeout=300.0,
+            multi_instance=False, listener_probe=True, restart_spacing=5.0,
+        )
+        base.update(overrides)
+        self.clock = FakeClock()
+        self.m = Machine(Settings(**base), started_at=self.clock.monotonic())  # type: ignore[arg-type]
+        self.verdicts: List[Verdict] = []
+
+    def step(
+        self,
+        after: float = 0.0,
+        storage: bool = True,
+        qmgr: Optional[QmStatus] = None,
+        listener: Optional[bool] = None,
+        stage: Optional[JobStage] = None,
+        result: Optional[JobResult] = None,
+        going_away: bool = False,
+        detail: str = "",
+    ) -> Verdict:
+        self.clock.advance(after)
+        if listener is None and qmgr == R:
+            listener = True
+        v = self.m.step(
+            Observation(
+                now=self.clock.monotonic(), storage_ok=storage, storage_detail="probe timed out" if not storage else "",
+                qmgr=qmgr, qmgr_detail=detail, listener_ok=listener, job_stage=stage, job_result=result,
+                going_away=going_away,
+            )
+        )
+        self.verdicts.append(v)
+        return v
+
+    def up(self) -> None:
+        """Storage appears, the first bring-up runs and the queue manager is running."""
+        assert kinds(self.step()) == [ActionKind.BRING_UP]
+        self.step(after=1, stage=JobStage.STARTING)
+        v = self.step(after=1, qmgr=R, result=UP)
+        assert v.state is State.RUNNING and v.healthy
+
+    def reports(self) -> int:
+        return sum(kinds(v).count(ActionKind.REPORT_UNHEALTHY) for v in self.verdicts)
+
+
+def kinds(v: Verdict) -> List[ActionKind]:
+    return [a.kind for a in v.actions]
+
+
+def test_waits_for_storage_then_brings_up_once() -> None:
+    d = Driver()
+    v = d.step(storage=False)
+    assert v.state is State.WAITING_FOR_STORAGE and v.actions == []
+    v = d.step(after=300, storage=False)
+    assert v.state is State.WAITING_FOR_STORAGE and v.actions == []
+    v = d.step(after=5)
+    assert v.state is State.PREPARING and kinds(v) == [ActionKind.BRING_UP]
+    v = d.step(after=1, stage=JobStage.PREPARING)
+    assert v.state is State.PREPARING and v.actions == []
+    v = d.step(after=1, stage=JobStage.STARTING, qmgr=QmStatus.STARTING)
+    assert v.state is State.STARTING and v.actions == []
+    v = d.step(after=1, qmgr=R, result=UP)
+    assert v.state is State.RUNNING and v.healthy and v.actions == []
+
+
+def test_mount_timeout_is_reported_at_once_and_only_once() -> None:
+    d = Driver(mount_timeout=600)
+    d.step(storage=False)
+    v = d.step(after=599, storage=False)
+    assert v.actions == []
+    v = d.step(after=1, storage=False)
+    assert kinds(v) == [ActionKind.REPORT_UNHEALTHY] and v.state is State.FAILED
+    for _ in range(5):
+        assert d.step(after=60, storage=False).actions == []
+    assert d.reports() == 1
+
+
+def test_crash_is_restarted_at_once_and_not_reported() -> None:
+    d = Driver()
+    d.up()
+    v = d.step(after=10, qmgr=ENDED)
+    assert v.state is State.RECOVERING
+    assert kinds(v) == [ActionKind.BRING_UP] and "1/3" in v.actions[0].reason
+    v = d.step(after=0.5, stage=JobStage.STARTING, qmgr=ENDED)
+    assert v.state is State.RECOVERING and v.actions == []
+    v = d.step(after=0.5, qmgr=R, result=UP)
+    assert v.state is State.RUNNING and v.healthy
+    assert d.m.bad_since is None and d.m.restarts_total == 1
+    assert d.reports() == 0
+
+
+def test_persistent_start_failure_uses_budget_then_reports_once_after_grace() -> None:
+    d = Driver(grace_period=60, restart_attempts=3, restart_spacing=5)
+    d.up()
+    t0 = d.clock.monotonic() + 1
+    starts = 0
+    reported_at = None
+    v = d.step(after=1, qmgr=ENDED)
+    starts += kinds(v).count(ActionKind.BRING_UP)
+    job_running = bool(starts)
+    for _ in range(40):  # 40 polls of 5 s: every started job fails within the poll
+        v = d.step(after=5, qmgr=ENDED, result=FAILED if job_running else None)
+        job_running = ActionKind.BRING_UP in kinds(v)
+        starts += int(job_running)
+        if ActionKind.REPORT_UNHEALTHY in kinds(v) and reported_at is None:
+            reported_at = d.clock.monotonic()
+    assert starts == 3
+    assert d.reports() == 1
+    assert reported_at is not None and 60 <= reported_at - t0 < 65
+    assert d.m.state is State.FAILED
+
+
+def test_no_restart_after_report_in_same_episode() -> None:
+    d = Driver(grace_period=10, restart_attempts=100, restart_spacing=1)
+    d.up()
+    d.step(after=1, qmgr=QmStatus.RUNNING_ELSEWHERE)
+    d.step(after=11, qmgr=ENDED)  # reported here (elsewhere/ended for 11s)
+    assert d.reports() == 1
+    before = d.m.restarts_total
+    for _ in range(5):
+        assert ActionKind.BRING_UP not in kinds(d.step(after=2, qmgr=ENDED))
+    assert d.m.restarts_total == before
+
+
+def test_running_elsewhere_is_bad_but_never_started_single_instance() -> None:
+    d = Driver(grace_period=30)
+    d.up()
+    for _ in range(7):  # the episode starts at the first bad observation: 6 x 5 s later it is 30 s old
+        v = d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
+        assert ActionKind.BRING_UP not in kinds(v)
+    assert d.reports() == 1
+    assert d.m.state is State.FAILED
+
+
+def test_starting_is_not_yet_until_start_timeout_then_reported_at_once() -> None:
+    d = Driver(grace_period=10, start_timeout=100)
+    d.up()
+    d.step(after=1, qmgr=QmStatus.STARTING)
+    for _ in range(9):
+        v = d.step(after=10, qmgr=QmStatus.STARTING)
+        assert v.state is State.STARTING and v.actions == [], v.line
+    v = d.step(after=10, qmgr=QmStatus.STARTING)
+    assert kinds(v) == [ActionKind.REPORT_UNHEALTHY] and "still starting" in v.actions[0].reason
+
+
+def test_start_job_that_times_out_during_start_up_is_reported_at_once() -> None:
+    d = Driver(grace_period=600)
+    d.step()
+    d.step(after=1, stage=JobStage.STARTING)
+    v = d.step(after=300, qmgr=QmStatus.ENDED_IMMEDIATELY, result=JobResult(JobOutcome.TIMED_OUT, "strmqm 300s"))
+    assert ActionKind.REPORT_UNHEALTHY in kinds(v)
+    assert v.state is State.FAILED
+
+
+def test_first_start_failing_opens_an_episode_with_a_full_restart_budget() -> None:
+    d = Driver(grace_period=60, restart_attempts=2, restart_spacing=0)
+    d.step()
+    v = d.step(after=1, qmgr=QmStatus.ENDED_IMMEDIATELY, result=FAILED)
+    assert v.state is State.RECOVERING and kinds(v) == [ActionKind.BRING_UP]
+    v = d.step(after=1, qmgr=QmStatus.ENDED_IMMEDIATELY, result=FAILED)
+    assert kinds(v) == [ActionKind.BRING_UP]
+    v = d.step(after=1, qmgr=QmStatus.ENDED_IMMEDIATELY, result=FAILED)
+    assert v.actions == []
+
+
+def test_storage_bad_blocks_restarts_and_reports_after_grace() -> None:
+    d = Driver(grace_period=60)
+    d.up()
+    for i in range(13):
+        v = d.step(after=5, storage=False, qmgr=None, detail="not checked while storage is bad")
+        assert ActionKind.BRING_UP not in kinds(v)
+        if i < 12:
+            assert v.state is State.RECOVERING
+    assert d.reports() == 1 and d.m.state is State.FAILED
+    v = d.step(after=5, qmgr=R)
+    assert v.state is State.RUNNING and d.m.bad_since is None
+
+
+def test_listener_down_is_bad_while_active_without_restart() -> None:
+    d = Driver(grace_period=20)
+    d.up()
+    for _ in range(5):
+        v = d.step(after=5, qmgr=R, listener=False)
+        assert ActionKind.BRING_UP not in kinds(v)
+        assert "listener" in " ".join(v.bad_reasons)
+    assert d.reports() == 1
+
+
+def test_listener_probe_off() -> None:
+    d = Driver(listener_probe=False)
+    d.up()
+    assert d.step(after=5, qmgr=R, listener=False).healthy
+
+
+def test_dspmq_failure_is_bad_but_not_restarted() -> None:
+    d = Driver(grace_period=10)
+    d.up()
+    v = d.step(after=5, qmgr=None, detail="dspmq timed out after 15.0s")
+    assert not v.healthy and v.actions == [] and "dspmq timed out" in v.bad_reasons[0]
+    d.step(after=10, qmgr=None, detail="dspmq timed out")
+    assert d.reports() == 1
+
+
+def test_flapping_does_not_report_when_each_episode_is_short() -> None:
+    d = Driver(grace_period=60)
+    d.up()
+    for _ in range(20):
+        d.step(after=30, qmgr=ENDED)
+        d.step(after=1, qmgr=R, result=UP)
+    assert d.reports() == 0
+    assert d.m.restarts_total == 20
+
+
+def test_new_episode_after_recovery_can_report_again() -> None:
+    d = Driver(grace_period=10, restart_attempts=0)
+    d.up()
+    d.step(after=1, qmgr=ENDED)
+    d.step(after=10, qmgr=ENDED)
+    assert d.reports() == 1
+    assert d.step(after=1, qmgr=R).state is State.RUNNING
+    d.step(after=1, qmgr=ENDED)
+    d.step(after=10, qmgr=ENDED)
+    assert d.reports() == 2
+
+
+def test_going_away_never_starts() -> None:
+    d = Driver()
+    v = d.step(going_away=True)
+    assert v.actions == [] and v.state is State.STOPPING
+    d2 = Driver()
+    d2.up()
+    v = d2.step(after=5, qmgr=ENDED, going_away=True)
+    assert ActionKind.BRING_UP not in kinds(v)
+
+
+def test_multi_instance_standby_is_healthy_and_elsewhere_starts_a_standby() -> None:
+    d = Driver(multi_instance=True)
+    d.step()
+    v = d.step(after=1, qmgr=QmStatus.RUNNING_AS_STANDBY, result=JobResult(JobOutcome.UP, "standby"))
+    assert v.state is State.STANDBY and v.healthy
+    v = d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
+    assert kinds(v) == [ActionKind.BRING_UP]
+    v = d.step(after=1, qmgr=QmStatus.RUNNING_AS_STANDBY, result=JobResult(JobOutcome.UP, "standby"))
+    assert v.state is State.STANDBY
+    v = d.step(after=5, qmgr=R)
+    assert v.state is State.RUNNING and kinds(v) == [ActionKind.APPLY_MQSC]
+
+
+def test_standby_is_bad_without_multi_instance() -> None:
+    d = Driver(multi_instance=False)
+    d.up()
+    v = d.step(after=5, qmgr=QmStatus.RUNNING_AS_STANDBY)
+    assert not v.healthy and v.state is State.RECOVERING
+
+
+def test_next_deadline_is_the_grace_expiry_and_only_in_the_future() -> None:
+    d = Driver(grace_period=60, restart_attempts=0)
+    d.up()
+    d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
+    start = d.m.bad_since
+    assert start is not None
+    assert d.m.next_deadline(d.clock.monotonic()) == pytest.approx(start + 60)
+    d.step(after=61, qmgr=QmStatus.RUNNING_ELSEWHERE)
+    assert d.reports() == 1
+    assert d.m.next_deadline(d.clock.monotonic()) is None
+
+
+def test_verdict_key_ignores_episode_age() -> None:
+    d = Driver(grace_period=600, restart_attempts=0)
+    d.up()
+    a = d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
+    b = d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
+    assert a.line != b.line and a.key == b.key

@@ -1,0 +1,100 @@
+"""The command runner, with real processes."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mqguard.mq.runner import CommandError, CommandRunner, RunAs
+
+PY = sys.executable
+
+
+def test_both_streams_and_exit_code_are_kept() -> None:
+    res = CommandRunner().run([PY, "-c", "import sys; print('out'); print('AMQ8146E: x', file=sys.stderr); sys.exit(40)"], 10)
+    assert res.returncode == 40 and res.stdout.strip() == "out" and "AMQ8146E" in res.stderr
+    assert "out" in res.output and "AMQ8146E" in res.output
+    assert not res.ok() and res.ok((0, 40))
+    assert "exit 40" in res.describe()
+
+
+def test_arguments_are_never_interpreted_by_a_shell(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    res = CommandRunner().run([PY, "-c", "import sys; print(sys.argv[1])", f"QM1; touch {marker}"], 10)
+    assert res.stdout.strip() == f"QM1; touch {marker}"
+    assert not marker.exists()
+
+
+def test_timeout_kills_the_whole_process_group_quickly(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    start = time.monotonic()
+    res = CommandRunner().run([PY, "-c", script], 1.0)
+    assert res.timed_out and res.returncode is None and not res.ok()
+    assert time.monotonic() - start < 5
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{child}") and _state(child) != "Z":
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{child}") or _state(child) == "Z", "grandchild survived the timeout"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def test_notify_and_watchdog_variables_are_not_inherited() -> None:
+    env = {"PATH": os.environ["PATH"], "NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "1", "KEEP": "y"}
+    res = CommandRunner(base_env=env).run([PY, "-c", "import os; print(sorted(k for k in os.environ if k in ('NOTIFY_SOCKET','WATCHDOG_USEC','WATCHDOG_PID','KEEP')))"], 10)
+    assert res.stdout.strip() == "['KEEP']"
+
+
+def test_missing_binary_is_an_error_result_not_an_exception() -> None:
+    res = CommandRunner().run(["/nonexistent/dspmq", "-m", "QM1"], 5)
+    assert res.error and not res.ok() and "could not run" in res.describe()
+    with pytest.raises(CommandError):
+        CommandRunner().check(["/nonexistent/dspmq"], 5)
+
+
+def test_observers_see_each_command_with_its_verdict() -> None:
+    seen = []
+    runner = CommandRunner(observers=[lambda r, ok: seen.append((r.name, ok))])
+    runner.run([PY, "-c", "raise SystemExit(44)"], 5, ok_codes=(0, 44))
+    runner.run([PY, "-c", "raise SystemExit(44)"], 5)
+    assert seen == [(os.path.basename(PY), True), (os.path.basename(PY), False)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
+def test_run_as_switches_user_and_groups() -> None:
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no 'nobody' user on this machine")
+    run_as = RunAs.lookup("nobody")
+    assert run_as is not None
+    runner = CommandRunner(run_as=run_as)
+    # system binaries: the test's own Python may sit in a directory nobody cannot read
+    assert runner.run(["/usr/bin/id", "-u"], 10).stdout.strip() == str(nobody.pw_uid)
+    assert runner.run(["/usr/bin/id", "-g"], 10).stdout.strip() == str(nobody.pw_gid)
+    assert "USER=nobody" in runner.run(["/usr/bin/env"], 10).stdout.splitlines()
+
+
+def test_run_as_own_user_or_empty_is_no_switch() -> None:
+    assert RunAs.lookup("") is None
+    assert RunAs.lookup(pwd.getpwuid(os.geteuid()).pw_name) is None
+    with pytest.raises(KeyError):
+        RunAs.lookup("no-such-user-mqguard")

@@ -1,0 +1,76 @@
+"""Mount detection and the storage probe, against a real FUSE mount that can be frozen."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from mqguard.storage import StorageProber, check_mount, parse_mountinfo
+from tests.peers.efs import FakeEfs
+
+SAMPLE = (
+    "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n"
+    "40 27 0:45 / /var/mqm rw,relatime shared:20 - nfs4 fs-0123.efs.eu-west-1.amazonaws.com:/ rw,vers=4.1\n"
+    "41 27 0:46 / /with\\040space rw - tmpfs tmpfs rw\n"
+    "42 27 0:47 / /var/mqm rw - tmpfs over rw\n"
+)
+
+
+def test_parse_mountinfo_fields_and_escapes() -> None:
+    entries = parse_mountinfo(SAMPLE)
+    assert entries[1].mount_point == "/var/mqm" and entries[1].fstype == "nfs4"
+    assert entries[1].source.startswith("fs-0123.efs")
+    assert entries[2].mount_point == "/with space"
+
+
+def test_check_mount_uses_the_top_mount_and_checks_fstype(tmp_path: Path) -> None:
+    mi = tmp_path / "mountinfo"
+    mi.write_text(SAMPLE)
+    # /var/mqm is over-mounted by tmpfs: the top mount counts
+    r = check_mount("/var/mqm", ("nfs4",), str(mi))
+    assert not r.ok and "tmpfs" in r.detail
+    mi.write_text(SAMPLE.splitlines(True)[1])
+    assert check_mount("/var/mqm/", ("nfs4",), str(mi)).ok
+    r = check_mount("/MQHA", ("nfs4",), str(mi))
+    assert not r.ok and "not a mount point" in r.detail
+    assert not check_mount("/var/mqm", ("nfs4",), str(tmp_path / "missing")).ok
+
+
+def test_probe_on_real_fuse_mount(efs: FakeEfs) -> None:
+    assert check_mount(efs.path, ("fuse",)).ok
+    assert not check_mount(efs.path, ("nfs4",)).ok
+    reading = StorageProber(efs.path).probe(2.0)
+    assert reading.ok and reading.seconds is not None and reading.seconds < 2.0
+    assert list(Path(efs.src, ".mqguard").iterdir()) == []  # the probe file is removed
+
+
+def test_frozen_mount_times_out_and_never_piles_up(efs: FakeEfs) -> None:
+    prober = StorageProber(efs.path)
+    assert prober.probe(2.0).ok
+    before = threading.active_count()
+    efs.freeze()
+    try:
+        start = time.monotonic()
+        first = prober.probe(0.3)
+        assert not first.ok and "did not finish within" in first.detail
+        assert time.monotonic() - start < 1.5
+        for _ in range(5):
+            again = prober.probe(0.3)
+            assert not again.ok and "still stuck" in again.detail
+        assert threading.active_count() <= before + 1, "more than one probe thread outstanding"
+        assert prober.outstanding
+    finally:
+        efs.thaw()
+    deadline = time.monotonic() + 5
+    while prober.outstanding and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert prober.probe(2.0).ok
+
+
+def test_probe_failure_on_unwritable_storage(tmp_path: Path) -> None:
+    target = tmp_path / "ro"
+    target.mkdir()
+    (target / ".mqguard").write_text("not a directory")
+    reading = StorageProber(str(target)).probe(2.0)
+    assert not reading.ok and "probe failed" in reading.detail
