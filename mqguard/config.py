@@ -16,7 +16,7 @@ import os
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, cast
 
 DEFAULT_PATH = "/etc/mqguard/mqguard.conf"
 ENV_VAR = "MQGUARD_CONFIG"
@@ -324,7 +324,7 @@ def _patterns(raw: str) -> Tuple[str, ...]:
 def _show_listen(value: object) -> str:
     if value is None:
         return "off"
-    host, port = value  # type: ignore[misc]
+    host, port = cast(Tuple[str, int], value)
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
@@ -540,10 +540,11 @@ def format_duration(seconds: float) -> str:
     if seconds == 0:
         return "0s"
     for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if seconds >= size and (seconds / size).is_integer():
-            return f"{int(seconds / size)}{unit}"
-    if (seconds * 1000).is_integer():
-        return f"{int(seconds * 1000)}ms"
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    millis = seconds * 1000
+    if millis == round(millis):
+        return f"{round(millis)}ms"
     return f"{seconds:g}s"
 
 

@@ -137,11 +137,16 @@ class StorageProber:
             self._thread.start()
         if not done.wait(timeout):
             return ProbeReading(False, None, f"probe of {self.path} did not finish within {timeout:g}s")
-        assert self._result is not None
-        ok, seconds, detail = self._result
+        result = self._take_result()
+        if result is None:  # cannot happen: done is set only after _result
+            return ProbeReading(False, None, "probe finished without a result")
+        ok, seconds, detail = result
         if ok and seconds > timeout:
             return ProbeReading(False, seconds, f"probe took {seconds:.2f}s (limit {timeout:g}s)")
         return ProbeReading(ok, seconds, detail)
+
+    def _take_result(self) -> Optional[Tuple[bool, float, str]]:
+        return self._result
 
     def _run(self, done: threading.Event) -> None:
         start = time.monotonic()

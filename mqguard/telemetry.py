@@ -41,7 +41,7 @@ class Histogram:
             out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
         return out
 
-    def copy(self) -> "Histogram":
+    def copy(self) -> Histogram:
         return Histogram(self.buckets, list(self.counts), self.total, self.count)
 
 
@@ -73,7 +73,7 @@ class Telemetry:
         with self._lock:
             self.cycle_seconds.observe(seconds)
 
-    def snapshot(self) -> "Telemetry":
+    def snapshot(self) -> Telemetry:
         """A consistent copy for a scrape."""
         with self._lock:
             copy = Telemetry()

@@ -152,7 +152,7 @@ class Harness:
             [sys.executable, "-m", "mqguard", *args], env=self.env(), capture_output=True, text=True, timeout=timeout
         )
 
-    def start(self) -> "Harness":
+    def start(self) -> Harness:
         self.configure()
         self._log_fh = open(self.log, "ab")
         self.proc = subprocess.Popen(

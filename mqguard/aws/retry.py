@@ -16,7 +16,7 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """Delay before retry number ``attempt`` (1-based): full jitter in [base/2, ceiling]."""
         ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
-        return max(self.base / 2, ceiling * self.rng())
+        return float(max(self.base / 2, ceiling * self.rng()))
 
 
 def wait_or_stop(stop: Optional[Callable[[float], bool]], sleep: Callable[[float], None], seconds: float) -> bool:

@@ -99,7 +99,8 @@ class MqControl:
 
     def dspmqinf(self) -> CommandResult:
         """exit 0: registered on this host; 44: not."""
-        return self.runner.run([self._bin("dspmqinf"), self.name], self.command_timeout, ok_codes=(0, DSPMQINF_NOT_FOUND))
+        argv = [self._bin("dspmqinf"), self.name]
+        return self.runner.run(argv, self.command_timeout, ok_codes=(0, DSPMQINF_NOT_FOUND))
 
     # -- preparation -------------------------------------------------------
     def addmqinf(self) -> CommandResult:

@@ -165,7 +165,7 @@ class CreateLock:
         self.sleep = sleep
         self.fd = -1
 
-    def __enter__(self) -> "CreateLock":
+    def __enter__(self) -> CreateLock:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + self.timeout

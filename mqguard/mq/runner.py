@@ -78,7 +78,7 @@ class RunAs:
     home: str
 
     @classmethod
-    def lookup(cls, user: str) -> Optional["RunAs"]:
+    def lookup(cls, user: str) -> Optional[RunAs]:
         """None when ``user`` is empty or is already who we are."""
         if not user:
             return None
@@ -157,7 +157,7 @@ class CommandRunner:
             return CommandResult(argv, None, out, err, time.monotonic() - start, timed_out=True)
 
 
-def _kill_and_collect(proc: "subprocess.Popen[str]") -> tuple[str, str]:
+def _kill_and_collect(proc: subprocess.Popen[str]) -> tuple[str, str]:
     """Kill the command's process group; wait a bounded time for it.
 
     A process stuck in uninterruptible I/O may outlive SIGKILL. Then we stop

@@ -32,7 +32,7 @@ class QmStatus(str, enum.Enum):
     RECOVERY_GROUP_LEADER = "recovery_group_leader"
 
     @classmethod
-    def from_word(cls, word: str) -> "QmStatus":
+    def from_word(cls, word: str) -> QmStatus:
         key = re.sub(r"[\s\-]+", "_", word.strip().lower())
         return cls(key)
 

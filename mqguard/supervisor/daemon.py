@@ -223,7 +223,8 @@ class Daemon:
 
     def _wait(self, timeout: float) -> None:
         fds = [self._wake_r]
-        pidfd = self.watch.refresh() if self.machine.last_status in (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY) else None
+        watching = self.machine.last_status in (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY)
+        pidfd = self.watch.refresh() if watching else None
         if pidfd is not None:
             fds.append(pidfd)
         try:
@@ -336,7 +337,7 @@ class Daemon:
             qmgr=self.cfg.queue_manager.name,
             state=(verdict.state if verdict else m.state).value,
             healthy=bool(verdict and verdict.healthy),
-            qmgr_status=m.last_status.value if (obs and obs.qmgr) else None,
+            qmgr_status=obs.qmgr.value if (obs and obs.qmgr) else None,
             qmgr_detail=obs.qmgr_detail if obs else "",
             storage_path=self.cfg.storage.path,
             storage_ok=bool(obs and obs.storage_ok),

@@ -49,8 +49,10 @@ class Reporter:
         self._thread.start()
 
     def _send(self) -> None:
-        assert self.autoscaling is not None
         asg = self.autoscaling
+        if asg is None:  # report = autoscaling always comes with a client
+            log.error("no Auto Scaling client; cannot report")
+            return
         instance = call_until_done(
             "SetInstanceHealth(Unhealthy)",
             lambda: asg.set_unhealthy(self.respect_grace_period),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +24,8 @@ class MotoAsg:
         self.instance_id = ""
         self.asg_name = "mq-asg"
 
-    def start(self) -> "MotoAsg":
+    def start(self) -> MotoAsg:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.url = f"http://{host}:{port}"
@@ -125,7 +127,7 @@ class FaultProxy:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         threading.Thread(target=self.httpd.serve_forever, name="fault-proxy", daemon=True).start()
         return self
 

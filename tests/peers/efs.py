@@ -30,7 +30,7 @@ class FakeEfs:
         self.pid: Optional[int] = None
         self.frozen = False
 
-    def mount(self) -> "FakeEfs":
+    def mount(self) -> FakeEfs:
         # -f keeps bindfs in the foreground so we own its PID (to freeze it).
         proc = subprocess.Popen(
             ["bindfs", "-f", "-o", "allow_other", self.src, self.path],

@@ -66,7 +66,7 @@ class ImdsServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "ImdsServer":
+    def start(self) -> ImdsServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="imds", daemon=True)
         self.thread.start()
         return self

@@ -245,7 +245,7 @@ def cmd_dspmq(sim: Sim, argv: List[str]) -> int:
         elif a == "-o" and i + 1 < len(argv):
             i += 1
         else:
-            err(f"Usage: dspmq [-m QMgrName] [-n] [-o status] [-x] [-a]")
+            err("Usage: dspmq [-m QMgrName] [-n] [-o status] [-x] [-a]")
             return 36
         i += 1
     if sim.knob("dspmq.hang") is not None:
@@ -439,7 +439,7 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
         if state.get("pid") == proc.pid and state.get("status") == "running":
             break
         if proc.poll() is not None:
-            err(f"AMQ8041S: The queue manager cannot be restarted or deleted because processes that were previously connected are still running.") if proc.returncode == 24 else err("AMQ6109E: An internal IBM MQ error has occurred.")
+            err("AMQ8041S: The queue manager cannot be restarted or deleted because processes that were previously connected are still running.") if proc.returncode == 24 else err("AMQ6109E: An internal IBM MQ error has occurred.")
             return 24 if proc.returncode == 24 else 71
         time.sleep(0.02)
     # The controller runs on by itself (it is in its own session); strmqm does

@@ -1,0 +1,328 @@
+"""``mqguard run`` as a real subprocess against the simulator, a FUSE "EFS",
+a real IMDSv2 server and moto's Auto Scaling server.
+
+Each test prints the figures it measured (pytest -s shows them; the Makefile
+keeps them in the log).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import Harness, wait_until
+from tests.peers.aws import FaultProxy, MotoAsg
+from tests.peers.imds import ImdsServer
+
+
+def figure(name: str, value: float, unit: str = "s") -> None:
+    print(f"\nFIGURE {name}: {value:.3f} {unit}")
+
+
+@pytest.fixture
+def aws(moto: MotoAsg, imds: ImdsServer) -> Iterator[FaultProxy]:
+    """A pass-through proxy in front of moto, so a test can count the calls made."""
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    proxy = FaultProxy(moto.url, []).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def use_autoscaling(h: Harness, proxy: FaultProxy, imds: ImdsServer) -> None:
+    h.configure(
+        health={"report": "autoscaling"},
+        aws={"region": "", "endpoint_url": proxy.url, "imds_url": imds.url},
+    )
+
+
+def set_health_calls(proxy: FaultProxy) -> int:
+    return sum(1 for action, _ in proxy.seen if action == "SetInstanceHealth")
+
+
+def test_fresh_efs_creates_starts_and_applies_mqsc(harness: Harness) -> None:
+    (harness.mqsc_dir / "10-app.mqsc").write_text("DEFINE QLOCAL(APP.Q) REPLACE\nDEFINE LISTENER(L1) TRPTYPE(TCP)\n")
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    crt = harness.calls("crtmqm")
+    assert len(crt) == 1
+    assert crt[0]["argv"] == ["-md", f"{harness.efs.path}/qmgrs", "-ld", f"{harness.efs.path}/logs", "QM1"]
+    assert Path(harness.efs.src, "qmgrs", "QM1", "qm.ini").is_file(), "data must land on the EFS"
+    assert Path(harness.efs.src, "logs", "QM1").is_dir()
+    mqsc = Path(harness.efs.src, "qmgrs", "QM1", "mqsc.log").read_text().splitlines()
+    assert mqsc == ["DEFINE QLOCAL(APP.Q) REPLACE", "DEFINE LISTENER(L1) TRPTYPE(TCP)"]
+    assert len(harness.controllers()) == 1
+    assert harness.stop() == 0
+    assert len(harness.controllers()) == 1, "stop_on_exit = never leaves MQ running"
+
+
+def test_data_on_efs_but_not_registered_uses_addmqinf_never_crtmqm(harness: Harness) -> None:
+    # host0 created the queue manager earlier (and died); this host has never seen it.
+    creator = Harness(harness.tmp, harness.efs, host="host0")
+    try:
+        res = subprocess.run(
+            [f"{creator.bindir}/crtmqm", "-md", f"{harness.efs.path}/qmgrs", "-ld", f"{harness.efs.path}/logs", "QM1"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert res.returncode == 0
+    finally:
+        creator.cleanup()
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    assert harness.calls("crtmqm") == []
+    order = [c["cmd"] for c in harness.calls() if c["cmd"] in ("dspmqinf", "addmqinf", "strmqm")]
+    assert order[:3] == ["dspmqinf", "addmqinf", "strmqm"]
+    assert "registered existing queue manager QM1" in harness.log_text()
+    harness.stop()
+
+
+def test_kill_9_is_restarted_without_waiting_for_the_poll(harness: Harness) -> None:
+    harness.configure(health={"poll_interval": "30s", "grace_period": "60s"})
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    time.sleep(0.5)  # let the loop settle into its 30 s wait, watching the pidfd
+    old = harness.controllers()
+    assert len(old) == 1
+    strmqm_before = len(harness.calls("strmqm"))
+    killed_at = time.time()
+    os.kill(old[0], signal.SIGKILL)
+    wait_until(lambda: len(harness.calls("strmqm")) > strmqm_before, 10, "a restart")
+    restart_called = harness.calls("strmqm")[-1]["t"]
+    new = wait_until(lambda: [p for p in harness.controllers() if p not in old], 15, "a new amqzxma0")
+    up_at = time.time()
+    figure("crash to strmqm (poll 30s)", float(restart_called) - killed_at)  # type: ignore[arg-type]
+    figure("crash to new amqzxma0 running", up_at - killed_at)
+    assert float(restart_called) - killed_at < 5, "restart must not wait for the 30 s poll"  # type: ignore[arg-type]
+    assert new
+    harness.wait_log(r"QM1: running", after=harness.log_text().index("exited; checking now"), timeout=15)
+    assert "report" not in harness.log_text().split("exited; checking now")[1].lower().replace("report = log", "")
+    harness.stop()
+
+
+def test_persistent_strmqm_failure_is_reported_once_after_grace(
+    harness: Harness, aws: FaultProxy, imds: ImdsServer, moto: MotoAsg
+) -> None:
+    grace, poll = 5.0, 1.0
+    harness.configure(health={"grace_period": "5s", "poll_interval": "1s", "restart_attempts": "3"})
+    use_autoscaling(harness, aws, imds)
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    assert moto.health() == "Healthy"
+    harness.knob("strmqm.exit", "71")
+    failed_at = time.monotonic()
+    os.kill(harness.controllers()[0], signal.SIGKILL)
+    wait_until(lambda: moto.health() == "Unhealthy", grace + poll + 10, "Unhealthy in moto", interval=0.05)
+    latency = time.monotonic() - failed_at
+    figure("failure to Unhealthy in moto (grace 5s, poll 1s)", latency)
+    assert grace <= latency <= grace + poll + 2
+    time.sleep(3)  # nothing more may be sent
+    assert set_health_calls(aws) == 1
+    assert len(harness.calls("strmqm")) == 1 + 3, "the start-up plus restart_attempts"
+    harness.wait_log(r"reported instance i-\w+ Unhealthy")
+    assert harness.stop() == 0
+
+
+def test_frozen_efs_keeps_cycling_and_reports_after_grace(
+    harness: Harness, aws: FaultProxy, imds: ImdsServer, moto: MotoAsg
+) -> None:
+    harness.configure(health={"grace_period": "4s", "poll_interval": "500ms"}, storage={"probe_timeout": "300ms"})
+    use_autoscaling(harness, aws, imds)
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    assert harness.proc is not None
+    pid = harness.proc.pid
+    threads_before = len(os.listdir(f"/proc/{pid}/task"))
+    cycles_before = len(re.findall(r"cycle \d+ done", harness.log_text()))
+    harness.efs.freeze()
+    frozen_at = time.monotonic()
+    try:
+        wait_until(lambda: moto.health() == "Unhealthy", 15, "Unhealthy after freezing EFS", interval=0.05)
+        latency = time.monotonic() - frozen_at
+        figure("EFS frozen to Unhealthy (grace 4s, poll 0.5s, probe 0.3s)", latency)
+        assert latency >= 4
+        time.sleep(2)
+        cycles = len(re.findall(r"cycle \d+ done", harness.log_text())) - cycles_before
+        threads_after = len(os.listdir(f"/proc/{pid}/task"))
+        figure("cycles completed while frozen", cycles, "cycles")
+        assert cycles >= 8, "the loop must keep cycling while EFS hangs"
+        assert threads_after <= threads_before + 2, "stuck probes must not pile up"
+        assert "still stuck" in harness.log_text()
+        assert set_health_calls(aws) == 1
+        kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        assert len(kids) <= 1, f"commands piling up: {kids}"
+    finally:
+        harness.efs.thaw()
+    harness.wait_log(r"QM1: running", after=len(harness.log_text()), timeout=15)
+    assert harness.stop() == 0
+
+
+def test_report_log_makes_no_aws_call_at_all(harness: Harness, aws: FaultProxy, imds: ImdsServer) -> None:
+    harness.configure(
+        health={"report": "log", "grace_period": "2s", "restart_attempts": "1"},
+        aws={"endpoint_url": aws.url, "imds_url": imds.url},
+    )
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    harness.knob("strmqm.exit", "71")
+    os.kill(harness.controllers()[0], signal.SIGKILL)
+    harness.wait_log(r"report = log, so Auto Scaling is NOT told", timeout=15)
+    harness.stop()
+    assert aws.seen == [] and imds.requests == []
+
+
+def test_sigterm_with_never_leaves_mq_running_and_next_run_adopts_it(harness: Harness) -> None:
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    pid = harness.controllers()
+    assert harness.stop() == 0
+    assert "leaving queue manager QM1 as it is: stop_on_exit = never" in harness.log_text()
+    assert harness.controllers() == pid
+    strmqm = len(harness.calls("strmqm"))
+    harness.log = harness.tmp / "second.log"
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    assert "adopted the running queue manager" in harness.log_text()
+    assert len(harness.calls("strmqm")) == strmqm and harness.calls("endmqm") == []
+    assert harness.controllers() == pid
+    harness.stop()
+
+
+def test_sigterm_with_always_ends_mq_and_escalates(harness: Harness) -> None:
+    harness.configure(queue_manager={"stop_on_exit": "always", "stop_timeout": "1s"})
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    harness.knob("amqzxma0.ignore_term")  # a controlled end that never finishes
+    start = time.monotonic()
+    assert harness.stop(timeout=60) == 0
+    figure("stop with -w hanging (stop_timeout 1s)", time.monotonic() - start)
+    assert [c["argv"][0] for c in harness.calls("endmqm")] == ["-w", "-i"]
+    assert harness.controllers() == []
+    assert "ENDED IMMEDIATELY" in harness.dspmq()
+
+
+def test_sigterm_with_always_ends_cleanly_with_w(harness: Harness) -> None:
+    harness.configure(queue_manager={"stop_on_exit": "always"})
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    assert harness.stop() == 0
+    assert [c["argv"] for c in harness.calls("endmqm")] == [["-w", "QM1"]]
+    assert "ENDED NORMALLY" in harness.dspmq()
+
+
+def test_waits_for_the_mount_then_proceeds(harness: Harness) -> None:
+    harness.efs.unmount()
+    harness.start()
+    harness.wait_log(r"QM1: waiting_for_storage", timeout=15)
+    assert harness.calls() == []
+    harness.efs.mount()
+    harness.wait_log(r"QM1: running", timeout=30)
+    harness.stop()
+
+
+def test_mount_timeout_is_a_failure_reported_at_once(harness: Harness) -> None:
+    harness.efs.unmount()
+    harness.configure(storage={"mount_timeout": "2s"}, health={"grace_period": "60s"})
+    harness.start()
+    m = harness.wait_log(r"instance is unhealthy \(storage not ready after (\d+)s", timeout=15)
+    assert 2 <= int(m.group(1)) <= 4
+    harness.wait_log(r"QM1: failed")
+    harness.stop()
+
+
+def test_two_bad_keys_exit_78_naming_both(harness: Harness) -> None:
+    harness.configure(health={"grace_period": "soon"}, storage={"fstypes": ""})
+    res = harness.cli("run", "--config", str(harness.conf))
+    assert res.returncode == 78
+    assert "[health] grace_period = 'soon'" in res.stderr
+    assert "[storage] fstypes" in res.stderr
+    assert "2 configuration error(s)" in res.stderr
+    res = harness.cli("validate-config", "--config", str(harness.conf))
+    assert res.returncode == 78
+
+
+def test_unknown_run_as_user_is_a_configuration_error(harness: Harness) -> None:
+    harness.configure(queue_manager={"run_as": "no-such-mq-user"})
+    res = harness.cli("run", "--config", str(harness.conf))
+    assert res.returncode == 78 and "run_as" in res.stderr
+
+
+def test_usage_errors_exit_64(harness: Harness) -> None:
+    assert harness.cli("frobnicate").returncode == 64
+    assert harness.cli().returncode == 64
+    assert harness.cli("run", "--bogus").returncode == 64
+    res = harness.cli("--version")
+    assert res.returncode == 0 and re.match(r"mqguard \d+\.\d+\.\d+", res.stdout)
+
+
+def test_validate_config_print_and_env_var(harness: Harness) -> None:
+    harness.configure()
+    env = harness.env()
+    env["MQGUARD_CONFIG"] = str(harness.conf)
+    res = subprocess.run(["python3", "-m", "mqguard", "validate-config", "--print"], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0
+    assert "[queue_manager]\nname = QM1\n" in res.stdout and "grace_period = 5s" in res.stdout
+
+
+def test_check_reports_each_aspect_and_exit_codes(harness: Harness) -> None:
+    res = harness.cli("check", "--config", str(harness.configure()))
+    assert res.returncode == 1, res.stdout + res.stderr  # not created yet
+    lines = res.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["storage", "queue", "listener"]
+    assert lines[0].split()[1] == "ok"
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    harness.stop()
+    before = len(harness.calls())
+    res = harness.cli("check", "--config", str(harness.conf))
+    assert res.returncode == 0, res.stdout
+    assert "QM1 running" in res.stdout and "accepts connections" in res.stdout
+    assert {c["cmd"] for c in harness.calls()[before:]} == {"dspmq"}, "check must have no side effects"
+    harness.knob("listener.off")
+    os.kill(harness.controllers()[0], signal.SIGKILL)
+    subprocess.run([f"{harness.bindir}/strmqm", "QM1"], capture_output=True, timeout=30)
+    res = harness.cli("check", "--config", str(harness.conf))
+    assert res.returncode == 1 and "refuses" in res.stdout
+    harness.efs.freeze()
+    try:
+        start = time.monotonic()
+        res = harness.cli("check", "--config", str(harness.conf), timeout=30)
+        assert res.returncode == 1 and "did not finish" in res.stdout
+        assert time.monotonic() - start < 15
+    finally:
+        harness.efs.thaw()
+
+
+def test_check_exit_2_while_starting(harness: Harness) -> None:
+    harness.configure()
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    harness.stop()
+    subprocess.run([f"{harness.bindir}/endmqm", "-i", "QM1"], capture_output=True, timeout=30)
+    harness.knob("strmqm.delay", "5")
+    proc = subprocess.Popen([f"{harness.bindir}/strmqm", "QM1"], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: "STARTING" in harness.dspmq(), 10, "STARTING")
+        res = harness.cli("check", "--config", str(harness.conf))
+        assert res.returncode == 2, res.stdout
+    finally:
+        proc.wait(timeout=30)
+
+
+def test_json_log_format(harness: Harness) -> None:
+    harness.configure(logging={"format": "json", "level": "info"})
+    harness.start()
+    harness.wait_log(r'"msg":"QM1: running"', timeout=30)
+    harness.stop()
+    for line in harness.log_text().splitlines():
+        doc = json.loads(line)
+        assert {"ts", "level", "logger", "msg"} <= set(doc)
