@@ -1,4 +1,4 @@
-"""Command line: run, check, validate-config, --version.
+"""Command line: run, check, status, validate-config, --version.
 
 Exit codes (contract): 0 ok/healthy; 1 unhealthy or runtime error; 2 degraded
 or starting; 64 usage error; 78 configuration error.
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("run", "run the daemon in the foreground")
     add("check", "one-shot health check of storage, queue manager and listener (no side effects)")
+    status = add("status", "ask the running daemon for its view (HTTP /status)")
+    status.add_argument("--json", action="store_true", help="print the /status JSON document")
     validate = add("validate-config", "check the configuration and exit")
     validate.add_argument("--print", action="store_true", help="print the effective configuration")
     return parser
@@ -59,6 +61,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_check(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "status":
+            from mqguard.statuscmd import run_status
+
+            return run_status(_load(args.config), args.json)
     except config_mod.ConfigError as exc:
         print(f"mqguard: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -89,18 +95,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mqguard import logsetup
-    from mqguard.supervisor.daemon import Daemon
+    from mqguard.app import App
 
     path = args.config or config_mod.default_path()
     cfg = config_mod.load(path)
-    logsetup.setup(cfg.logging.level, cfg.logging.format)
     try:
-        daemon = Daemon(cfg, config_path=path)
-        daemon.install_signal_handlers()
-        return daemon.run()
+        return App(cfg, path).run()
     except config_mod.ConfigError:
         raise
+    except OSError as exc:  # e.g. the metrics port is taken
+        log.error("mqguard cannot start: %s", exc)
+        return EX_UNHEALTHY
     except Exception:
         log.exception("mqguard failed")
         return EX_UNHEALTHY

@@ -29,6 +29,7 @@ from mqguard.mq.lifecycle import Lifecycle, PrepareError
 from mqguard.mq.pidwatch import ControllerWatch
 from mqguard.mq.runner import CommandResult, CommandRunner, RunAs
 from mqguard.mq.status import QmStatus
+from mqguard.notify import Notifier
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
 from mqguard.supervisor.machine import (
     Action,
@@ -43,7 +44,7 @@ from mqguard.supervisor.machine import (
     Verdict,
 )
 from mqguard.supervisor.reporter import Reporter
-from mqguard.supervisor.snapshot import Snapshot
+from mqguard.supervisor.snapshot import Snapshot, summary_line
 from mqguard.supervisor.stopping import host_is_stopping, should_end_qmgr
 from mqguard.supervisor.worker import StageSetter, Worker
 from mqguard.telemetry import Telemetry
@@ -115,8 +116,10 @@ class Daemon:
         mountinfo: str = MOUNTINFO,
         telemetry: Optional[Telemetry] = None,
         config_path: Optional[str] = None,
+        notifier: Optional[Notifier] = None,
     ) -> None:
         self.cfg = cfg
+        self.notifier = notifier or Notifier({})
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.mountinfo = mountinfo
@@ -149,7 +152,9 @@ class Daemon:
         self._snapshot_lock = threading.Lock()
         self._snapshot: Optional[Snapshot] = None
         self._last_obs: Optional[Observation] = None
-        self.cycle_hooks: List[Callable[[Snapshot], None]] = []  # e.g. systemd notify
+        self.cycle_hooks: List[Callable[[Snapshot], None]] = []
+        self.stop_hooks: List[Callable[[], None]] = []  # run before the queue manager is ended
+        self._started = self.clock.monotonic()
 
     # ----------------------------------------------------------- plumbing
     def _wake(self) -> None:
@@ -196,6 +201,9 @@ class Daemon:
             started = self.clock.monotonic()
             self.run_cycle()
             next_due = started + self.cfg.health.poll_interval
+            if self.notifier.watchdog_interval is not None:
+                # cycle at least twice per WatchdogSec, whatever poll_interval says
+                next_due = min(next_due, started + self.notifier.watchdog_interval)
             deadline = self.machine.next_deadline(self.clock.monotonic())
             if deadline is not None:
                 # wake when a grace period or budget runs out, not a poll later
@@ -219,6 +227,7 @@ class Daemon:
         self.telemetry.cycle(took)
         log.debug("cycle %d done in %.3fs: %s", self.cycles, took, verdict.state.value)
         self._publish(obs, verdict)
+        self.notifier.watchdog()  # only here: a cycle that never completes stops the pings
         return verdict
 
     def _wait(self, timeout: float) -> None:
@@ -354,6 +363,11 @@ class Daemon:
             controller_pid=self.watch.pid,
             cycles=self.cycles,
         )
+        snap = replace(snap, summary=summary_line(
+            snap, self.clock.monotonic() - self._started, config_mod.format_duration(self.cfg.storage.mount_timeout),
+            self.cfg.health.report.value,
+        ))
+        self.notifier.status(snap.summary)
         with self._snapshot_lock:
             self._snapshot = snap
         for hook in self.cycle_hooks:
@@ -362,6 +376,14 @@ class Daemon:
     # --------------------------------------------------------------- reload
     def reload(self) -> None:
         """SIGHUP: re-read the config; apply what can change live, keep the rest."""
+        self.notifier.reloading()
+        try:
+            self._reload()
+        finally:
+            snap = self.snapshot()
+            self.notifier.ready(snap.summary if snap else "reloaded")
+
+    def _reload(self) -> None:
         try:
             new = config_mod.load(self.config_path)
         except config_mod.ConfigError as exc:
@@ -382,9 +404,12 @@ class Daemon:
     # ------------------------------------------------------------- shutdown
     def shutdown(self) -> int:
         self.machine.state = State.STOPPING
+        self.notifier.stopping(f"stopping supervision of queue manager {self.cfg.queue_manager.name}")
         self._publish(self._last_obs, None)
         log.info("stopping supervision of %s", self.cfg.queue_manager.name)
         self.stop_event.set()
+        for hook in self.stop_hooks:
+            hook()
         if not self.worker.join(JOB_DRAIN_TIMEOUT):
             log.warning("a start job is still running after %.0fs; deciding about the stop anyway", JOB_DRAIN_TIMEOUT)
         host_stopping = host_is_stopping(self.runner)

@@ -30,6 +30,7 @@ class Snapshot:
     bad_reasons: List[str] = field(default_factory=list)
     controller_pid: Optional[int] = None
     cycles: int = 0
+    summary: str = ""  # one human line, also systemd's STATUS=
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)
@@ -37,3 +38,29 @@ class Snapshot:
         doc["last_cycle"] = iso_utc(self.last_cycle)
         doc["bad_seconds"] = round(self.bad_seconds, 3)
         return doc
+
+
+def summary_line(snap: Snapshot, uptime: float, mount_timeout: str, report_mode: str) -> str:
+    """What mqguard is doing, in one line (systemctl status shows it)."""
+    q, path = snap.qmgr, snap.storage_path
+    efs = f"EFS {path} ok" if snap.storage_ok else f"EFS {path} BAD ({snap.storage_detail})"
+    status = (snap.qmgr_status or "status unknown").replace("_", " ")
+    if snap.state == "waiting_for_storage":
+        return f"waiting for EFS mount {path} ({uptime:.0f}s of {mount_timeout}): {snap.storage_detail}"
+    if snap.state == "preparing":
+        return f"preparing queue manager {q}; {efs}"
+    if snap.state == "starting":
+        return f"starting queue manager {q}; {efs}"
+    if snap.state == "running":
+        lsn = "" if snap.listener_ok is None else f"; listener {snap.listener_port} ok"
+        return f"queue manager {q} running; {efs}{lsn}; healthy"
+    if snap.state == "standby":
+        return f"queue manager {q} running as standby; {efs}; healthy"
+    why = "; ".join(snap.bad_reasons) or status
+    if snap.state == "recovering":
+        return f"queue manager {q} {status}; recovering for {snap.bad_seconds:.0f}s ({snap.restarts} restarts): {why}"
+    if snap.state == "failed":
+        told = "reported Unhealthy to Auto Scaling" if snap.reported_unhealthy else (
+            "Unhealthy (report = log: not sent)" if report_mode == "log" else "reporting Unhealthy to Auto Scaling")
+        return f"queue manager {q} {status}; FAILED: {told}: {why}"
+    return f"stopping; queue manager {q} {status}"

@@ -1,0 +1,74 @@
+"""``mqguard status``: ask the running daemon over HTTP, print its view."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any, Dict, Tuple
+
+from mqguard.config import Config
+
+EX_OK, EX_UNHEALTHY, EX_DEGRADED = 0, 1, 2
+UNHEALTHY_STATES = {"failed", "stopping"}
+
+
+def status_url(cfg: Config) -> str:
+    if cfg.metrics.listen is None:
+        raise ValueError("metrics.listen = off: the daemon serves no /status to ask")
+    host, port = cfg.metrics.listen
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - mapping a wildcard to loopback
+    return f"http://[{host}]:{port}/status" if ":" in host else f"http://{host}:{port}/status"
+
+
+def fetch(url: str, timeout: float = 3.0) -> Dict[str, Any]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            doc: Dict[str, Any] = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # 503 before the first cycle still has a body
+        doc = json.loads(exc.read() or b"{}")
+    return doc
+
+
+def exit_code(doc: Dict[str, Any]) -> int:
+    if doc.get("healthy"):
+        return EX_OK
+    if doc.get("state") in UNHEALTHY_STATES:
+        return EX_UNHEALTHY
+    return EX_DEGRADED
+
+
+def render(doc: Dict[str, Any]) -> str:
+    rows: Tuple[Tuple[str, Any], ...] = (
+        ("state", doc.get("state")),
+        ("queue manager", f"{doc.get('qmgr')} ({doc.get('qmgr_status') or 'status unknown'})"),
+        ("storage", f"{doc.get('storage_path')}: {'ok' if doc.get('storage_ok') else 'BAD'} "
+                    f"({doc.get('storage_detail')})"),
+        ("listener", f"{doc.get('listener_port')}: "
+                     + {True: "ok", False: "BAD", None: "not probed"}[doc.get("listener_ok")]),
+        ("bad since", doc.get("bad_since") or "-"),
+        ("restarts", doc.get("restarts")),
+        ("reported", "Unhealthy reported to Auto Scaling" if doc.get("reported_unhealthy") else "no"),
+        ("last cycle", doc.get("last_cycle")),
+        ("version", doc.get("version")),
+    )
+    lines = [doc.get("summary") or doc.get("state", "?"), ""]
+    lines += [f"  {k:<14} {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def run_status(cfg: Config, as_json: bool) -> int:
+    try:
+        url = status_url(cfg)
+        doc = fetch(url)
+    except ValueError as exc:
+        print(f"mqguard status: {exc}", file=sys.stderr)
+        return EX_UNHEALTHY
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"mqguard status: no mqguard daemon answers at {url} ({exc}); is it running? "
+              "(systemctl status mqguard)", file=sys.stderr)
+        return EX_UNHEALTHY
+    print(json.dumps(doc, indent=2, sort_keys=True) if as_json else render(doc))
+    return exit_code(doc)
