@@ -63,6 +63,9 @@ class HttpEndpoint:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             server_version = "mqguard"
+            # headers and body go out in two writes: without TCP_NODELAY, Nagle plus
+            # the client's delayed ACK adds ~40 ms to every keep-alive response
+            disable_nagle_algorithm = True
 
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.debug("http %s - %s", self.address_string(), fmt % args)

@@ -74,17 +74,17 @@ class RecordedPcf:
         self.script = script
         self.calls: List[str] = []
 
-    def MQCMD_INQUIRE_Q_MGR_STATUS(self) -> List[Dict[int, Any]]:  # noqa: N802 - the library's naming
+    def MQCMD_INQUIRE_Q_MGR_STATUS(self) -> List[Dict[int, Any]]:
         self.calls.append("qmgr")
         if self.script.get("broken"):
             raise MQMIError(2009)
         return replies("inquire_q_mgr_status")
 
-    def MQCMD_INQUIRE_Q(self, args: Dict[int, Any]) -> List[Dict[int, Any]]:  # noqa: N802
+    def MQCMD_INQUIRE_Q(self, args: Dict[int, Any]) -> List[Dict[int, Any]]:
         assert args == {mqi.MQCA_Q_NAME: b"*", mqi.MQIA_Q_TYPE: mqi.MQQT_LOCAL}
         return replies("inquire_q")
 
-    def MQCMD_INQUIRE_CHANNEL_STATUS(self, args: Dict[int, Any]) -> List[Dict[int, Any]]:  # noqa: N802
+    def MQCMD_INQUIRE_CHANNEL_STATUS(self, args: Dict[int, Any]) -> List[Dict[int, Any]]:
         if self.script.get("no_channels"):
             raise MQMIError(mqi.MQRCCF_CHL_STATUS_NOT_FOUND)
         return replies("inquire_channel_status")

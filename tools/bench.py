@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""make bench: latency of /metrics and /healthz from a real `mqguard run`.
+
+Runs the daemon against the MQ simulator and a FUSE "EFS", then sends N
+sequential keep-alive requests per endpoint with EFS healthy and with EFS
+frozen (bindfs SIGSTOPped, as a dead NFS server). Prints median and p99 per
+case and the frozen/healthy ratio. Target: p99 under 10 ms in every case.
+Loopback only; bounded; everything is stopped and unmounted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import Harness, free_port  # noqa: E402
+from tests.peers.efs import FakeEfs  # noqa: E402
+
+TARGET_P99_MS = 10.0
+
+
+def measure(port: int, path: str, n: int) -> List[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    samples = []
+    try:
+        for _ in range(n):
+            start = time.perf_counter()
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            samples.append((time.perf_counter() - start) * 1000)
+            if resp.status not in (200, 503):
+                raise SystemExit(f"{path} answered {resp.status}")
+    finally:
+        conn.close()
+    return samples
+
+
+def p99(samples: List[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=2000, help="requests per endpoint and case (>= 1000)")
+    args = parser.parse_args()
+    n = max(1000, args.n)
+    tmp = Path(tempfile.mkdtemp(prefix="mqguard-bench-"))
+    efs = FakeEfs(str(tmp)).mount()
+    h = Harness(tmp, efs)
+    port = free_port()
+    h.configure(metrics={"listen": f"127.0.0.1:{port}"}, logging={"level": "warning"},
+                storage={"probe_timeout": "500ms"}, health={"grace_period": "10m"})
+    results: Dict[Tuple[str, str], List[float]] = {}
+    try:
+        h.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.1)
+        for case in ("EFS healthy", "EFS frozen"):
+            if case == "EFS frozen":
+                efs.freeze()
+                time.sleep(2)  # let a few cycles see the hang
+            for path in ("/metrics", "/healthz"):
+                measure(port, path, 50)  # warm-up
+                results[(path, case)] = measure(port, path, n)
+        efs.thaw()
+    finally:
+        efs.thaw()
+        if h.proc is not None and h.proc.poll() is None:
+            h.stop()
+        h.cleanup()
+        efs.unmount()
+    print(f"\nmqguard endpoint latency, {n} sequential keep-alive requests per row (loopback)\n")
+    print(f"| endpoint | case | median ms | p99 ms | max ms | p99 target {TARGET_P99_MS:g} ms |")
+    print("|---|---|---|---|---|---|")
+    ok = True
+    for (path, case), s in results.items():
+        good = p99(s) < TARGET_P99_MS
+        ok &= good
+        print(f"| {path} | {case} | {statistics.median(s):.2f} | {p99(s):.2f} | {max(s):.2f} | "
+              f"{'met' if good else 'MISSED'} |")
+    for path in ("/metrics", "/healthz"):
+        ratio = statistics.median(results[(path, "EFS frozen")]) / statistics.median(results[(path, "EFS healthy")])
+        print(f"\n{path}: median frozen/healthy ratio {ratio:.2f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
