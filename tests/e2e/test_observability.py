@@ -167,8 +167,8 @@ def test_notify_ready_status_watchdog_stopping_from_a_real_run(harness: Harness,
     assert harness.stop() == 0
     msgs = [m for _, m in notify_socket.messages]
     assert msgs[0].startswith("READY=1"), msgs[:3]
-    assert any(m == "STATUS=queue manager QM1 running; EFS %s ok; listener %d ok; healthy"
-               % (harness.efs.path, harness.port) for m in msgs)
+    expected = f"STATUS=queue manager QM1 running; EFS {harness.efs.path} ok; listener {harness.port} ok; healthy"
+    assert expected in msgs
     pings = [t for t, _ in notify_socket.having("WATCHDOG=1")]
     assert len(pings) >= 3
     gaps = [b - a for a, b in zip(pings, pings[1:])]
