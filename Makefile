@@ -1,9 +1,9 @@
 # mqguard — see README.md. Every target installs what it needs first.
 PYTHON ?= python3
-APT_PACKAGES = bindfs fuse3 procps iproute2 prometheus libsystemd-dev pkg-config
+APT_PACKAGES = bindfs fuse3 procps iproute2 prometheus libsystemd-dev pkg-config rpm rpmlint python3-systemd man-db
 STAMP = build/.deps-stamp
 
-.PHONY: deps test lint unit e2e demo bench clean
+.PHONY: deps test lint unit e2e demo bench rpm clean
 
 build:
 	mkdir -p build
@@ -37,6 +37,25 @@ test: deps lint
 # Runs the real daemon against the simulator, moto, IMDSv2 and a FUSE "EFS".
 demo: deps
 	$(PYTHON) tools/demo.py
+
+VERSION := $(shell $(PYTHON) -c 'import re;print(re.search(r"__version__ = \"(.+)\"", open("mqguard/__init__.py").read()).group(1))')
+RELEASE ?= 1
+SRC = build/src/mqguard-$(VERSION)
+
+# The RPM: mqguard plus its pinned, vendored libraries; see packaging/rpm/mqguard.spec.
+rpm: deps
+	rm -rf build/src build/rpmbuild
+	mkdir -p $(SRC) build/rpmbuild/SOURCES
+	$(PYTHON) -m pip install -q --no-deps --no-compile --only-binary=:all: --target $(SRC)/lib \
+	  -r packaging/rpm/vendor-requirements.txt
+	$(PYTHON) packaging/rpm/prune.py $(SRC)/lib
+	cp -a mqguard $(SRC)/lib/
+	find $(SRC)/lib -name __pycache__ -prune -exec rm -rf {} +
+	cp -a systemd examples docs packaging README.md LICENSE $(SRC)/
+	tar -C build/src --owner=0 --group=0 --mtime=2026-01-01 -czf build/rpmbuild/SOURCES/mqguard-$(VERSION).tar.gz mqguard-$(VERSION)
+	rpmbuild -bb --quiet --define "_topdir $(CURDIR)/build/rpmbuild" --define "release_number $(RELEASE)" \
+	  packaging/rpm/mqguard.spec
+	@ls -l build/rpmbuild/RPMS/noarch/
 
 # Benchmarks (not timed tests): endpoint latency with EFS healthy and frozen.
 bench: deps
