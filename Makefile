@@ -1,9 +1,9 @@
 # mqguard — see README.md. Every target installs what it needs first.
 PYTHON ?= python3
-APT_PACKAGES = bindfs fuse3 procps iproute2 prometheus libsystemd-dev pkg-config rpm rpmlint python3-systemd man-db
+APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux systemd python3 python3-systemd prometheus libsystemd-dev pkg-config rpm rpmlint man-db
 STAMP = build/.deps-stamp
 
-.PHONY: deps test lint unit e2e demo bench rpm clean
+.PHONY: deps test lint unit e2e systemtest demo bench rpm clean
 
 build:
 	mkdir -p build
@@ -20,7 +20,7 @@ $(STAMP): requirements-dev.txt Makefile | build
 	touch $@
 
 lint: deps
-	ruff check mqguard tests tools
+	ruff check mqguard tests tools packaging/rpm/prune.py
 	mypy mqguard
 	vermin -t=3.9- --no-tips --violations mqguard
 
@@ -30,7 +30,11 @@ unit: deps
 e2e: deps
 	$(PYTHON) -m pytest -q -s tests/e2e
 
-# The whole suite: lint, unit/component tests with real peers, end-to-end.
+# The RPM inside the real systemd (PID + mount namespace over an overlay of /).
+systemtest: deps
+	$(PYTHON) -m pytest -q -s tests/system
+
+# The whole suite: lint, unit/component tests with real peers, end-to-end, system.
 test: deps lint
 	$(PYTHON) -m pytest -q -s --durations=15 tests
 

@@ -1,0 +1,150 @@
+"""The RPM, built for real with rpmbuild, inspected with rpm and rpmlint,
+installed into an empty root and used from there."""
+
+from __future__ import annotations
+
+import email.parser
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from mqguard import __version__
+from tests.peers.aws import MotoAsg
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "packaging" / "rpm" / "mqguard.spec"
+
+needs_rpm = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed (Debian package rpm)")
+
+
+def test_one_version_source_matches_spec_and_changelog() -> None:
+    spec = SPEC.read_text()
+    version = re.search(r"^Version:\s*(\S+)", spec, re.M)
+    assert version and version.group(1) == __version__, "spec Version differs from mqguard.__version__"
+    changelog = spec.split("%changelog", 1)[1]
+    top = re.search(r"^\* .+ - (\S+)-(\S+)$", changelog, re.M)
+    assert top and top.group(1) == __version__, "top %changelog entry differs from mqguard.__version__"
+    man = (ROOT / "docs" / "mqguard.8").read_text()
+    assert f'"mqguard {__version__}"' in man, "man page header carries the version"
+
+
+def test_unit_file_has_the_contract_settings() -> None:
+    unit = (ROOT / "systemd" / "mqguard.service").read_text()
+    for line in ("Type=notify", "NotifyAccess=main", "Restart=on-failure", "RestartPreventExitStatus=78",
+                 "KillMode=process", "LimitNOFILE=10240", "LimitNPROC=4096", "ExecStart=/usr/bin/mqguard run",
+                 "After=network-online.target remote-fs.target"):
+        assert re.search(rf"^{re.escape(line)}$", unit, re.M), line
+    watchdog = re.search(r"^WatchdogSec=(\d+)s$", unit, re.M)
+    stop = re.search(r"^TimeoutStopSec=(\d+)s$", unit, re.M)
+    assert watchdog and int(watchdog.group(1)) > 5 + 5 + 15 + 2, "above one worst-case cycle at the defaults"
+    assert stop and int(stop.group(1)) > 60 + 30 + 30, "above stop_timeout plus the escalation steps"
+    for unsafe in ("PrivateTmp=", "ProtectSystem=", "NoNewPrivileges=yes", "MemoryDenyWriteExecute="):
+        assert not re.search(rf"^{unsafe}", unit, re.M), f"{unsafe} would be inherited by MQ"
+
+
+@pytest.fixture(scope="module")
+def rpm_file() -> Path:
+    res = subprocess.run(["make", "-s", "rpm"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return next((ROOT / "build" / "rpmbuild" / "RPMS" / "noarch").glob(f"mqguard-{__version__}-1.noarch.rpm"))
+
+
+@needs_rpm
+def test_rpm_contents(rpm_file: Path) -> None:
+    files = subprocess.run(["rpm", "-qpl", str(rpm_file)], capture_output=True, text=True, check=True).stdout.split()
+    for path in ("/usr/bin/mqguard", "/usr/lib/systemd/system/mqguard.service", "/etc/mqguard/mqguard.conf",
+                 "/etc/mqguard/conf.d", "/etc/mqguard/mqsc.d/10-example.mqsc", "/usr/share/man/man8/mqguard.8.gz",
+                 "/usr/lib/mqguard/mqguard/cli.py", "/usr/lib/mqguard/boto3/__init__.py"):
+        assert path in files, path
+    assert any(f.endswith("/iam-policy.json") for f in files)
+    configs = subprocess.run(["rpm", "-qpc", str(rpm_file)], capture_output=True, text=True, check=True).stdout.split()
+    assert "/etc/mqguard/mqguard.conf" in configs
+    dump = subprocess.run(["rpm", "-qp", "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\\n]", str(rpm_file)],
+                          capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^cn /etc/mqguard/mqguard.conf$", dump, re.M), "%config(noreplace)"
+    scripts = subprocess.run(["rpm", "-qp", "--scripts", str(rpm_file)], capture_output=True, text=True).stdout
+    assert "try-restart mqguard.service" in scripts and "preset mqguard.service" in scripts
+
+
+@needs_rpm
+def test_rpm_requires_only_what_al2023_and_rhel9_have(rpm_file: Path) -> None:
+    reqs = subprocess.run(["rpm", "-qpR", str(rpm_file)], capture_output=True, text=True, check=True).stdout
+    allowed = re.compile(r"^(/bin/sh|/usr/bin/python3|python3 >= 3\.9|systemd|config\(mqguard\) = .*|rpmlib\(.*)$")
+    unexpected = [r for r in reqs.splitlines() if r.strip() and not allowed.match(r.strip())]
+    assert unexpected == [], unexpected
+
+
+@needs_rpm
+def test_rpmlint_leaves_only_the_explained_findings(rpm_file: Path) -> None:
+    if shutil.which("rpmlint") is None:
+        pytest.skip("rpmlint is not installed (Debian package rpmlint)")
+    out = subprocess.run(["rpmlint", str(rpm_file)], capture_output=True, text=True).stdout
+    found = {m.group(1) for m in re.finditer(r"^mqguard\.noarch: [EW]: (\S+)", out, re.M)}
+    explained = {  # each one is explained in README "Packaging"
+        "no-signature", "no-packager-tag", "no-manual-page-for-binary", "manpage-not-compressed",
+        "invalid-license", "files-duplicate", "only-non-binary-in-usr-lib",
+    }
+    assert found <= explained, found - explained
+    readme = (ROOT / "README.md").read_text()
+    for finding in found:
+        assert f"`{finding}`" in readme, f"{finding} is not explained in the README"
+
+
+@pytest.fixture(scope="module")
+def installed_root(rpm_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("rpmroot")
+    res = subprocess.run(["rpm", "-i", "--root", str(root), "--nodeps", "--noscripts", str(rpm_file)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    yield root
+
+
+@needs_rpm
+def test_vendored_libraries_all_run_on_python_39(installed_root: Path) -> None:
+    lib = installed_root / "usr" / "lib" / "mqguard"
+    infos = list(lib.glob("*.dist-info"))
+    assert len(infos) >= 8
+    for info in infos:
+        meta = email.parser.Parser().parsestr((info / "METADATA").read_text())
+        spec = meta.get("Requires-Python", "")
+        floors = re.findall(r">=\s*3\.(\d+)", spec)
+        assert all(int(minor) <= 9 for minor in floors), f"{info.name}: Requires-Python {spec}"
+
+
+@needs_rpm
+def test_installed_files_alone_run_mqguard_and_talk_to_auto_scaling(installed_root: Path) -> None:
+    """The installed tree, not the source tree: import paths are checked, and the
+    pruned botocore still builds an Auto Scaling client that works against moto."""
+    lib = installed_root / "usr" / "lib" / "mqguard"
+    launcher = (installed_root / "usr" / "bin" / "mqguard").read_text()
+    assert launcher.startswith("#!/usr/bin/python3 -sE") and 'sys.path.insert(0, "/usr/lib/mqguard")' in launcher
+    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent"}
+    script = launcher.replace("/usr/lib/mqguard", str(lib)).split("\n", 1)[1]
+    res = subprocess.run(["/usr/bin/python3", "-sE", "-c", script, "--version"], capture_output=True, text=True,
+                         env=env, cwd="/")
+    assert res.returncode == 0 and res.stdout.strip() == f"mqguard {__version__}", res.stderr
+    moto = MotoAsg().start()
+    try:
+        probe = (
+            f"import sys; sys.path.insert(0, {str(lib)!r}); import mqguard, boto3;"
+            f"assert mqguard.__file__.startswith({str(lib)!r}) and boto3.__file__.startswith({str(lib)!r});"
+            "from mqguard.aws.autoscaling import make_client;"
+            f"c = make_client('us-east-1', {moto.url!r});"
+            f"c.set_instance_health(InstanceId={moto.instance_id!r}, HealthStatus='Unhealthy');"
+            "print('ok')"
+        )
+        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+        res = subprocess.run(["/usr/bin/python3", "-sE", "-c", probe], capture_output=True, text=True, env=env, cwd="/")
+        assert res.stdout.strip() == "ok", res.stderr
+        assert moto.health() == "Unhealthy"
+    finally:
+        moto.stop()
+    size = sum(f.stat().st_size for f in installed_root.rglob("*") if f.is_file() and "var/lib/rpm" not in str(f))
+    print(f"\nFIGURE installed footprint: {size / 1e6:.1f} MB; rpm {os.path.getsize(next(ROOT.glob('build/rpmbuild/RPMS/noarch/*-1.noarch.rpm'))) / 1e6:.2f} MB",
+          file=sys.stderr)
