@@ -34,10 +34,8 @@ def mqi_library(cfg: Config) -> Tuple[Optional[object], str]:
         return None, "metrics.pcf = off"
     lib, why = mqi.load_library()
     if lib is None and cfg.metrics.pcf == PcfMode.ON:
-        raise config_mod.ConfigError([config_mod.ConfigProblem(
-            cfg.sources[0] if cfg.sources else "(config)", "metrics", "pcf", "on",
-            f"expected auto or off here: the MQI view is not available ({why})",
-        )])
+        raise config_mod.error_for(cfg, "metrics", "pcf", "on",
+                                   f"expected auto or off here: the MQI view is not available ({why})")
     return lib, why
 
 

@@ -139,6 +139,12 @@ class ConfigError(Exception):
         super().__init__("\n".join(lines))
 
 
+def error_for(cfg: Config, section: str, key: str, value: str, expected: str) -> ConfigError:
+    """A ConfigError about one key, found after parsing (e.g. the user does not exist)."""
+    source = cfg.sources[-1] if cfg.sources else "(config)"
+    return ConfigError([ConfigProblem(source, section, key, value, expected)])
+
+
 # ---------------------------------------------------------------- value parsers
 # Each parser takes the raw string and returns the value or raises ValueError
 # whose message says what is expected.

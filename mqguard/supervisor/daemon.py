@@ -77,26 +77,15 @@ def probe_listener(port: int, timeout: float = LISTENER_TIMEOUT) -> bool:
 
 def build_runner(cfg: Config, telemetry: Optional[Telemetry] = None) -> CommandRunner:
     """The MQ command runner; raises ConfigError when run_as names no user."""
+    user = cfg.queue_manager.run_as
     try:
-        run_as = RunAs.lookup(cfg.queue_manager.run_as)
+        run_as = RunAs.lookup(user)
     except KeyError:
-        raise config_mod.ConfigError(
-            [
-                config_mod.ConfigProblem(
-                    cfg.sources[0] if cfg.sources else "(config)", "queue_manager", "run_as",
-                    cfg.queue_manager.run_as, "expected an existing user (MQ's commands run as this user)",
-                )
-            ]
-        ) from None
+        raise config_mod.error_for(cfg, "queue_manager", "run_as", user,
+                                   "expected an existing user (MQ's commands run as this user)") from None
     if run_as is not None and os.geteuid() != 0:
-        raise config_mod.ConfigError(
-            [
-                config_mod.ConfigProblem(
-                    cfg.sources[0] if cfg.sources else "(config)", "queue_manager", "run_as",
-                    cfg.queue_manager.run_as, "expected empty or mqguard's own user: switching user needs root",
-                )
-            ]
-        )
+        raise config_mod.error_for(cfg, "queue_manager", "run_as", user,
+                                   "expected empty or mqguard's own user: switching user needs root")
     runner = CommandRunner(run_as=run_as)
     if telemetry is not None:
         t = telemetry

@@ -104,7 +104,7 @@ def test_kill_9_is_restarted_without_waiting_for_the_poll(harness: Harness) -> N
     assert float(restart_called) - killed_at < 5, "restart must not wait for the 30 s poll"  # type: ignore[arg-type]
     assert new
     harness.wait_log(r"QM1: running", after=harness.log_text().index("exited; checking now"), timeout=15)
-    assert "report" not in harness.log_text().split("exited; checking now")[1].lower().replace("report = log", "")
+    assert "instance is unhealthy" not in harness.log_text(), "a crash that is healed locally is not reported"
     harness.stop()
 
 
@@ -190,8 +190,13 @@ def test_sigterm_with_never_leaves_mq_running_and_next_run_adopts_it(harness: Ha
     harness.log = harness.tmp / "second.log"
     harness.start()
     harness.wait_log(r"QM1: running", timeout=30)
-    assert "adopted the running queue manager" in harness.log_text()
-    assert len(harness.calls("strmqm")) == strmqm and harness.calls("endmqm") == []
+    # Adopted via dspmq, or (when dspmq is slow) strmqm answers exit 5 "already
+    # running": either way the same processes run on and nothing was ended.
+    text = harness.log_text()
+    assert "adopted the running queue manager" in text or "QM1: already running" in text
+    new_starts = harness.calls("strmqm")[strmqm:]
+    assert all(c["argv"] == ["QM1"] for c in new_starts) and len(new_starts) <= 1
+    assert harness.calls("endmqm") == []
     assert harness.controllers() == pid
     harness.stop()
 

@@ -26,6 +26,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -67,14 +68,16 @@ def install(bindir: str, prefix: str, host: str = "host1", listener_port: int = 
     os.makedirs(os.path.join(prefix, "errors"), exist_ok=True)
     with open(os.path.join(bindir, "mqsim.json"), "w") as fh:
         json.dump({"prefix": prefix, "host": host, "listener_port": listener_port, "ctl": ctl}, fh)
-    here = os.path.dirname(os.path.abspath(__file__))
+    # A copy of this module beside the commands: the installation is then
+    # self-contained (a systemd test guest may not see the source tree).
+    shutil.copyfile(os.path.abspath(__file__), os.path.join(bindir, "mqsim.py"))
     for cmd in COMMANDS:
         path = os.path.join(bindir, cmd)
         with open(path, "w") as fh:
             fh.write(
                 f"#!{sys.executable}\n"
-                "import sys\n"
-                f"sys.path.insert(0, {here!r})\n"
+                "import os, sys\n"
+                "sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))\n"
                 "import mqsim\n"
                 f"sys.exit(mqsim.main({cmd!r}, sys.argv[1:]))\n"
             )
