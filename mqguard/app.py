@@ -78,6 +78,7 @@ class App:
             self.http.start()  # bind errors surface here, before READY=1
         if self.poller is not None:
             self.poller.start()
+        self.daemon.reporter.preflight()
         self.notifier.ready(f"mqguard started; supervising queue manager {self.cfg.queue_manager.name}")
         log.info("logging to %s; systemd notify %s", self.log_target, "on" if self.notifier.enabled else "off")
         try:

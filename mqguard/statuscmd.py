@@ -51,6 +51,7 @@ def render(doc: Dict[str, Any]) -> str:
         ("bad since", doc.get("bad_since") or "-"),
         ("restarts", doc.get("restarts")),
         ("reported", "Unhealthy reported to Auto Scaling" if doc.get("reported_unhealthy") else "no"),
+        ("report path", doc.get("report_check") or "not checked yet"),
         ("last cycle", doc.get("last_cycle")),
         ("version", doc.get("version")),
     )

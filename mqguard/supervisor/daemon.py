@@ -351,6 +351,7 @@ class Daemon:
             bad_reasons=list(verdict.bad_reasons) if verdict else [],
             controller_pid=self.watch.pid,
             cycles=self.cycles,
+            report_check=self.reporter.preflight_result if self.autoscaling else "report = log",
         )
         snap = replace(snap, summary=summary_line(
             snap, self.clock.monotonic() - self._started, config_mod.format_duration(self.cfg.storage.mount_timeout),

@@ -34,6 +34,7 @@ class Reporter:
         self.on_reported = on_reported
         self.reported = False  # SetInstanceHealth(Unhealthy) succeeded at least once
         self.dry_runs = 0
+        self.preflight_result = ""  # "", "ok", "not in an Auto Scaling group" or "error: ..."
         self._thread: Optional[threading.Thread] = None
 
     def report(self, reason: str) -> None:
@@ -67,6 +68,40 @@ class Reporter:
                 instance, self.respect_grace_period,
             )
             self.on_reported()
+
+    def preflight(self) -> None:
+        """At start-up, check in the background that a report could be made.
+
+        An instance role without permission, or an instance outside any group,
+        is then found in the log at boot, not during an outage. Never blocks
+        and never fails supervision.
+        """
+        if self.mode != ReportMode.AUTOSCALING or self.autoscaling is None:
+            return
+        threading.Thread(target=self._preflight, name="report-preflight", daemon=True).start()
+
+    def _preflight(self) -> None:
+        asg = self.autoscaling
+        if asg is None:
+            return
+        try:
+            found = call_until_done("Auto Scaling preflight (DescribeAutoScalingInstances)", asg.describe_instance,
+                                    self.stop, self.backoff or Backoff(base=2.0, cap=10.0), max_attempts=3)
+        except Exception as exc:
+            self.preflight_result = f"error: {exc}"
+            log.warning("cannot confirm that this instance can be reported to Auto Scaling (%s); "
+                        "check the instance role (examples/iam-policy.json) and IMDS; reporting retries when needed",
+                        exc)
+            return
+        ident = asg.identity()
+        if not found:
+            self.preflight_result = "not in an Auto Scaling group"
+            log.warning("instance %s is not in an Auto Scaling group: an Unhealthy report would have no effect",
+                        ident.instance_id)
+            return
+        self.preflight_result = "ok"
+        log.info("Auto Scaling reachable: instance %s in group %s (%s, %s)", ident.instance_id,
+                 found.get("AutoScalingGroupName"), found.get("LifecycleState"), found.get("HealthStatus"))
 
     def join(self, timeout: float) -> None:
         if self._thread is not None:

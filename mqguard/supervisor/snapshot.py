@@ -31,6 +31,7 @@ class Snapshot:
     controller_pid: Optional[int] = None
     cycles: int = 0
     summary: str = ""  # one human line, also systemd's STATUS=
+    report_check: str = ""  # start-up check of the Auto Scaling path: "", ok, or why not
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)

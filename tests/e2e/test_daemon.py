@@ -116,6 +116,7 @@ def test_persistent_strmqm_failure_is_reported_once_after_grace(
     use_autoscaling(harness, aws, imds)
     harness.start()
     harness.wait_log(r"QM1: running", timeout=30)
+    harness.wait_log(rf"Auto Scaling reachable: instance {moto.instance_id} in group {moto.asg_name}", timeout=20)
     assert moto.health() == "Healthy"
     harness.knob("strmqm.exit", "71")
     failed_at = time.monotonic()

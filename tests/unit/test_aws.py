@@ -146,3 +146,39 @@ def test_reporter_reports_once_in_background(moto: MotoAsg, imds: ImdsServer) ->
     reporter.report("test")
     assert done.wait(15)
     assert reporter.reported and moto.health() == "Unhealthy"
+
+
+def wait_for(pred, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not pred():
+        time.sleep(0.02)
+
+
+def test_preflight_confirms_the_group_without_reporting(moto: MotoAsg, imds: ImdsServer) -> None:
+    calls: list = []  # type: ignore[type-arg]
+    asg = asg_for(moto, imds, moto.url, calls)
+    reporter = Reporter(ReportMode.AUTOSCALING, asg, True, threading.Event())
+    reporter.preflight()
+    wait_for(lambda: reporter.preflight_result)
+    assert reporter.preflight_result == "ok"
+    assert calls == [("DescribeAutoScalingInstances", "ok")]
+    assert moto.health() == "Healthy" and not reporter.reported
+
+
+def test_preflight_warns_when_the_instance_is_in_no_group(moto: MotoAsg, imds: ImdsServer) -> None:
+    asg = asg_for(moto, imds, moto.url, [])
+    imds.paths["meta-data/instance-id"] = "i-00000000000000000"
+    reporter = Reporter(ReportMode.AUTOSCALING, asg, True, threading.Event())
+    reporter.preflight()
+    wait_for(lambda: reporter.preflight_result)
+    assert reporter.preflight_result == "not in an Auto Scaling group"
+
+
+def test_preflight_reports_unreachable_metadata_without_blocking() -> None:
+    asg = AutoScaling(Imds("http://127.0.0.1:9", timeout=0.2, sleep=lambda s: None), "us-east-1", "http://127.0.0.1:9")
+    reporter = Reporter(ReportMode.AUTOSCALING, asg, True, threading.Event(), backoff=Backoff(0.01, 0.01))
+    reporter.preflight()
+    wait_for(lambda: reporter.preflight_result, timeout=60)
+    assert reporter.preflight_result.startswith("error:") and "instance metadata" in reporter.preflight_result
