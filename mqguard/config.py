@@ -8,7 +8,6 @@ collected and reported at once, never silently replaced by a default.
 from __future__ import annotations
 
 import configparser
-import dataclasses
 import enum
 import glob
 import ipaddress
@@ -231,10 +230,6 @@ def _abs_path(raw: str) -> str:
 
 def _optional_abs_path(raw: str) -> str:
     return _abs_path(raw) if raw.strip() else ""
-
-
-def _plain(raw: str) -> str:
-    return raw.strip()
 
 
 def _user(raw: str) -> str:
@@ -527,7 +522,7 @@ def effective_lines(cfg: Config) -> List[str]:
         obj = getattr(cfg, section)
         for key, option in SCHEMA[section].items():
             show = option.show or format_value
-            out.append(f"{key} = {show(getattr(obj, key))}")
+            out.append(f"{key} = {show(getattr(obj, key))}".ljust(40) + f" ; {option.help}")
         out.append("")
     return out
 
@@ -552,8 +547,3 @@ def format_duration(seconds: float) -> str:
     if millis == round(millis):
         return f"{round(millis)}ms"
     return f"{seconds:g}s"
-
-
-def replace(cfg: Config, **sections: object) -> Config:
-    """A copy with whole sections replaced (tests and reload)."""
-    return dataclasses.replace(cfg, **sections)  # type: ignore[arg-type]

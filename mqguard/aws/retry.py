@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 
 @dataclass
@@ -17,14 +17,3 @@ class Backoff:
         """Delay before retry number ``attempt`` (1-based): full jitter in [base/2, ceiling]."""
         ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
         return float(max(self.base / 2, ceiling * self.rng()))
-
-
-def wait_or_stop(stop: Optional[Callable[[float], bool]], sleep: Callable[[float], None], seconds: float) -> bool:
-    """Sleep ``seconds`` unless asked to stop; True when stopping.
-
-    ``stop`` is usually ``threading.Event.wait``: it returns True when set.
-    """
-    if stop is not None:
-        return stop(seconds)
-    sleep(seconds)
-    return False

@@ -61,14 +61,6 @@ class CommandResult:
         return f"{cmd}: exit {self.returncode}{tail}"
 
 
-class CommandError(Exception):
-    """A command that did not end with an acceptable exit code."""
-
-    def __init__(self, result: CommandResult) -> None:
-        self.result = result
-        super().__init__(result.describe())
-
-
 @dataclass
 class RunAs:
     user: str
@@ -118,14 +110,6 @@ class CommandRunner:
         log.log(logging.DEBUG if ok else logging.INFO, "ran %s", result.describe())
         for observe in self.observers:
             observe(result, ok)
-        return result
-
-    def check(
-        self, argv: Sequence[str], timeout: float, stdin: Optional[str] = None, ok_codes: Sequence[int] = (0,)
-    ) -> CommandResult:
-        result = self.run(argv, timeout, stdin, ok_codes)
-        if not result.ok(ok_codes):
-            raise CommandError(result)
         return result
 
     def _run(self, argv: List[str], timeout: float, stdin: Optional[str]) -> CommandResult:

@@ -118,13 +118,3 @@ def find_entry(output: str, name: str) -> DspmqEntry:
         if entry.name == name:
             return entry
     raise ParseError(f"dspmq did not list queue manager {name}")
-
-
-def parse_stanza(output: str) -> dict[str, str]:
-    """``dspmqinf NAME`` output -> {attribute: value}."""
-    attrs: dict[str, str] = {}
-    for line in output.splitlines():
-        if "=" in line and line.startswith((" ", "\t")):
-            key, _, value = line.strip().partition("=")
-            attrs[key.strip()] = value.strip()
-    return attrs

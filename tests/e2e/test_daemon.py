@@ -276,7 +276,8 @@ def test_validate_config_print_and_env_var(harness: Harness) -> None:
     res = subprocess.run(["python3", "-m", "mqguard", "validate-config", "--print"], env=env,
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 0
-    assert "[queue_manager]\nname = QM1\n" in res.stdout and "grace_period = 5s" in res.stdout
+    assert re.search(r"^\[queue_manager\]\nname = QM1 +; REQUIRED", res.stdout, re.M)
+    assert re.search(r"^grace_period = 5s +; ", res.stdout, re.M)
 
 
 def test_check_reports_each_aspect_and_exit_codes(harness: Harness) -> None:

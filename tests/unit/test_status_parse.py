@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mqguard.mq.status import Instance, ParseError, QmStatus, find_entry, parse_dspmq, parse_stanza
+from mqguard.mq.status import Instance, ParseError, QmStatus, find_entry, parse_dspmq
 
 PAD = 58
 
@@ -65,8 +65,3 @@ def test_status_labels_are_lower_case_with_underscores() -> None:
     for status in QmStatus:
         assert status.value == status.value.lower() and " " not in status.value and "-" not in status.value
     assert QmStatus.ENDED_UNEXPECTEDLY.ended and not QmStatus.RUNNING_ELSEWHERE.ended
-
-
-def test_stanza_parsing() -> None:
-    out = "QueueManager:\n   Name=QM1\n   Directory=QM1\n   Prefix=/var/mqm\n   DataPath=/MQHA/qmgrs/QM1\n"
-    assert parse_stanza(out)["DataPath"] == "/MQHA/qmgrs/QM1"
