@@ -383,13 +383,18 @@ class Daemon:
         changed_fixed = [s for s in fixed if getattr(new, s) != getattr(self.cfg, s)]
         if changed_fixed:
             log.warning("reload: changes in [%s] take effect after a restart of mqguard", "], [".join(changed_fixed))
-        self.cfg = replace(self.cfg, health=new.health, logging=new.logging)
+        if new.logging.format != self.cfg.logging.format:
+            log.warning("reload: logging.format takes effect after a restart of mqguard")
+        self.cfg = replace(self.cfg, health=new.health, logging=replace(new.logging, format=self.cfg.logging.format))
         self.machine.settings = settings_from(self.cfg)
         self.control.command_timeout = new.health.command_timeout
-        self.reporter.mode = new.health.report if self.autoscaling is not None else ReportMode.LOG
+        if new.health.report == ReportMode.AUTOSCALING and self.autoscaling is None:
+            log.warning("reload: report = autoscaling takes effect after a restart of mqguard; still report = log")
+            self.cfg = replace(self.cfg, health=replace(new.health, report=ReportMode.LOG))
+        self.reporter.mode = self.cfg.health.report
         self.reporter.respect_grace_period = new.health.respect_asg_grace_period
         logging.getLogger().setLevel(new.logging.level.upper())
-        log.info("configuration reloaded ([health] and [logging] applied)")
+        log.info("configuration reloaded ([health] and logging.level applied)")
 
     # ------------------------------------------------------------- shutdown
     def shutdown(self) -> int:

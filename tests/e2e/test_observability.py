@@ -201,7 +201,11 @@ def test_sighup_reloads_with_reloading_and_ready(harness: Harness, notify_socket
     assert reloading and "MONOTONIC_USEC=" in reloading[0][1]
     readies = notify_socket.having("READY=1")
     assert len(readies) == 2 and readies[1][0] >= reloading[0][0]
-    harness.configure(health={"grace_period": "never"})
+    harness.configure(health={"report": "autoscaling"})
+    mark = len(harness.log_text())
+    harness.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    harness.wait_log(r"report = autoscaling takes effect after a restart of mqguard; still report = log", after=mark)
+    harness.configure(health={"grace_period": "never", "report": "log"})
     harness.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
     harness.wait_log(r"reload rejected, keeping the running configuration", timeout=10)
     assert harness.proc.poll() is None  # type: ignore[union-attr]
