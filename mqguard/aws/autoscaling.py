@@ -86,6 +86,7 @@ class AutoScaling:
         self._client_factory = client_factory
         self._client: Any = None
         self._identity: Optional[InstanceIdentity] = None
+        self._group = ""
         self._lock = threading.Lock()
 
     def identity(self) -> InstanceIdentity:
@@ -124,6 +125,29 @@ class AutoScaling:
             ShouldRespectGracePeriod=respect_grace_period,
         )
         return ident.instance_id
+
+    def group_name(self, configured: str = "") -> str:
+        """The instance's Auto Scaling group: as configured, else looked up once."""
+        if configured:
+            return configured
+        with self._lock:
+            cached = self._group
+        if cached:
+            return cached
+        found = self.describe_instance()
+        if not found:
+            raise LookupError(f"instance {self.identity().instance_id} is not in an Auto Scaling group")
+        with self._lock:
+            self._group = str(found["AutoScalingGroupName"])
+            return self._group
+
+    def complete_lifecycle_action(self, hook: str, group: str, result: str = "CONTINUE") -> None:
+        self._call("CompleteLifecycleAction", LifecycleHookName=hook, AutoScalingGroupName=group,
+                   InstanceId=self.identity().instance_id, LifecycleActionResult=result)
+
+    def record_heartbeat(self, hook: str, group: str) -> None:
+        self._call("RecordLifecycleActionHeartbeat", LifecycleHookName=hook, AutoScalingGroupName=group,
+                   InstanceId=self.identity().instance_id)
 
     def describe_instance(self) -> Optional[Dict[str, Any]]:
         ident = self.identity()

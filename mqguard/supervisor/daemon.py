@@ -22,8 +22,9 @@ from mqguard import __version__
 from mqguard import config as config_mod
 from mqguard.aws.autoscaling import AutoScaling
 from mqguard.aws.imds import Imds
+from mqguard.aws.termination import SPOT, TERMINATING, TerminationWatch
 from mqguard.clock import Clock, SystemClock
-from mqguard.config import Config, ReportMode
+from mqguard.config import Config, ReportMode, StopOnExit
 from mqguard.mq.control import MqControl, StartResult
 from mqguard.mq.lifecycle import Lifecycle, PrepareError
 from mqguard.mq.pidwatch import ControllerWatch
@@ -31,6 +32,7 @@ from mqguard.mq.runner import CommandResult, CommandRunner, RunAs
 from mqguard.mq.status import QmStatus
 from mqguard.notify import Notifier
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
+from mqguard.supervisor.hooks import Hooks, heartbeat_interval
 from mqguard.supervisor.machine import (
     Action,
     ActionKind,
@@ -122,12 +124,22 @@ class Daemon:
         self.stop_event = threading.Event()  # set when shutting down: ends retries
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.worker = Worker(self._wake)
+        # report = log is a dry run that makes no AWS call at all, metadata included;
+        # then "going away" is known only from the host shutting down.
         self.autoscaling: Optional[AutoScaling] = None
+        self.termination: Optional[TerminationWatch] = None
+        self.hooks: Optional[Hooks] = None
         if cfg.health.report == ReportMode.AUTOSCALING:
             self.imds = Imds(cfg.aws.imds_url)
             self.autoscaling = AutoScaling(
                 self.imds, cfg.aws.region, cfg.aws.endpoint_url, observe=self.telemetry.aws_call
             )
+            self.termination = TerminationWatch(
+                self.imds, min(5.0, cfg.health.poll_interval), self.stop_event, self._wake
+            )
+            self.hooks = Hooks(self.autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook,
+                               self.stop_event)
+        self._termination_job = False  # the clean end for a going-away instance was started
         self.reporter = Reporter(
             cfg.health.report, self.autoscaling, cfg.health.respect_asg_grace_period, self.stop_event,
             on_reported=self._wake,
@@ -183,6 +195,8 @@ class Daemon:
             if line:
                 log.debug("config: %s", line)
         self._publish(None, None)
+        if self.termination is not None:
+            self.termination.start()
         while not self._stop_requested:
             if self._reload_requested:
                 self._reload_requested = False
@@ -206,6 +220,8 @@ class Daemon:
         verdict = self.machine.step(obs)
         for action in verdict.actions:
             self.execute(action)
+        if obs.going_away and not self._termination_job:
+            self._start_termination()
         if verdict.key != self._last_key:
             calm = verdict.healthy or verdict.state in (State.STARTING, State.PREPARING)
             log.log(logging.INFO if calm else logging.WARNING, "%s: %s", self.cfg.queue_manager.name, verdict.line)
@@ -277,8 +293,12 @@ class Daemon:
             listener_ok=listener,
             job_stage=stage,
             job_result=result,
-            going_away=False,
+            going_away=self.going_away is not None,
         )
+
+    @property
+    def going_away(self) -> Optional[str]:
+        return self.termination.reason if self.termination is not None else None
 
     # -------------------------------------------------------------- actions
     def execute(self, action: Action) -> None:
@@ -291,6 +311,8 @@ class Daemon:
             self.worker.submit("mqsc", self._apply_mqsc)
         elif action.kind == ActionKind.REPORT_UNHEALTHY:
             self.reporter.report(action.reason)
+        elif action.kind == ActionKind.MQ_READY and self.hooks is not None:
+            self.hooks.complete_launch()
 
     def _bring_up(self, set_stage: StageSetter) -> JobResult:
         if not self.prepared:
@@ -319,6 +341,38 @@ class Daemon:
             set_stage(JobStage.CONFIGURING)
             self._apply_mqsc(set_stage)
         return JobResult(JobOutcome.UP, outcome.detail)
+
+    def _start_termination(self) -> None:
+        """Going away: end MQ cleanly while the instance is alive, then complete the hook."""
+        if self.cfg.queue_manager.stop_on_exit == StopOnExit.NEVER:
+            log.warning("instance is going away (%s), but stop_on_exit = never: leaving the queue manager as it is",
+                        self.going_away)
+            self._termination_job = True
+            if self.hooks is not None:
+                threading.Thread(target=self.hooks.complete_termination, name="termination-hook", daemon=True).start()
+            return
+        if self.worker.submit("terminate", self._terminate):
+            self._termination_job = True
+        else:
+            log.info("instance is going away; waiting for the running job before ending the queue manager")
+
+    def _terminate(self, set_stage: StageSetter) -> JobResult:
+        set_stage(JobStage.ENDING)
+        qm = self.cfg.queue_manager
+        log.warning("instance is going away (%s): ending queue manager %s", self.going_away, qm.name)
+        ended = True
+        if self.prepared:
+            interval = heartbeat_interval(qm.stop_timeout)
+            if self.hooks is not None:
+                with self.hooks.heartbeats(interval):
+                    ended = self.lifecycle.end(self._role(), qm.stop_timeout)
+            else:
+                ended = self.lifecycle.end(self._role(), qm.stop_timeout)
+        if not ended:
+            log.error("queue manager %s did not end even with endmqm -p", qm.name)
+        if self.hooks is not None:
+            self.hooks.complete_termination()
+        return JobResult(JobOutcome.UP if ended else JobOutcome.FAILED, "ended for termination")
 
     def _apply_mqsc(self, set_stage: StageSetter) -> JobResult:
         set_stage(JobStage.CONFIGURING)
@@ -402,14 +456,24 @@ class Daemon:
         self.notifier.stopping(f"stopping supervision of queue manager {self.cfg.queue_manager.name}")
         self._publish(self._last_obs, None)
         log.info("stopping supervision of %s", self.cfg.queue_manager.name)
+        # A clean end for termination may be under way: let it finish first.
+        drain = self.cfg.queue_manager.stop_timeout + 70 if self._termination_job else JOB_DRAIN_TIMEOUT
+        if not self.worker.join(drain):
+            log.warning("a job is still running after %.0fs; deciding about the stop anyway", drain)
+        if self.going_away is None and self.termination is not None:
+            self.termination.check()  # one last look at IMDS
+        kind = self.termination.kind if self.termination is not None else None
         self.stop_event.set()
         for hook in self.stop_hooks:
             hook()
-        if not self.worker.join(JOB_DRAIN_TIMEOUT):
-            log.warning("a start job is still running after %.0fs; deciding about the stop anyway", JOB_DRAIN_TIMEOUT)
         host_stopping = host_is_stopping(self.runner)
-        end, why = should_end_qmgr(self.cfg.queue_manager.stop_on_exit, host_stopping=host_stopping)
-        if end and self.prepared:
+        end, why = should_end_qmgr(
+            self.cfg.queue_manager.stop_on_exit, host_stopping=host_stopping,
+            terminating=kind == TERMINATING, spot_interruption=kind == SPOT,
+        )
+        if end and self.prepared and self._termination_job:
+            log.info("queue manager %s was already ended for the termination", self.cfg.queue_manager.name)
+        elif end and self.prepared:
             log.info("ending queue manager %s: %s", self.cfg.queue_manager.name, why)
             self.lifecycle.end(self._role(), self.cfg.queue_manager.stop_timeout)
         else:

@@ -41,6 +41,7 @@ class JobStage(str, enum.Enum):
     PREPARING = "preparing"
     STARTING = "starting"
     CONFIGURING = "configuring"  # applying MQSC
+    ENDING = "ending"  # ending the queue manager because the instance is going away
 
 
 class JobOutcome(str, enum.Enum):
@@ -73,6 +74,7 @@ class ActionKind(str, enum.Enum):
     BRING_UP = "bring_up"  # prepare if needed, start, apply MQSC when active
     APPLY_MQSC = "apply_mqsc"  # became active by takeover
     REPORT_UNHEALTHY = "report_unhealthy"
+    MQ_READY = "mq_ready"  # first healthy observation (completes the launch hook)
 
 
 @dataclass(frozen=True)
@@ -125,12 +127,19 @@ class Machine:
     last_job_end: Optional[float] = None
     last_status: Optional[QmStatus] = None
     mount_failure_reported: bool = False
+    ready_announced: bool = False
 
     def step(self, obs: Observation) -> Verdict:
         s = self.settings
         actions: List[Action] = []
 
-        # 1. Waiting for the mount is progress, until mount_timeout.
+        # 1. Going away: never start, never report; not healthy, so load balancers drain.
+        if obs.going_away:
+            if obs.qmgr is not None:
+                self.last_status = obs.qmgr
+            return self._verdict(State.STOPPING, False, ["the instance is going away"], actions, obs)
+
+        # 2. Waiting for the mount is progress, until mount_timeout.
         if not self.storage_seen:
             if not obs.storage_ok:
                 waited = obs.now - self.started_at
@@ -141,13 +150,11 @@ class Machine:
                 return self._verdict(state, False, [f"storage: {obs.storage_detail}"], actions, obs)
             self.storage_seen = True
 
-        # 2. The first bring-up (prepare + start) once storage is good.
+        # 3. The first bring-up (prepare + start) once storage is good.
         if self.jobs_started == 0:
-            if obs.going_away:
-                return self._verdict(State.STOPPING, False, ["instance is going away"], actions, obs)
             return self._verdict(State.PREPARING, False, [], [self._bring_up(obs, "start-up")], obs)
 
-        # 3. A job that finished since the last step.
+        # 4. A job that finished since the last step.
         if obs.job_result is not None:
             self.last_job_end = obs.now
             res = obs.job_result
@@ -156,7 +163,7 @@ class Machine:
                 if res.outcome == JobOutcome.TIMED_OUT and not self.reported_in_episode:
                     actions.append(self._report(obs, f"start exceeded start_timeout: {res.detail}"))
 
-        # 4. Judge this observation.
+        # 5. Judge this observation.
         busy = obs.job_stage is not None
         status = obs.qmgr
         if status is not None:
@@ -189,7 +196,7 @@ class Machine:
         if active and s.listener_probe and obs.listener_ok is False:
             bad.append("listener not accepting connections")
 
-        # 5. Fully good: the episode (if any) ends.
+        # 6. Fully good: the episode (if any) ends.
         if not bad and not not_yet and healthy_qm:
             self.bad_since = None
             self.attempts = 0
@@ -197,12 +204,15 @@ class Machine:
             self.up_once = True
             if active and previous == QmStatus.RUNNING_AS_STANDBY:
                 actions.append(Action(ActionKind.APPLY_MQSC, "this instance took over as active"))
+            if not self.ready_announced:
+                self.ready_announced = True
+                actions.append(Action(ActionKind.MQ_READY, "queue manager healthy for the first time"))
             state = State.RUNNING if active else State.STANDBY
             return self._verdict(state, True, [], actions, obs)
         if bad:
             self._open_episode(obs.now)
 
-        # 6. Local recovery inside an episode.
+        # 7. Local recovery inside an episode.
         restartable = status is not None and (
             status.ended or (s.multi_instance and status == QmStatus.RUNNING_ELSEWHERE)
         )
@@ -212,7 +222,6 @@ class Machine:
             and restartable
             and obs.storage_ok
             and not busy
-            and not obs.going_away
             and not self.reported_in_episode
             and self.attempts < s.restart_attempts
             and spaced
@@ -223,7 +232,7 @@ class Machine:
             actions.append(self._bring_up(obs, why))
             busy = True
 
-        # 7. Report once the episode has outlasted the grace period.
+        # 8. Report once the episode has outlasted the grace period.
         if (
             self.bad_since is not None
             and bad
@@ -252,8 +261,6 @@ class Machine:
         return Action(ActionKind.REPORT_UNHEALTHY, reason)
 
     def _not_good_state(self, obs: Observation, busy: bool, not_yet: bool) -> State:
-        if obs.going_away:
-            return State.STOPPING
         if self.reported_in_episode:
             return State.FAILED
         if self.bad_since is not None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -68,17 +69,33 @@ _THROTTLE = (
 )
 
 
+_LIFECYCLE_ACTIONS = ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")
+
+
+def _lifecycle_reply(action: str) -> bytes:
+    return (
+        f'<{action}Response xmlns="https://autoscaling.amazonaws.com/doc/2011-01-01/">'
+        f"<{action}Result/><ResponseMetadata><RequestId>mqguard-test</RequestId></ResponseMetadata>"
+        f"</{action}Response>"
+    ).encode()
+
+
 class FaultProxy:
     """Forwards to ``upstream`` after failing the first requests as scripted.
 
     ``script`` is a list of "throttle" | "500" | "reset"; each request takes the
     next entry until the list is empty, then requests pass through.
+
+    moto 5.2 does not implement the two lifecycle-hook calls; the proxy answers
+    them as the real API does (an empty result) and records their parameters in
+    ``lifecycle``.
     """
 
     def __init__(self, upstream: str, script: List[str]) -> None:
         self.upstream = upstream
         self.script = list(script)
         self.seen: List[Tuple[str, str]] = []  # (action name, what we did)
+        self.lifecycle: List[Dict[str, str]] = []  # parameters of lifecycle-hook calls
         self._lock = threading.Lock()
         proxy = self
 
@@ -89,10 +106,8 @@ class FaultProxy:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                action = ""
-                for part in body.decode(errors="replace").split("&"):
-                    if part.startswith("Action="):
-                        action = part[len("Action="):]
+                params = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
+                action = params.get("Action", "")
                 with proxy._lock:
                     step = proxy.script.pop(0) if proxy.script else "pass"
                     proxy.seen.append((action, step))
@@ -103,6 +118,10 @@ class FaultProxy:
                 elif step == "reset":
                     self.close_connection = True
                     self.connection.shutdown(2)
+                elif action in _LIFECYCLE_ACTIONS:
+                    with proxy._lock:
+                        proxy.lifecycle.append(params)
+                    self._send(200, _lifecycle_reply(action))
                 else:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                     req = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers, method="POST")

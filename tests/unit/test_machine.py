@@ -89,7 +89,7 @@ def test_waits_for_storage_then_brings_up_once() -> None:
     v = d.step(after=1, stage=JobStage.STARTING, qmgr=QmStatus.STARTING)
     assert v.state is State.STARTING and v.actions == []
     v = d.step(after=1, qmgr=R, result=UP)
-    assert v.state is State.RUNNING and v.healthy and v.actions == []
+    assert v.state is State.RUNNING and v.healthy and kinds(v) == [ActionKind.MQ_READY]
 
 
 def test_mount_timeout_is_reported_at_once_and_only_once() -> None:
@@ -300,3 +300,26 @@ def test_verdict_key_ignores_episode_age() -> None:
     a = d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
     b = d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
     assert a.line != b.line and a.key == b.key
+
+
+def test_going_away_stops_everything_and_is_never_healthy() -> None:
+    d = Driver(grace_period=5, mount_timeout=10)
+    d.up()
+    v = d.step(after=1, qmgr=R, going_away=True)
+    assert v.state is State.STOPPING and not v.healthy and v.actions == []
+    for _ in range(10):  # the queue manager ends (we end it): no restart, no report
+        v = d.step(after=5, qmgr=QmStatus.ENDED_NORMALLY, going_away=True)
+        assert v.actions == [] and v.state is State.STOPPING
+    waiting = Driver(mount_timeout=10)
+    assert waiting.step(after=60, storage=False, going_away=True).actions == [], "no mount-timeout report either"
+
+
+def test_mq_ready_is_announced_once() -> None:
+    d = Driver()
+    d.step()
+    v = d.step(after=1, qmgr=R, result=UP)
+    assert ActionKind.MQ_READY in kinds(v)
+    d.step(after=5, qmgr=ENDED)
+    v = d.step(after=1, qmgr=R, result=UP)
+    assert ActionKind.MQ_READY not in kinds(v)
+    assert sum(kinds(x).count(ActionKind.MQ_READY) for x in d.verdicts) == 1

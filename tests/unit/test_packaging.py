@@ -118,7 +118,7 @@ def test_vendored_libraries_all_run_on_python_39(installed_root: Path) -> None:
 
 
 @needs_rpm
-def test_installed_files_alone_run_mqguard_and_talk_to_auto_scaling(installed_root: Path) -> None:
+def test_installed_files_alone_run_mqguard_and_talk_to_auto_scaling(installed_root: Path, moto: MotoAsg) -> None:
     """The installed tree, not the source tree: import paths are checked, and the
     pruned botocore still builds an Auto Scaling client that works against moto."""
     lib = installed_root / "usr" / "lib" / "mqguard"
@@ -129,22 +129,19 @@ def test_installed_files_alone_run_mqguard_and_talk_to_auto_scaling(installed_ro
     res = subprocess.run(["/usr/bin/python3", "-sE", "-c", script, "--version"], capture_output=True, text=True,
                          env=env, cwd="/")
     assert res.returncode == 0 and res.stdout.strip() == f"mqguard {__version__}", res.stderr
-    moto = MotoAsg().start()
-    try:
-        probe = (
-            f"import sys; sys.path.insert(0, {str(lib)!r}); import mqguard, boto3;"
-            f"assert mqguard.__file__.startswith({str(lib)!r}) and boto3.__file__.startswith({str(lib)!r});"
-            "from mqguard.aws.autoscaling import make_client;"
-            f"c = make_client('us-east-1', {moto.url!r});"
-            f"c.set_instance_health(InstanceId={moto.instance_id!r}, HealthStatus='Unhealthy');"
-            "print('ok')"
-        )
-        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
-        res = subprocess.run(["/usr/bin/python3", "-sE", "-c", probe], capture_output=True, text=True, env=env, cwd="/")
-        assert res.stdout.strip() == "ok", res.stderr
-        assert moto.health() == "Unhealthy"
-    finally:
-        moto.stop()
+    # moto's backends are process-wide: use the session's server, never a second one
+    probe = (
+        f"import sys; sys.path.insert(0, {str(lib)!r}); import mqguard, boto3;"
+        f"assert mqguard.__file__.startswith({str(lib)!r}) and boto3.__file__.startswith({str(lib)!r});"
+        "from mqguard.aws.autoscaling import make_client;"
+        f"c = make_client('us-east-1', {moto.url!r});"
+        f"c.set_instance_health(InstanceId={moto.instance_id!r}, HealthStatus='Unhealthy');"
+        "print('ok')"
+    )
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+    res = subprocess.run(["/usr/bin/python3", "-sE", "-c", probe], capture_output=True, text=True, env=env, cwd="/")
+    assert res.stdout.strip() == "ok", res.stderr
+    assert moto.health() == "Unhealthy"
     size = sum(f.stat().st_size for f in installed_root.rglob("*") if f.is_file() and "var/lib/rpm" not in str(f))
     print(f"\nFIGURE installed footprint: {size / 1e6:.1f} MB; rpm {os.path.getsize(next(ROOT.glob('build/rpmbuild/RPMS/noarch/*-1.noarch.rpm'))) / 1e6:.2f} MB",
           file=sys.stderr)

@@ -1,0 +1,87 @@
+"""Is this instance going away? Watches instance metadata (IMDSv2).
+
+Polls ``autoscaling/target-lifecycle-state`` (``Terminated`` once the Auto
+Scaling group has decided to terminate this instance) and
+``spot/instance-action`` (present once a spot interruption is announced, about
+two minutes ahead). IMDS errors never mean "going away": an unreachable IMDS
+is logged and the instance is assumed to stay.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Callable, Optional, Tuple
+
+from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
+
+log = logging.getLogger(__name__)
+
+LIFECYCLE_PATH = "meta-data/autoscaling/target-lifecycle-state"
+SPOT_PATH = "meta-data/spot/instance-action"
+
+
+TERMINATING, SPOT = "terminating", "spot"
+
+
+def interpret(lifecycle_state: Optional[str], spot_action: Optional[str]) -> Optional[Tuple[str, str]]:
+    """(kind, why) when the instance is going away, else None. Pure."""
+    if lifecycle_state is not None and lifecycle_state.strip() == "Terminated":
+        return TERMINATING, "the Auto Scaling group is terminating this instance (target-lifecycle-state Terminated)"
+    if spot_action:
+        try:
+            doc = json.loads(spot_action)
+            what, when = doc.get("action", "?"), doc.get("time", "?")
+        except (ValueError, AttributeError):
+            what, when = "?", "?"
+        if what in ("terminate", "stop", "hibernate", "?"):
+            return SPOT, f"a spot interruption is announced ({what} at {when})"
+    return None
+
+
+class TerminationWatch:
+    """Polls IMDS on its own thread; ``reason`` becomes set once, never unset."""
+
+    def __init__(self, imds: Imds, interval: float, stop: threading.Event, on_change: Callable[[], None]) -> None:
+        self.imds = imds
+        self.interval = interval
+        self.stop = stop
+        self.on_change = on_change
+        self.reason: Optional[str] = None
+        self.kind: Optional[str] = None  # TERMINATING or SPOT once going away
+        self._warned = False
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="imds-termination", daemon=True)
+        self._thread.start()
+
+    def check(self) -> Optional[str]:
+        """One look at IMDS; returns (and remembers) the reason, if any."""
+        if self.reason is not None:
+            return self.reason
+        try:
+            state = self._get(LIFECYCLE_PATH)
+            spot = self._get(SPOT_PATH)
+        except ImdsError as exc:
+            if not self._warned:
+                log.info("cannot read instance metadata (%s); assuming the instance stays", exc)
+                self._warned = True
+            return None
+        found = interpret(state, spot)
+        if found is not None:
+            self.kind, self.reason = found
+            log.warning("instance is going away: %s", self.reason)
+            self.on_change()
+        return self.reason
+
+    def _get(self, path: str) -> Optional[str]:
+        try:
+            return self.imds.get(path)
+        except ImdsNotFound:
+            return None
+
+    def _loop(self) -> None:
+        while not self.stop.is_set() and self.check() is None:
+            self.stop.wait(self.interval)

@@ -1,0 +1,71 @@
+"""Going-away detection from IMDSv2 (a real server), pure interpretation, and the
+lifecycle-hook calls through the fault proxy in front of moto."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from mqguard.aws.autoscaling import AutoScaling
+from mqguard.aws.imds import Imds
+from mqguard.aws.termination import SPOT, TERMINATING, TerminationWatch, interpret
+from mqguard.supervisor.hooks import Hooks, heartbeat_interval
+from tests.peers.aws import FaultProxy, MotoAsg
+from tests.peers.imds import ImdsServer
+
+
+def test_interpret() -> None:
+    assert interpret(None, None) is None
+    assert interpret("InService", None) is None
+    assert interpret("Warmed:Stopped", None) is None
+    kind, why = interpret("Terminated", None)  # type: ignore[misc]
+    assert kind == TERMINATING and "Terminated" in why
+    kind, why = interpret("InService", json.dumps({"action": "terminate", "time": "2026-11-25T23:30:00Z"}))  # type: ignore[misc]
+    assert kind == SPOT and "terminate at 2026-11-25T23:30:00Z" in why
+    assert interpret(None, "garbage")[0] == SPOT  # type: ignore[index]
+
+
+def test_watch_sees_termination_through_imdsv2(imds: ImdsServer) -> None:
+    woke = threading.Event()
+    watch = TerminationWatch(Imds(imds.url), 0.05, threading.Event(), woke.set)
+    imds.paths["meta-data/autoscaling/target-lifecycle-state"] = "InService"
+    assert watch.check() is None and not woke.is_set()
+    watch.start()
+    imds.paths["meta-data/autoscaling/target-lifecycle-state"] = "Terminated"
+    assert woke.wait(5)
+    assert watch.kind == TERMINATING
+    assert all(" 401" not in r for r in imds.requests)
+    imds.paths["meta-data/autoscaling/target-lifecycle-state"] = "InService"
+    assert watch.check() is not None, "once going away, always going away"
+
+
+def test_unreachable_imds_never_means_going_away() -> None:
+    watch = TerminationWatch(Imds("http://127.0.0.1:9", timeout=0.2, sleep=lambda s: None), 0.05,
+                             threading.Event(), lambda: None)
+    assert watch.check() is None and watch.kind is None
+
+
+def test_hooks_complete_and_heartbeat(moto: MotoAsg, imds: ImdsServer) -> None:
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    proxy = FaultProxy(moto.url, []).start()
+    try:
+        calls: list = []  # type: ignore[type-arg]
+        asg = AutoScaling(Imds(imds.url), "us-east-1", proxy.url, observe=lambda op, res: calls.append((op, res)))
+        hooks = Hooks(asg, "", "mq-launch", "mq-terminate", threading.Event())
+        hooks.complete_termination()
+        assert hooks.termination_completed
+        with hooks.heartbeats(0.1) as beats:
+            threading.Event().wait(0.35)
+        assert beats.sent >= 2
+        done = [p for p in proxy.lifecycle if p["Action"] == "CompleteLifecycleAction"]
+        assert done == [{
+            "Action": "CompleteLifecycleAction", "Version": "2011-01-01", "LifecycleHookName": "mq-terminate",
+            "AutoScalingGroupName": moto.asg_name, "InstanceId": moto.instance_id, "LifecycleActionResult": "CONTINUE",
+        }], "the group name was looked up with DescribeAutoScalingInstances"
+        assert ("RecordLifecycleActionHeartbeat", "ok") in calls and ("CompleteLifecycleAction", "ok") in calls
+    finally:
+        proxy.stop()
+
+
+def test_heartbeat_interval() -> None:
+    assert heartbeat_interval(60) == 15 and heartbeat_interval(600) == 30 and heartbeat_interval(2) == 1
