@@ -66,7 +66,7 @@ class MqguardCollector(Collector):
         )
 
         up = GaugeMetricFamily("mqguard_qmgr_up", "1 when the queue manager counts healthy.", labels=["qmgr"])
-        up.add_metric([q], 1 if snap and snap.healthy else 0)
+        up.add_metric([q], 1 if snap and snap.qmgr_healthy else 0)
         yield up
 
         status = GaugeMetricFamily(

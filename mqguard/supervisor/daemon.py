@@ -406,6 +406,7 @@ class Daemon:
             controller_pid=self.watch.pid,
             cycles=self.cycles,
             report_check=self.reporter.preflight_result if self.autoscaling else "report = log",
+            qmgr_healthy=bool(obs and obs.qmgr is not None and self._counts_healthy(obs.qmgr)),
         )
         snap = replace(snap, summary=summary_line(
             snap, self.clock.monotonic() - self._started, config_mod.format_duration(self.cfg.storage.mount_timeout),
@@ -482,6 +483,10 @@ class Daemon:
         self.watch.close()
         log.info("mqguard stopped")
         return 0
+
+    def _counts_healthy(self, status: QmStatus) -> bool:
+        standby_ok = self.cfg.queue_manager.multi_instance and status == QmStatus.RUNNING_AS_STANDBY
+        return status == QmStatus.RUNNING or standby_ok
 
     def _role(self) -> str:
         status = self.machine.last_status

@@ -32,6 +32,7 @@ class Snapshot:
     cycles: int = 0
     summary: str = ""  # one human line, also systemd's STATUS=
     report_check: str = ""  # start-up check of the Auto Scaling path: "", ok, or why not
+    qmgr_healthy: bool = False  # the queue manager's own status counts healthy (mqguard_qmgr_up)
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)

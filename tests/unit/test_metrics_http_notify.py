@@ -33,6 +33,7 @@ def snap(**kw: Any) -> Snapshot:
         version="0.1.0", qmgr="QM1", state="running", healthy=True, qmgr_status="running", qmgr_detail="",
         storage_path="/var/mqm", storage_ok=True, storage_detail="mounted", listener_port=1414, listener_ok=True,
         bad_since=None, bad_seconds=0.0, restarts=2, reported_unhealthy=False, last_cycle=NOW - 1, verdict="running",
+        qmgr_healthy=True,
     )
     base.update(kw)
     return Snapshot(**base)
@@ -51,7 +52,7 @@ def test_every_contract_metric_with_labels_and_zero_series() -> None:
     tel.aws_call("SetInstanceHealth", "throttled")
     tel.probe(0.004)
     tel.cycle(0.2)
-    reg = registry_for(snap(state="recovering", healthy=False, qmgr_status="ended_unexpectedly",
+    reg = registry_for(snap(state="recovering", healthy=False, qmgr_status="ended_unexpectedly", qmgr_healthy=False,
                             bad_since=NOW - 42, listener_ok=False), tel)
     g = reg.get_sample_value
     assert g("mqguard_build_info", {"version": "0.1.0"}) == 1
@@ -82,6 +83,12 @@ def test_exposition_passes_promtool() -> None:
     res = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "# TYPE mqguard_qmgr_restarts_total counter" in text
+
+
+def test_qmgr_up_follows_the_queue_manager_not_the_storage() -> None:
+    reg = registry_for(snap(state="recovering", healthy=False, storage_ok=False, bad_since=NOW - 3))
+    assert reg.get_sample_value("mqguard_qmgr_up", {"qmgr": "QM1"}) == 1
+    assert reg.get_sample_value("mqguard_storage_up", {"path": "/var/mqm"}) == 0
 
 
 def test_before_the_first_cycle() -> None:
