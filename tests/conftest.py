@@ -126,7 +126,7 @@ class Harness:
                 "stop_timeout": "10s",
             },
             # probe_timeout: generous, so a loaded CI machine's slow fsync is not "bad storage"
-            "storage": {"path": efs.path, "fstypes": efs_mod.FSTYPE, "probe_timeout": "3s", "mount_timeout": "30s"},
+            "storage": {"path": efs.path, "fstypes": efs_mod.FSTYPE, "probe_timeout": "2s", "mount_timeout": "30s"},
             "health": {"poll_interval": "1s", "grace_period": "5s", "command_timeout": "3s", "report": "log"},
             "metrics": {"listen": "off"},
             "logging": {"level": "debug"},
