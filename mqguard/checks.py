@@ -8,7 +8,7 @@ from typing import List
 from mqguard.config import Config
 from mqguard.mq.control import MqControl
 from mqguard.mq.runner import CommandRunner
-from mqguard.mq.status import QmStatus
+from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
 from mqguard.supervisor.daemon import probe_listener
 
@@ -38,16 +38,16 @@ def run_check(cfg: Config, runner: CommandRunner, mountinfo: str = MOUNTINFO) ->
     qm = cfg.queue_manager
     reading = MqControl(qm, st.path, runner, cfg.health.command_timeout).dspmq()
     status = reading.status
-    healthy = status == QmStatus.RUNNING or (qm.multi_instance and status == QmStatus.RUNNING_AS_STANDBY)
+    qm_verdict = (OK if counts_healthy(status, qm.multi_instance)
+                  else NOT_YET if status == QmStatus.STARTING else BAD)
     if status is None:
         lines.append(Line("queue manager", BAD, f"{qm.name}: {reading.error}"))
     else:
-        verdict = OK if healthy else NOT_YET if status == QmStatus.STARTING else BAD
-        lines.append(Line("queue manager", verdict, f"{qm.name} {status.value}"))
+        lines.append(Line("queue manager", qm_verdict, f"{qm.name} {status.value}"))
     if qm.listener_port <= 0:
         lines.append(Line("listener", OK, "not probed (listener_port = 0)"))
     elif status != QmStatus.RUNNING:
-        lines.append(Line("listener", OK if healthy else NOT_YET if status == QmStatus.STARTING else BAD,
+        lines.append(Line("listener", qm_verdict,
                           f"127.0.0.1:{qm.listener_port} not probed (queue manager not active here)"))
     else:
         up = probe_listener(qm.listener_port)

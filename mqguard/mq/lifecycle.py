@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 from mqguard.mq.control import (
     DSPMQINF_NOT_FOUND,
@@ -132,7 +132,7 @@ class Lifecycle:
         return summary
 
     # -- end ---------------------------------------------------------------
-    def end(self, role: str, stop_timeout: float, heartbeat: Optional[Callable[[], None]] = None) -> bool:
+    def end(self, role: str, stop_timeout: float) -> bool:
         """End the queue manager: -w, escalated to -i then -p. True when it ended.
 
         role: "active" (single instance), "active_mi" (multi-instance active:
@@ -144,8 +144,6 @@ class Lifecycle:
             steps = steps[:1]
         for mode, timeout in steps:
             res = self.control.endmqm(mode, timeout)
-            if heartbeat:
-                heartbeat()
             if res.ok((0,)):
                 log.info("queue manager %s ended (endmqm %s)", self.control.name, " ".join(mode))
                 return True

@@ -52,6 +52,11 @@ _ENDED = {
 
 ALL_STATUSES: Tuple[QmStatus, ...] = tuple(QmStatus)
 
+
+def counts_healthy(status: Optional[QmStatus], multi_instance: bool) -> bool:
+    """RUNNING; with multi-instance also RUNNING AS STANDBY (the contract's rule)."""
+    return status == QmStatus.RUNNING or (multi_instance and status == QmStatus.RUNNING_AS_STANDBY)
+
 _ATTR = re.compile(r"([A-Za-z]+)\(([^()]*)\)")
 
 

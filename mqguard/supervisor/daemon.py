@@ -14,9 +14,10 @@ import select
 import signal
 import socket
 import threading
+from contextlib import nullcontext
 from dataclasses import replace
 from types import FrameType
-from typing import Callable, List, Optional
+from typing import Optional
 
 from mqguard import __version__
 from mqguard import config as config_mod
@@ -28,8 +29,8 @@ from mqguard.config import Config, ReportMode, StopOnExit
 from mqguard.mq.control import MqControl, StartResult
 from mqguard.mq.lifecycle import Lifecycle, PrepareError
 from mqguard.mq.pidwatch import ControllerWatch
-from mqguard.mq.runner import CommandResult, CommandRunner, RunAs
-from mqguard.mq.status import QmStatus
+from mqguard.mq.runner import CommandRunner, RunAs
+from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.notify import Notifier
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
 from mqguard.supervisor.hooks import Hooks, heartbeat_interval
@@ -90,12 +91,7 @@ def build_runner(cfg: Config, telemetry: Optional[Telemetry] = None) -> CommandR
                                    "expected empty or mqguard's own user: switching user needs root")
     runner = CommandRunner(run_as=run_as)
     if telemetry is not None:
-        t = telemetry
-
-        def record(res: CommandResult, ok: bool) -> None:
-            t.command(res.name, res.duration, ok)
-
-        runner.observers.append(record)
+        runner.observers.append(lambda res, ok: telemetry.command(res.name, res.duration, ok))
     return runner
 
 
@@ -153,8 +149,6 @@ class Daemon:
         self._snapshot_lock = threading.Lock()
         self._snapshot: Optional[Snapshot] = None
         self._last_obs: Optional[Observation] = None
-        self.cycle_hooks: List[Callable[[Snapshot], None]] = []
-        self.stop_hooks: List[Callable[[], None]] = []  # run before the queue manager is ended
         self._started = self.clock.monotonic()
 
     # ----------------------------------------------------------- plumbing
@@ -169,10 +163,6 @@ class Daemon:
 
     def _on_hup(self, signum: int, frame: Optional[FrameType]) -> None:
         self._reload_requested = True
-
-    def request_stop(self) -> None:
-        self._stop_requested = True
-        self._wake()
 
     def install_signal_handlers(self) -> None:
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
@@ -362,11 +352,8 @@ class Daemon:
         log.warning("instance is going away (%s): ending queue manager %s", self.going_away, qm.name)
         ended = True
         if self.prepared:
-            interval = heartbeat_interval(qm.stop_timeout)
-            if self.hooks is not None:
-                with self.hooks.heartbeats(interval):
-                    ended = self.lifecycle.end(self._role(), qm.stop_timeout)
-            else:
+            beats = self.hooks.heartbeats(heartbeat_interval(qm.stop_timeout)) if self.hooks else nullcontext()
+            with beats:
                 ended = self.lifecycle.end(self._role(), qm.stop_timeout)
         if not ended:
             log.error("queue manager %s did not end even with endmqm -p", qm.name)
@@ -406,7 +393,7 @@ class Daemon:
             controller_pid=self.watch.pid,
             cycles=self.cycles,
             report_check=self.reporter.preflight_result if self.autoscaling else "report = log",
-            qmgr_healthy=bool(obs and obs.qmgr is not None and self._counts_healthy(obs.qmgr)),
+            qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, self.cfg.queue_manager.multi_instance)),
         )
         snap = replace(snap, summary=summary_line(
             snap, self.clock.monotonic() - self._started, config_mod.format_duration(self.cfg.storage.mount_timeout),
@@ -415,8 +402,6 @@ class Daemon:
         self.notifier.status(snap.summary)
         with self._snapshot_lock:
             self._snapshot = snap
-        for hook in self.cycle_hooks:
-            hook(snap)
 
     # --------------------------------------------------------------- reload
     def reload(self) -> None:
@@ -461,15 +446,14 @@ class Daemon:
         drain = self.cfg.queue_manager.stop_timeout + 70 if self._termination_job else JOB_DRAIN_TIMEOUT
         if not self.worker.join(drain):
             log.warning("a job is still running after %.0fs; deciding about the stop anyway", drain)
-        if self.going_away is None and self.termination is not None:
+        mode = self.cfg.queue_manager.stop_on_exit
+        auto = mode == StopOnExit.AUTO
+        if auto and self.going_away is None and self.termination is not None:
             self.termination.check()  # one last look at IMDS
         kind = self.termination.kind if self.termination is not None else None
         self.stop_event.set()
-        for hook in self.stop_hooks:
-            hook()
-        host_stopping = host_is_stopping(self.runner)
         end, why = should_end_qmgr(
-            self.cfg.queue_manager.stop_on_exit, host_stopping=host_stopping,
+            mode, host_stopping=auto and kind is None and host_is_stopping(self.runner),
             terminating=kind == TERMINATING, spot_interruption=kind == SPOT,
         )
         if end and self.prepared and self._termination_job:
@@ -483,10 +467,6 @@ class Daemon:
         self.watch.close()
         log.info("mqguard stopped")
         return 0
-
-    def _counts_healthy(self, status: QmStatus) -> bool:
-        standby_ok = self.cfg.queue_manager.multi_instance and status == QmStatus.RUNNING_AS_STANDBY
-        return status == QmStatus.RUNNING or standby_ok
 
     def _role(self) -> str:
         status = self.machine.last_status

@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass
 from typing import List, Optional
 
-from mqguard.mq.status import QmStatus
+from mqguard.mq.status import QmStatus, counts_healthy
 
 
 class State(str, enum.Enum):
@@ -122,7 +122,6 @@ class Machine:
     attempts: int = 0  # local start attempts in the current episode
     restarts_total: int = 0
     reported_in_episode: bool = False
-    reports_total: int = 0
     starting_since: Optional[float] = None  # first STARTING (or start job) seen
     last_job_end: Optional[float] = None
     last_status: Optional[QmStatus] = None
@@ -171,7 +170,7 @@ class Machine:
         else:
             previous = self.last_status
         active = status == QmStatus.RUNNING
-        healthy_qm = active or (s.multi_instance and status == QmStatus.RUNNING_AS_STANDBY)
+        healthy_qm = counts_healthy(status, s.multi_instance)
         bad: List[str] = []
         if not obs.storage_ok:
             bad.append(f"storage: {obs.storage_detail}")
@@ -257,7 +256,6 @@ class Machine:
     def _report(self, obs: Observation, reason: str) -> Action:
         self._open_episode(obs.now)
         self.reported_in_episode = True
-        self.reports_total += 1
         return Action(ActionKind.REPORT_UNHEALTHY, reason)
 
     def _not_good_state(self, obs: Observation, busy: bool, not_yet: bool) -> State:

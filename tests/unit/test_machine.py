@@ -323,3 +323,4 @@ def test_mq_ready_is_announced_once() -> None:
     v = d.step(after=1, qmgr=R, result=UP)
     assert ActionKind.MQ_READY not in kinds(v)
     assert sum(kinds(x).count(ActionKind.MQ_READY) for x in d.verdicts) == 1
+
