@@ -136,6 +136,7 @@ class Daemon:
             self.hooks = Hooks(self.autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook,
                                self.stop_event)
         self._termination_job = False  # the clean end for a going-away instance was started
+        self._mqsc_pending = False  # a takeover's MQSC apply waits for the worker, never dropped
         self.reporter = Reporter(
             cfg.health.report, self.autoscaling, cfg.health.respect_asg_grace_period, self.stop_event,
             on_reported=self._wake,
@@ -210,6 +211,8 @@ class Daemon:
         verdict = self.machine.step(obs)
         for action in verdict.actions:
             self.execute(action)
+        if self._mqsc_pending and not obs.going_away and self.worker.submit("mqsc", self._apply_mqsc):
+            self._mqsc_pending = False
         if obs.going_away and not self._termination_job:
             self._start_termination()
         if verdict.key != self._last_key:
@@ -298,7 +301,7 @@ class Daemon:
                 log.warning("a job is still running; not starting another (%s)", action.reason)
         elif action.kind == ActionKind.APPLY_MQSC:
             log.info("queue manager %s: %s; applying MQSC", self.cfg.queue_manager.name, action.reason)
-            self.worker.submit("mqsc", self._apply_mqsc)
+            self._mqsc_pending = True
         elif action.kind == ActionKind.REPORT_UNHEALTHY:
             self.reporter.report(action.reason)
         elif action.kind == ActionKind.MQ_READY and self.hooks is not None:

@@ -125,6 +125,7 @@ class Machine:
     starting_since: Optional[float] = None  # first STARTING (or start job) seen
     last_job_end: Optional[float] = None
     last_status: Optional[QmStatus] = None
+    healthy_as: Optional[State] = None  # RUNNING or STANDBY: the role of the last healthy observation
     mount_failure_reported: bool = False
     ready_announced: bool = False
 
@@ -166,9 +167,7 @@ class Machine:
         busy = obs.job_stage is not None
         status = obs.qmgr
         if status is not None:
-            previous, self.last_status = self.last_status, status
-        else:
-            previous = self.last_status
+            self.last_status = status
         active = status == QmStatus.RUNNING
         healthy_qm = counts_healthy(status, s.multi_instance)
         bad: List[str] = []
@@ -201,8 +200,10 @@ class Machine:
             self.attempts = 0
             self.reported_in_episode = False
             self.up_once = True
-            if active and previous == QmStatus.RUNNING_AS_STANDBY:
+            # Compare roles, not adjacent statuses: a takeover may pass through STARTING.
+            if active and self.healthy_as == State.STANDBY:
                 actions.append(Action(ActionKind.APPLY_MQSC, "this instance took over as active"))
+            self.healthy_as = State.RUNNING if active else State.STANDBY
             if not self.ready_announced:
                 self.ready_announced = True
                 actions.append(Action(ActionKind.MQ_READY, "queue manager healthy for the first time"))
@@ -245,6 +246,7 @@ class Machine:
     # --------------------------------------------------------------- helpers
     def _bring_up(self, obs: Observation, reason: str) -> Action:
         self.jobs_started += 1
+        self.healthy_as = None  # the job applies MQSC itself if it starts the queue manager active
         return Action(ActionKind.BRING_UP, reason)
 
     def _open_episode(self, now: float) -> None:

@@ -324,3 +324,25 @@ def test_mq_ready_is_announced_once() -> None:
     assert ActionKind.MQ_READY not in kinds(v)
     assert sum(kinds(x).count(ActionKind.MQ_READY) for x in d.verdicts) == 1
 
+
+def test_takeover_is_seen_even_through_starting() -> None:
+    """A standby that becomes active may show STARTING (log replay) in between."""
+    d = Driver(multi_instance=True)
+    d.step()
+    d.step(after=1, qmgr=QmStatus.RUNNING_AS_STANDBY, result=JobResult(JobOutcome.UP, "standby"))
+    v = d.step(after=1, qmgr=QmStatus.STARTING)
+    assert v.state is State.STARTING and v.actions == []
+    v = d.step(after=1, qmgr=R)
+    assert kinds(v) == [ActionKind.APPLY_MQSC]
+    assert ActionKind.APPLY_MQSC not in kinds(d.step(after=5, qmgr=R)), "only once per takeover"
+
+
+def test_no_takeover_mqsc_when_our_own_start_made_it_active() -> None:
+    """A bring-up that starts the queue manager active applies MQSC itself."""
+    d = Driver(multi_instance=True)
+    d.step()
+    d.step(after=1, qmgr=QmStatus.RUNNING_AS_STANDBY, result=JobResult(JobOutcome.UP, "standby"))
+    v = d.step(after=5, qmgr=QmStatus.ENDED_UNEXPECTEDLY)
+    assert kinds(v) == [ActionKind.BRING_UP]
+    v = d.step(after=1, qmgr=R, result=UP)
+    assert ActionKind.APPLY_MQSC not in kinds(v)
