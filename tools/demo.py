@@ -23,7 +23,7 @@ from typing import Callable, List, Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port, kill_controllers  # noqa: E402
+from tests.conftest import free_port, kill_controllers, wait_until  # noqa: E402
 from tests.peers.aws import MotoAsg  # noqa: E402
 from tests.peers.efs import FakeEfs, available  # noqa: E402
 from tests.peers.imds import ImdsServer  # noqa: E402
@@ -39,12 +39,10 @@ def say(text: str, colour: str = BOLD) -> None:
 
 
 def wait(pred: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise SystemExit(f"demo failed: timed out waiting for {what}")
+    try:
+        wait_until(pred, timeout, what)
+    except AssertionError as exc:
+        raise SystemExit(f"demo failed: {exc}") from None
 
 
 class Tail(threading.Thread):

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.sim import mqsim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,12 +100,7 @@ class Guest:
 
     @staticmethod
     def wait_for(pred: Callable[[], object], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return
-            time.sleep(0.25)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        wait_until(pred, timeout, what, interval=0.25)
 
     def poweroff(self, timeout: float = 120) -> int:
         if self.proc.poll() is None:
