@@ -333,6 +333,7 @@ class Daemon:
         if outcome.result == StartResult.STARTED:
             set_stage(JobStage.CONFIGURING)
             self._apply_mqsc(set_stage)
+            return JobResult(JobOutcome.UP, outcome.detail, mqsc_applied=True)
         return JobResult(JobOutcome.UP, outcome.detail)
 
     def _start_termination(self) -> None:

@@ -55,6 +55,7 @@ class JobOutcome(str, enum.Enum):
 class JobResult:
     outcome: JobOutcome
     detail: str
+    mqsc_applied: bool = False  # the job started the queue manager active and applied MQSC
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,8 @@ class Machine:
         if obs.job_result is not None:
             self.last_job_end = obs.now
             res = obs.job_result
+            if res.mqsc_applied:
+                self.healthy_as = State.RUNNING  # this start made it active: no takeover to handle
             if res.outcome in (JobOutcome.FAILED, JobOutcome.TIMED_OUT):
                 self._open_episode(obs.now)
                 if res.outcome == JobOutcome.TIMED_OUT and not self.reported_in_episode:
@@ -246,7 +249,6 @@ class Machine:
     # --------------------------------------------------------------- helpers
     def _bring_up(self, obs: Observation, reason: str) -> Action:
         self.jobs_started += 1
-        self.healthy_as = None  # the job applies MQSC itself if it starts the queue manager active
         return Action(ActionKind.BRING_UP, reason)
 
     def _open_episode(self, now: float) -> None:

@@ -224,6 +224,9 @@ def view(sim: Sim, name: str) -> Tuple[str, List[Tuple[str, str]]]:
             return "running_as_standby", instances
         return "running_elsewhere", instances
     status = str(state.get("status", "ended_immediately"))
+    if standby_alive and standby["host"] == sim.host:  # type: ignore[index]
+        # the active is gone but this standby has not taken the lock yet: still a standby
+        return "running_as_standby", [(str(standby["host"]), "Standby")]  # type: ignore[index]
     if status in LIVE:
         return "ended_unexpectedly", []
     return status, []

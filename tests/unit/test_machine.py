@@ -344,5 +344,15 @@ def test_no_takeover_mqsc_when_our_own_start_made_it_active() -> None:
     d.step(after=1, qmgr=QmStatus.RUNNING_AS_STANDBY, result=JobResult(JobOutcome.UP, "standby"))
     v = d.step(after=5, qmgr=QmStatus.ENDED_UNEXPECTEDLY)
     assert kinds(v) == [ActionKind.BRING_UP]
-    v = d.step(after=1, qmgr=R, result=UP)
+    v = d.step(after=1, qmgr=R, result=JobResult(JobOutcome.UP, "started", mqsc_applied=True))
     assert ActionKind.APPLY_MQSC not in kinds(v)
+
+
+def test_takeover_during_a_restart_attempt_still_applies_mqsc() -> None:
+    """The standby glimpses 'ended' mid-takeover, starts a restart, and the job only adopts."""
+    d = Driver(multi_instance=True, restart_spacing=0)
+    d.step()
+    d.step(after=1, qmgr=QmStatus.RUNNING_AS_STANDBY, result=JobResult(JobOutcome.UP, "standby"))
+    assert kinds(d.step(after=1, qmgr=QmStatus.ENDED_UNEXPECTEDLY)) == [ActionKind.BRING_UP]
+    v = d.step(after=1, qmgr=R, result=JobResult(JobOutcome.UP, "adopted the running queue manager"))
+    assert kinds(v) == [ActionKind.APPLY_MQSC]
