@@ -1,9 +1,11 @@
 """The one way mqguard runs an external command.
 
 Argument lists only (never a shell), a timeout on every call, both output
-streams kept, the caller's list of acceptable exit codes, the configured user,
-and an environment without systemd's notify/watchdog variables (so MQ's
-processes never talk to systemd on mqguard's behalf).
+streams kept (bounded: the first and last ``OUTPUT_LIMIT`` bytes of each), the
+caller's list of acceptable exit codes, the configured user, and an
+environment built from an allow-list: MQ gets what it needs (PATH, locale,
+time zone, its own MQ*/AMQ* variables), never mqguard's AWS credentials or
+systemd's notify/watchdog variables.
 """
 
 from __future__ import annotations
@@ -11,18 +13,26 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import selectors
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 log = logging.getLogger(__name__)
 
-# Variables a child must not inherit: with them MQ's processes could send
-# READY/WATCHDOG in mqguard's name.
-_STRIPPED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+# What a child inherits from mqguard's environment: nothing else. In particular
+# not AWS_* (credentials), NOTIFY_SOCKET/WATCHDOG_* (MQ's processes could send
+# READY/WATCHDOG in mqguard's name) or PYTHON* (mqguard's own interpreter setup).
+_ENV_NAMES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
+_ENV_PREFIXES = ("LC_", "MQ", "AMQ")
+# Each stream keeps its first and its last OUTPUT_LIMIT bytes: MQ's real output
+# is a few kilobytes; a runaway command must not grow mqguard's memory.
+OUTPUT_LIMIT = 64 * 1024
+# A line quoted in a log message is cut to this many characters.
+_LOG_LINE = 200
 # How long we wait for a killed child to be reaped before giving up on it (a
 # child stuck in uninterruptible I/O on a dead NFS server may never go).
 _REAP_GRACE = 2.0
@@ -57,8 +67,16 @@ class CommandResult:
         if self.timed_out:
             return f"{cmd}: timed out after {self.duration:.1f}s"
         first = self.output.splitlines()[:3]
-        tail = (": " + " | ".join(line.strip() for line in first)) if first else ""
+        tail = (": " + " | ".join(loggable(line) for line in first)) if first else ""
         return f"{cmd}: exit {self.returncode}{tail}"
+
+
+def loggable(text: str, limit: int = _LOG_LINE) -> str:
+    """Outside text made safe for one log line: control characters escaped, length bounded."""
+    text = text.strip()
+    cut = text[:limit]
+    safe = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in cut)
+    return safe + (f"… ({len(text)} characters)" if len(text) > limit else "")
 
 
 @dataclass
@@ -90,9 +108,9 @@ class CommandRunner:
     observers: List[Observer] = field(default_factory=list)
 
     def environment(self) -> Dict[str, str]:
-        env = dict(os.environ if self.base_env is None else self.base_env)
-        for key in _STRIPPED_ENV:
-            env.pop(key, None)
+        source = os.environ if self.base_env is None else self.base_env
+        env = {k: v for k, v in source.items() if k in _ENV_NAMES or k.startswith(_ENV_PREFIXES)}
+        env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         if self.run_as is not None:
             env.update(HOME=self.run_as.home, USER=self.run_as.user, LOGNAME=self.run_as.user)
         return env
@@ -127,34 +145,103 @@ class CommandRunner:
                 cwd="/",
                 close_fds=True,
                 start_new_session=True,  # its own process group, so a timeout kills all of it
-                text=True,
-                errors="replace",
                 **kwargs,  # type: ignore[call-overload]
             )
         except OSError as exc:
             return CommandResult(argv, None, "", "", time.monotonic() - start, error=str(exc))
+        if stdin is not None:
+            _feed(proc.stdin, stdin.encode("utf-8"))
+        out, err = Capture(), Capture()
+        finished = _drain(proc, out, err, start + timeout)
+        if finished:
+            return CommandResult(argv, proc.returncode, out.text(), err.text(), time.monotonic() - start)
+        _kill(proc)
+        _drain(proc, out, err, time.monotonic() + _REAP_GRACE)
+        return CommandResult(argv, None, out.text(), err.text(), time.monotonic() - start, timed_out=True)
+
+
+class Capture:
+    """Keeps the first and the last ``limit`` bytes of a stream, and counts what it drops."""
+
+    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
+        self.limit = limit
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        room = self.limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            extra = len(self.tail) - self.limit
+            if extra > 0:
+                del self.tail[:extra]
+                self.dropped += extra
+
+    def text(self) -> str:
+        gap = f"\n[... {self.dropped} bytes of output omitted ...]\n".encode() if self.dropped else b""
+        return bytes(self.head + gap + self.tail).decode("utf-8", "replace")
+
+
+def _feed(pipe: Optional[IO[bytes]], data: bytes) -> None:
+    """Write stdin on a helper thread, so a child that does not read cannot block us."""
+    if pipe is None:
+        return
+
+    def write() -> None:
         try:
-            out, err = proc.communicate(stdin, timeout=timeout)
-            return CommandResult(argv, proc.returncode, out, err, time.monotonic() - start)
-        except subprocess.TimeoutExpired:
-            out, err = _kill_and_collect(proc)
-            return CommandResult(argv, None, out, err, time.monotonic() - start, timed_out=True)
+            pipe.write(data)
+        except (BrokenPipeError, OSError):
+            pass  # the child exited or closed stdin: its exit code tells the rest
+        finally:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    threading.Thread(target=write, name="cmd-stdin", daemon=True).start()
 
 
-def _kill_and_collect(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """Kill the command's process group; wait a bounded time for it.
+def _drain(proc: subprocess.Popen[bytes], out: Capture, err: Capture, deadline: float) -> bool:
+    """Read both streams until EOF and the process has exited; False at the deadline."""
+    streams: List[Tuple[IO[bytes], Capture]] = [(s, c) for s, c in ((proc.stdout, out), (proc.stderr, err)) if s]
+    with selectors.DefaultSelector() as sel:
+        for stream, capture in streams:
+            if not stream.closed:
+                sel.register(stream, selectors.EVENT_READ, capture)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for key, _ in sel.select(left):
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    key.data.add(chunk)
+                else:
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()  # type: ignore[union-attr]
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
-    A process stuck in uninterruptible I/O may outlive SIGKILL. Then we stop
-    waiting and let a background thread reap it, rather than hang ourselves.
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the command's process group.
+
+    A process stuck in uninterruptible I/O may outlive SIGKILL: then a
+    background thread reaps it later, rather than mqguard hanging on it.
     """
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     try:
-        out, err = proc.communicate(timeout=_REAP_GRACE)
-        return out or "", err or ""
+        proc.wait(_REAP_GRACE)
     except subprocess.TimeoutExpired:
         log.warning("pid %d (%s) did not die after SIGKILL; leaving it to a reaper thread", proc.pid, proc.args)
         threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
-        return "", ""

@@ -1,8 +1,12 @@
 """Parsing of ``dspmq`` output into a queue-manager status.
 
-Handles both translated (``STATUS(Running as standby)``) and ``-n``
-(``STATUS(RUNNING AS STANDBY)``) forms, case-insensitively, and the ``-x``
-instance lines. Anything unexpected is a parse error, never "running".
+Handles the translated (``STATUS(Running as standby)``) and ``-n``
+(``STATUS(RUNNING AS STANDBY)``) forms, case-insensitively, the spellings of
+older releases (``ENDED PREEMPTIVELY``, ``NOT AVAILABLE`` in MQ 7.5), extra
+attributes from ``-o all`` (``DEFAULT(…) STANDBY(…) INSTNAME(…) INSTVER(…)``)
+and the ``-x`` instance lines. Anything unexpected is a parse error, never
+"running". The scanner is linear in the input and refuses absurd lines early:
+it runs on the supervision loop and its input comes from outside.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 
 class QmStatus(str, enum.Enum):
@@ -33,14 +37,28 @@ class QmStatus(str, enum.Enum):
 
     @classmethod
     def from_word(cls, word: str) -> QmStatus:
-        key = re.sub(r"[\s\-]+", "_", word.strip().lower())
-        return cls(key)
+        """The status for a dspmq word in any spelling; ValueError (with the word) if unknown."""
+        found = _VOCABULARY.get(_compact(word))
+        if found is None:
+            raise ValueError(f"unknown dspmq status {_shown(word)}")
+        return found
 
     @property
     def ended(self) -> bool:
         """Not running anywhere we can see: a start may help."""
         return self in _ENDED
 
+
+def _compact(word: str) -> str:
+    """Letters only, lower case: 'ENDED PRE-EMPTIVELY', 'Ended preemptively' -> 'endedpreemptively'."""
+    return "".join(ch for ch in word.lower() if "a" <= ch <= "z")
+
+
+# Every spelling IBM's releases print, keyed by its compact form. MQ 7.5 wrote
+# "PREEMPTIVELY" and "NOT AVAILABLE"; 8.0 and later "PRE-EMPTIVELY" and
+# "STATUS NOT AVAILABLE" (tests/data/dspmq-real.txt has the real lines).
+_VOCABULARY: Dict[str, QmStatus] = {_compact(s.value): s for s in QmStatus}
+_VOCABULARY["notavailable"] = QmStatus.STATUS_NOT_AVAILABLE
 
 _ENDED = {
     QmStatus.ENDED_NORMALLY,
@@ -57,11 +75,27 @@ def counts_healthy(status: Optional[QmStatus], multi_instance: bool) -> bool:
     """RUNNING; with multi-instance also RUNNING AS STANDBY (the contract's rule)."""
     return status == QmStatus.RUNNING or (multi_instance and status == QmStatus.RUNNING_AS_STANDBY)
 
-_ATTR = re.compile(r"([A-Za-z]+)\(([^()]*)\)")
+
+# A real line is a few hundred characters (-o all with a long install path);
+# anything far longer is garbage, refused before any work is done on it.
+MAX_LINE = 4096
+MAX_SHOWN = 80  # characters of a bad line or word quoted in a reason
+
+# One attribute at a time, anchored at the scan position: each character is
+# looked at a bounded number of times, whatever the line holds.
+_ATTR = re.compile(r"[ \t]*([A-Za-z]{1,32})\(([^()\n]{0,1024})\)")
+_MESSAGE = re.compile(r"\s*AMQ\d{4}[IWES]:")
 
 
 class ParseError(ValueError):
     pass
+
+
+def _shown(text: str) -> str:
+    """A bounded, escaped quotation of outside text for logs and reasons."""
+    text = text.strip()
+    cut = text[:MAX_SHOWN]
+    return repr(cut) + ("…" if len(text) > MAX_SHOWN else "")
 
 
 @dataclass(frozen=True)
@@ -77,41 +111,52 @@ class DspmqEntry:
     instances: Tuple[Instance, ...] = ()
 
 
-def _attrs(line: str) -> List[Tuple[str, str]]:
-    """The KEY(value) pairs of a line; the whole line must be made of them."""
-    pairs = [(m.group(1).upper(), m.group(2)) for m in _ATTR.finditer(line)]
-    leftover = _ATTR.sub("", line).strip()
-    if leftover or not pairs:
-        raise ParseError(f"unexpected dspmq line: {line.strip()!r}")
+def attributes(line: str) -> Dict[str, str]:
+    """The KEY(value) pairs of a line; the whole line must be made of them, each key once."""
+    if len(line) > MAX_LINE:
+        raise ParseError(f"dspmq line of {len(line)} characters (at most {MAX_LINE} expected): {_shown(line)}")
+    pairs: Dict[str, str] = {}
+    pos, end = 0, len(line.rstrip())
+    while pos < end:
+        m = _ATTR.match(line, pos)
+        if m is None:
+            raise ParseError(f"unexpected dspmq line: {_shown(line)}")
+        key = m.group(1).upper()
+        if key in pairs:
+            raise ParseError(f"dspmq line has {key}(...) twice: {_shown(line)}")
+        pairs[key] = m.group(2)
+        pos = m.end()
+    if not pairs:
+        raise ParseError(f"unexpected dspmq line: {_shown(line)}")
     return pairs
 
 
 def parse_dspmq(output: str) -> List[DspmqEntry]:
-    """Parse ``dspmq [-n] [-x]`` output (both streams joined)."""
+    """Parse ``dspmq [-n] [-x] [-o all]`` output (both streams joined)."""
     entries: List[DspmqEntry] = []
     current: Optional[Tuple[str, QmStatus, List[Instance]]] = None
     for raw in output.splitlines():
         if not raw.strip():
             continue
-        if re.match(r"^\s*AMQ\d{4}[IWES]:", raw):
-            raise ParseError(raw.strip())
-        attrs = dict(_attrs(raw))
+        if _MESSAGE.match(raw):
+            raise ParseError(_shown(raw))
+        attrs = attributes(raw)
         if "QMNAME" in attrs:
             if current:
                 entries.append(DspmqEntry(current[0], current[1], tuple(current[2])))
             if "STATUS" not in attrs:
-                raise ParseError(f"dspmq line without STATUS: {raw.strip()!r}")
+                raise ParseError(f"dspmq line without STATUS: {_shown(raw)}")
             try:
                 status = QmStatus.from_word(attrs["STATUS"])
-            except ValueError:
-                raise ParseError(f"unknown dspmq status {attrs['STATUS']!r}") from None
+            except ValueError as exc:
+                raise ParseError(str(exc)) from None
             current = (attrs["QMNAME"], status, [])
         elif "INSTANCE" in attrs and "MODE" in attrs:
             if current is None:
-                raise ParseError(f"INSTANCE line before any QMNAME: {raw.strip()!r}")
+                raise ParseError(f"INSTANCE line before any QMNAME: {_shown(raw)}")
             current[2].append(Instance(attrs["INSTANCE"], attrs["MODE"].strip().lower()))
         else:
-            raise ParseError(f"unexpected dspmq line: {raw.strip()!r}")
+            raise ParseError(f"unexpected dspmq line: {_shown(raw)}")
     if current:
         entries.append(DspmqEntry(current[0], current[1], tuple(current[2])))
     return entries

@@ -15,6 +15,8 @@ directory are fault knobs a test can create or remove at any time:
   strmqm.delay       seconds the queue manager spends in STARTING
   dspmq.hang         dspmq hangs (until killed)
   dspmq.garble       dspmq prints a line that is not dspmq output
+  dspmq.output       dspmq prints this file's text verbatim (a recorded real output), exit 0
+  dspmq.flood        dspmq prints one line of this many bytes (a runaway command)
   listener.off       amqzxma0 does not listen on the port
   amqzxma0.ignore_term   controlled ends (endmqm -c/-w) are ignored
   calls.log          (written) one JSON line per command invocation
@@ -263,6 +265,19 @@ def cmd_dspmq(sim: Sim, argv: List[str]) -> int:
             return 72
     if sim.knob("dspmq.garble") is not None:
         out("QMNAME(" + (name or "?") + "  STATUS(Runn")
+        return 0
+    recorded = sim.knob("dspmq.output")
+    if recorded is not None:
+        sys.stdout.write(recorded)
+        return 0
+    flood = sim.knob("dspmq.flood")
+    if flood is not None:
+        chunk = b"Q" * 65536
+        left = int(flood)
+        while left > 0:
+            sys.stdout.buffer.write(chunk[:left])
+            left -= len(chunk)
+        sys.stdout.buffer.write(b"\n")
         return 0
     for qm in names:
         status, instances = view(sim, qm)

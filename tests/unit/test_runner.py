@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mqguard.mq.runner import CommandRunner, RunAs
+from mqguard.mq.runner import OUTPUT_LIMIT, CommandRunner, RunAs
 
 PY = sys.executable
 
@@ -57,10 +58,39 @@ def _state(pid: int) -> str:
         return "gone"
 
 
-def test_notify_and_watchdog_variables_are_not_inherited() -> None:
-    env = {"PATH": os.environ["PATH"], "NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "1", "KEEP": "y"}
-    res = CommandRunner(base_env=env).run([PY, "-c", "import os; print(sorted(k for k in os.environ if k in ('NOTIFY_SOCKET','WATCHDOG_USEC','WATCHDOG_PID','KEEP')))"], 10)
-    assert res.stdout.strip() == "['KEEP']"
+def test_child_environment_is_an_allow_list() -> None:
+    env = {"PATH": os.environ["PATH"], "NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "1", "WATCHDOG_PID": "1",
+           "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "t",
+           "PYTHONPATH": "/x", "KEEP": "y", "MQ_CONNECT_TYPE": "BINDINGS", "LANG": "C.UTF-8", "LC_ALL": "C"}
+    script = "import os, json; print(json.dumps(sorted(os.environ)))"
+    res = CommandRunner(base_env=env).run([PY, "-c", script], 10)
+    seen = set(json.loads(res.stdout))
+    assert {"PATH", "MQ_CONNECT_TYPE", "LANG", "LC_ALL"} <= seen
+    assert not seen & {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "AWS_ACCESS_KEY_ID",
+                       "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PYTHONPATH", "KEEP"}
+
+
+def test_runaway_output_is_capped_keeping_head_and_tail() -> None:
+    # 32 MiB on stdout and a little on stderr: the result keeps the first and last
+    # OUTPUT_LIMIT bytes of each stream and says how much it dropped.
+    script = ("import sys; sys.stdout.write('HEAD'); sys.stdout.flush()\n"
+              "chunk = 'x' * 65536\n"
+              "for _ in range(512): sys.stdout.write(chunk)\n"
+              "sys.stdout.write('TAIL'); sys.stderr.write('err-end')")
+    res = CommandRunner().run([PY, "-c", script], 60)
+    assert res.ok()
+    assert res.stdout.startswith("HEAD") and res.stdout.endswith("TAIL")
+    assert len(res.stdout) < 2 * OUTPUT_LIMIT + 200
+    assert "bytes of output omitted" in res.stdout
+    assert res.stderr == "err-end"
+
+
+def test_describe_escapes_control_characters_and_bounds_lines() -> None:
+    script = "print('AMQ\\x1b[31mred\\x00' + 'y' * 5000)"
+    res = CommandRunner().run([PY, "-c", script], 10, ok_codes=(1,))
+    line = res.describe()
+    assert "\x1b" not in line and "\x00" not in line
+    assert "\\x1b" in line and len(line) < 600 and "5012 characters" in line
 
 
 def test_missing_binary_is_an_error_result_not_an_exception() -> None:
