@@ -9,6 +9,7 @@ from mqguard.config import Config
 from mqguard.mq.control import MqControl
 from mqguard.mq.runner import CommandRunner
 from mqguard.mq.status import QmStatus, counts_healthy
+from mqguard.statedir import allowed_owners
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
 from mqguard.supervisor.daemon import probe_listener
 
@@ -30,7 +31,7 @@ def run_check(cfg: Config, runner: CommandRunner, mountinfo: str = MOUNTINFO) ->
     st = cfg.storage
     mount = check_mount(st.path, st.fstypes, mountinfo)
     if mount.ok:
-        probe = StorageProber(st.path).probe(st.probe_timeout)
+        probe = StorageProber(st.path, allowed_owners(cfg.queue_manager.run_as)).probe(st.probe_timeout)
         detail = f"{mount.detail}; probe {probe.seconds * 1000:.1f} ms" if probe.ok and probe.seconds else probe.detail
         lines.append(Line("storage", OK if probe.ok else BAD, detail))
     else:

@@ -13,7 +13,9 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import FrozenSet, List, Optional, Sequence, Tuple
+
+from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, create_exclusive, open_state_dir
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -91,24 +93,31 @@ class ProbeReading:
     detail: str
 
 
+def probe_name() -> str:
+    return f"probe-{socket.gethostname()}-{os.getpid()}"
+
+
 def probe_file(path: str) -> str:
-    return os.path.join(path, ".mqguard", f"probe-{socket.gethostname()}-{os.getpid()}")
+    return os.path.join(path, STATE_DIR, probe_name())
 
 
-def _probe_once(path: str) -> None:
-    """create / write / fsync / read back / unlink a small file."""
-    target = probe_file(path)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    payload = f"mqguard {os.getpid()} {time.time():.6f}\n".encode()
-    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+def _probe_once(path: str, owners: FrozenSet[int]) -> None:
+    """create / write / fsync / read back / unlink a small file, never through a link."""
+    dir_fd = open_state_dir(path, owners)
     try:
-        os.write(fd, payload)
-        os.fsync(fd)
-        os.lseek(fd, 0, os.SEEK_SET)
-        back = os.read(fd, len(payload) + 1)
+        name = probe_name()
+        payload = f"mqguard {os.getpid()} {time.time():.6f}\n".encode()
+        fd = create_exclusive(dir_fd, name)
+        try:
+            os.write(fd, payload)
+            os.fsync(fd)
+            os.lseek(fd, 0, os.SEEK_SET)
+            back = os.read(fd, len(payload) + 1)
+        finally:
+            os.close(fd)
+        os.unlink(name, dir_fd=dir_fd)
     finally:
-        os.close(fd)
-    os.unlink(target)
+        os.close(dir_fd)
     if back != payload:
         raise OSError(f"read back {len(back)} bytes that differ from what was written")
 
@@ -116,8 +125,9 @@ def _probe_once(path: str) -> None:
 class StorageProber:
     """Runs probes on a helper thread; at most one is ever outstanding."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, owners: Optional[FrozenSet[int]] = None) -> None:
         self.path = path
+        self.owners = owners if owners is not None else allowed_owners()
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._started = 0.0
@@ -151,8 +161,10 @@ class StorageProber:
     def _run(self, done: threading.Event) -> None:
         start = time.monotonic()
         try:
-            _probe_once(self.path)
+            _probe_once(self.path, self.owners)
             self._result = (True, time.monotonic() - start, "probe ok")
+        except UnsafePath as exc:
+            self._result = (False, time.monotonic() - start, str(exc.strerror))
         except OSError as exc:
             self._result = (False, time.monotonic() - start, f"probe failed: {exc}")
         done.set()

@@ -10,9 +10,10 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List
+from typing import Callable, FrozenSet, List, Optional
 
 from mqguard.mq.control import (
     DSPMQINF_NOT_FOUND,
@@ -26,6 +27,7 @@ from mqguard.mq.control import (
     mqsc_files,
 )
 from mqguard.mq.status import QmStatus
+from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, open_regular, open_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +50,18 @@ class MqscSummary:
     failed: List[str] = field(default_factory=list)  # exit 10/20 or timeout: logged and counted
 
 
+CREATE_LOCK = "create.lock"
+
+
 def create_lock_path(storage_path: str) -> str:
-    return os.path.join(storage_path, ".mqguard", "create.lock")
+    return os.path.join(storage_path, STATE_DIR, CREATE_LOCK)
 
 
 class Lifecycle:
-    def __init__(self, control: MqControl, mqsc_dir: str, create: bool, lock_timeout: float) -> None:
+    def __init__(self, control: MqControl, mqsc_dir: str, create: bool, lock_timeout: float,
+                 owners: Optional[FrozenSet[int]] = None) -> None:
         self.control = control
+        self.owners = owners if owners is not None else allowed_owners(control.qm.run_as)
         self.mqsc_dir = mqsc_dir
         self.create = create
         self.lock_timeout = lock_timeout
@@ -73,7 +80,7 @@ class Lifecycle:
                 f"no queue manager data at {self.control.data_path} and create = false"
             )
         # Two instances may race here on a fresh EFS: only one may run crtmqm.
-        with CreateLock(create_lock_path(self.control.storage_path), self.lock_timeout):
+        with CreateLock(self.control.storage_path, self.lock_timeout, self.owners):
             done = self._known_or_registered()
             if done:
                 return done + " (after waiting for the create lock)"
@@ -113,8 +120,7 @@ class Lifecycle:
         summary = MqscSummary()
         for path in mqsc_files(self.mqsc_dir):
             try:
-                with open(path, encoding="utf-8") as fh:
-                    script = fh.read()
+                script = read_mqsc(path, self.mqsc_dir, self.owners)
             except (OSError, UnicodeDecodeError) as exc:
                 log.error("cannot read MQSC file %s: %s; skipping it", path, exc)
                 summary.failed.append(path)
@@ -154,18 +160,64 @@ class Lifecycle:
         return False
 
 
-class CreateLock:
-    """An exclusive POSIX lock on a file on EFS (NFSv4 locks are cluster-wide)."""
+MQSC_MAX_BYTES = 16 * 1024 * 1024
 
-    def __init__(self, path: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.path = path
+
+def read_mqsc(path: str, mqsc_dir: str, owners: FrozenSet[int]) -> str:
+    """An MQSC file's text, read only if it is safe to hand to runmqsc.
+
+    mqguard may run as root while runmqsc runs as the MQ user: a link to
+    /etc/shadow in mqsc_dir must not turn into root reading it for MQ. So the
+    file must resolve to a regular file inside mqsc_dir, owned by root,
+    mqguard's user or the MQ user, not writable by others, and of sane size.
+    """
+    real_dir = os.path.realpath(mqsc_dir)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_dir, real]) != real_dir:
+        raise PermissionError(f"refusing {path}: it links to {real}, outside {mqsc_dir}")
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PermissionError(f"refusing {path}: not a regular file")
+        if st.st_uid not in owners:
+            raise PermissionError(f"refusing {path}: owned by uid {st.st_uid}, expected root or the MQ user")
+        if st.st_mode & 0o002:
+            raise PermissionError(f"refusing {path}: writable by anyone (mode {stat.S_IMODE(st.st_mode):04o})")
+        if st.st_size > MQSC_MAX_BYTES:
+            raise PermissionError(f"refusing {path}: {st.st_size} bytes (at most {MQSC_MAX_BYTES})")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MQSC_MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    return data.decode("utf-8")
+
+
+class CreateLock:
+    """An exclusive POSIX lock on ``.mqguard/create.lock`` on EFS (NFSv4 locks are cluster-wide).
+
+    Opened like every file in the state directory: relative to its fd, never
+    through a link, a regular file only.
+    """
+
+    def __init__(self, storage_path: str, timeout: float, owners: FrozenSet[int],
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.storage_path = storage_path
+        self.path = create_lock_path(storage_path)
         self.timeout = timeout
+        self.owners = owners
         self.sleep = sleep
         self.fd = -1
 
     def __enter__(self) -> CreateLock:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            dir_fd = open_state_dir(self.storage_path, self.owners)
+            try:
+                self.fd = open_regular(dir_fd, CREATE_LOCK)
+            finally:
+                os.close(dir_fd)
+        except UnsafePath as exc:
+            raise PrepareError(f"create lock: {exc.strerror}") from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:

@@ -32,6 +32,7 @@ from mqguard.mq.pidwatch import ControllerWatch
 from mqguard.mq.runner import CommandRunner, RunAs
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.notify import Notifier
+from mqguard.statedir import allowed_owners
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
 from mqguard.supervisor.hooks import Hooks, heartbeat_interval
 from mqguard.supervisor.machine import (
@@ -115,7 +116,7 @@ class Daemon:
         qm = cfg.queue_manager
         self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
         self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, lock_timeout=qm.start_timeout)
-        self.prober = StorageProber(cfg.storage.path)
+        self.prober = StorageProber(cfg.storage.path, allowed_owners(qm.run_as))
         self.watch = ControllerWatch(qm.name)
         self.stop_event = threading.Event()  # set when shutting down: ends retries
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -13,6 +13,7 @@ from mqguard import config
 from mqguard.mq.control import MqControl, StartResult, classify_strmqm
 from mqguard.mq.lifecycle import CreateLock, Lifecycle, PrepareError, create_lock_path
 from mqguard.mq.runner import CommandResult, CommandRunner
+from mqguard.statedir import allowed_owners
 from tests.conftest import Harness
 
 
@@ -113,7 +114,7 @@ def test_second_instance_rechecks_after_waiting_for_the_lock(sim: Harness) -> No
             "ctl = MqControl(cfg.queue_manager, cfg.storage.path, CommandRunner(), 5.0);"
             "print(Lifecycle(ctl, '/nonexistent', True, 10.0).prepare())"
         )
-        with CreateLock(create_lock_path(sim.efs.path), 5):
+        with CreateLock(sim.efs.path, 5, allowed_owners()):
             proc = subprocess.Popen(["python3", "-c", script, str(other.conf)], stdout=subprocess.PIPE,
                                     text=True, env=other.env())
             time.sleep(0.5)
@@ -203,3 +204,27 @@ def test_dspmq_reading_for_garbled_hung_and_unknown(sim: Harness) -> None:
     start = time.monotonic()
     r = ctl.dspmq()
     assert r.status is None and "timed out" in r.error and time.monotonic() - start < 4
+
+
+def test_mqsc_links_leaving_mqsc_dir_and_foreign_files_are_not_read(sim: Harness, tmp_path: Path) -> None:
+    """Root must not read a file for runmqsc that the MQ user could not: a link to a secret is refused."""
+    secret = tmp_path / "shadow"
+    secret.write_text("DEFINE QLOCAL(SECRET.FROM.SHADOW)\n")
+    os.chmod(secret, 0o600)
+    os.symlink(secret, sim.mqsc_dir / "10-link.mqsc")
+    (sim.mqsc_dir / "15-inside.mqsc").write_text("DEFINE QLOCAL(INSIDE)\n")
+    os.symlink(sim.mqsc_dir / "15-inside.mqsc", sim.mqsc_dir / "16-alias.mqsc")  # a link that stays inside is fine
+    foreign = sim.mqsc_dir / "20-foreign.mqsc"
+    foreign.write_text("DEFINE QLOCAL(FOREIGN)\n")
+    os.chown(foreign, 54321, 54321)
+    open_to_all = sim.mqsc_dir / "30-world.mqsc"
+    open_to_all.write_text("DEFINE QLOCAL(WORLD)\n")
+    os.chmod(open_to_all, 0o666)
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    lc.start()
+    summary = lc.apply_mqsc()
+    assert [Path(p).name for p in summary.applied] == ["15-inside.mqsc", "16-alias.mqsc"]
+    assert [Path(p).name for p in summary.failed] == ["10-link.mqsc", "20-foreign.mqsc", "30-world.mqsc"]
+    applied = Path(sim.efs.path, "qmgrs", "QM1", "mqsc.log").read_text()
+    assert "SECRET" not in applied and "FOREIGN" not in applied and "WORLD" not in applied

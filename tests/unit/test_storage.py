@@ -73,4 +73,4 @@ def test_probe_failure_on_unwritable_storage(tmp_path: Path) -> None:
     target.mkdir()
     (target / ".mqguard").write_text("not a directory")
     reading = StorageProber(str(target)).probe(2.0)
-    assert not reading.ok and "probe failed" in reading.detail
+    assert not reading.ok and "not a directory" in reading.detail

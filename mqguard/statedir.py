@@ -1,0 +1,112 @@
+"""mqguard's own directory on EFS, ``<storage.path>/.mqguard``, opened safely.
+
+EFS is shared by every instance that mounts it, and anyone who can write to it
+could plant a symlink where mqguard (possibly root) is about to write. So every
+file in the directory is opened relative to a directory file descriptor, with
+``O_NOFOLLOW``; the directory itself must be a real directory (not a link),
+owned by root, mqguard's own user or the MQ user, and writable by its owner
+only. mqguard creates it with mode 0755. A refusal says why in words and the
+caller counts it as storage bad.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import stat
+from typing import FrozenSet, Iterable, Optional
+
+STATE_DIR = ".mqguard"
+DIR_MODE = 0o755
+
+
+class UnsafePath(OSError):
+    """The state directory or a file in it is not what mqguard may safely use."""
+
+
+def allowed_owners(run_as: str = "") -> FrozenSet[int]:
+    """root, mqguard's own user and the MQ user (when it exists)."""
+    owners = {0, os.geteuid()}
+    if run_as:
+        try:
+            owners.add(pwd.getpwnam(run_as).pw_uid)
+        except KeyError:
+            pass  # the config check reports a missing user; it owns nothing here
+    return frozenset(owners)
+
+
+def _describe_open_error(path: str, exc: OSError, dir_fd: Optional[int] = None, name: str = "") -> str:
+    if exc.errno == errno.ENOTDIR and dir_fd is not None:
+        # O_DIRECTORY|O_NOFOLLOW on a link says ENOTDIR: look, so the reason is exact
+        try:
+            if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                return f"refusing {path}: it is a symbolic link"
+        except OSError:
+            pass
+    if exc.errno == errno.ELOOP:
+        return f"refusing {path}: it is a symbolic link"
+    if exc.errno == errno.ENOTDIR:
+        return f"refusing {path}: it is not a directory"
+    return f"cannot open {path}: {exc.strerror or exc}"
+
+
+def open_state_dir(storage_path: str, owners: Iterable[int]) -> int:
+    """A directory fd for ``<storage_path>/.mqguard``, created if missing; raises UnsafePath."""
+    path = os.path.join(storage_path, STATE_DIR)
+    root = os.open(storage_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            os.mkdir(STATE_DIR, DIR_MODE, dir_fd=root)
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(STATE_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
+        except OSError as exc:
+            raise UnsafePath(exc.errno or errno.EPERM, _describe_open_error(path, exc, root, STATE_DIR)) from None
+    finally:
+        os.close(root)
+    problem = _check_dir(os.fstat(fd), path, frozenset(owners))
+    if problem:
+        os.close(fd)
+        raise UnsafePath(errno.EPERM, problem)
+    return fd
+
+
+def _check_dir(st: os.stat_result, path: str, owners: FrozenSet[int]) -> Optional[str]:
+    if not stat.S_ISDIR(st.st_mode):
+        return f"refusing {path}: it is not a directory"
+    if st.st_uid not in owners:
+        return (f"refusing {path}: owned by uid {st.st_uid}, expected one of {sorted(owners)} "
+                "(root, mqguard's user or the MQ user)")
+    if st.st_mode & 0o022:
+        return f"refusing {path}: mode {stat.S_IMODE(st.st_mode):04o} lets others write (expected 0755 or stricter)"
+    return None
+
+
+def create_exclusive(dir_fd: int, name: str, mode: int = 0o600) -> int:
+    """Open a new file ``name`` for read/write; never follows or reuses what is already there.
+
+    A leftover of ours (same host and pid, after a crash) or anything planted
+    under the name is removed first (unlinking a symlink removes the link, not
+    its target), then the file is created with O_EXCL.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(name, flags, mode, dir_fd=dir_fd)
+    except FileExistsError:
+        os.unlink(name, dir_fd=dir_fd)
+        return os.open(name, flags, mode, dir_fd=dir_fd)
+
+
+def open_regular(dir_fd: int, name: str, mode: int = 0o644) -> int:
+    """Open (creating if needed) a regular file ``name`` for read/write without following links."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        raise UnsafePath(exc.errno or errno.EPERM, _describe_open_error(name, exc, dir_fd, name)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePath(errno.EPERM, f"refusing {name}: it is not a regular file")
+    return fd

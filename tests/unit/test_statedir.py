@@ -1,0 +1,86 @@
+"""The .mqguard directory on a real FUSE "EFS", probed as an attacker with write access to EFS would."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from mqguard.mq.lifecycle import CreateLock, PrepareError
+from mqguard.statedir import allowed_owners
+from mqguard.storage import StorageProber, probe_file
+from tests.peers.efs import FakeEfs
+
+OWNERS = allowed_owners()
+
+
+def victim(tmp_path: Path) -> Path:
+    """A local file outside EFS that root must never write through a planted link."""
+    v = tmp_path / "victim"
+    v.write_text("precious\n")
+    return v
+
+
+def test_a_new_state_directory_is_created_writable_by_its_owner_only(efs: FakeEfs) -> None:
+    assert StorageProber(efs.path, OWNERS).probe(3.0).ok
+    st = os.stat(Path(efs.path, ".mqguard"))
+    assert stat.S_IMODE(st.st_mode) & 0o022 == 0 and st.st_uid == os.geteuid()
+
+
+def test_symlink_planted_at_the_probe_path_is_not_written_through(efs: FakeEfs, tmp_path: Path) -> None:
+    target = victim(tmp_path)
+    os.makedirs(Path(efs.path, ".mqguard"), mode=0o755, exist_ok=True)
+    os.symlink(target, probe_file(efs.path))
+    reading = StorageProber(efs.path, OWNERS).probe(3.0)
+    assert reading.ok, reading.detail
+    assert target.read_text() == "precious\n"
+    assert not os.path.lexists(probe_file(efs.path))  # the planted link is gone, and our probe file too
+
+
+def test_state_directory_that_is_a_symlink_is_refused(efs: FakeEfs, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, Path(efs.path, ".mqguard"))
+    reading = StorageProber(efs.path, OWNERS).probe(3.0)
+    assert not reading.ok and "symbolic link" in reading.detail
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_state_directory_owned_by_someone_else_is_refused(efs: FakeEfs) -> None:
+    d = Path(efs.path, ".mqguard")
+    d.mkdir(mode=0o755)
+    os.chown(d, 54321, 54321)
+    reading = StorageProber(efs.path, OWNERS).probe(3.0)
+    assert not reading.ok and "owned by uid 54321" in reading.detail
+
+
+def test_state_directory_writable_by_others_is_refused(efs: FakeEfs) -> None:
+    d = Path(efs.path, ".mqguard")
+    d.mkdir()
+    os.chmod(d, 0o777)
+    reading = StorageProber(efs.path, OWNERS).probe(3.0)
+    assert not reading.ok and "lets others write" in reading.detail
+
+
+def test_state_directory_that_is_a_file_is_refused(efs: FakeEfs) -> None:
+    Path(efs.path, ".mqguard").write_text("x")
+    reading = StorageProber(efs.path, OWNERS).probe(3.0)
+    assert not reading.ok and "not a directory" in reading.detail
+
+
+def test_create_lock_never_follows_a_planted_link(efs: FakeEfs, tmp_path: Path) -> None:
+    target = victim(tmp_path)
+    os.makedirs(Path(efs.path, ".mqguard"), mode=0o755)
+    os.symlink(target, Path(efs.path, ".mqguard", "create.lock"))
+    with pytest.raises(PrepareError, match="symbolic link"), CreateLock(efs.path, 1.0, OWNERS):
+        pass
+    assert target.read_text() == "precious\n"
+
+
+def test_create_lock_refuses_a_fifo(efs: FakeEfs) -> None:
+    os.makedirs(Path(efs.path, ".mqguard"), mode=0o755)
+    os.mkfifo(Path(efs.path, ".mqguard", "create.lock"))
+    with pytest.raises(PrepareError, match="not a regular file"), CreateLock(efs.path, 1.0, OWNERS):
+        pass
