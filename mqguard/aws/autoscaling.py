@@ -48,9 +48,18 @@ def classify_attempt(response: Any, caught_exception: Any) -> str:
     return "ok"
 
 
-def make_client(region: str, endpoint_url: str) -> Any:
+def make_client(region: str, endpoint_url: str, imds_url: str = "") -> Any:
     import boto3
+    import botocore.session
     from botocore.config import Config as BotoConfig
+
+    core = botocore.session.get_session()
+    # The instance-role credentials come from IMDS too: there, as in mqguard's
+    # own client, IMDSv2 only (botocore would otherwise fall back to v1 when the
+    # token PUT fails), at the configured address.
+    core.set_config_variable("ec2_metadata_v1_disabled", True)
+    if imds_url:
+        core.set_config_variable("ec2_metadata_service_endpoint", imds_url)
 
     cfg = BotoConfig(
         region_name=region,
@@ -59,7 +68,8 @@ def make_client(region: str, endpoint_url: str) -> Any:
         retries={"mode": "standard", "max_attempts": 3},
         user_agent_extra="mqguard",
     )
-    return boto3.session.Session().client("autoscaling", endpoint_url=endpoint_url or None, config=cfg)
+    return boto3.session.Session(botocore_session=core).client(
+        "autoscaling", endpoint_url=endpoint_url or None, config=cfg)
 
 
 @dataclass
@@ -77,13 +87,13 @@ class AutoScaling:
         region: str,
         endpoint_url: str,
         observe: Optional[CallObserver] = None,
-        client_factory: Callable[[str, str], Any] = make_client,
+        client_factory: Optional[Callable[[str, str], Any]] = None,
     ) -> None:
         self.imds = imds
         self._region = region
         self._endpoint_url = endpoint_url
         self._observe = observe or (lambda op, res: None)
-        self._client_factory = client_factory
+        self._client_factory = client_factory or (lambda region, url: make_client(region, url, imds.base_url))
         self._client: Any = None
         self._identity: Optional[InstanceIdentity] = None
         self._group = ""

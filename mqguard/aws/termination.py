@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from typing import Callable, Optional, Tuple
 
-from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
+from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound, shown
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +26,39 @@ SPOT_PATH = "meta-data/spot/instance-action"
 TERMINATING, SPOT = "terminating", "spot"
 
 
+SPOT_ACTIONS = ("terminate", "stop", "hibernate")
+
+
+def parse_spot_notice(body: Optional[str]) -> Optional[Tuple[str, str]]:
+    """(action, time) from a real spot notice, e.g. {"action": "terminate", "time": "2026-11-27T08:22:00Z"}.
+
+    None for no notice and for anything that is not one: a garbage answer must
+    never make mqguard end the queue manager.
+    """
+    if not body:
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    action, when = doc.get("action"), doc.get("time")
+    if action not in SPOT_ACTIONS or not isinstance(when, str) or not _SPOT_TIME.match(when):
+        return None
+    return action, when
+
+
+_SPOT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+
+
 def interpret(lifecycle_state: Optional[str], spot_action: Optional[str]) -> Optional[Tuple[str, str]]:
     """(kind, why) when the instance is going away, else None. Pure."""
     if lifecycle_state is not None and lifecycle_state.strip() == "Terminated":
         return TERMINATING, "the Auto Scaling group is terminating this instance (target-lifecycle-state Terminated)"
-    if spot_action:
-        try:
-            doc = json.loads(spot_action)
-            what, when = doc.get("action", "?"), doc.get("time", "?")
-        except (ValueError, AttributeError):
-            what, when = "?", "?"
-        if what in ("terminate", "stop", "hibernate", "?"):
-            return SPOT, f"a spot interruption is announced ({what} at {when})"
+    notice = parse_spot_notice(spot_action)
+    if notice is not None:
+        return SPOT, f"a spot interruption is announced ({notice[0]} at {notice[1]})"
     return None
 
 
@@ -51,34 +73,38 @@ class TerminationWatch:
         self.reason: Optional[str] = None
         self.kind: Optional[str] = None  # TERMINATING or SPOT once going away
         self._warned = False
+        self._bad_notice = ""
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="imds-termination", daemon=True)
         self._thread.start()
 
-    def check(self) -> Optional[str]:
-        """One look at IMDS; returns (and remembers) the reason, if any."""
+    def check(self, within: Optional[float] = None) -> Optional[str]:
+        """One look at IMDS (each path bounded by ``within`` when given); returns (and remembers) the reason."""
         if self.reason is not None:
             return self.reason
         try:
-            state = self._get(LIFECYCLE_PATH)
-            spot = self._get(SPOT_PATH)
+            state = self._get(LIFECYCLE_PATH, within)
+            spot = self._get(SPOT_PATH, within)
         except ImdsError as exc:
             if not self._warned:
                 log.info("cannot read instance metadata (%s); assuming the instance stays", exc)
                 self._warned = True
             return None
         found = interpret(state, spot)
+        if spot and found is None and parse_spot_notice(spot) is None and spot != self._bad_notice:
+            self._bad_notice = spot
+            log.warning("ignoring an unparsable spot/instance-action answer %s: treated as no notice", shown(spot))
         if found is not None:
             self.kind, self.reason = found
             log.warning("instance is going away: %s", self.reason)
             self.on_change()
         return self.reason
 
-    def _get(self, path: str) -> Optional[str]:
+    def _get(self, path: str, within: Optional[float] = None) -> Optional[str]:
         try:
-            return self.imds.get(path)
+            return self.imds.get(path, within)
         except ImdsNotFound:
             return None
 

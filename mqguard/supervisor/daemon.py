@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 LISTENER_TIMEOUT = 2.0
 JOB_DRAIN_TIMEOUT = 10.0  # at shutdown, how long to let a running job finish
+SHUTDOWN_IMDS_DEADLINE = 1.5  # per path: a slow IMDS must not hold up a stop (the answer then is "stays")
 
 
 def settings_from(cfg: Config) -> Settings:
@@ -454,7 +455,7 @@ class Daemon:
         mode = self.cfg.queue_manager.stop_on_exit
         auto = mode == StopOnExit.AUTO
         if auto and self.going_away is None and self.termination is not None:
-            self.termination.check()  # one last look at IMDS
+            self.termination.check(within=SHUTDOWN_IMDS_DEADLINE)  # one last, short look at IMDS
         kind = self.termination.kind if self.termination is not None else None
         self.stop_event.set()
         end, why = should_end_qmgr(

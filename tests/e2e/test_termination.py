@@ -124,3 +124,21 @@ def test_sigterm_with_auto_while_imds_says_terminated(harness: Harness, aws: Fau
     assert harness.stop() == 0
     assert [c["argv"] for c in harness.calls("endmqm")] == [["-w", "QM1"]]
     assert harness.controllers() == []
+
+
+def test_sigterm_is_not_held_up_by_a_dripping_imds(
+    harness: Harness, aws: FaultProxy, imds: ImdsServer, moto: MotoAsg
+) -> None:
+    """IMDS answers one byte at a time: the stop takes one short look at it, then leaves MQ running."""
+    configure(harness, aws, imds)
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    pid = harness.controllers()
+    imds.drip = 0.5  # every answer now takes minutes; each read alone is quick
+    stopped = time.monotonic()
+    assert harness.stop(timeout=30) == 0
+    took = time.monotonic() - stopped
+    print(f"\nFIGURE SIGTERM to exit with a dripping IMDS: {took:.2f} s")
+    assert took < 10, took
+    assert harness.controllers() == pid, "a restart of mqguard must not take MQ down"
+    assert "leaving queue manager QM1 as it is" in harness.log_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional
 
@@ -17,6 +18,8 @@ class ImdsServer:
         self.tokens: Dict[str, int] = {}
         self.requests: List[str] = []  # "METHOD path status"
         self.fail_next = 0  # answer this many requests with 500
+        self.refuse_token = False  # answer the token PUT with 403 (as an IMDSv1-only endpoint would)
+        self.drip = 0.0  # send each body byte after this many seconds (a server that keeps a client hanging)
         self._lock = threading.Lock()
         server = self
 
@@ -26,17 +29,28 @@ class ImdsServer:
 
             def _reply(self, code: int, body: str = "") -> None:
                 data = body.encode()
+                with server._lock:
+                    server.requests.append(f"{self.command} {self.path} {code}")
                 self.send_response(code)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if server.drip and data:
+                    try:
+                        for i in range(min(len(data), 200)):
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(server.drip)
+                    except OSError:
+                        pass  # the client gave up, as it should
+                    return
                 self.wfile.write(data)
-                with server._lock:
-                    server.requests.append(f"{self.command} {self.path} {code}")
 
             def do_PUT(self) -> None:
                 if self.path != "/latest/api/token":
                     return self._reply(404)
+                if server.refuse_token:
+                    return self._reply(403)
                 ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
                 if not ttl or not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
                     return self._reply(400)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +17,7 @@ from mqguard.aws.retry import Backoff
 from mqguard.clock import FakeClock
 from mqguard.config import ReportMode
 from mqguard.supervisor.reporter import Reporter
+from tests.conftest import ROOT
 from tests.peers.aws import FaultProxy, MotoAsg
 from tests.peers.imds import ImdsServer
 
@@ -182,3 +188,46 @@ def test_preflight_reports_unreachable_metadata_without_blocking() -> None:
     reporter.preflight()
     wait_for(lambda: reporter.preflight_result, timeout=60)
     assert reporter.preflight_result.startswith("error:") and "instance metadata" in reporter.preflight_result
+
+
+def test_imds_answers_are_validated(imds: ImdsServer) -> None:
+    client = Imds(imds.url, sleep=lambda s: None)
+    imds.paths["meta-data/instance-id"] = "i-" + "0" * 4000
+    with pytest.raises(ImdsError, match="invalid instance id"):
+        client.instance_id()
+    imds.paths["meta-data/instance-id"] = "i-0123456789abcdef0\nX-Injected: 1"
+    with pytest.raises(ImdsError, match="invalid instance id"):
+        client.instance_id()
+    imds.paths["meta-data/placement/region"] = "us-east-1; rm -rf /"
+    with pytest.raises(ImdsError, match="invalid region"):
+        client.region()
+    imds.paths["meta-data/instance-id"] = "x" * 100_000
+    with pytest.raises(ImdsError, match="larger than"):
+        client.get("meta-data/instance-id")
+
+
+def test_imds_dripping_answer_is_cut_at_the_whole_request_deadline(imds: ImdsServer) -> None:
+    # one byte every 0.3 s: each read is quick, the whole answer is not
+    client = Imds(imds.url, timeout=1.0, attempts=3, sleep=lambda s: None)
+    client.get("meta-data/instance-id")  # token first, at full speed
+    imds.drip = 0.3
+    start = time.monotonic()
+    with pytest.raises(ImdsError):
+        client.get("meta-data/instance-id", within=1.5)
+    assert time.monotonic() - start < 2.5
+
+
+def test_boto_credential_chain_never_falls_back_to_imdsv1(imds: ImdsServer, tmp_path: Path) -> None:
+    """With the token PUT refused, botocore's instance-role provider must not GET without a token."""
+    imds.refuse_token = True
+    script = (
+        "import sys; from mqguard.aws.autoscaling import make_client\n"
+        "try:\n    make_client('us-east-1', 'http://127.0.0.1:9', sys.argv[1]).describe_auto_scaling_instances()\n"
+        "except Exception as e:\n    print(type(e).__name__)\n"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    res = subprocess.run([sys.executable, "-c", script, imds.url], env=env, capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() in ("NoCredentialsError", "MetadataRetrievalError"), res.stdout + res.stderr
+    assert any(r.startswith("PUT /latest/api/token 403") for r in imds.requests), imds.requests
+    assert not [r for r in imds.requests if r.startswith("GET")], imds.requests

@@ -22,7 +22,17 @@ def test_interpret() -> None:
     assert kind == TERMINATING and "Terminated" in why
     kind, why = interpret("InService", json.dumps({"action": "terminate", "time": "2026-11-25T23:30:00Z"}))  # type: ignore[misc]
     assert kind == SPOT and "terminate at 2026-11-25T23:30:00Z" in why
-    assert interpret(None, "garbage")[0] == SPOT  # type: ignore[index]
+    # an answer that is not a real notice is no notice (it used to end the queue manager)
+    for garbage in ("garbage", "{}", '{"action": "terminate"}', '{"action": "dance", "time": "2026-11-25T23:30:00Z"}',
+                    '["terminate"]', '{"action": "stop", "time": "soon"}'):
+        assert interpret(None, garbage) is None, garbage
+
+
+def test_watch_ignores_a_garbage_spot_notice(imds: ImdsServer) -> None:
+    imds.paths["meta-data/spot/instance-action"] = "<html>502 Bad Gateway</html>" * 20
+    woke = threading.Event()
+    watch = TerminationWatch(Imds(imds.url), 0.05, threading.Event(), woke.set)
+    assert watch.check() is None and watch.reason is None and not woke.is_set()
 
 
 def test_watch_sees_termination_through_imdsv2(imds: ImdsServer) -> None:
