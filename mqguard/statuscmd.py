@@ -9,6 +9,7 @@ import urllib.request
 from typing import Any, Dict, Tuple
 
 from mqguard.config import Config
+from mqguard.mq.runner import loggable
 
 EX_OK, EX_UNHEALTHY, EX_DEGRADED = 0, 1, 2
 UNHEALTHY_STATES = {"failed", "stopping"}
@@ -22,13 +23,32 @@ def status_url(cfg: Config) -> str:
     return f"http://[{host}]:{port}/status" if ":" in host else f"http://{host}:{port}/status"
 
 
+MAX_ANSWER = 1024 * 1024
+
+
+class StatusError(Exception):
+    """The daemon could not be asked, or its answer makes no sense; the message says which."""
+
+
 def fetch(url: str, timeout: float = 3.0) -> Dict[str, Any]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(url, timeout=timeout) as resp:
-            doc: Dict[str, Any] = json.loads(resp.read())
+            code, body = resp.status, resp.read(MAX_ANSWER)
     except urllib.error.HTTPError as exc:  # 503 before the first cycle still has a body
-        doc = json.loads(exc.read() or b"{}")
+        code, body = exc.code, exc.read(MAX_ANSWER)
+    except OSError as exc:
+        raise StatusError(f"no mqguard daemon answers at {url} ({exc}); is it running? "
+                          "(systemctl status mqguard)") from None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise StatusError(f"something answers at {url}, but not with mqguard's status (HTTP {code}, "
+                          f"{len(body)} bytes that are not JSON: {loggable(body.decode('utf-8', 'replace'), 60)}); "
+                          "is another program using metrics.listen?") from None
+    if not isinstance(doc, dict) or "state" not in doc:
+        raise StatusError(f"something answers at {url} with JSON that is not mqguard's status (HTTP {code}); "
+                          "is another program using metrics.listen?")
     return doc
 
 
@@ -62,14 +82,9 @@ def render(doc: Dict[str, Any]) -> str:
 
 def run_status(cfg: Config, as_json: bool) -> int:
     try:
-        url = status_url(cfg)
-        doc = fetch(url)
-    except ValueError as exc:
+        doc = fetch(status_url(cfg))
+    except (ValueError, StatusError) as exc:
         print(f"mqguard status: {exc}", file=sys.stderr)
-        return EX_UNHEALTHY
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"mqguard status: no mqguard daemon answers at {url} ({exc}); is it running? "
-              "(systemctl status mqguard)", file=sys.stderr)
         return EX_UNHEALTHY
     print(json.dumps(doc, indent=2, sort_keys=True) if as_json else render(doc))
     return exit_code(doc)
