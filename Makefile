@@ -17,6 +17,9 @@ $(STAMP): requirements-dev.txt Makefile | build
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	@# MQ's installer creates the mqm user and group; the default run_as names it.
+	@getent passwd mqm >/dev/null || useradd --system --user-group --home-dir /var/mqm --no-create-home \
+	  --shell /sbin/nologin mqm
 	touch $@
 
 lint: deps

@@ -10,21 +10,44 @@ from __future__ import annotations
 import configparser
 import enum
 import glob
-import ipaddress
 import os
-import re
-import shlex
+import pwd
+import stat
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple, cast
+from typing import Callable, Dict, List, Optional, Tuple
+
+from mqguard.configvalues import (
+    Parser,
+    _abs_path,
+    _asg_name,
+    _choice,
+    _crtmqm_options,
+    _fstypes,
+    _hook_name,
+    _int_range,
+    _optional_abs_path,
+    _optional_url,
+    _patterns,
+    _region,
+    _required_qmgr_name,
+    _show_list,
+    _show_listen,
+    _show_words,
+    _url,
+    _user,
+    _words,
+    bounded,
+    duration,
+    format_value,
+    parse_bool,
+    parse_listen,
+)
 
 DEFAULT_PATH = "/etc/mqguard/mqguard.conf"
 ENV_VAR = "MQGUARD_CONFIG"
 
-_QMGR_NAME = re.compile(r"^[A-Za-z0-9._/%]{1,48}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
+MAX_FILE = 1024 * 1024  # a configuration file larger than this is refused
+HOUR, DAY = 3600.0, 86400.0
 
 
 class StopOnExit(str, enum.Enum):
@@ -74,6 +97,8 @@ class HealthConfig:
     poll_interval: float
     grace_period: float
     restart_attempts: int
+    restart_limit: int
+    restart_window: float
     command_timeout: float
     report: ReportMode
     respect_asg_grace_period: bool
@@ -144,199 +169,6 @@ def error_for(cfg: Config, section: str, key: str, value: str, expected: str) ->
     return ConfigError([ConfigProblem(source, section, key, value, expected)])
 
 
-# ---------------------------------------------------------------- value parsers
-# Each parser takes the raw string and returns the value or raises ValueError
-# whose message says what is expected.
-
-Parser = Callable[[str], object]
-
-
-def parse_duration(raw: str) -> float:
-    m = _DURATION.match(raw)
-    if not m:
-        raise ValueError("a duration such as 500ms, 5s, 2m, 1h or a number of seconds")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-
-
-def _positive_duration(raw: str) -> float:
-    value = parse_duration(raw)
-    if value <= 0:
-        raise ValueError("a duration greater than zero")
-    return value
-
-
-def parse_bool(raw: str) -> bool:
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ValueError("a boolean: true/false, yes/no, on/off or 1/0")
-
-
-def _int_range(lo: int, hi: int) -> Parser:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"an integer from {lo} to {hi}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"an integer from {lo} to {hi}")
-        return value
-
-    return parse
-
-
-def _choice(enum_type: type[enum.Enum]) -> Parser:
-    names = [str(m.value) for m in enum_type]
-
-    def parse(raw: str) -> enum.Enum:
-        try:
-            return enum_type(raw.strip().lower())
-        except ValueError:
-            raise ValueError("one of " + ", ".join(names)) from None
-
-    return parse
-
-
-def _words(allowed: Optional[List[str]] = None) -> Parser:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if allowed is not None and value not in allowed:
-            raise ValueError("one of " + ", ".join(allowed))
-        return value
-
-    return parse
-
-
-def validate_qmgr_name(name: str) -> str:
-    if not _QMGR_NAME.match(name):
-        raise ValueError("a queue manager name: 1-48 characters of A-Z a-z 0-9 . / _ %")
-    return name
-
-
-def _required_qmgr_name(raw: str) -> str:
-    if not raw.strip():
-        raise ValueError("a queue manager name (this key is required)")
-    return validate_qmgr_name(raw.strip())
-
-
-def _abs_path(raw: str) -> str:
-    value = raw.strip()
-    if not value.startswith("/"):
-        raise ValueError("an absolute path")
-    return os.path.normpath(value)
-
-
-def _optional_abs_path(raw: str) -> str:
-    return _abs_path(raw) if raw.strip() else ""
-
-
-def _user(raw: str) -> str:
-    value = raw.strip()
-    if value and not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$", value):
-        raise ValueError("a user name, or empty for mqguard's own user")
-    return value
-
-
-def _crtmqm_options(raw: str) -> Tuple[str, ...]:
-    try:
-        words = tuple(shlex.split(raw))
-    except ValueError as exc:
-        raise ValueError(f"crtmqm arguments in shell-word syntax ({exc})") from None
-    for flag in ("-md", "-ld"):
-        if flag in words:
-            raise ValueError(f"crtmqm arguments without {flag} (set data_dir / log_dir instead)")
-    return words
-
-
-def _fstypes(raw: str) -> Tuple[str, ...]:
-    items = tuple(t.strip() for t in raw.split(",") if t.strip())
-    if not items or any(not re.match(r"^[a-z0-9._-]+$", t) for t in items):
-        raise ValueError("a comma-separated list of file-system types, e.g. nfs4")
-    return items
-
-
-def _url(raw: str) -> str:
-    value = raw.strip()
-    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
-        raise ValueError("an http:// or https:// URL")
-    return value.rstrip("/")
-
-
-def _optional_url(raw: str) -> str:
-    return _url(raw) if raw.strip() else ""
-
-
-def _region(raw: str) -> str:
-    value = raw.strip()
-    if value and not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", value):
-        raise ValueError("an AWS region name such as eu-west-1, or empty for instance metadata")
-    return value
-
-
-def _hook_name(raw: str) -> str:
-    value = raw.strip()
-    if value and not re.match(r"^[A-Za-z0-9\-_/]{1,255}$", value):
-        raise ValueError("an Auto Scaling lifecycle hook name (1-255 of A-Z a-z 0-9 - _ /)")
-    return value
-
-
-def _asg_name(raw: str) -> str:
-    value = raw.strip()
-    if len(value) > 255 or any(ord(c) < 32 for c in value):
-        raise ValueError("an Auto Scaling group name (up to 255 printable characters)")
-    return value
-
-
-def parse_listen(raw: str) -> Optional[Tuple[str, int]]:
-    value = raw.strip()
-    if value.lower() == "off":
-        return None
-    expected = "host:port (e.g. 0.0.0.0:9157, [::1]:9157) or off"
-    if value.startswith("["):
-        m = re.match(r"^\[([^\]]+)\]:(\d+)$", value)
-    else:
-        m = re.match(r"^([^:\s]+):(\d+)$", value)
-    if not m:
-        raise ValueError(expected)
-    host, port = m.group(1), int(m.group(2))
-    if not 0 <= port <= 65535:
-        raise ValueError(expected)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host != "localhost":
-            raise ValueError(expected + "; the host must be an IP address or localhost") from None
-    return host, port
-
-
-def _patterns(raw: str) -> Tuple[str, ...]:
-    items = tuple(p.strip() for p in raw.split(",") if p.strip())
-    for p in items:
-        if not re.match(r"^[A-Za-z0-9._/%*?\[\]!-]{1,48}$", p):
-            raise ValueError("comma-separated queue-name patterns (fnmatch), e.g. APP.*,DEV.QUEUE.1")
-    return items
-
-
-# ------------------------------------------------------------------ the schema
-
-
-def _show_listen(value: object) -> str:
-    if value is None:
-        return "off"
-    host, port = cast(Tuple[str, int], value)
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-def _show_words(value: object) -> str:
-    return shlex.join(value)  # type: ignore[arg-type]
-
-
-def _show_list(value: object) -> str:
-    return ",".join(value)  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
 class Option:
     default: str
@@ -357,21 +189,23 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
         "mqsc_dir": Option("/etc/mqguard/mqsc.d", _abs_path, "*.mqsc applied after each start"),
         "listener_port": Option("1414", _int_range(0, 65535), "TCP port probed; 0 = no probe"),
         "multi_instance": Option("false", parse_bool, "strmqm -x; standby counts as healthy"),
-        "start_timeout": Option("5m", _positive_duration, "longest a start may take"),
-        "stop_timeout": Option("60s", _positive_duration, "endmqm -w escalates after this"),
+        "start_timeout": Option("5m", duration(1, DAY), "longest a start may take"),
+        "stop_timeout": Option("60s", duration(1, HOUR), "endmqm -w escalates after this"),
         "stop_on_exit": Option("auto", _choice(StopOnExit), "auto | always | never"),
     },
     "storage": {
         "path": Option("/var/mqm", _abs_path, "must be a mount point (the EFS mount)"),
         "fstypes": Option("nfs4", _fstypes, "accepted file-system types, comma-separated", _show_list),
-        "mount_timeout": Option("10m", _positive_duration, "wait for the mount at start-up"),
-        "probe_timeout": Option("5s", _positive_duration, "a slower probe counts as bad"),
+        "mount_timeout": Option("10m", duration(1, DAY), "wait for the mount at start-up"),
+        "probe_timeout": Option("5s", duration(0.1, 600), "a slower probe counts as bad"),
     },
     "health": {
-        "poll_interval": Option("5s", _positive_duration, "one supervision cycle"),
-        "grace_period": Option("60s", parse_duration, "how long a bad condition lasts before reporting"),
+        "poll_interval": Option("5s", duration(0.1, HOUR), "one supervision cycle"),
+        "grace_period": Option("60s", duration(0, DAY), "how long a bad condition lasts before reporting"),
         "restart_attempts": Option("3", _int_range(0, 1000), "local strmqm attempts per bad episode"),
-        "command_timeout": Option("15s", _positive_duration, "query commands slower than this are bad"),
+        "restart_limit": Option("6", _int_range(0, 1000), "local restarts allowed in any restart_window"),
+        "restart_window": Option("1h", duration(60, 7 * DAY), "the window of restart_limit"),
+        "command_timeout": Option("15s", duration(0.1, HOUR), "query commands slower than this are bad"),
         "report": Option("autoscaling", _choice(ReportMode), "autoscaling | log"),
         "respect_asg_grace_period": Option("true", parse_bool, "ShouldRespectGracePeriod"),
     },
@@ -406,6 +240,22 @@ def config_files(path: str) -> List[str]:
     return [path] + sorted(glob.glob(os.path.join(conf_d, "*.conf")))
 
 
+def read_file(path: str) -> str:
+    """A configuration file's text: a regular file of sane size (a FIFO would hang the reader)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"not a regular file ({stat.filemode(st.st_mode)})")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE:
+        raise OSError(f"larger than {MAX_FILE} bytes")
+    return data.decode("utf-8")
+
+
 def _read_raw(files: List[str], problems: List[ConfigProblem]) -> Dict[Tuple[str, str], Tuple[str, str]]:
     """Merge files in order: (section, key) -> (raw value, file it came from)."""
     merged: Dict[Tuple[str, str], Tuple[str, str]] = {}
@@ -419,8 +269,7 @@ def _read_raw(files: List[str], problems: List[ConfigProblem]) -> Dict[Tuple[str
         )
         parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
         try:
-            with open(path, encoding="utf-8") as fh:
-                parser.read_file(fh, source=path)
+            parser.read_string(read_file(path), source=path)
         except FileNotFoundError:
             if i == 0:
                 problems.append(ConfigProblem(path, "", "", "", "file not found"))
@@ -459,7 +308,7 @@ def load(path: Optional[str] = None) -> Config:
         for key, option in options.items():
             raw, source = merged.get((section, key), (option.default, "(default)"))
             try:
-                values[section][key] = option.parse(raw)
+                values[section][key] = option.parse(bounded(raw))
             except ValueError as exc:
                 file = source if source != "(default)" else main_path
                 problems.append(ConfigProblem(file, section, key, raw, f"expected {exc}"))
@@ -492,6 +341,12 @@ def _cross_checks(cfg: Config, file: str) -> List[ConfigProblem]:
     def under_storage(d: str) -> bool:
         return d == st.path or d.startswith(st.path.rstrip("/") + "/")
 
+    if qm.run_as:
+        try:
+            pwd.getpwnam(qm.run_as)
+        except KeyError:
+            problems.append(ConfigProblem(file, "queue_manager", "run_as", qm.run_as,
+                                          "expected an existing user (MQ's commands run as this user)"))
     for key, value in (("data_dir", qm.data_dir), ("log_dir", qm.log_dir)):
         if value and not under_storage(value):
             problems.append(
@@ -527,23 +382,3 @@ def effective_lines(cfg: Config) -> List[str]:
     return out
 
 
-def format_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    if isinstance(value, float):
-        return format_duration(value)
-    return str(value)
-
-
-def format_duration(seconds: float) -> str:
-    if seconds == 0:
-        return "0s"
-    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    millis = seconds * 1000
-    if millis == round(millis):
-        return f"{round(millis)}ms"
-    return f"{seconds:g}s"

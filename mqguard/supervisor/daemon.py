@@ -26,6 +26,7 @@ from mqguard.aws.imds import Imds
 from mqguard.aws.termination import SPOT, TERMINATING, TerminationWatch
 from mqguard.clock import Clock, SystemClock
 from mqguard.config import Config, ReportMode, StopOnExit
+from mqguard.configvalues import format_duration
 from mqguard.mq.control import MqControl, StartResult
 from mqguard.mq.lifecycle import Lifecycle, PrepareError
 from mqguard.mq.pidwatch import ControllerWatch
@@ -402,7 +403,7 @@ class Daemon:
             qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, self.cfg.queue_manager.multi_instance)),
         )
         snap = replace(snap, summary=summary_line(
-            snap, self.clock.monotonic() - self._started, config_mod.format_duration(self.cfg.storage.mount_timeout),
+            snap, self.clock.monotonic() - self._started, format_duration(self.cfg.storage.mount_timeout),
             self.cfg.health.report.value,
         ))
         self.notifier.status(snap.summary)

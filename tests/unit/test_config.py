@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import configparser
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from mqguard import config
+from mqguard import config, configvalues
 from mqguard.config import ConfigError, ReportMode, StopOnExit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,18 +39,18 @@ def test_minimal_config_gets_shipped_defaults(tmp_path: Path) -> None:
     "raw,seconds", [("500ms", 0.5), ("5s", 5), ("2m", 120), ("1h", 3600), ("7", 7), (" 1.5s ", 1.5)]
 )
 def test_durations(raw: str, seconds: float) -> None:
-    assert config.parse_duration(raw) == seconds
+    assert configvalues.parse_duration(raw) == seconds
 
 
 @pytest.mark.parametrize("raw", ["5 minutes", "-1s", "s", "", "1d", "1e3"])
 def test_bad_durations_are_rejected(raw: str) -> None:
     with pytest.raises(ValueError):
-        config.parse_duration(raw)
+        configvalues.parse_duration(raw)
 
 
 @pytest.mark.parametrize("raw,value", [("yes", True), ("Off", False), ("1", True), ("FALSE", False), ("on", True)])
 def test_booleans(raw: str, value: bool) -> None:
-    assert config.parse_bool(raw) is value
+    assert configvalues.parse_bool(raw) is value
 
 
 def test_every_bad_key_is_named_at_once(tmp_path: Path) -> None:
@@ -135,13 +138,13 @@ def test_crtmqm_options_are_shell_words_without_md(tmp_path: Path) -> None:
     "raw,value", [("off", None), ("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:9157", ("::1", 9157))]
 )
 def test_listen(raw: str, value: object) -> None:
-    assert config.parse_listen(raw) == value
+    assert configvalues.parse_listen(raw) == value
 
 
 @pytest.mark.parametrize("raw", ["9157", "host.example:9157", "1.2.3.4:70000", "[::1]"])
 def test_bad_listen(raw: str) -> None:
     with pytest.raises(ValueError):
-        config.parse_listen(raw)
+        configvalues.parse_listen(raw)
 
 
 def test_effective_config_round_trips(tmp_path: Path) -> None:
@@ -165,3 +168,53 @@ def test_shipped_example_config_mirrors_the_schema() -> None:
         for key, option in options.items():
             assert parser.has_option(section, key), f"[{section}] {key} missing from the example"
             assert parser.get(section, key).strip() == option.default, f"[{section}] {key} default differs"
+
+
+@pytest.mark.parametrize("key,raw,expected", [
+    ("poll_interval", "9" * 400, "a duration such as"),  # was read as infinity and crashed `run` with exit 1
+    ("poll_interval", "0.0000000000001", "a duration such as"),  # 1e-13 s was accepted
+    ("poll_interval", "1ms", "a duration from 100ms to 1h"),
+    ("grace_period", "1000h", "a duration from 0s to 24h"),
+    ("restart_window", "5s", "a duration from 1m to 168h"),
+    ("restart_limit", "-1", "an integer from 0 to 1000"),
+])
+def test_every_duration_and_number_has_a_sane_range(tmp_path: Path, key: str, raw: str, expected: str) -> None:
+    path = write(tmp_path / "m.conf", f"[queue_manager]\nname = QM1\n[health]\n{key} = {raw}\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(str(path))
+    assert expected in str(info.value) and f"[health] {key}" in str(info.value)
+
+
+@pytest.mark.timeout(10)
+def test_huge_and_binary_values_are_refused_quickly(tmp_path: Path) -> None:
+    # 1 MB of crtmqm options took 48 s (quadratic shell-word split) at every start and reload
+    words = " ".join(["-lf 4096"] * 60_000)  # half a megabyte
+    path = write(tmp_path / "m.conf", f"[queue_manager]\nname = QM1\ncrtmqm_options = {words}\n"
+                                      f"mqsc_dir = /etc/mq\x01sc\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(str(path))
+    text = str(info.value)
+    assert "crtmqm_options" in text and "at most 4096 characters" in text
+    assert "mqsc_dir" in text and "control characters" in text
+
+
+def test_nul_byte_in_a_path_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.conf"
+    path.write_bytes(b"[queue_manager]\nname = QM1\nmq_bin_dir = /opt/mqm\x00/bin\n")
+    with pytest.raises(ConfigError, match="control characters"):
+        config.load(str(path))
+
+
+@pytest.mark.timeout(10)
+def test_a_fifo_as_the_config_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "m.conf"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        config.load(str(fifo))
+
+
+def test_validate_config_checks_that_run_as_exists(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.conf", "[queue_manager]\nname = QM1\nrun_as = nosuchuser\n")
+    res = subprocess.run([sys.executable, "-m", "mqguard", "validate-config", "--config", str(path)],
+                         capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 78 and "run_as = 'nosuchuser': expected an existing user" in res.stderr
