@@ -82,6 +82,11 @@ class MqguardCollector(Collector):
         restarts.add_metric([q], snap.restarts if snap else 0)
         yield restarts
 
+        budget = GaugeMetricFamily("mqguard_restart_budget_remaining",
+                                   "Local restarts still allowed in the current restart_window.")
+        budget.add_metric([], snap.restart_budget_remaining if snap else 0)
+        yield budget
+
         listener = GaugeMetricFamily("mqguard_listener_up", "Listener TCP probe on 127.0.0.1.", labels=["qmgr", "port"])
         listener.add_metric([q, str(self.port)], 1 if snap and snap.listener_ok else 0)
         yield listener

@@ -70,6 +70,8 @@ def settings_from(cfg: Config) -> Settings:
         multi_instance=cfg.queue_manager.multi_instance,
         listener_probe=cfg.queue_manager.listener_port > 0,
         restart_spacing=cfg.health.poll_interval,
+        restart_limit=cfg.health.restart_limit,
+        restart_window=cfg.health.restart_window,
     )
 
 
@@ -393,6 +395,7 @@ class Daemon:
             bad_since=None if m.bad_since is None else m.bad_since + wall_offset,
             bad_seconds=m.bad_seconds(self.clock.monotonic()),
             restarts=m.restarts_total,
+            restart_budget_remaining=m.budget_remaining(self.clock.monotonic()),
             reported_unhealthy=self.reporter.reported,
             last_cycle=self.clock.wall() if obs else None,
             verdict=verdict.line if verdict else "starting up",

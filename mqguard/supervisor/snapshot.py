@@ -33,6 +33,7 @@ class Snapshot:
     summary: str = ""  # one human line, also systemd's STATUS=
     report_check: str = ""  # start-up check of the Auto Scaling path: "", ok, or why not
     qmgr_healthy: bool = False  # the queue manager's own status counts healthy (mqguard_qmgr_up)
+    restart_budget_remaining: int = 0  # local restarts still allowed in the restart window
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)

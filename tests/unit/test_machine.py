@@ -231,7 +231,7 @@ def test_dspmq_failure_is_bad_but_not_restarted() -> None:
 
 
 def test_flapping_does_not_report_when_each_episode_is_short() -> None:
-    d = Driver(grace_period=60)
+    d = Driver(grace_period=60, restart_limit=1000)
     d.up()
     for _ in range(20):
         d.step(after=30, qmgr=ENDED)
@@ -356,3 +356,42 @@ def test_takeover_during_a_restart_attempt_still_applies_mqsc() -> None:
     assert kinds(d.step(after=1, qmgr=QmStatus.ENDED_UNEXPECTEDLY)) == [ActionKind.BRING_UP]
     v = d.step(after=1, qmgr=R, result=JobResult(JobOutcome.UP, "adopted the running queue manager"))
     assert kinds(v) == [ActionKind.APPLY_MQSC]
+
+
+def test_crash_loop_spends_the_restart_budget_then_is_reported() -> None:
+    """A queue manager that crashes every ~30 s used to be restarted for ever and never reported."""
+    d = Driver(grace_period=60, restart_attempts=3, restart_limit=6, restart_window=3600, restart_spacing=1)
+    d.up()
+    for _ in range(6):
+        assert kinds(d.step(after=30, qmgr=ENDED)) == [ActionKind.BRING_UP]
+        d.step(after=1, qmgr=R, result=UP)
+    assert d.m.restarts_total == 6 and d.m.budget_remaining(d.clock.monotonic()) == 0 and d.reports() == 0
+    v = d.step(after=30, qmgr=ENDED)
+    assert v.actions == [] and v.state is State.RECOVERING
+    assert "6 restarts in the last 1h: not restarting here again; the instance will be reported" in v.line
+    assert d.m.next_deadline(d.clock.monotonic()) is not None
+    v = d.step(after=60, qmgr=ENDED)
+    assert kinds(v) == [ActionKind.REPORT_UNHEALTHY] and v.state is State.FAILED
+    assert d.m.restarts_total == 6
+
+
+def test_restart_budget_frees_up_as_the_window_moves() -> None:
+    d = Driver(grace_period=600, restart_attempts=10, restart_limit=2, restart_window=100, restart_spacing=0)
+    d.up()
+    for _ in range(2):
+        assert kinds(d.step(after=10, qmgr=ENDED)) == [ActionKind.BRING_UP]
+        d.step(after=1, qmgr=R, result=UP)
+    assert kinds(d.step(after=10, qmgr=ENDED)) == []  # budget spent: 2 in the last 100 s
+    first_restart = d.m.restart_times[0]
+    wake = d.m.next_deadline(d.clock.monotonic())
+    assert wake == first_restart + 100
+    d.clock.advance(wake - d.clock.monotonic())
+    assert kinds(d.step(qmgr=ENDED)) == [ActionKind.BRING_UP]
+    assert d.m.budget_remaining(d.clock.monotonic()) == 0
+
+
+def test_zero_restart_limit_never_restarts_locally() -> None:
+    d = Driver(grace_period=10, restart_limit=0)
+    d.up()
+    assert kinds(d.step(after=1, qmgr=ENDED)) == []
+    assert kinds(d.step(after=10, qmgr=ENDED)) == [ActionKind.REPORT_UNHEALTHY]

@@ -53,7 +53,7 @@ def test_every_contract_metric_with_labels_and_zero_series() -> None:
     tel.probe(0.004)
     tel.cycle(0.2)
     reg = registry_for(snap(state="recovering", healthy=False, qmgr_status="ended_unexpectedly", qmgr_healthy=False,
-                            bad_since=NOW - 42, listener_ok=False), tel)
+                            bad_since=NOW - 42, listener_ok=False, restart_budget_remaining=4), tel)
     g = reg.get_sample_value
     assert g("mqguard_build_info", {"version": "0.1.0"}) == 1
     assert g("mqguard_state", {"mqguard_state": "recovering"}) == 1
@@ -62,6 +62,7 @@ def test_every_contract_metric_with_labels_and_zero_series() -> None:
     assert g("mqguard_qmgr_status", {"qmgr": "QM1", "status": "ended_unexpectedly"}) == 1
     assert g("mqguard_qmgr_status", {"qmgr": "QM1", "status": "running_as_standby"}) == 0
     assert g("mqguard_qmgr_restarts_total", {"qmgr": "QM1"}) == 2
+    assert g("mqguard_restart_budget_remaining", {}) == 4
     assert g("mqguard_listener_up", {"qmgr": "QM1", "port": "1414"}) == 0
     assert g("mqguard_storage_up", {"path": "/var/mqm"}) == 1
     assert g("mqguard_storage_probe_seconds_count", {"path": "/var/mqm"}) == 1
