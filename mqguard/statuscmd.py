@@ -60,6 +60,12 @@ def exit_code(doc: Dict[str, Any]) -> int:
     return EX_DEGRADED
 
 
+def _aws_error(err: Any) -> str:
+    if not isinstance(err, dict):
+        return "none"
+    return f"{err.get('operation')}: {err.get('code')} since {err.get('since')} ({err.get('message')})"
+
+
 def render(doc: Dict[str, Any]) -> str:
     rows: Tuple[Tuple[str, Any], ...] = (
         ("state", doc.get("state")),
@@ -72,6 +78,8 @@ def render(doc: Dict[str, Any]) -> str:
         ("restarts", doc.get("restarts")),
         ("reported", "Unhealthy reported to Auto Scaling" if doc.get("reported_unhealthy") else "no"),
         ("report path", doc.get("report_check") or "not checked yet"),
+        ("AWS error", _aws_error(doc.get("aws_error"))),
+        ("restart budget", doc.get("restart_budget_remaining")),
         ("last cycle", doc.get("last_cycle")),
         ("version", doc.get("version")),
     )

@@ -83,7 +83,8 @@ def check_mount(path: str, fstypes: Sequence[str], mountinfo: str = MOUNTINFO) -
         return MountReading(
             False, f"{path} is mounted as {entry.fstype}, expected {'/'.join(fstypes)}", entry.fstype
         )
-    return MountReading(True, f"{path} mounted ({entry.fstype} from {entry.source})", entry.fstype)
+    # The mount source (EFS id, mount target address) stays out: the detail is served on /status.
+    return MountReading(True, f"{path} mounted ({entry.fstype})", entry.fstype)
 
 
 @dataclass(frozen=True)

@@ -13,24 +13,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
+from mqguard.aws.errors import PERMANENT, PERMANENT_FLOOR, AwsErrors, classify, iam_action, is_throttle_code
 from mqguard.aws.imds import Imds
-from mqguard.aws.retry import Backoff
+from mqguard.retry import Backoff
 
 log = logging.getLogger(__name__)
 
-_THROTTLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
-
 CallObserver = Callable[[str, str], None]  # (operation, result: ok | error | throttled)
-
-
-def classify_error(exc: BaseException) -> str:
-    """'throttled' or 'error' for a failed call."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code", "")
-        if code in _THROTTLE_CODES:
-            return "throttled"
-    return "error"
 
 
 def classify_attempt(response: Any, caught_exception: Any) -> str:
@@ -41,11 +30,18 @@ def classify_attempt(response: Any, caught_exception: Any) -> str:
         return "error"
     http, parsed = response
     code = (parsed or {}).get("Error", {}).get("Code", "")
-    if code in _THROTTLE_CODES:
+    if is_throttle_code(code):
         return "throttled"
     if getattr(http, "status_code", 500) >= 400 or code:
         return "error"
     return "ok"
+
+
+def xform_name(operation: str) -> str:
+    """botocore's own operation-name to method-name rule (imported late: botocore is heavy)."""
+    from botocore import xform_name as xform
+
+    return str(xform(operation))
 
 
 def make_client(region: str, endpoint_url: str, imds_url: str = "") -> Any:
@@ -122,7 +118,7 @@ class AutoScaling:
         self._observe(name, classify_attempt(response, caught_exception))
 
     def _call(self, operation: str, **params: Any) -> Dict[str, Any]:
-        method = getattr(self.client(), _snake(operation))
+        method = getattr(self.client(), xform_name(operation))
         response: Dict[str, Any] = method(**params)
         return response
 
@@ -166,36 +162,59 @@ class AutoScaling:
         return items[0] if items else None
 
 
-def _snake(operation: str) -> str:
-    out = []
-    for i, ch in enumerate(operation):
-        if ch.isupper() and i:
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
-
-
 def call_until_done(
     what: str,
+    operation: str,
     call: Callable[[], Any],
     stop: threading.Event,
     backoff: Optional[Backoff] = None,
     max_attempts: Optional[int] = None,
+    errors: Optional[AwsErrors] = None,
+    floor: float = PERMANENT_FLOOR,
 ) -> Any:
-    """Retry ``call`` with backoff until it succeeds; None when stopped first."""
+    """Retry ``call`` until it succeeds; None when stopped first.
+
+    Throttling and transient failures back off (capped); a permanent failure
+    (access denied, validation, no credentials) waits at least ``floor``
+    between attempts, is logged at ERROR with the IAM action when access is
+    the problem, and is recorded in ``errors`` until the call succeeds. With
+    ``max_attempts`` the caller wants a bounded answer: a permanent failure is
+    raised at once.
+    """
     backoff = backoff or Backoff(base=1.0, cap=30.0)
     attempt = 0
+    said = ""
     while not stop.is_set():
         attempt += 1
         try:
-            return call()
-        except Exception as exc:  # any failure: throttling, 5xx, network, IMDS, credentials
-            kind = classify_error(exc)
-            if max_attempts is not None and attempt >= max_attempts:
+            result = call()
+        except Exception as exc:  # classified below: throttling, 5xx, network, IMDS, IAM, validation
+            err = classify(exc)
+            if max_attempts is not None and (attempt >= max_attempts or err.kind == PERMANENT):
                 raise
             delay = backoff.delay(attempt)
-            log.warning("%s failed (%s, attempt %d): %s; retrying in %.1fs", what, kind, attempt, exc, delay)
+            if err.kind == PERMANENT:
+                delay = max(delay, floor)
+                if errors is not None:
+                    errors.failed(operation, err)
+                if said != err.code:
+                    said = err.code
+                    hint = (f"; the instance role needs the IAM action {iam_action(operation)} "
+                            "(see examples/iam-policy.json)") if err.access else ""
+                    log.error("%s failed: %s: %s%s; retrying every %.0fs until it works", what, err.code,
+                              err.message, hint, delay)
+                else:
+                    log.debug("%s still failing: %s (attempt %d)", what, err.code, attempt)
+            else:
+                log.warning("%s failed (%s, attempt %d): %s; retrying in %.1fs", what, err.kind, attempt,
+                            err.message, delay)
             if stop.wait(delay):
                 break
+            continue
+        if errors is not None:
+            errors.succeeded(operation)
+        if said:
+            log.info("%s succeeded after %d attempts", what, attempt)
+        return result
     log.warning("%s abandoned: mqguard is stopping", what)
     return None

@@ -22,6 +22,7 @@ from typing import Optional
 from mqguard import __version__
 from mqguard import config as config_mod
 from mqguard.aws.autoscaling import AutoScaling
+from mqguard.aws.errors import AwsErrors
 from mqguard.aws.imds import Imds
 from mqguard.aws.termination import SPOT, TERMINATING, TerminationWatch
 from mqguard.clock import Clock, SystemClock
@@ -127,6 +128,7 @@ class Daemon:
         self.worker = Worker(self._wake)
         # report = log is a dry run that makes no AWS call at all, metadata included;
         # then "going away" is known only from the host shutting down.
+        self.aws_errors = AwsErrors()
         self.autoscaling: Optional[AutoScaling] = None
         self.termination: Optional[TerminationWatch] = None
         self.hooks: Optional[Hooks] = None
@@ -139,12 +141,12 @@ class Daemon:
                 self.imds, min(5.0, cfg.health.poll_interval), self.stop_event, self._wake
             )
             self.hooks = Hooks(self.autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook,
-                               self.stop_event)
+                               self.stop_event, errors=self.aws_errors)
         self._termination_job = False  # the clean end for a going-away instance was started
         self._mqsc_pending = False  # a takeover's MQSC apply waits for the worker, never dropped
         self.reporter = Reporter(
             cfg.health.report, self.autoscaling, cfg.health.respect_asg_grace_period, self.stop_event,
-            on_reported=self._wake,
+            on_reported=self._wake, errors=self.aws_errors,
         )
         self.machine = Machine(settings_from(cfg), started_at=self.clock.monotonic())
         self.prepared = False
@@ -308,7 +310,8 @@ class Daemon:
             log.info("queue manager %s: %s; applying MQSC", self.cfg.queue_manager.name, action.reason)
             self._mqsc_pending = True
         elif action.kind == ActionKind.REPORT_UNHEALTHY:
-            self.reporter.report(action.reason)
+            episode = self.machine.episode
+            self.reporter.report(action.reason, lambda: self.machine.still_bad(episode))
         elif action.kind == ActionKind.MQ_READY and self.hooks is not None:
             self.hooks.complete_launch()
 
@@ -396,6 +399,7 @@ class Daemon:
             bad_seconds=m.bad_seconds(self.clock.monotonic()),
             restarts=m.restarts_total,
             restart_budget_remaining=m.budget_remaining(self.clock.monotonic()),
+            aws_error=self.aws_errors.current(),
             reported_unhealthy=self.reporter.reported,
             last_cycle=self.clock.wall() if obs else None,
             verdict=verdict.line if verdict else "starting up",

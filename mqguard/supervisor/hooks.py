@@ -16,7 +16,8 @@ from types import TracebackType
 from typing import Optional, Type
 
 from mqguard.aws.autoscaling import AutoScaling, call_until_done
-from mqguard.aws.retry import Backoff
+from mqguard.aws.errors import AwsErrors
+from mqguard.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,9 @@ def heartbeat_interval(stop_timeout: float) -> float:
 
 class Hooks:
     def __init__(self, asg: AutoScaling, asg_name: str, launch_hook: str, termination_hook: str,
-                 stop: threading.Event, backoff: Optional[Backoff] = None) -> None:
+                 stop: threading.Event, backoff: Optional[Backoff] = None,
+                 errors: Optional[AwsErrors] = None) -> None:
+        self.errors = errors
         self.asg = asg
         self.asg_name = asg_name
         self.launch_hook = launch_hook
@@ -58,8 +61,8 @@ class Hooks:
             return True
 
         try:
-            done = call_until_done(f"CompleteLifecycleAction({hook}, {result})", call,
-                                   self.stop, self.backoff, max_attempts=attempts)
+            done = call_until_done(f"CompleteLifecycleAction({hook}, {result})", "CompleteLifecycleAction", call,
+                                   self.stop, self.backoff, max_attempts=attempts, errors=self.errors)
         except Exception as exc:
             log.error("could not complete lifecycle hook %s: %s; the group will apply the hook's default "
                       "result when it times out", hook, exc)

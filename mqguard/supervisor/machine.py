@@ -136,6 +136,7 @@ class Machine:
     up_once: bool = False  # queue manager was healthy once
     jobs_started: int = 0
     bad_since: Optional[float] = None
+    episode: int = 0  # counts bad episodes; a report belongs to one
     attempts: int = 0  # local start attempts in the current episode
     restarts_total: int = 0
     restart_times: Deque[float] = field(default_factory=deque)  # when each local restart began (the budget)
@@ -302,6 +303,7 @@ class Machine:
     def _open_episode(self, now: float) -> None:
         if self.bad_since is None:
             self.bad_since = now
+            self.episode += 1
             self.attempts = 0
             self.reported_in_episode = False
 
@@ -346,6 +348,10 @@ class Machine:
             times.append(self.restart_times[0] + s.restart_window)  # the budget frees a restart
         future = [t for t in times if t > now]
         return min(future) if future else None
+
+    def still_bad(self, episode: int) -> bool:
+        """Is bad episode ``episode`` still going on? (Asked from the reporting thread.)"""
+        return self.episode == episode and self.bad_since is not None
 
     def bad_seconds(self, now: float) -> float:
         return 0.0 if self.bad_since is None else max(0.0, now - self.bad_since)

@@ -1,5 +1,10 @@
 """Carries out REPORT_UNHEALTHY: SetInstanceHealth on a thread, retried until done.
 
+A report is sent only while the bad episode that asked for it is still bad:
+each attempt first asks ``still_bad``, so a queue manager that recovered while
+the API was unreachable does not get its instance replaced afterwards. A newer
+episode's report takes over a sending thread that is still retrying.
+
 With ``report = log`` it only logs (a dry run) and makes no AWS call at all.
 """
 
@@ -10,8 +15,9 @@ import threading
 from typing import Callable, Optional
 
 from mqguard.aws.autoscaling import AutoScaling, call_until_done
-from mqguard.aws.retry import Backoff
+from mqguard.aws.errors import PERMANENT_FLOOR, AwsErrors
 from mqguard.config import ReportMode
+from mqguard.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +31,7 @@ class Reporter:
         stop: threading.Event,
         backoff: Optional[Backoff] = None,
         on_reported: Callable[[], None] = lambda: None,
+        errors: Optional[AwsErrors] = None,
     ) -> None:
         self.mode = mode
         self.autoscaling = autoscaling
@@ -32,36 +39,62 @@ class Reporter:
         self.stop = stop
         self.backoff = backoff
         self.on_reported = on_reported
-        self.reported = False  # SetInstanceHealth(Unhealthy) succeeded at least once
         self.dry_runs = 0
         self.preflight_result = ""  # "", "ok", "not in an Auto Scaling group" or "error: ..."
+        self.errors = errors if errors is not None else AwsErrors()
+        self.floor = PERMANENT_FLOOR
+        self._lock = threading.Lock()
+        self._reported = False
+        self._still_bad: Callable[[], bool] = lambda: True
         self._thread: Optional[threading.Thread] = None
 
-    def report(self, reason: str) -> None:
+    @property
+    def reported(self) -> bool:
+        """SetInstanceHealth(Unhealthy) succeeded at least once."""
+        with self._lock:
+            return self._reported
+
+    def report(self, reason: str, still_bad: Callable[[], bool] = lambda: True) -> None:
         if self.mode == ReportMode.LOG:
-            self.dry_runs += 1
+            with self._lock:
+                self.dry_runs += 1
             log.error("instance is unhealthy (%s); report = log, so Auto Scaling is NOT told (dry run)", reason)
             return
-        if self._thread is not None and self._thread.is_alive():
-            log.info("an Unhealthy report is already being retried; not starting another")
-            return
-        log.error("instance is unhealthy (%s); reporting it to Auto Scaling", reason)
-        self._thread = threading.Thread(target=self._send, name="report-unhealthy", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._still_bad = still_bad  # the newest episode's question, also for a thread still retrying
+            if self._thread is not None and self._thread.is_alive():
+                log.info("an Unhealthy report is already being retried; it now serves this episode")
+                return
+            log.error("instance is unhealthy (%s); reporting it to Auto Scaling", reason)
+            self._thread = threading.Thread(target=self._send, name="report-unhealthy", daemon=True)
+            self._thread.start()
+
+    def _current_still_bad(self) -> bool:
+        with self._lock:
+            check = self._still_bad
+        return check()
 
     def _send(self) -> None:
         asg = self.autoscaling
         if asg is None:  # report = autoscaling always comes with a client
             log.error("no Auto Scaling client; cannot report")
             return
-        instance = call_until_done(
-            "SetInstanceHealth(Unhealthy)",
-            lambda: asg.set_unhealthy(self.respect_grace_period),
-            self.stop,
-            self.backoff,
-        )
+        abandoned = threading.Event()
+
+        def attempt() -> Optional[str]:
+            if not self._current_still_bad():
+                abandoned.set()
+                return None
+            return asg.set_unhealthy(self.respect_grace_period)
+
+        instance = call_until_done("SetInstanceHealth(Unhealthy)", "SetInstanceHealth", attempt, self.stop,
+                                   self.backoff, errors=self.errors, floor=self.floor)
+        if abandoned.is_set():
+            log.warning("not reporting the instance after all: the bad episode that asked for it has ended")
+            return
         if instance is not None:
-            self.reported = True
+            with self._lock:
+                self._reported = True
             log.error(
                 "reported instance %s Unhealthy to Auto Scaling (ShouldRespectGracePeriod=%s); "
                 "the group will replace it; mqguard keeps serving until then",
@@ -85,8 +118,9 @@ class Reporter:
         if asg is None:
             return
         try:
-            found = call_until_done("Auto Scaling preflight (DescribeAutoScalingInstances)", asg.describe_instance,
-                                    self.stop, self.backoff or Backoff(base=2.0, cap=10.0), max_attempts=3)
+            found = call_until_done("Auto Scaling preflight (DescribeAutoScalingInstances)",
+                                    "DescribeAutoScalingInstances", asg.describe_instance, self.stop,
+                                    self.backoff or Backoff(base=2.0, cap=10.0), max_attempts=3, errors=self.errors)
         except Exception as exc:
             self.preflight_result = f"error: {exc}"
             log.warning("cannot confirm that this instance can be reported to Auto Scaling (%s); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -34,13 +35,27 @@ class Snapshot:
     report_check: str = ""  # start-up check of the Auto Scaling path: "", ok, or why not
     qmgr_healthy: bool = False  # the queue manager's own status counts healthy (mqguard_qmgr_up)
     restart_budget_remaining: int = 0  # local restarts still allowed in the restart window
+    aws_error: Optional[Dict[str, Any]] = None  # the last AWS error retrying cannot fix, until fixed
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)
         doc["bad_since"] = iso_utc(self.bad_since)
         doc["last_cycle"] = iso_utc(self.last_cycle)
         doc["bad_seconds"] = round(self.bad_seconds, 3)
+        if self.aws_error is not None:
+            doc["aws_error"] = {**self.aws_error, "since": iso_utc(self.aws_error["since"]),
+                                "message": redact(str(self.aws_error["message"]))}
+        doc["report_check"] = redact(self.report_check)
         return doc
+
+
+_ARN = re.compile(r"arn:aws[a-zA-Z-]*:[^\s,;'\"]*")
+_ACCOUNT = re.compile(r"(?<!\d)\d{12}(?!\d)")
+
+
+def redact(text: str) -> str:
+    """/status is unauthenticated: ARNs (role and account) become placeholders; the log keeps them."""
+    return _ACCOUNT.sub("<account>", _ARN.sub("<arn>", text))
 
 
 def summary_line(snap: Snapshot, uptime: float, mount_timeout: str, report_mode: str) -> str:

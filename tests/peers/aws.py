@@ -69,6 +69,12 @@ _THROTTLE = (
 )
 
 
+_DENIED = (
+    b'<ErrorResponse xmlns="https://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type>'
+    b"<Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/mq-role/i-0abc is not "
+    b"authorized to perform: autoscaling:SetInstanceHealth</Message></Error><RequestId>x</RequestId></ErrorResponse>"
+)
+
 _LIFECYCLE_ACTIONS = ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")
 
 
@@ -83,7 +89,7 @@ def _lifecycle_reply(action: str) -> bytes:
 class FaultProxy:
     """Forwards to ``upstream`` after failing the first requests as scripted.
 
-    ``script`` is a list of "throttle" | "500" | "reset"; each request takes the
+    ``script`` is a list of "throttle" | "500" | "reset" | "denied"; each request takes the
     next entry until the list is empty, then requests pass through.
 
     moto 5.2 does not implement the two lifecycle-hook calls; the proxy answers
@@ -113,6 +119,8 @@ class FaultProxy:
                     proxy.seen.append((action, step))
                 if step == "throttle":
                     self._send(400, _THROTTLE)
+                elif step == "denied":
+                    self._send(403, _DENIED)
                 elif step == "500":
                     self._send(500, b"<ErrorResponse><Error><Code>InternalFailure</Code></Error></ErrorResponse>")
                 elif step == "reset":

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
-from mqguard.aws.autoscaling import AutoScaling, call_until_done, classify_error
+from mqguard.aws.autoscaling import AutoScaling, call_until_done
+from mqguard.aws.errors import PERMANENT, THROTTLED, TRANSIENT, AwsErrors, classify
 from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
-from mqguard.aws.retry import Backoff
 from mqguard.clock import FakeClock
 from mqguard.config import ReportMode
+from mqguard.retry import Backoff
 from mqguard.supervisor.reporter import Reporter
 from tests.conftest import ROOT
 from tests.peers.aws import FaultProxy, MotoAsg
@@ -92,7 +95,8 @@ def test_throttling_and_5xx_are_retried_and_counted(moto: MotoAsg, imds: ImdsSer
         asg = asg_for(moto, imds, proxy.url, calls)
         stop = threading.Event()
         result = call_until_done(
-            "SetInstanceHealth", lambda: asg.set_unhealthy(True), stop, Backoff(base=0.01, cap=0.05)
+            "SetInstanceHealth", "SetInstanceHealth", lambda: asg.set_unhealthy(True), stop,
+            Backoff(base=0.01, cap=0.05)
         )
         assert result == moto.instance_id
         assert moto.health() == "Unhealthy"
@@ -117,16 +121,90 @@ def test_call_until_done_stops_when_asked() -> None:
             stop.set()
         raise ConnectionError("unreachable")
 
-    assert call_until_done("x", failing, stop, Backoff(base=0.001, cap=0.001)) is None
+    assert call_until_done("x", "X", failing, stop, Backoff(base=0.001, cap=0.001)) is None
     assert len(attempts) == 3
 
 
-def test_classify_error() -> None:
+def coded(code: str, status: int = 400) -> Exception:
     class E(Exception):
-        response = {"Error": {"Code": "Throttling"}}
+        response = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
 
-    assert classify_error(E()) == "throttled"
-    assert classify_error(ConnectionError()) == "error"
+    return E(code)
+
+
+def test_error_classes() -> None:
+    assert classify(coded("Throttling")).kind == THROTTLED
+    assert classify(coded("InternalFailure", 500)).kind == TRANSIENT
+    assert classify(ConnectionError()).kind == TRANSIENT
+    denied = classify(coded("AccessDenied", 403))
+    assert denied.kind == PERMANENT and denied.access
+    assert classify(coded("UnauthorizedOperation", 403)).access
+    assert classify(coded("ValidationError")).kind == PERMANENT and not classify(coded("ValidationError")).access
+
+
+class CountingStop(threading.Event):
+    """A stop event that records each wait instead of sleeping, and stops after ``n`` waits."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.waits: list = []  # type: ignore[type-arg]
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        self.waits.append(timeout)
+        if len(self.waits) >= self.n:
+            self.set()
+        return self.is_set()
+
+
+def test_access_denied_is_never_retried_in_a_tight_loop(moto: MotoAsg, imds: ImdsServer,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """AccessDenied was retried 80 times in 0.5 s; now: at most every 30 s, logged with the IAM action."""
+    proxy = FaultProxy(moto.url, ["denied"] * 3).start()
+    try:
+        calls: list = []  # type: ignore[type-arg]
+        asg = asg_for(moto, imds, proxy.url, calls)
+        errors = AwsErrors()
+        stop = CountingStop(3)
+        with caplog.at_level(logging.ERROR):
+            result = call_until_done("SetInstanceHealth(Unhealthy)", "SetInstanceHealth",
+                                     lambda: asg.set_unhealthy(True), stop, Backoff(base=0.01, cap=0.05),
+                                     errors=errors)
+        assert result is None
+        assert [a for a, _ in proxy.seen] == ["SetInstanceHealth"] * 3  # botocore does not retry a 403 either
+        assert all(w >= 30 for w in stop.waits), stop.waits
+        assert calls == [("SetInstanceHealth", "error")] * 3
+        errs = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errs) == 1, "one ERROR line per distinct error, not one per attempt"
+        assert "AccessDenied" in errs[0] and "autoscaling:SetInstanceHealth" in errs[0]
+        current = errors.current()
+        assert current is not None and current["operation"] == "SetInstanceHealth" and current["code"] == "AccessDenied"
+        # IAM fixed: the next attempt works and the error is gone
+        assert call_until_done("x", "SetInstanceHealth", lambda: asg.set_unhealthy(True), threading.Event(),
+                               errors=errors) == moto.instance_id
+        assert errors.current() is None
+    finally:
+        proxy.stop()
+
+
+def test_a_report_for_an_episode_that_ended_is_not_sent(moto: MotoAsg, imds: ImdsServer) -> None:
+    """The API was down while MQ recovered: when it comes back, the old report must not go out."""
+    proxy = FaultProxy(moto.url, ["reset"] * 4).start()
+    try:
+        calls: list = []  # type: ignore[type-arg]
+        asg = asg_for(moto, imds, proxy.url, calls)
+        reporter = Reporter(ReportMode.AUTOSCALING, asg, True, threading.Event(), backoff=Backoff(base=0.2, cap=0.3))
+        episode_bad = threading.Event()
+        episode_bad.set()
+        reporter.report("test", episode_bad.is_set)
+        wait_for(lambda: len(proxy.seen) >= 2)
+        episode_bad.clear()  # the queue manager recovered
+        reporter.join(15)
+        assert not reporter.reported
+        assert moto.health() == "Healthy"
+        assert not [a for a, step in proxy.seen if a == "SetInstanceHealth" and step == "pass"]
+    finally:
+        proxy.stop()
 
 
 def test_report_log_mode_makes_no_aws_call(moto: MotoAsg, imds: ImdsServer) -> None:

@@ -258,3 +258,14 @@ def test_json_log_lines_carry_context() -> None:
         logsetup.setup("warning", "text")
     doc = json.loads(buf.getvalue().splitlines()[-1])
     assert doc["msg"] == "hello world" and doc["qmgr"] == "QM1" and doc["mqguard_state"] == "running"
+
+
+def test_status_shows_aws_error_without_account_or_role_and_no_mount_source() -> None:
+    err = {"operation": "SetInstanceHealth", "code": "AccessDenied", "since": NOW - 60,
+           "message": "User: arn:aws:sts::123456789012:assumed-role/mq-role/i-0abc is not authorized"}
+    doc = snap(aws_error=err, report_check="error: account 123456789012 denied").to_json()
+    assert doc["aws_error"]["code"] == "AccessDenied" and doc["aws_error"]["operation"] == "SetInstanceHealth"
+    assert doc["aws_error"]["since"].endswith("Z")
+    text = json.dumps(doc)
+    assert "123456789012" not in text and "mq-role" not in text and "<arn>" in text
+    assert snap().to_json()["aws_error"] is None
