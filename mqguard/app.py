@@ -67,7 +67,8 @@ class App:
         self.http: Optional[HttpEndpoint] = None
         if cfg.metrics.listen is not None:
             host, port = cfg.metrics.listen
-            self.http = HttpEndpoint(host, port, self.daemon.snapshot, self.registry, stale_after(cfg))
+            self.http = HttpEndpoint(host, port, self.daemon.snapshot, self.registry,
+                                     lambda: stale_after(self.daemon.cfg))  # follows a reloaded poll_interval
 
     def _metrics_source(self) -> Tuple[Optional[Snapshot], Telemetry]:
         return self.daemon.snapshot(), self.telemetry.snapshot()

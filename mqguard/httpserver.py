@@ -1,28 +1,54 @@
-"""/metrics, /healthz and /status on ``metrics.listen``.
+"""/metrics, /healthz and /status on ``metrics.listen``: one bounded event loop.
 
 Handlers only read the last snapshot (and the metrics registry, which reads
 snapshots too): no MQ command, no EFS access, so they answer in milliseconds
 even while EFS hangs.
+
+The port may be reachable by clients that are not friendly. Nothing a client
+does may make mqguard unhealthy or report the instance, so the endpoint is one
+thread with a selector and fixed bounds: at most ``max_connections`` open (when
+full, the longest-idle connection without an answer in flight makes room, so a
+crowd of idle or dripping clients cannot lock a load balancer out; if every
+one is busy the newcomer is closed at once), request headers of at most ``MAX_HEADER``
+bytes (else 431), a deadline for a request's headers and an idle limit between
+keep-alive requests, GET and HEAD only, and no request body. ``/metrics`` is
+rendered at most once per ``METRICS_TTL`` and shared by every scraper, so a
+crowd of scrapers costs writes, not collections. The file descriptors it can
+hold are a small, fixed share of mqguard's own limit.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import selectors
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from mqguard.mq.runner import loggable
 from mqguard.supervisor.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
 SnapshotSource = Callable[[], Optional[Snapshot]]
+
+MAX_CONNECTIONS = 256
+MAX_HEADER = 8192  # bytes of request line + headers
+HEADER_TIMEOUT = 5.0  # a request's headers must arrive within this
+IDLE_TIMEOUT = 30.0  # a keep-alive connection may wait this long for its next request
+WRITE_TIMEOUT = 10.0  # a client that does not read its answer is dropped
+METRICS_TTL = 1.0  # /metrics is rendered at most this often
+BACKLOG = 128
+PATHS = ["/metrics", "/healthz", "/status"]
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
 def health_verdict(snap: Optional[Snapshot], stale_after: float, now: float) -> Tuple[bool, Dict[str, Any]]:
@@ -42,85 +68,260 @@ def health_verdict(snap: Optional[Snapshot], stale_after: float, now: float) -> 
     }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Conn:
+    __slots__ = ("close_after", "deadline", "inbuf", "last_request", "outbuf", "peer", "sock")
 
-    def __init__(self, addr: Tuple[str, int], handler: type, family: int) -> None:
-        self.address_family = family
-        super().__init__(addr, handler)
+    def __init__(self, sock: socket.socket, peer: str, now: float) -> None:
+        self.sock = sock
+        self.last_request = now  # when it last completed a request (or connected)
+        self.peer = peer
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.deadline = now + HEADER_TIMEOUT
+        self.close_after = False
 
 
 class HttpEndpoint:
     def __init__(self, host: str, port: int, snapshot: SnapshotSource, registry: CollectorRegistry,
-                 stale_after: float, wall: Callable[[], float] = time.time) -> None:
+                 stale_after: float | Callable[[], float], wall: Callable[[], float] = time.time,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.snapshot = snapshot
         self.registry = registry
-        self.stale_after = stale_after
+        # a callable follows a reloaded poll_interval
+        self._stale_after = stale_after if callable(stale_after) else (lambda: float(stale_after))
         self.wall = wall
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            server_version = "mqguard"
-            # headers and body go out in two writes: without TCP_NODELAY, Nagle plus
-            # the client's delayed ACK adds ~40 ms to every keep-alive response
-            disable_nagle_algorithm = True
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("http %s - %s", self.address_string(), fmt % args)
-
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                try:
-                    if path == "/metrics":
-                        encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
-                        self._send(200, encoder(endpoint.registry), ctype)
-                    elif path == "/healthz":
-                        ok, body = health_verdict(endpoint.snapshot(), endpoint.stale_after, endpoint.wall())
-                        self._json(200 if ok else 503, body)
-                    elif path == "/status":
-                        snap = endpoint.snapshot()
-                        if snap is None:
-                            self._json(503, {"state": "starting", "error": "no cycle completed yet"})
-                        else:
-                            self._json(200, snap.to_json())
-                    else:
-                        self._json(404, {"error": "not found", "paths": ["/metrics", "/healthz", "/status"]})
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def _json(self, code: int, doc: Dict[str, Any]) -> None:
-                self._send(code, (json.dumps(doc, sort_keys=True) + "\n").encode(), "application/json")
-
-            def _send(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_HEAD = do_GET
-
+        self.max_connections = max_connections
+        self.refused = 0  # new connections closed at once: the cap was reached and every connection was busy
+        self.evicted = 0  # idle connections closed to make room for a new one
+        self._metrics_cache: Dict[str, Tuple[float, bytes, str]] = {}
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.server = _Server((host, port), Handler, family)
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+            self.sock.listen(BACKLOG)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+        self._sel = selectors.DefaultSelector()
+        self._conns: Dict[int, _Conn] = {}
+        self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._accept_paused_until = 0.0
         self.thread: Optional[threading.Thread] = None
 
     @property
     def port(self) -> int:
-        return int(self.server.server_address[1])
+        return int(self.sock.getsockname()[1])
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.5},
-                                       name="http", daemon=True)
+        self._sel.register(self.sock, selectors.EVENT_READ, None)
+        self._sel.register(self._stop_r, selectors.EVENT_READ, "stop")
+        self.thread = threading.Thread(target=self._loop, name="http", daemon=True)
         self.thread.start()
-        host = self.server.server_address[0]
-        log.info("serving /metrics, /healthz and /status on %s:%d", host, self.port)
+        log.info("serving /metrics, /healthz and /status on %s:%d (at most %d connections)",
+                 self.sock.getsockname()[0], self.port, self.max_connections)
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        os.write(self._stop_w, b"x")
         if self.thread is not None:
             self.thread.join(5)
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        self._sel.close()
+        self.sock.close()
+        os.close(self._stop_r)
+        os.close(self._stop_w)
+
+    # ----------------------------------------------------------------- loop
+    def _loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            if self._accept_paused_until and now >= self._accept_paused_until:
+                self._accept_paused_until = 0.0
+                self._sel.register(self.sock, selectors.EVENT_READ, None)
+            for key, events in self._sel.select(timeout=0.5):
+                if key.data == "stop":
+                    return
+                if key.data is None:
+                    self._accept()
+                    continue
+                conn: _Conn = key.data
+                try:
+                    if events & selectors.EVENT_READ:
+                        self._read(conn)
+                    if events & selectors.EVENT_WRITE and conn.sock.fileno() >= 0:
+                        self._write(conn)
+                except OSError:
+                    self._close(conn)
+                except Exception:  # a bug here must not end the endpoint
+                    log.exception("http: unexpected error serving %s", conn.peer)
+                    self._close(conn)
+            self._sweep(time.monotonic())
+
+    def _accept(self) -> None:
+        for _ in range(64):  # bounded: other connections get their turn
+            try:
+                sock, addr = self.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # out of descriptors: stop accepting for a moment rather than spin
+                    log.warning("http: cannot accept connections (%s); pausing for 1s", exc.strerror)
+                    self._accept_paused_until = time.monotonic() + 1.0
+                    self._sel.unregister(self.sock)
+                return
+            if len(self._conns) >= self.max_connections and not self._make_room():
+                self.refused += 1
+                sock.close()  # refused at once, never queued behind the others
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(sock, str(addr[0]), time.monotonic())
+            self._conns[sock.fileno()] = conn
+            self._sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest without asking anything; False if all are busy."""
+        idle = [c for c in self._conns.values() if not c.outbuf and not c.close_after]
+        if not idle:
+            return False
+        self._close(min(idle, key=lambda c: c.last_request))
+        self.evicted += 1
+        return True
+
+    def _read(self, conn: _Conn) -> None:
+        data = conn.sock.recv(16384)
+        if not data:
+            self._close(conn)
+            return
+        conn.inbuf += data
+        if conn.outbuf or conn.close_after:
+            if len(conn.inbuf) > MAX_HEADER:  # pipelining far ahead of reading the answers
+                self._close(conn)
+            return  # answer pending: the next request is handled once it is written
+        end = conn.inbuf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(conn.inbuf) > MAX_HEADER:
+                self._respond(conn, 431, _json_body({"error": f"request headers over {MAX_HEADER} bytes"}),
+                              "application/json", close=True)
+            return
+        if end + 4 > MAX_HEADER:
+            self._respond(conn, 431, _json_body({"error": f"request headers over {MAX_HEADER} bytes"}),
+                          "application/json", close=True)
+            return
+        head = bytes(conn.inbuf[:end])
+        del conn.inbuf[:end + 4]
+        self._handle(conn, head)
+
+    def _handle(self, conn: _Conn, head: bytes) -> None:
+        conn.last_request = time.monotonic()
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            log.debug("http %s: bad request line %s", conn.peer, loggable(lines[0], 100))
+            self._respond(conn, 400, _json_body({"error": "bad request"}), "application/json", close=True)
+            return
+        method, target, version = parts
+        headers: Dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        connection = headers.get("connection", "").lower()
+        close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
+        if headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers:
+            close = True  # no endpoint takes a body: answer, then drop the connection and whatever it sent
+        if method not in ("GET", "HEAD"):
+            self._respond(conn, 405, _json_body({"error": "read-only endpoint: GET or HEAD"}), "application/json",
+                          close=True, extra={"Allow": "GET, HEAD"})
+            return
+        path = target.split("?", 1)[0]
+        log.debug("http %s %s %s", conn.peer, method, loggable(path, 100))
+        code, body, ctype = self._route(path, headers.get("accept", ""))
+        self._respond(conn, code, b"" if method == "HEAD" else body, ctype, close=close, length=len(body))
+
+    def _route(self, path: str, accept: str) -> Tuple[int, bytes, str]:
+        if path == "/metrics":
+            body, ctype = self._metrics(accept)
+            return 200, body, ctype
+        if path == "/healthz":
+            ok, doc = health_verdict(self.snapshot(), self._stale_after(), self.wall())
+            return (200 if ok else 503), _json_body(doc), "application/json"
+        if path == "/status":
+            snap = self.snapshot()
+            if snap is None:
+                return 503, _json_body({"state": "starting", "error": "no cycle completed yet"}), "application/json"
+            return 200, _json_body(snap.to_json()), "application/json"
+        return 404, _json_body({"error": "not found", "paths": PATHS}), "application/json"
+
+    def _metrics(self, accept: str) -> Tuple[bytes, str]:
+        encoder, ctype = choose_encoder(accept)
+        now = time.monotonic()
+        cached = self._metrics_cache.get(ctype)
+        if cached is not None and now - cached[0] < METRICS_TTL:
+            return cached[1], cached[2]
+        body = encoder(self.registry)
+        self._metrics_cache[ctype] = (now, body, ctype)
+        return body, ctype
+
+    def _respond(self, conn: _Conn, code: int, body: bytes, ctype: str, close: bool = False,
+                 length: Optional[int] = None, extra: Optional[Dict[str, str]] = None) -> None:
+        headers: List[str] = [
+            f"HTTP/1.1 {code} {_REASONS.get(code, 'Status')}",
+            "Server: mqguard",
+            f"Content-Type: {ctype}",
+            f"Content-Length: {len(body) if length is None else length}",
+            "Cache-Control: no-store",
+        ] + [f"{k}: {v}" for k, v in (extra or {}).items()]
+        if close:
+            headers.append("Connection: close")
+        conn.outbuf += ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1") + body
+        conn.close_after = close
+        conn.deadline = time.monotonic() + WRITE_TIMEOUT
+        self._write(conn)
+
+    def _write(self, conn: _Conn) -> None:
+        if conn.outbuf:
+            try:
+                sent = conn.sock.send(conn.outbuf)
+            except BlockingIOError:
+                sent = 0
+            del conn.outbuf[:sent]
+        if conn.outbuf:
+            self._sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+            return
+        if conn.close_after:
+            self._close(conn)
+            return
+        self._sel.modify(conn.sock, selectors.EVENT_READ, conn)
+        conn.deadline = time.monotonic() + (HEADER_TIMEOUT if conn.inbuf else IDLE_TIMEOUT)
+        if b"\r\n\r\n" in conn.inbuf:  # a pipelined request already here
+            end = conn.inbuf.find(b"\r\n\r\n")
+            head = bytes(conn.inbuf[:end])
+            del conn.inbuf[:end + 4]
+            self._handle(conn, head)
+
+    def _sweep(self, now: float) -> None:
+        for conn in [c for c in self._conns.values() if now >= c.deadline]:
+            log.debug("http %s: dropped (too slow)", conn.peer)
+            self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        if fd >= 0:
+            self._conns.pop(fd, None)
+            try:
+                self._sel.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+        conn.sock.close()
+
+
+def _json_body(doc: Dict[str, Any]) -> bytes:
+    return (json.dumps(doc, sort_keys=True) + "\n").encode()

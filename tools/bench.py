@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""make bench: latency of /metrics and /healthz from a real `mqguard run`.
+"""make bench: latency of /metrics and /healthz from a real `mqguard run`, and its memory.
 
 Runs the daemon against the MQ simulator and a FUSE "EFS", then sends N
-sequential keep-alive requests per endpoint with EFS healthy and with EFS
-frozen (bindfs SIGSTOPped, as a dead NFS server). Prints median and p99 per
-case and the frozen/healthy ratio. Target: p99 under 10 ms in every case.
+sequential keep-alive requests per endpoint with EFS healthy, with EFS frozen
+(bindfs SIGSTOPped, as a dead NFS server), and with 100 abusive clients
+connected (50 dripping their headers a byte at a time, 25 scraping /metrics
+back to back, 25 sending oversized headers in a loop). Prints median and p99
+per case, the frozen/healthy ratio, and the daemon's RSS (report = log and
+report = autoscaling). Target: p99 under 10 ms in every case.
 Loopback only; bounded; everything is stopped and unmounted at the end.
 """
 
@@ -12,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import multiprocessing
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,6 +49,58 @@ def measure(port: int, path: str, n: int) -> List[float]:
     finally:
         conn.close()
     return samples
+
+
+def abusers(port: int, stop: threading.Event) -> List[threading.Thread]:
+    """100 hostile clients on their own threads, each bounded by ``stop``."""
+
+    def drip() -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(b"GET /healthz HTTP/1.1\r\n")
+                    while not stop.wait(0.1):
+                        s.sendall(b"X")
+            except OSError:
+                stop.wait(0.05)
+
+    def scrape() -> None:
+        while not stop.is_set():
+            try:
+                measure(port, "/metrics", 50)
+            except (OSError, http.client.HTTPException, SystemExit):
+                stop.wait(0.05)
+
+    def oversize() -> None:
+        junk = b"X-Junk: " + b"a" * 4000 + b"\r\n"
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\n")
+                    for _ in range(1000):
+                        s.sendall(junk)
+            except OSError:
+                stop.wait(0.01)
+
+    kinds: List[Callable[[], None]] = [drip] * 50 + [scrape] * 25 + [oversize] * 25
+    threads = [threading.Thread(target=k, daemon=True) for k in kinds]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def run_abusers(port: int, seconds: float) -> None:
+    stop = threading.Event()
+    threads = abusers(port, stop)
+    stop.wait(seconds)
+    stop.set()
+    for t in threads:
+        t.join(10)
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
 
 
 def p99(samples: List[float]) -> float:
@@ -76,6 +134,10 @@ def main() -> int:
             finally:
                 conn.close()
             time.sleep(0.1)
+        time.sleep(3)
+        if h.proc is None:
+            raise SystemExit("mqguard did not start")
+        rss = rss_mib(h.proc.pid)
         for case in ("EFS healthy", "EFS frozen"):
             if case == "EFS frozen":
                 efs.freeze()
@@ -84,6 +146,16 @@ def main() -> int:
                 measure(port, path, 50)  # warm-up
                 results[(path, case)] = measure(port, path, n)
         efs.thaw()
+        # the abusers run in their own process: in this one they would steal the measuring thread's GIL
+        crowd = multiprocessing.Process(target=run_abusers, args=(port, 120.0), daemon=True)
+        crowd.start()
+        try:
+            time.sleep(2)
+            results[("/healthz", "100 abusive clients")] = measure(port, "/healthz", n)
+            rss_abused = rss_mib(h.proc.pid)
+        finally:
+            crowd.terminate()
+            crowd.join(10)
     finally:
         efs.thaw()
         if h.proc is not None and h.proc.poll() is None:
@@ -102,6 +174,10 @@ def main() -> int:
     for path in ("/metrics", "/healthz"):
         ratio = statistics.median(results[(path, "EFS frozen")]) / statistics.median(results[(path, "EFS healthy")])
         print(f"\n{path}: median frozen/healthy ratio {ratio:.2f}")
+    abused = statistics.median(results[("/healthz", "100 abusive clients")])
+    healthy = statistics.median(results[("/healthz", "EFS healthy")])
+    print(f"/healthz: median abused/healthy ratio {abused / healthy:.2f}")
+    print(f"\nRSS of mqguard run (report = log): {rss:.1f} MiB steady, {rss_abused:.1f} MiB with 100 abusive clients")
     return 0 if ok else 1
 
 

@@ -1,0 +1,140 @@
+"""The HTTP endpoint under the abuse that used to take the instance down, against the real server."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import time
+from typing import Iterator, List
+
+import pytest
+
+from mqguard import httpserver
+from mqguard.httpserver import MAX_HEADER, HttpEndpoint
+from tests.unit.test_metrics_http_notify import registry_for, snap
+
+
+@pytest.fixture
+def ep() -> Iterator[HttpEndpoint]:
+    s = snap(last_cycle=time.time())
+    endpoint = HttpEndpoint("127.0.0.1", 0, lambda: s, registry_for(s), stale_after=30, max_connections=16)
+    endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+def healthz(ep: HttpEndpoint) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", ep.port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+
+
+def read_all(sock: socket.socket) -> bytes:
+    out = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_oversized_headers_get_431_and_memory_stays_flat(ep: HttpEndpoint) -> None:
+    """100 clients x 6 MB of headers drove RSS to 3.5 GB; now each is cut at MAX_HEADER bytes."""
+    before = rss_kib()
+    line = b"X-Junk: " + b"a" * 1000 + b"\r\n"
+    for _ in range(100):
+        with socket.create_connection(("127.0.0.1", ep.port), timeout=5) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            try:
+                for _ in range(6000):  # up to 6 MB, until the server answers and closes
+                    s.sendall(line)
+            except OSError:
+                pass
+            answer = read_all(s)
+            assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    assert rss_kib() - before < 30 * 1024
+    assert healthz(ep) == 200
+
+
+def test_at_the_connection_cap_idle_clients_make_room_and_good_clients_are_served(ep: HttpEndpoint) -> None:
+    held: List[socket.socket] = []
+    try:
+        for _ in range(40):  # more idle connections than the cap (16)
+            held.append(socket.create_connection(("127.0.0.1", ep.port), timeout=5))
+            time.sleep(0.002)
+        time.sleep(0.2)
+        assert ep.connections <= 16 and ep.evicted >= 24
+        assert healthz(ep) == 200  # a new client with a request is served, not refused
+        assert ep.connections <= 16
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_a_client_that_drips_its_headers_is_dropped(ep: HttpEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(httpserver, "HEADER_TIMEOUT", 0.5)
+    with socket.create_connection(("127.0.0.1", ep.port), timeout=5) as s:
+        start = time.monotonic()
+        s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        dropped = False
+        for _ in range(50):
+            try:
+                s.sendall(b"X")
+                time.sleep(0.1)
+            except OSError:
+                dropped = True
+                break
+            if ep.connections == 0:
+                dropped = True
+                break
+        assert dropped and time.monotonic() - start < 3
+
+
+def test_only_get_and_head_and_no_bodies(ep: HttpEndpoint) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", ep.port, timeout=5)
+    conn.request("POST", "/healthz", body=b"x" * 100)
+    resp = conn.getresponse()
+    assert resp.status == 405 and resp.getheader("Allow") == "GET, HEAD"
+    conn.close()
+    conn = http.client.HTTPConnection("127.0.0.1", ep.port, timeout=5)
+    conn.request("HEAD", "/metrics")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == b"" and int(resp.getheader("Content-Length")) > 100
+    conn.close()
+
+
+def test_keep_alive_serves_many_requests_and_metrics_are_rendered_once_a_second(ep: HttpEndpoint) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", ep.port, timeout=5)
+    bodies = set()
+    for _ in range(50):
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        bodies.add(resp.read())
+    conn.close()
+    assert len(bodies) <= 2  # the same rendered body served to every scrape within METRICS_TTL
+
+
+def test_control_characters_in_requests_do_not_reach_the_log(ep: HttpEndpoint,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="mqguard.httpserver"), \
+            socket.create_connection(("127.0.0.1", ep.port), timeout=5) as s:
+        s.sendall(b"GET /\x1b[2J\x07evil HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_all(s).startswith(b"HTTP/1.1 404")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "evil" in text and "\x1b" not in text and "\x07" not in text
+
+
+def test_header_limit_is_a_few_kilobytes() -> None:
+    assert 4096 <= MAX_HEADER <= 16384
