@@ -61,6 +61,10 @@ class Telemetry:
             if not ok:
                 self.command_failures[name] += 1
 
+    def mqsc_failed(self, files: int) -> None:
+        with self._lock:
+            self.mqsc_failures += files
+
     def aws_call(self, operation: str, result: str) -> None:
         with self._lock:
             self.aws_calls[(operation, result)] += 1

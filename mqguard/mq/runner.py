@@ -106,6 +106,30 @@ class CommandRunner:
     run_as: Optional[RunAs] = None
     base_env: Optional[Mapping[str, str]] = None
     observers: List[Observer] = field(default_factory=list)
+    _running: Dict[int, "subprocess.Popen[bytes]"] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _refusing: bool = field(default=False, repr=False)
+
+    def cancel_running(self) -> int:
+        """Kill every command running now and refuse new ones until ``resume()``; returns how many.
+
+        At shutdown a start job's strmqm must not still run when endmqm is sent.
+        """
+        with self._lock:
+            self._refusing = True
+            procs = list(self._running.values())
+        for proc in procs:
+            _kill(proc)
+        return len(procs)
+
+    @property
+    def refusing(self) -> bool:
+        with self._lock:
+            return self._refusing
+
+    def resume(self) -> None:
+        with self._lock:
+            self._refusing = False
 
     def environment(self) -> Dict[str, str]:
         source = os.environ if self.base_env is None else self.base_env
@@ -132,6 +156,8 @@ class CommandRunner:
 
     def _run(self, argv: List[str], timeout: float, stdin: Optional[str]) -> CommandResult:
         start = time.monotonic()
+        if self.refusing:
+            return CommandResult(argv, None, "", "", 0.0, error="cancelled: mqguard is stopping")
         kwargs: Dict[str, object] = {}
         if self.run_as is not None:
             kwargs.update(user=self.run_as.uid, group=self.run_as.gid, extra_groups=self.run_as.groups)
@@ -149,15 +175,25 @@ class CommandRunner:
             )
         except OSError as exc:
             return CommandResult(argv, None, "", "", time.monotonic() - start, error=str(exc))
-        if stdin is not None:
-            _feed(proc.stdin, stdin.encode("utf-8"))
-        out, err = Capture(), Capture()
-        finished = _drain(proc, out, err, start + timeout)
-        if finished:
-            return CommandResult(argv, proc.returncode, out.text(), err.text(), time.monotonic() - start)
-        _kill(proc)
-        _drain(proc, out, err, time.monotonic() + _REAP_GRACE)
-        return CommandResult(argv, None, out.text(), err.text(), time.monotonic() - start, timed_out=True)
+        with self._lock:
+            self._running[proc.pid] = proc
+        try:
+            if stdin is not None:
+                _feed(proc.stdin, stdin.encode("utf-8"))
+            out, err = Capture(), Capture()
+            finished = _drain(proc, out, err, start + timeout)
+            cancelled = self.refusing
+            if finished and not cancelled:
+                return CommandResult(argv, proc.returncode, out.text(), err.text(), time.monotonic() - start)
+            _kill(proc)
+            _drain(proc, out, err, time.monotonic() + _REAP_GRACE)
+            if cancelled:
+                return CommandResult(argv, None, out.text(), err.text(), time.monotonic() - start,
+                                     error="cancelled: mqguard is stopping")
+            return CommandResult(argv, None, out.text(), err.text(), time.monotonic() - start, timed_out=True)
+        finally:
+            with self._lock:
+                self._running.pop(proc.pid, None)
 
 
 class Capture:

@@ -376,7 +376,7 @@ class Daemon:
     def _apply_mqsc(self, set_stage: StageSetter) -> JobResult:
         set_stage(JobStage.CONFIGURING)
         summary = self.lifecycle.apply_mqsc()
-        self.telemetry.mqsc_failures += len(summary.failed)
+        self.telemetry.mqsc_failed(len(summary.failed))
         return JobResult(JobOutcome.UP, f"MQSC: {len(summary.applied)} applied, {len(summary.failed)} failed")
 
     # ------------------------------------------------------------- snapshot
@@ -456,20 +456,30 @@ class Daemon:
         self.notifier.stopping(f"stopping supervision of queue manager {self.cfg.queue_manager.name}")
         self._publish(self._last_obs, None)
         log.info("stopping supervision of %s", self.cfg.queue_manager.name)
-        # A clean end for termination may be under way: let it finish first.
-        drain = self.cfg.queue_manager.stop_timeout + 70 if self._termination_job else JOB_DRAIN_TIMEOUT
-        if not self.worker.join(drain):
-            log.warning("a job is still running after %.0fs; deciding about the stop anyway", drain)
         mode = self.cfg.queue_manager.stop_on_exit
         auto = mode == StopOnExit.AUTO
         if auto and self.going_away is None and self.termination is not None:
             self.termination.check(within=SHUTDOWN_IMDS_DEADLINE)  # one last, short look at IMDS
         kind = self.termination.kind if self.termination is not None else None
-        self.stop_event.set()
         end, why = should_end_qmgr(
             mode, host_stopping=auto and kind is None and host_is_stopping(self.runner),
             terminating=kind == TERMINATING, spot_interruption=kind == SPOT,
         )
+        if self._termination_job:
+            # the clean end for termination is under way: let it finish
+            drain = self.cfg.queue_manager.stop_timeout + 70
+            if not self.worker.join(drain):
+                log.warning("the termination job is still running after %.0fs", drain)
+        elif end and self.worker.busy:
+            # a start (strmqm, MQSC) must not still run when endmqm is sent: cancel it
+            killed = self.runner.cancel_running()
+            log.info("cancelling the running job before ending the queue manager (%d command(s) killed)", killed)
+            self.worker.join(JOB_DRAIN_TIMEOUT)
+            self.runner.resume()
+        elif not self.worker.join(JOB_DRAIN_TIMEOUT):
+            log.warning("a job is still running after %.0fs; leaving it (the queue manager stays as it is)",
+                        JOB_DRAIN_TIMEOUT)
+        self.stop_event.set()
         if end and self.prepared and self._termination_job:
             log.info("queue manager %s was already ended for the termination", self.cfg.queue_manager.name)
         elif end and self.prepared:

@@ -224,6 +224,38 @@ def test_sigterm_with_always_ends_cleanly_with_w(harness: Harness) -> None:
     assert "ENDED NORMALLY" in harness.dspmq()
 
 
+def test_sigterm_during_a_slow_start_cancels_strmqm_before_endmqm(harness: Harness) -> None:
+    """A strmqm still running at shutdown used to be left running while endmqm was sent."""
+    harness.configure(queue_manager={"stop_on_exit": "always"})
+    harness.knob("strmqm.delay", "60")  # the queue manager stays STARTING; strmqm waits for it
+    harness.start()
+    harness.wait_log(r"queue manager QM1: bringing it up", timeout=30)
+    wait_until(lambda: harness.calls("strmqm"), 20, "strmqm to start")
+    time.sleep(0.5)
+    start = time.monotonic()
+    assert harness.stop(timeout=60) == 0
+    assert time.monotonic() - start < 20
+    log = harness.log_text()
+    assert "cancelling the running job before ending the queue manager (1 command(s) killed)" in log
+    assert log.index("cancelling the running job") < log.index("ending queue manager QM1")
+    assert harness.calls("endmqm"), "the queue manager is still ended cleanly"
+    assert not [p for p in strmqm_pids(harness.bindir)], "no strmqm left behind"
+
+
+def strmqm_pids(bindir: str) -> list:  # type: ignore[type-arg]
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    args = fh.read().split(b"\0")
+            except OSError:
+                continue
+            if any(a.endswith(b"/strmqm") for a in args[:2]) and any(bindir.encode() in a for a in args):
+                found.append(int(entry))
+    return found
+
+
 def test_waits_for_the_mount_then_proceeds(harness: Harness) -> None:
     harness.efs.unmount()
     harness.start()

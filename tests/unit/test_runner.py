@@ -6,6 +6,7 @@ import json
 import os
 import pwd
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -126,3 +127,21 @@ def test_run_as_own_user_or_empty_is_no_switch() -> None:
     assert RunAs.lookup(pwd.getpwuid(os.geteuid()).pw_name) is None
     with pytest.raises(KeyError):
         RunAs.lookup("no-such-user-mqguard")
+
+
+def test_cancel_running_kills_a_running_command_and_refuses_new_ones_until_resumed() -> None:
+    runner = CommandRunner()
+    results = []
+    t = threading.Thread(target=lambda: results.append(runner.run([PY, "-c", "import time; time.sleep(60)"], 120)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while not runner._running and time.monotonic() < deadline:  # noqa: SLF001 - wait for the start
+        time.sleep(0.01)
+    start = time.monotonic()
+    assert runner.cancel_running() == 1
+    t.join(10)
+    assert time.monotonic() - start < 5
+    assert results[0].error.startswith("cancelled") and not results[0].ok()
+    assert runner.run([PY, "-c", "pass"], 10).error.startswith("cancelled")
+    runner.resume()
+    assert runner.run([PY, "-c", "pass"], 10).ok()
