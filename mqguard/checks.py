@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import List
 
 from mqguard.config import Config
+from mqguard.listener import probe_listener
 from mqguard.mq.control import MqControl
 from mqguard.mq.runner import CommandRunner
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.statedir import allowed_owners
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
-from mqguard.supervisor.daemon import probe_listener
 
 OK, BAD, NOT_YET = "ok", "BAD", "starting"
 

@@ -84,7 +84,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from mqguard import checks, logsetup
-    from mqguard.supervisor.daemon import build_runner
+    from mqguard.mq.runner import build_runner
 
     cfg = _load(args.config)
     logsetup.setup("warning", cfg.logging.format)

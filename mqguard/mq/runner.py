@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from mqguard.config import Config, error_for
+
 log = logging.getLogger(__name__)
 
 # What a child inherits from mqguard's environment: nothing else. In particular
@@ -106,7 +108,7 @@ class CommandRunner:
     run_as: Optional[RunAs] = None
     base_env: Optional[Mapping[str, str]] = None
     observers: List[Observer] = field(default_factory=list)
-    _running: Dict[int, "subprocess.Popen[bytes]"] = field(default_factory=dict, repr=False)
+    _running: Dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _refusing: bool = field(default=False, repr=False)
 
@@ -122,7 +124,6 @@ class CommandRunner:
             _kill(proc)
         return len(procs)
 
-    @property
     def refusing(self) -> bool:
         with self._lock:
             return self._refusing
@@ -156,7 +157,7 @@ class CommandRunner:
 
     def _run(self, argv: List[str], timeout: float, stdin: Optional[str]) -> CommandResult:
         start = time.monotonic()
-        if self.refusing:
+        if self.refusing():
             return CommandResult(argv, None, "", "", 0.0, error="cancelled: mqguard is stopping")
         kwargs: Dict[str, object] = {}
         if self.run_as is not None:
@@ -182,7 +183,7 @@ class CommandRunner:
                 _feed(proc.stdin, stdin.encode("utf-8"))
             out, err = Capture(), Capture()
             finished = _drain(proc, out, err, start + timeout)
-            cancelled = self.refusing
+            cancelled = self.refusing()
             if finished and not cancelled:
                 return CommandResult(argv, proc.returncode, out.text(), err.text(), time.monotonic() - start)
             _kill(proc)
@@ -281,3 +282,17 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         log.warning("pid %d (%s) did not die after SIGKILL; leaving it to a reaper thread", proc.pid, proc.args)
         threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+
+
+def build_runner(cfg: Config) -> CommandRunner:
+    """The MQ command runner for ``cfg``; ConfigError when run_as cannot be used by this process."""
+    user = cfg.queue_manager.run_as
+    try:
+        run_as = RunAs.lookup(user)
+    except KeyError:
+        raise error_for(cfg, "queue_manager", "run_as", user,
+                        "expected an existing user (MQ's commands run as this user)") from None
+    if run_as is not None and os.geteuid() != 0:
+        raise error_for(cfg, "queue_manager", "run_as", user,
+                        "expected empty or mqguard's own user: switching user needs root")
+    return CommandRunner(run_as=run_as)

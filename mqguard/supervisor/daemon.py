@@ -12,9 +12,7 @@ import logging
 import os
 import select
 import signal
-import socket
 import threading
-from contextlib import nullcontext
 from dataclasses import replace
 from types import FrameType
 from typing import Optional
@@ -28,77 +26,36 @@ from mqguard.aws.termination import SPOT, TERMINATING, TerminationWatch
 from mqguard.clock import Clock, SystemClock
 from mqguard.config import Config, ReportMode, StopOnExit
 from mqguard.configvalues import format_duration
-from mqguard.mq.control import MqControl, StartResult
-from mqguard.mq.lifecycle import Lifecycle, PrepareError
+from mqguard.listener import probe_listener
+from mqguard.mq.control import MqControl
+from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.pidwatch import ControllerWatch
-from mqguard.mq.runner import CommandRunner, RunAs
+from mqguard.mq.runner import build_runner
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.notify import Notifier
 from mqguard.statedir import allowed_owners
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
-from mqguard.supervisor.hooks import Hooks, heartbeat_interval
+from mqguard.supervisor.hooks import Hooks
+from mqguard.supervisor.jobs import Jobs
 from mqguard.supervisor.machine import (
     Action,
     ActionKind,
-    JobOutcome,
-    JobResult,
-    JobStage,
     Machine,
     Observation,
-    Settings,
     State,
     Verdict,
 )
+from mqguard.supervisor.reload import reloaded, settings_from
 from mqguard.supervisor.reporter import Reporter
 from mqguard.supervisor.snapshot import Snapshot, summary_line
 from mqguard.supervisor.stopping import host_is_stopping, should_end_qmgr
-from mqguard.supervisor.worker import StageSetter, Worker
+from mqguard.supervisor.worker import Worker
 from mqguard.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-LISTENER_TIMEOUT = 2.0
 JOB_DRAIN_TIMEOUT = 10.0  # at shutdown, how long to let a running job finish
 SHUTDOWN_IMDS_DEADLINE = 1.5  # per path: a slow IMDS must not hold up a stop (the answer then is "stays")
-
-
-def settings_from(cfg: Config) -> Settings:
-    return Settings(
-        grace_period=cfg.health.grace_period,
-        restart_attempts=cfg.health.restart_attempts,
-        mount_timeout=cfg.storage.mount_timeout,
-        start_timeout=cfg.queue_manager.start_timeout,
-        multi_instance=cfg.queue_manager.multi_instance,
-        listener_probe=cfg.queue_manager.listener_port > 0,
-        restart_spacing=cfg.health.poll_interval,
-        restart_limit=cfg.health.restart_limit,
-        restart_window=cfg.health.restart_window,
-    )
-
-
-def probe_listener(port: int, timeout: float = LISTENER_TIMEOUT) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def build_runner(cfg: Config, telemetry: Optional[Telemetry] = None) -> CommandRunner:
-    """The MQ command runner; raises ConfigError when run_as names no user."""
-    user = cfg.queue_manager.run_as
-    try:
-        run_as = RunAs.lookup(user)
-    except KeyError:
-        raise config_mod.error_for(cfg, "queue_manager", "run_as", user,
-                                   "expected an existing user (MQ's commands run as this user)") from None
-    if run_as is not None and os.geteuid() != 0:
-        raise config_mod.error_for(cfg, "queue_manager", "run_as", user,
-                                   "expected empty or mqguard's own user: switching user needs root")
-    runner = CommandRunner(run_as=run_as)
-    if telemetry is not None:
-        runner.observers.append(lambda res, ok: telemetry.command(res.name, res.duration, ok))
-    return runner
 
 
 class Daemon:
@@ -117,7 +74,8 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.mountinfo = mountinfo
         self.telemetry = telemetry or Telemetry()
-        self.runner = build_runner(cfg, self.telemetry)
+        self.runner = build_runner(cfg)
+        self.runner.observers.append(lambda res, ok: self.telemetry.command(res.name, res.duration, ok))
         qm = cfg.queue_manager
         self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
         self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, lock_timeout=qm.start_timeout)
@@ -149,7 +107,8 @@ class Daemon:
             on_reported=self._wake, errors=self.aws_errors,
         )
         self.machine = Machine(settings_from(cfg), started_at=self.clock.monotonic())
-        self.prepared = False
+        self.jobs = Jobs(lambda: self.cfg.queue_manager, self.lifecycle, self.hooks, self.telemetry, self._wake,
+                         self._role, lambda: self.going_away)
         self.cycles = 0
         self._stop_requested = False
         self._reload_requested = False
@@ -218,7 +177,7 @@ class Daemon:
         verdict = self.machine.step(obs)
         for action in verdict.actions:
             self.execute(action)
-        if self._mqsc_pending and not obs.going_away and self.worker.submit("mqsc", self._apply_mqsc):
+        if self._mqsc_pending and not obs.going_away and self.worker.submit("mqsc", self.jobs.apply_mqsc):
             self._mqsc_pending = False
         if obs.going_away and not self._termination_job:
             self._start_termination()
@@ -273,7 +232,7 @@ class Daemon:
         stage, result = self.worker.take()
         qmgr: Optional[QmStatus] = None
         qmgr_detail = ""
-        if storage_ok and self.prepared:
+        if storage_ok and self.jobs.prepared:
             reading = self.control.dspmq()
             qmgr, qmgr_detail = reading.status, reading.error
         elif not storage_ok:
@@ -304,7 +263,7 @@ class Daemon:
     def execute(self, action: Action) -> None:
         if action.kind == ActionKind.BRING_UP:
             log.info("queue manager %s: bringing it up (%s)", self.cfg.queue_manager.name, action.reason)
-            if not self.worker.submit("bring-up", self._bring_up):
+            if not self.worker.submit("bring-up", self.jobs.bring_up):
                 log.warning("a job is still running; not starting another (%s)", action.reason)
         elif action.kind == ActionKind.APPLY_MQSC:
             log.info("queue manager %s: %s; applying MQSC", self.cfg.queue_manager.name, action.reason)
@@ -315,35 +274,6 @@ class Daemon:
         elif action.kind == ActionKind.MQ_READY and self.hooks is not None:
             self.hooks.complete_launch()
 
-    def _bring_up(self, set_stage: StageSetter) -> JobResult:
-        if not self.prepared:
-            set_stage(JobStage.PREPARING)
-            try:
-                done = self.lifecycle.prepare()
-            except PrepareError as exc:
-                log.error("cannot prepare queue manager %s: %s", self.cfg.queue_manager.name, exc)
-                return JobResult(JobOutcome.TIMED_OUT if exc.timed_out else JobOutcome.FAILED, str(exc))
-            except OSError as exc:  # EFS trouble while looking for data or taking the lock
-                log.error("cannot prepare queue manager %s: %s", self.cfg.queue_manager.name, exc)
-                return JobResult(JobOutcome.FAILED, f"storage error while preparing: {exc}")
-            log.info("queue manager %s is %s on this host", self.cfg.queue_manager.name, done)
-            self.prepared = True
-            self._wake()  # let the loop start observing dspmq now
-        set_stage(JobStage.STARTING)
-        outcome = self.lifecycle.start()
-        if outcome.result == StartResult.FAILED:
-            log.error("start of queue manager %s failed: %s", self.cfg.queue_manager.name, outcome.detail)
-            return JobResult(JobOutcome.TIMED_OUT if outcome.timed_out else JobOutcome.FAILED, outcome.detail)
-        if outcome.result == StartResult.ELSEWHERE:
-            log.warning("queue manager %s: %s; not fighting it", self.cfg.queue_manager.name, outcome.detail)
-            return JobResult(JobOutcome.ELSEWHERE, outcome.detail)
-        log.info("queue manager %s: %s", self.cfg.queue_manager.name, outcome.detail)
-        if outcome.result == StartResult.STARTED:
-            set_stage(JobStage.CONFIGURING)
-            self._apply_mqsc(set_stage)
-            return JobResult(JobOutcome.UP, outcome.detail, mqsc_applied=True)
-        return JobResult(JobOutcome.UP, outcome.detail)
-
     def _start_termination(self) -> None:
         """Going away: end MQ cleanly while the instance is alive, then complete the hook."""
         if self.cfg.queue_manager.stop_on_exit == StopOnExit.NEVER:
@@ -353,31 +283,15 @@ class Daemon:
             if self.hooks is not None:
                 threading.Thread(target=self.hooks.complete_termination, name="termination-hook", daemon=True).start()
             return
-        if self.worker.submit("terminate", self._terminate):
+        if self.worker.submit("terminate", self.jobs.terminate):
             self._termination_job = True
         else:
             log.info("instance is going away; waiting for the running job before ending the queue manager")
 
-    def _terminate(self, set_stage: StageSetter) -> JobResult:
-        set_stage(JobStage.ENDING)
-        qm = self.cfg.queue_manager
-        log.warning("instance is going away (%s): ending queue manager %s", self.going_away, qm.name)
-        ended = True
-        if self.prepared:
-            beats = self.hooks.heartbeats(heartbeat_interval(qm.stop_timeout)) if self.hooks else nullcontext()
-            with beats:
-                ended = self.lifecycle.end(self._role(), qm.stop_timeout)
-        if not ended:
-            log.error("queue manager %s did not end even with endmqm -p", qm.name)
-        if self.hooks is not None:
-            self.hooks.complete_termination()
-        return JobResult(JobOutcome.UP if ended else JobOutcome.FAILED, "ended for termination")
-
-    def _apply_mqsc(self, set_stage: StageSetter) -> JobResult:
-        set_stage(JobStage.CONFIGURING)
-        summary = self.lifecycle.apply_mqsc()
-        self.telemetry.mqsc_failed(len(summary.failed))
-        return JobResult(JobOutcome.UP, f"MQSC: {len(summary.applied)} applied, {len(summary.failed)} failed")
+    def _role(self) -> str:
+        if not self.cfg.queue_manager.multi_instance:
+            return "active"
+        return "standby" if self.machine.last_status == QmStatus.RUNNING_AS_STANDBY else "active_mi"
 
     # ------------------------------------------------------------- snapshot
     def _publish(self, obs: Optional[Observation], verdict: Optional[Verdict]) -> None:
@@ -433,18 +347,11 @@ class Daemon:
         except config_mod.ConfigError as exc:
             log.error("reload rejected, keeping the running configuration:\n%s", exc)
             return
-        fixed = ("queue_manager", "storage", "aws", "metrics")
-        changed_fixed = [s for s in fixed if getattr(new, s) != getattr(self.cfg, s)]
-        if changed_fixed:
-            log.warning("reload: changes in [%s] take effect after a restart of mqguard", "], [".join(changed_fixed))
-        if new.logging.format != self.cfg.logging.format:
-            log.warning("reload: logging.format takes effect after a restart of mqguard")
-        self.cfg = replace(self.cfg, health=new.health, logging=replace(new.logging, format=self.cfg.logging.format))
+        self.cfg, warnings = reloaded(self.cfg, new, can_report=self.autoscaling is not None)
+        for warning in warnings:
+            log.warning("%s", warning)
         self.machine.settings = settings_from(self.cfg)
         self.control.command_timeout = new.health.command_timeout
-        if new.health.report == ReportMode.AUTOSCALING and self.autoscaling is None:
-            log.warning("reload: report = autoscaling takes effect after a restart of mqguard; still report = log")
-            self.cfg = replace(self.cfg, health=replace(new.health, report=ReportMode.LOG))
         self.reporter.mode = self.cfg.health.report
         self.reporter.respect_grace_period = new.health.respect_asg_grace_period
         logging.getLogger().setLevel(new.logging.level.upper())
@@ -480,9 +387,9 @@ class Daemon:
             log.warning("a job is still running after %.0fs; leaving it (the queue manager stays as it is)",
                         JOB_DRAIN_TIMEOUT)
         self.stop_event.set()
-        if end and self.prepared and self._termination_job:
+        if end and self.jobs.prepared and self._termination_job:
             log.info("queue manager %s was already ended for the termination", self.cfg.queue_manager.name)
-        elif end and self.prepared:
+        elif end and self.jobs.prepared:
             log.info("ending queue manager %s: %s", self.cfg.queue_manager.name, why)
             self.lifecycle.end(self._role(), self.cfg.queue_manager.stop_timeout)
         else:
@@ -491,9 +398,3 @@ class Daemon:
         self.watch.close()
         log.info("mqguard stopped")
         return 0
-
-    def _role(self) -> str:
-        status = self.machine.last_status
-        if not self.cfg.queue_manager.multi_instance:
-            return "active"
-        return "standby" if status == QmStatus.RUNNING_AS_STANDBY else "active_mi"

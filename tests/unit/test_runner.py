@@ -135,7 +135,7 @@ def test_cancel_running_kills_a_running_command_and_refuses_new_ones_until_resum
     t = threading.Thread(target=lambda: results.append(runner.run([PY, "-c", "import time; time.sleep(60)"], 120)))
     t.start()
     deadline = time.monotonic() + 10
-    while not runner._running and time.monotonic() < deadline:  # noqa: SLF001 - wait for the start
+    while not runner._running and time.monotonic() < deadline:
         time.sleep(0.01)
     start = time.monotonic()
     assert runner.cancel_running() == 1

@@ -1,0 +1,87 @@
+"""The bodies of the worker's jobs: bring-up (prepare, start, MQSC), MQSC alone,
+and the clean end when the instance is going away.
+
+They block on MQ commands and EFS, so they run on the worker thread, never on
+the supervision loop; each returns a ``JobResult`` that the machine reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from typing import Callable, Optional
+
+from mqguard.config import QueueManagerConfig
+from mqguard.mq.control import StartResult
+from mqguard.mq.lifecycle import Lifecycle, PrepareError
+from mqguard.supervisor.hooks import Hooks, heartbeat_interval
+from mqguard.supervisor.machine import JobOutcome, JobResult, JobStage
+from mqguard.supervisor.worker import StageSetter
+from mqguard.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+class Jobs:
+    def __init__(self, qm: Callable[[], QueueManagerConfig], lifecycle: Lifecycle, hooks: Optional[Hooks],
+                 telemetry: Telemetry, wake: Callable[[], None], role: Callable[[], str],
+                 going_away: Callable[[], Optional[str]]) -> None:
+        self.qm = qm
+        self.lifecycle = lifecycle
+        self.hooks = hooks
+        self.telemetry = telemetry
+        self.wake = wake
+        self.role = role
+        self.going_away = going_away
+        self.prepared = False  # the queue manager is known on this host (dspmqinf / addmqinf / crtmqm done)
+
+    def bring_up(self, set_stage: StageSetter) -> JobResult:
+        name = self.qm().name
+        if not self.prepared:
+            set_stage(JobStage.PREPARING)
+            try:
+                done = self.lifecycle.prepare()
+            except PrepareError as exc:
+                log.error("cannot prepare queue manager %s: %s", name, exc)
+                return JobResult(JobOutcome.TIMED_OUT if exc.timed_out else JobOutcome.FAILED, str(exc))
+            except OSError as exc:  # EFS trouble while looking for data or taking the lock
+                log.error("cannot prepare queue manager %s: %s", name, exc)
+                return JobResult(JobOutcome.FAILED, f"storage error while preparing: {exc}")
+            log.info("queue manager %s is %s on this host", name, done)
+            self.prepared = True
+            self.wake()  # let the loop start observing dspmq now
+        set_stage(JobStage.STARTING)
+        outcome = self.lifecycle.start()
+        if outcome.result == StartResult.FAILED:
+            log.error("start of queue manager %s failed: %s", name, outcome.detail)
+            return JobResult(JobOutcome.TIMED_OUT if outcome.timed_out else JobOutcome.FAILED, outcome.detail)
+        if outcome.result == StartResult.ELSEWHERE:
+            log.warning("queue manager %s: %s; not fighting it", name, outcome.detail)
+            return JobResult(JobOutcome.ELSEWHERE, outcome.detail)
+        log.info("queue manager %s: %s", name, outcome.detail)
+        if outcome.result == StartResult.STARTED:
+            self.apply_mqsc(set_stage)
+            return JobResult(JobOutcome.UP, outcome.detail, mqsc_applied=True)
+        return JobResult(JobOutcome.UP, outcome.detail)
+
+    def apply_mqsc(self, set_stage: StageSetter) -> JobResult:
+        set_stage(JobStage.CONFIGURING)
+        summary = self.lifecycle.apply_mqsc()
+        self.telemetry.mqsc_failed(len(summary.failed))
+        return JobResult(JobOutcome.UP, f"MQSC: {len(summary.applied)} applied, {len(summary.failed)} failed")
+
+    def terminate(self, set_stage: StageSetter) -> JobResult:
+        """End MQ cleanly while the instance is still alive, then complete the termination hook."""
+        set_stage(JobStage.ENDING)
+        qm = self.qm()
+        log.warning("instance is going away (%s): ending queue manager %s", self.going_away(), qm.name)
+        ended = True
+        if self.prepared:
+            beats = self.hooks.heartbeats(heartbeat_interval(qm.stop_timeout)) if self.hooks else nullcontext()
+            with beats:
+                ended = self.lifecycle.end(self.role(), qm.stop_timeout)
+        if not ended:
+            log.error("queue manager %s did not end even with endmqm -p", qm.name)
+        if self.hooks is not None:
+            self.hooks.complete_termination()
+        return JobResult(JobOutcome.UP if ended else JobOutcome.FAILED, "ended for termination")
