@@ -3,7 +3,7 @@ PYTHON ?= python3
 APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux systemd python3 python3-systemd prometheus libsystemd-dev pkg-config rpm rpmlint man-db
 STAMP = build/.deps-stamp
 
-.PHONY: deps test lint unit e2e systemtest demo bench rpm clean
+.PHONY: deps test lint unit e2e systemtest demo bench soak rpm clean
 
 build:
 	mkdir -p build
@@ -37,9 +37,17 @@ e2e: deps
 systemtest: deps
 	$(PYTHON) -m pytest -q -s tests/system
 
-# The whole suite: lint, unit/component tests with real peers, end-to-end, system.
+# The whole suite: lint, a 2-minute fixed-seed chaos soak, unit/component tests with
+# real peers, end-to-end, system.
 test: deps lint
+	$(PYTHON) tools/soak.py --seconds 120 --seed 7
 	$(PYTHON) -m pytest -q -s --durations=15 tests
+
+# The randomized fault campaign with invariants (see README "Chaos soak").
+SOAK_SECONDS ?= 1800
+SOAK_SEED ?= 7
+soak: deps
+	$(PYTHON) tools/soak.py --seconds $(SOAK_SECONDS) --seed $(SOAK_SEED)
 
 # Runs the real daemon against the simulator, moto, IMDSv2 and a FUSE "EFS".
 demo: deps
