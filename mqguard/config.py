@@ -12,7 +12,6 @@ import enum
 import glob
 import os
 import pwd
-import stat
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -42,6 +41,7 @@ from mqguard.configvalues import (
     parse_bool,
     parse_listen,
 )
+from mqguard.untrusted import read_regular
 
 DEFAULT_PATH = "/etc/mqguard/mqguard.conf"
 ENV_VAR = "MQGUARD_CONFIG"
@@ -242,17 +242,7 @@ def config_files(path: str) -> List[str]:
 
 def read_file(path: str) -> str:
     """A configuration file's text: a regular file of sane size (a FIFO would hang the reader)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"not a regular file ({stat.filemode(st.st_mode)})")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MAX_FILE + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE:
-        raise OSError(f"larger than {MAX_FILE} bytes")
+    data, _ = read_regular(path, MAX_FILE)
     return data.decode("utf-8")
 
 

@@ -32,8 +32,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from mqguard.mq.runner import loggable
 from mqguard.supervisor.snapshot import Snapshot
+from mqguard.untrusted import loggable
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class HttpEndpoint:
         self.max_connections = max_connections
         self.refused = 0  # new connections closed at once: the cap was reached and every connection was busy
         self.evicted = 0  # idle connections closed to make room for a new one
-        self._metrics_cache: Dict[str, Tuple[float, bytes, str]] = {}
+        self._metrics_cache: Dict[str, Tuple[float, bytes]] = {}  # content type -> (rendered at, body)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -205,15 +205,16 @@ class HttpEndpoint:
             if len(conn.inbuf) > MAX_HEADER:  # pipelining far ahead of reading the answers
                 self._close(conn)
             return  # answer pending: the next request is handled once it is written
+        self._next_request(conn)
+
+    def _next_request(self, conn: _Conn) -> None:
+        """Handle the request whose headers are complete in ``inbuf``, if any; 431 when they are too long."""
         end = conn.inbuf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(conn.inbuf) > MAX_HEADER:
-                self._respond(conn, 431, _json_body({"error": f"request headers over {MAX_HEADER} bytes"}),
-                              "application/json", close=True)
-            return
-        if end + 4 > MAX_HEADER:
+        if end + 4 > MAX_HEADER or (end < 0 and len(conn.inbuf) > MAX_HEADER):
             self._respond(conn, 431, _json_body({"error": f"request headers over {MAX_HEADER} bytes"}),
                           "application/json", close=True)
+            return
+        if end < 0:
             return
         head = bytes(conn.inbuf[:end])
         del conn.inbuf[:end + 4]
@@ -265,9 +266,9 @@ class HttpEndpoint:
         now = time.monotonic()
         cached = self._metrics_cache.get(ctype)
         if cached is not None and now - cached[0] < METRICS_TTL:
-            return cached[1], cached[2]
+            return cached[1], ctype
         body = encoder(self.registry)
-        self._metrics_cache[ctype] = (now, body, ctype)
+        self._metrics_cache[ctype] = (now, body)
         return body, ctype
 
     def _respond(self, conn: _Conn, code: int, body: bytes, ctype: str, close: bool = False,
@@ -301,11 +302,7 @@ class HttpEndpoint:
             return
         self._sel.modify(conn.sock, selectors.EVENT_READ, conn)
         conn.deadline = time.monotonic() + (HEADER_TIMEOUT if conn.inbuf else IDLE_TIMEOUT)
-        if b"\r\n\r\n" in conn.inbuf:  # a pipelined request already here
-            end = conn.inbuf.find(b"\r\n\r\n")
-            head = bytes(conn.inbuf[:end])
-            del conn.inbuf[:end + 4]
-            self._handle(conn, head)
+        self._next_request(conn)  # a pipelined request may already be here
 
     def _sweep(self, now: float) -> None:
         for conn in [c for c in self._conns.values() if now >= c.deadline]:

@@ -54,16 +54,19 @@ def _describe_open_error(path: str, exc: OSError, dir_fd: Optional[int] = None, 
 def open_state_dir(storage_path: str, owners: Iterable[int]) -> int:
     """A directory fd for ``<storage_path>/.mqguard``, created if missing; raises UnsafePath."""
     path = os.path.join(storage_path, STATE_DIR)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     root = os.open(storage_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
-            os.mkdir(STATE_DIR, DIR_MODE, dir_fd=root)
-        except FileExistsError:
-            pass
-        try:
-            fd = os.open(STATE_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root)
-        except OSError as exc:
-            raise UnsafePath(exc.errno or errno.EPERM, _describe_open_error(path, exc, root, STATE_DIR)) from None
+            fd = os.open(STATE_DIR, flags, dir_fd=root)
+        except FileNotFoundError:  # first use on this file system: one more round trip, once
+            try:
+                os.mkdir(STATE_DIR, DIR_MODE, dir_fd=root)
+            except FileExistsError:
+                pass  # another instance made it meanwhile
+            fd = os.open(STATE_DIR, flags, dir_fd=root)
+    except OSError as exc:
+        raise UnsafePath(exc.errno or errno.EPERM, _describe_open_error(path, exc, root, STATE_DIR)) from None
     finally:
         os.close(root)
     problem = _check_dir(os.fstat(fd), path, frozenset(owners))

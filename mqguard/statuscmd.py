@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any, Dict, Tuple
 
 from mqguard.config import Config
-from mqguard.mq.runner import loggable
+from mqguard.untrusted import loggable
 
 EX_OK, EX_UNHEALTHY, EX_DEGRADED = 0, 1, 2
 UNHEALTHY_STATES = {"failed", "stopping"}

@@ -92,6 +92,8 @@ class Soak:
         self.healthz_failures = 0
         self.samples: List[Tuple[int, int, float]] = []
         self.last_start = 0.0
+        self.recent = ""  # the fault being injected now
+        self.ends_at = 0.0
         self._stop = threading.Event()
 
     # ----------------------------------------------------------------- probes
@@ -186,7 +188,6 @@ class Soak:
     # -------------------------------------------------------------------- run
     def run(self) -> int:
         self.ends_at = time.monotonic() + self.seconds
-        self.recent = ""
         watcher = threading.Thread(target=self.poll_healthz, daemon=True)
         try:
             self.start_mqguard()

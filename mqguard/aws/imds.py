@@ -20,6 +20,8 @@ import time
 import urllib.parse
 from typing import Callable, Dict, Optional, Tuple
 
+from mqguard.untrusted import quoted
+
 log = logging.getLogger(__name__)
 
 TOKEN_TTL = 21600  # seconds, the maximum IMDS allows
@@ -42,11 +44,6 @@ class ImdsHttpError(ImdsError):
     def __init__(self, code: int, path: str) -> None:
         super().__init__(f"HTTP {code} for {path}")
         self.code = code
-
-
-def shown(text: str, limit: int = 60) -> str:
-    """A bounded, escaped quotation of an answer for a log line."""
-    return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 def http_exchange(host: str, port: int, method: str, path: str, headers: Dict[str, str],
@@ -77,7 +74,7 @@ def http_exchange(host: str, port: int, method: str, path: str, headers: Dict[st
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     m = re.match(r"^HTTP/\d\.\d (\d{3})", status_line)
     if not sep or not m:
-        raise ImdsError(f"not an HTTP answer: {shown(status_line)}")
+        raise ImdsError(f"not an HTTP answer: {quoted(status_line)}")
     if len(body) > max_body:
         raise ImdsError(f"answer larger than {max_body} bytes")
     return int(m.group(1)), body
@@ -157,11 +154,11 @@ class Imds:
     def instance_id(self) -> str:
         value = self.get("meta-data/instance-id")
         if not _INSTANCE_ID.match(value):
-            raise ImdsError(f"instance metadata gave an invalid instance id {shown(value)}")
+            raise ImdsError(f"instance metadata gave an invalid instance id {quoted(value)}")
         return value
 
     def region(self) -> str:
         value = self.get("meta-data/placement/region")
         if not _REGION.match(value):
-            raise ImdsError(f"instance metadata gave an invalid region {shown(value)}")
+            raise ImdsError(f"instance metadata gave an invalid region {quoted(value)}")
         return value

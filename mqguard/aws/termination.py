@@ -15,7 +15,8 @@ import re
 import threading
 from typing import Callable, Optional, Tuple
 
-from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound, shown
+from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
+from mqguard.untrusted import quoted
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,9 @@ class TerminationWatch:
                 self._warned = True
             return None
         found = interpret(state, spot)
-        if spot and found is None and parse_spot_notice(spot) is None and spot != self._bad_notice:
+        if found is None and spot and spot != self._bad_notice:  # an answer, but no notice in it
             self._bad_notice = spot
-            log.warning("ignoring an unparsable spot/instance-action answer %s: treated as no notice", shown(spot))
+            log.warning("ignoring an unparsable spot/instance-action answer %s: treated as no notice", quoted(spot))
         if found is not None:
             self.kind, self.reason = found
             log.warning("instance is going away: %s", self.reason)

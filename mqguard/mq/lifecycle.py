@@ -28,6 +28,7 @@ from mqguard.mq.control import (
 )
 from mqguard.mq.status import QmStatus
 from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, open_regular, open_state_dir
+from mqguard.untrusted import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -175,21 +176,14 @@ def read_mqsc(path: str, mqsc_dir: str, owners: FrozenSet[int]) -> str:
     real = os.path.realpath(path)
     if os.path.commonpath([real_dir, real]) != real_dir:
         raise PermissionError(f"refusing {path}: it links to {real}, outside {mqsc_dir}")
-    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise PermissionError(f"refusing {path}: not a regular file")
-        if st.st_uid not in owners:
-            raise PermissionError(f"refusing {path}: owned by uid {st.st_uid}, expected root or the MQ user")
-        if st.st_mode & 0o002:
-            raise PermissionError(f"refusing {path}: writable by anyone (mode {stat.S_IMODE(st.st_mode):04o})")
-        if st.st_size > MQSC_MAX_BYTES:
-            raise PermissionError(f"refusing {path}: {st.st_size} bytes (at most {MQSC_MAX_BYTES})")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(MQSC_MAX_BYTES + 1)
-    finally:
-        os.close(fd)
+        data, st = read_regular(real, MQSC_MAX_BYTES, follow=False)
+    except OSError as exc:
+        raise PermissionError(f"refusing {path}: {exc}") from None
+    if st.st_uid not in owners:
+        raise PermissionError(f"refusing {path}: owned by uid {st.st_uid}, expected root or the MQ user")
+    if st.st_mode & 0o002:
+        raise PermissionError(f"refusing {path}: writable by anyone (mode {stat.S_IMODE(st.st_mode):04o})")
     return data.decode("utf-8")
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mqguard.config import Config, error_for
+from mqguard.untrusted import loggable
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ _ENV_PREFIXES = ("LC_", "MQ", "AMQ")
 # Each stream keeps its first and its last OUTPUT_LIMIT bytes: MQ's real output
 # is a few kilobytes; a runaway command must not grow mqguard's memory.
 OUTPUT_LIMIT = 64 * 1024
-# A line quoted in a log message is cut to this many characters.
-_LOG_LINE = 200
 # How long we wait for a killed child to be reaped before giving up on it (a
 # child stuck in uninterruptible I/O on a dead NFS server may never go).
 _REAP_GRACE = 2.0
@@ -71,14 +70,6 @@ class CommandResult:
         first = self.output.splitlines()[:3]
         tail = (": " + " | ".join(loggable(line) for line in first)) if first else ""
         return f"{cmd}: exit {self.returncode}{tail}"
-
-
-def loggable(text: str, limit: int = _LOG_LINE) -> str:
-    """Outside text made safe for one log line: control characters escaped, length bounded."""
-    text = text.strip()
-    cut = text[:limit]
-    safe = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in cut)
-    return safe + (f"… ({len(text)} characters)" if len(text) > limit else "")
 
 
 @dataclass

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from mqguard.untrusted import quoted
+
 
 class QmStatus(str, enum.Enum):
     """dspmq status words, as the lower-case label values mqguard exposes."""
@@ -40,7 +42,7 @@ class QmStatus(str, enum.Enum):
         """The status for a dspmq word in any spelling; ValueError (with the word) if unknown."""
         found = _VOCABULARY.get(_compact(word))
         if found is None:
-            raise ValueError(f"unknown dspmq status {_shown(word)}")
+            raise ValueError(f"unknown dspmq status {quoted(word)}")
         return found
 
     @property
@@ -79,7 +81,6 @@ def counts_healthy(status: Optional[QmStatus], multi_instance: bool) -> bool:
 # A real line is a few hundred characters (-o all with a long install path);
 # anything far longer is garbage, refused before any work is done on it.
 MAX_LINE = 4096
-MAX_SHOWN = 80  # characters of a bad line or word quoted in a reason
 
 # One attribute at a time, anchored at the scan position: each character is
 # looked at a bounded number of times, whatever the line holds.
@@ -89,13 +90,6 @@ _MESSAGE = re.compile(r"\s*AMQ\d{4}[IWES]:")
 
 class ParseError(ValueError):
     pass
-
-
-def _shown(text: str) -> str:
-    """A bounded, escaped quotation of outside text for logs and reasons."""
-    text = text.strip()
-    cut = text[:MAX_SHOWN]
-    return repr(cut) + ("…" if len(text) > MAX_SHOWN else "")
 
 
 @dataclass(frozen=True)
@@ -114,20 +108,20 @@ class DspmqEntry:
 def attributes(line: str) -> Dict[str, str]:
     """The KEY(value) pairs of a line; the whole line must be made of them, each key once."""
     if len(line) > MAX_LINE:
-        raise ParseError(f"dspmq line of {len(line)} characters (at most {MAX_LINE} expected): {_shown(line)}")
+        raise ParseError(f"dspmq line of {len(line)} characters (at most {MAX_LINE} expected): {quoted(line)}")
     pairs: Dict[str, str] = {}
     pos, end = 0, len(line.rstrip())
     while pos < end:
         m = _ATTR.match(line, pos)
         if m is None:
-            raise ParseError(f"unexpected dspmq line: {_shown(line)}")
+            raise ParseError(f"unexpected dspmq line: {quoted(line)}")
         key = m.group(1).upper()
         if key in pairs:
-            raise ParseError(f"dspmq line has {key}(...) twice: {_shown(line)}")
+            raise ParseError(f"dspmq line has {key}(...) twice: {quoted(line)}")
         pairs[key] = m.group(2)
         pos = m.end()
     if not pairs:
-        raise ParseError(f"unexpected dspmq line: {_shown(line)}")
+        raise ParseError(f"unexpected dspmq line: {quoted(line)}")
     return pairs
 
 
@@ -139,13 +133,13 @@ def parse_dspmq(output: str) -> List[DspmqEntry]:
         if not raw.strip():
             continue
         if _MESSAGE.match(raw):
-            raise ParseError(_shown(raw))
+            raise ParseError(quoted(raw))
         attrs = attributes(raw)
         if "QMNAME" in attrs:
             if current:
                 entries.append(DspmqEntry(current[0], current[1], tuple(current[2])))
             if "STATUS" not in attrs:
-                raise ParseError(f"dspmq line without STATUS: {_shown(raw)}")
+                raise ParseError(f"dspmq line without STATUS: {quoted(raw)}")
             try:
                 status = QmStatus.from_word(attrs["STATUS"])
             except ValueError as exc:
@@ -153,10 +147,10 @@ def parse_dspmq(output: str) -> List[DspmqEntry]:
             current = (attrs["QMNAME"], status, [])
         elif "INSTANCE" in attrs and "MODE" in attrs:
             if current is None:
-                raise ParseError(f"INSTANCE line before any QMNAME: {_shown(raw)}")
+                raise ParseError(f"INSTANCE line before any QMNAME: {quoted(raw)}")
             current[2].append(Instance(attrs["INSTANCE"], attrs["MODE"].strip().lower()))
         else:
-            raise ParseError(f"unexpected dspmq line: {_shown(raw)}")
+            raise ParseError(f"unexpected dspmq line: {quoted(raw)}")
     if current:
         entries.append(DspmqEntry(current[0], current[1], tuple(current[2])))
     return entries

@@ -31,13 +31,13 @@ class Hooks:
     def __init__(self, asg: AutoScaling, asg_name: str, launch_hook: str, termination_hook: str,
                  stop: threading.Event, backoff: Optional[Backoff] = None,
                  errors: Optional[AwsErrors] = None) -> None:
-        self.errors = errors
         self.asg = asg
         self.asg_name = asg_name
         self.launch_hook = launch_hook
         self.termination_hook = termination_hook
         self.stop = stop
         self.backoff = backoff or Backoff(base=1.0, cap=30.0)
+        self.errors = errors
         self.launch_completed = False
         self.termination_completed = False
 
