@@ -72,8 +72,8 @@ rpm: deps
 	  packaging/rpm/mqguard.spec
 	@ls -l build/rpmbuild/RPMS/noarch/
 
-# Benchmarks (not timed tests): endpoint latency with EFS healthy and frozen.
-bench: deps
+# Benchmarks (not timed tests): endpoint latency (EFS healthy, frozen, 100 abusive clients) and RSS, also as packaged.
+bench: deps rpm
 	$(PYTHON) tools/bench.py
 
 clean:

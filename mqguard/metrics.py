@@ -21,15 +21,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from mqguard import __version__
+from mqguard.aws.autoscaling import OPERATIONS
 from mqguard.mq.status import ALL_STATUSES
 from mqguard.supervisor.machine import State
 from mqguard.supervisor.snapshot import Snapshot
 from mqguard.telemetry import COMMAND_BUCKETS, Histogram, Telemetry
 
 KNOWN_COMMANDS = ("dspmq", "dspmqinf", "addmqinf", "crtmqm", "strmqm", "endmqm", "runmqsc")
-AWS_OPERATIONS = (
-    "SetInstanceHealth", "DescribeAutoScalingInstances", "CompleteLifecycleAction", "RecordLifecycleActionHeartbeat",
-)
 AWS_RESULTS = ("ok", "error", "throttled")
 
 Source = Callable[[], Tuple[Optional[Snapshot], Telemetry]]
@@ -118,7 +116,7 @@ class MqguardCollector(Collector):
 
         aws = CounterMetricFamily("mqguard_aws_calls", "Auto Scaling API attempts by result.",
                                   labels=["operation", "result"])
-        for op, res in sorted(set((o, r) for o in AWS_OPERATIONS for r in AWS_RESULTS) | set(tel.aws_calls)):
+        for op, res in sorted(set((o, r) for o in OPERATIONS for r in AWS_RESULTS) | set(tel.aws_calls)):
             aws.add_metric([op, res], tel.aws_calls.get((op, res), 0))
         yield aws
 

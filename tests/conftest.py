@@ -112,6 +112,7 @@ class Harness:
         self.conf = tmp / f"mqguard-{host}.conf"
         self.log = tmp / f"mqguard-{host}.log"
         self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.command: List[str] = [sys.executable, "-m", "mqguard"]  # how `mqguard run` is started
         self.sections: Dict[str, Dict[str, str]] = {
             "queue_manager": {
                 "name": qmgr,
@@ -157,7 +158,7 @@ class Harness:
         self.configure()
         self._log_fh = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mqguard", "run", "--config", str(self.conf)],
+            [*self.command, "run", "--config", str(self.conf)],
             env=self.env(), stdout=self._log_fh, stderr=subprocess.STDOUT,
         )
         return self

@@ -9,6 +9,7 @@ and never loses the one Unhealthy report.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
@@ -18,6 +19,12 @@ from mqguard.aws.imds import Imds
 from mqguard.retry import Backoff
 
 log = logging.getLogger(__name__)
+
+# Every Auto Scaling operation mqguard calls: the IAM policy, the metrics' zero
+# series and the RPM's trimmed botocore model all follow this list.
+OPERATIONS = (
+    "SetInstanceHealth", "DescribeAutoScalingInstances", "CompleteLifecycleAction", "RecordLifecycleActionHeartbeat",
+)
 
 CallObserver = Callable[[str, str], None]  # (operation, result: ok | error | throttled)
 
@@ -45,6 +52,11 @@ def xform_name(operation: str) -> str:
 
 
 def make_client(region: str, endpoint_url: str, imds_url: str = "") -> Any:
+    # botocore imports urllib3's pyOpenSSL shim only to find the standard SSLContext
+    # again; where the distribution ships pyOpenSSL and cryptography that import
+    # costs ~6 MiB of resident memory for nothing (urllib3 then uses the standard
+    # ssl module, as it does without them). A None entry makes the import fail.
+    sys.modules.setdefault("urllib3.contrib.pyopenssl", None)  # type: ignore[arg-type]
     import boto3
     import botocore.session
     from botocore.config import Config as BotoConfig

@@ -1,16 +1,73 @@
 #!/usr/bin/env python3
-"""Trim the vendored botocore to what mqguard uses (the Auto Scaling model).
+"""Trim the vendored botocore to what mqguard uses (four Auto Scaling operations).
 
 botocore ships models for every AWS service (~27 MB); mqguard calls only Auto
-Scaling. Endpoint, partition, retry and default-config data stay. The package
-test creates an Auto Scaling client from the installed files to prove it.
+Scaling. Besides dropping the other models, the data botocore keeps in memory
+for the life of a client is cut to what mqguard's calls need: endpoints.json
+keeps only the Auto Scaling entries of each partition (735 KB of JSON, several
+MiB once loaded), and the Auto Scaling model keeps only mqguard's operations
+and the shapes they use, without documentation. Partition, retry,
+default-config and endpoint-rule data stay whole. The package test builds a
+client from the installed files and calls Auto Scaling with it.
 """
 
+import gzip
+import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any, Dict, Set
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from mqguard.aws.autoscaling import OPERATIONS  # the one list of calls
 
 KEEP_SERVICES = {"autoscaling"}
+
+
+def _shapes_used(model: Dict[str, Any]) -> Set[str]:
+    """Every shape the kept operations reach (inputs, outputs, errors, members, list and map parts)."""
+    todo = []
+    for op in model["operations"].values():
+        todo += [op[k]["shape"] for k in ("input", "output") if k in op]
+        todo += [e["shape"] for e in op.get("errors", [])]
+    seen: Set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        shape = model["shapes"][name]
+        refs = list(shape.get("members", {}).values()) + [shape[k] for k in ("member", "key", "value") if k in shape]
+        todo += [ref["shape"] for ref in refs]
+    return seen
+
+
+def _undocumented(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _undocumented(v) for k, v in node.items() if k not in ("documentation", "documentationUrl")}
+    if isinstance(node, list):
+        return [_undocumented(v) for v in node]
+    return node
+
+
+def trim_service_model(path: Path) -> None:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        model = json.load(fh)
+    model["operations"] = {k: v for k, v in model["operations"].items() if k in OPERATIONS}
+    missing = set(OPERATIONS) - set(model["operations"])
+    if missing:
+        raise SystemExit(f"botocore's Auto Scaling model lacks {sorted(missing)}")
+    used = _shapes_used(model)
+    model["shapes"] = {k: v for k, v in model["shapes"].items() if k in used}
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        json.dump(_undocumented(model), fh, separators=(",", ":"))
+
+
+def trim_endpoints(path: Path) -> None:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    for partition in doc["partitions"]:
+        partition["services"] = {k: v for k, v in partition["services"].items() if k in KEEP_SERVICES}
+    path.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
 
 
 def prune(lib: Path) -> int:
@@ -20,6 +77,11 @@ def prune(lib: Path) -> int:
         if entry.is_dir() and entry.name not in KEEP_SERVICES:
             shutil.rmtree(entry)
             removed += 1
+    trim_endpoints(data / "endpoints.json")
+    for version in (data / "autoscaling").iterdir():
+        trim_service_model(version / "service-2.json.gz")
+        for unused in ("examples-1.json", "paginators-1.json", "paginators-1.sdk-extras.json", "waiters-2.json"):
+            (version / unused).unlink(missing_ok=True)
     for extra in (lib / "boto3" / "data", lib / "bin"):
         if extra.exists():
             shutil.rmtree(extra)

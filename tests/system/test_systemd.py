@@ -156,6 +156,9 @@ def test_rpm_installs_and_runs_from_installed_files(guest: Guest) -> None:
     g = guest
     out = g.ok("rpm", "-i", "--nodeps", str(g.rpm1))  # type: ignore[attr-defined]
     assert "error" not in out.lower()
+    # %post byte-compiled the tree with the system Python (before anything ran from it)
+    compiled = g.ok("find", "/usr/lib/mqguard/mqguard/supervisor/__pycache__", "-name", "daemon.*.pyc")
+    assert compiled.strip(), "no bytecode after install"
     assert g.ok("mqguard", "--version").strip() == "mqguard 0.1.0"
     where = g.ok("/usr/bin/python3", "-sE", "-c",
                  "import sys; sys.path.insert(0, '/usr/lib/mqguard'); import mqguard, boto3; "

@@ -309,3 +309,18 @@ def test_boto_credential_chain_never_falls_back_to_imdsv1(imds: ImdsServer, tmp_
     assert res.stdout.strip() in ("NoCredentialsError", "MetadataRetrievalError"), res.stdout + res.stderr
     assert any(r.startswith("PUT /latest/api/token 403") for r in imds.requests), imds.requests
     assert not [r for r in imds.requests if r.startswith("GET")], imds.requests
+
+
+def test_the_iam_policy_example_allows_exactly_the_calls_mqguard_makes() -> None:
+    import json as jsonlib
+
+    from mqguard.aws.autoscaling import OPERATIONS
+    from mqguard.aws.errors import iam_action
+
+    policy = jsonlib.loads((ROOT / "examples" / "iam-policy.json").read_text())
+    allowed = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"]
+        allowed |= set([actions] if isinstance(actions, str) else actions)
+    assert allowed == {iam_action(op) for op in OPERATIONS}

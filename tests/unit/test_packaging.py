@@ -131,11 +131,15 @@ def test_installed_files_alone_run_mqguard_and_talk_to_auto_scaling(installed_ro
     assert res.returncode == 0 and res.stdout.strip() == f"mqguard {__version__}", res.stderr
     # moto's backends are process-wide: use the session's server, never a second one
     probe = (
-        f"import sys; sys.path.insert(0, {str(lib)!r}); import mqguard, boto3;"
-        f"assert mqguard.__file__.startswith({str(lib)!r}) and boto3.__file__.startswith({str(lib)!r});"
+        f"import sys; sys.path.insert(0, {str(lib)!r}); import mqguard;"
         "from mqguard.aws.autoscaling import make_client;"
         f"c = make_client('us-east-1', {moto.url!r});"
+        f"import boto3; assert mqguard.__file__.startswith({str(lib)!r}) and boto3.__file__.startswith({str(lib)!r});"
         f"c.set_instance_health(InstanceId={moto.instance_id!r}, HealthStatus='Unhealthy');"
+        f"c.describe_auto_scaling_instances(InstanceIds=[{moto.instance_id!r}]);"
+        "from mqguard.aws.autoscaling import OPERATIONS;"
+        "assert sorted(c.meta.service_model.operation_names) == sorted(OPERATIONS), c.meta.service_model.operation_names;"
+        "assert 'cryptography' not in sys.modules and 'OpenSSL' not in sys.modules;"
         "print('ok')"
     )
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
