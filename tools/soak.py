@@ -12,8 +12,8 @@ the end (each violation is printed; the exit code is the count):
 - no report before grace_period of continuous badness;
 - no local restart (strmqm) while storage is bad;
 - amqzxma0 keeps its PID across mqguard restarts;
-- /healthz always answers (p99 printed against the 10 ms target);
-- threads and file descriptors bounded; RSS growth of the last mqguard process;
+- /healthz always answers, with p99 <= 10 ms;
+- threads and file descriptors bounded; RSS of the last mqguard process grows <= 2 MiB;
 - no leftover processes or mounts.
 
 Loopback only; every loop bounded by the run's duration; everything stopped.
@@ -48,6 +48,8 @@ from tests.peers.efs import FakeEfs  # noqa: E402
 from tests.peers.imds import ImdsServer  # noqa: E402
 
 GRACE = 8.0
+RSS_GROWTH_MIB = 2.0  # of one mqguard process, from 20 s after its start to the end
+HEALTHZ_P99_MS = 10.0
 LIFECYCLE = "meta-data/autoscaling/target-lifecycle-state"
 
 
@@ -90,7 +92,8 @@ class Soak:
         self.storage_bad: List[Tuple[float, float]] = []  # wall-clock windows of frozen/unmounted EFS
         self.healthz_ms: List[float] = []
         self.healthz_failures = 0
-        self.samples: List[Tuple[int, int, float]] = []
+        self.samples: List[Tuple[int, int, float]] = []  # (threads, fds, RSS MiB) of the current mqguard
+        self.sampled_pid = 0
         self.last_start = 0.0
         self.recent = ""  # the fault being injected now
         self.ends_at = 0.0
@@ -159,7 +162,7 @@ class Soak:
             return
         if state != "failed":
             return
-        self.faults["replacement (strmqm by hand)"] = self.faults.get("replacement (strmqm by hand)", 0) + 1
+        self.faults["replacement attempts (strmqm by hand)"] = self.faults.get("replacement attempts (strmqm by hand)", 0) + 1
         subprocess.run([f"{self.h.bindir}/strmqm", "QM1"], capture_output=True, timeout=30, check=False)
         self.moto.client("autoscaling").set_instance_health(InstanceId=self.moto.instance_id, HealthStatus="Healthy")
 
@@ -200,6 +203,8 @@ class Soak:
                 self.replace_if_failed()
                 if self.h.proc is not None and self.h.proc.poll() is None and \
                         time.monotonic() - self.last_start > 20:
+                    if self.h.proc.pid != self.sampled_pid:  # a restarted mqguard: measure the new one
+                        self.samples, self.sampled_pid = [], self.h.proc.pid
                     self.samples.append(proc_stat(self.h.proc.pid))
                 time.sleep(self.rng.uniform(1, 4))
             self.imds.paths[LIFECYCLE] = "Terminated"  # the end: the instance goes away
@@ -247,6 +252,12 @@ class Soak:
                 self.violations.append(f"threads grew to {max(threads)}")
             if max(fds) > 100:
                 self.violations.append(f"file descriptors grew to {max(fds)}")
+            growth = self.samples[-1][2] - self.samples[0][2]
+            if growth > RSS_GROWTH_MIB:
+                self.violations.append(f"RSS grew by {growth:.1f} MiB (at most {RSS_GROWTH_MIB:g})")
+        ms = sorted(self.healthz_ms)
+        if ms and ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))] > HEALTHZ_P99_MS:
+            self.violations.append(f"/healthz p99 over {HEALTHZ_P99_MS:g} ms")
 
     def check_leftovers(self) -> None:
         if self.efs.mounted():
@@ -279,7 +290,8 @@ class Soak:
             rss = [s[2] for s in self.samples]
             print(f"| threads min/max | {min(s[0] for s in self.samples)} / {max(s[0] for s in self.samples)} |")
             print(f"| fds min/max | {min(s[1] for s in self.samples)} / {max(s[1] for s in self.samples)} |")
-            print(f"| RSS first/last/max MiB (last mqguard process) | {rss[0]:.1f} / {rss[-1]:.1f} / {max(rss):.1f} |")
+            print(f"| RSS first/last/max MiB (last mqguard process) | {rss[0]:.1f} / {rss[-1]:.1f} / {max(rss):.1f} "
+                  f"(growth {rss[-1] - rss[0]:+.1f}, limit {RSS_GROWTH_MIB:g}) |")
         print(f"| strmqm calls | {len(self.h.calls('strmqm'))} |")
         sent = sum(1 for a, s in self.proxy.seen if a == "SetInstanceHealth" and s == "pass")
         print(f"| Unhealthy reports sent | {sent} |")
