@@ -116,8 +116,11 @@ class Soak:
                     self.healthz_failures += 1
 
     # ----------------------------------------------------------------- faults
-    def fault(self, name: str, action: Callable[[], None]) -> None:
+    def count(self, name: str) -> None:
         self.faults[name] = self.faults.get(name, 0) + 1
+
+    def fault(self, name: str, action: Callable[[], None]) -> None:
+        self.count(name)
         action()
 
     def start_mqguard(self) -> None:
@@ -162,7 +165,7 @@ class Soak:
             return
         if state != "failed":
             return
-        self.faults["replacement attempts (strmqm by hand)"] = self.faults.get("replacement attempts (strmqm by hand)", 0) + 1
+        self.count("replacement attempts (strmqm by hand)")
         subprocess.run([f"{self.h.bindir}/strmqm", "QM1"], capture_output=True, timeout=30, check=False)
         self.moto.client("autoscaling").set_instance_health(InstanceId=self.moto.instance_id, HealthStatus="Healthy")
 
@@ -208,7 +211,7 @@ class Soak:
                     self.samples.append(proc_stat(self.h.proc.pid))
                 time.sleep(self.rng.uniform(1, 4))
             self.imds.paths[LIFECYCLE] = "Terminated"  # the end: the instance goes away
-            self.faults["Terminated notice"] = 1
+            self.count("Terminated notice")
             self.h.wait_log(r"queue manager QM1 (ended|was not running)", timeout=60)
         finally:
             self._stop.set()
