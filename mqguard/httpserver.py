@@ -14,7 +14,8 @@ bytes (else 431), a deadline for a request's headers and an idle limit between
 keep-alive requests, GET and HEAD only, and no request body. ``/metrics`` is
 rendered at most once per ``METRICS_TTL`` and shared by every scraper, so a
 crowd of scrapers costs writes, not collections. The file descriptors it can
-hold are a small, fixed share of mqguard's own limit.
+hold are at most a quarter of mqguard's own limit, so a flood of clients never
+leaves the supervision loop without descriptors for its probe and commands.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import errno
 import json
 import logging
 import os
+import resource
 import selectors
 import socket
 import threading
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 SnapshotSource = Callable[[], Optional[Snapshot]]
 
 MAX_CONNECTIONS = 256
+FD_SHARE = 4  # the endpoint holds at most 1/FD_SHARE of mqguard's descriptor limit
 MAX_HEADER = 8192  # bytes of request line + headers
 HEADER_TIMEOUT = 5.0  # a request's headers must arrive within this
 IDLE_TIMEOUT = 30.0  # a keep-alive connection may wait this long for its next request
@@ -68,6 +71,14 @@ def health_verdict(snap: Optional[Snapshot], stale_after: float, now: float) -> 
     }
 
 
+def connection_cap() -> int:
+    """A quarter of the soft descriptor limit (at least 4): the rest stays for supervision."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(4, soft // FD_SHARE)
+
+
 class _Conn:
     __slots__ = ("close_after", "deadline", "inbuf", "last_request", "outbuf", "peer", "sock")
 
@@ -90,7 +101,7 @@ class HttpEndpoint:
         # a callable follows a reloaded poll_interval
         self._stale_after = stale_after if callable(stale_after) else (lambda: float(stale_after))
         self.wall = wall
-        self.max_connections = max_connections
+        self.max_connections = min(max_connections, connection_cap())
         self.refused = 0  # new connections closed at once: the cap was reached and every connection was busy
         self.evicted = 0  # idle connections closed to make room for a new one
         self._metrics_cache: Dict[str, Tuple[float, bytes]] = {}  # content type -> (rendered at, body)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import http.client
 import logging
+import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Iterator, List
 
 import pytest
 
 from mqguard import httpserver
 from mqguard.httpserver import MAX_HEADER, HttpEndpoint
+from tests.conftest import ROOT
 from tests.unit.test_metrics_http_notify import registry_for, snap
 
 
@@ -138,3 +143,44 @@ def test_control_characters_in_requests_do_not_reach_the_log(ep: HttpEndpoint,
 
 def test_header_limit_is_a_few_kilobytes() -> None:
     assert 4096 <= MAX_HEADER <= 16384
+
+
+def test_the_endpoint_never_takes_more_than_a_quarter_of_the_descriptors(tmp_path: Path) -> None:
+    """With a low descriptor limit, a flood of connections must leave mqguard room to probe and run commands."""
+    script = '''
+import os, resource, socket, sys, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+from tests.conftest import ROOT
+from tests.unit.test_metrics_http_notify import registry_for, snap
+from mqguard.httpserver import HttpEndpoint
+s = snap(last_cycle=time.time())
+ep = HttpEndpoint("127.0.0.1", 0, lambda: s, registry_for(s), stale_after=30)
+ep.start()
+print(ep.port, ep.max_connections, flush=True)
+sys.stdin.readline()  # the parent has opened its flood
+fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(20)]  # what a cycle needs, and more
+print("opened", len(fds), "connections", ep.connections, flush=True)
+'''
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)})
+    held: List[socket.socket] = []
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        port, cap = (int(x) for x in child.stdout.readline().split())
+        assert cap <= 16
+        for _ in range(100):
+            try:
+                held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except OSError:
+                break
+        time.sleep(0.5)
+        child.stdin.write("\n")
+        child.stdin.flush()
+        line = child.stdout.readline()
+        assert line.startswith("opened 20"), line
+        assert int(line.split()[-1]) <= cap
+    finally:
+        for s in held:
+            s.close()
+        child.kill()
+        child.wait(10)
