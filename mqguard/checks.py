@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import List
 
 from mqguard.config import Config
+from mqguard.exitcodes import EX_DEGRADED, EX_OK, EX_UNHEALTHY
 from mqguard.listener import probe_listener
 from mqguard.mq.control import MqControl
 from mqguard.mq.runner import CommandRunner
@@ -59,7 +60,7 @@ def run_check(cfg: Config, runner: CommandRunner, mountinfo: str = MOUNTINFO) ->
 
 def exit_code(lines: List[Line]) -> int:
     if any(line.verdict == BAD for line in lines):
-        return 1
+        return EX_UNHEALTHY
     if any(line.verdict == NOT_YET for line in lines):
-        return 2
-    return 0
+        return EX_DEGRADED
+    return EX_OK

@@ -13,8 +13,7 @@ from typing import List, NoReturn, Optional
 
 from mqguard import __version__
 from mqguard import config as config_mod
-
-EX_OK, EX_UNHEALTHY, EX_DEGRADED, EX_USAGE, EX_CONFIG = 0, 1, 2, 64, 78
+from mqguard.exitcodes import EX_CONFIG, EX_OK, EX_UNHEALTHY, EX_USAGE
 
 log = logging.getLogger("mqguard")
 

@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from mqguard.supervisor.machine import State
 from mqguard.supervisor.snapshot import Snapshot
 from mqguard.untrusted import loggable
 
@@ -57,7 +58,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
 def health_verdict(snap: Optional[Snapshot], stale_after: float, now: float) -> Tuple[bool, Dict[str, Any]]:
     """(healthy?, JSON body) for /healthz. A stalled loop is not healthy, whatever it said last."""
     if snap is None:
-        return False, {"healthy": False, "state": "starting", "reasons": ["no cycle completed yet"]}
+        return False, {"healthy": False, "state": State.STARTING.value, "reasons": ["no cycle completed yet"]}
     reasons = list(snap.bad_reasons)
     healthy = snap.healthy
     if snap.last_cycle is not None and now - snap.last_cycle > stale_after:
@@ -268,7 +269,8 @@ class HttpEndpoint:
         if path == "/status":
             snap = self.snapshot()
             if snap is None:
-                return 503, _json_body({"state": "starting", "error": "no cycle completed yet"}), "application/json"
+                doc = {"state": State.STARTING.value, "error": "no cycle completed yet"}
+                return 503, _json_body(doc), "application/json"
             return 200, _json_body(snap.to_json()), "application/json"
         return 404, _json_body({"error": "not found", "paths": PATHS}), "application/json"
 

@@ -9,10 +9,11 @@ import urllib.request
 from typing import Any, Dict, Tuple
 
 from mqguard.config import Config
+from mqguard.exitcodes import EX_DEGRADED, EX_OK, EX_UNHEALTHY
+from mqguard.supervisor.machine import State
 from mqguard.untrusted import loggable
 
-EX_OK, EX_UNHEALTHY, EX_DEGRADED = 0, 1, 2
-UNHEALTHY_STATES = {"failed", "stopping"}
+UNHEALTHY_STATES = {State.FAILED, State.STOPPING}
 
 
 def status_url(cfg: Config) -> str:

@@ -6,6 +6,7 @@ its worker thread, never on the supervision loop.
 
 from __future__ import annotations
 
+import enum
 import errno
 import fcntl
 import logging
@@ -35,6 +36,14 @@ log = logging.getLogger(__name__)
 _LOCK_POLL = 0.5
 # Escalation steps after "endmqm -w" has used stop_timeout: each gets this long.
 ESCALATION_STEP_TIMEOUT = 30.0
+
+
+class Role(str, enum.Enum):
+    """How this host's instance is ended (endmqm's options differ)."""
+
+    ACTIVE = "active"  # single instance: endmqm -w
+    ACTIVE_MI = "active_mi"  # multi-instance active: endmqm -s -w (switch over to a standby if there is one)
+    STANDBY = "standby"  # multi-instance standby: endmqm -x (the active instance stays)
 
 
 class PrepareError(Exception):
@@ -139,15 +148,12 @@ class Lifecycle:
         return summary
 
     # -- end ---------------------------------------------------------------
-    def end(self, role: str, stop_timeout: float) -> bool:
-        """End the queue manager: -w, escalated to -i then -p. True when it ended.
-
-        role: "active" (single instance), "active_mi" (multi-instance active:
-        switch over to a standby if there is one), or "standby".
-        """
-        first = {"active": ["-w"], "active_mi": ["-s", "-w"], "standby": ["-x"]}[role]
+    def end(self, role: Role, stop_timeout: float) -> bool:
+        """End the queue manager as ``role`` asks, escalated to -i then -p (not a standby). True when it ended."""
+        role = Role(role)
+        first = {Role.ACTIVE: ["-w"], Role.ACTIVE_MI: ["-s", "-w"], Role.STANDBY: ["-x"]}[role]
         steps = [(first, stop_timeout), (["-i"], ESCALATION_STEP_TIMEOUT), (["-p"], ESCALATION_STEP_TIMEOUT)]
-        if role == "standby":
+        if role == Role.STANDBY:
             steps = steps[:1]
         for mode, timeout in steps:
             res = self.control.endmqm(mode, timeout)

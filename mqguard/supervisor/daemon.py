@@ -28,7 +28,7 @@ from mqguard.config import Config, ReportMode, StopOnExit
 from mqguard.configvalues import format_duration
 from mqguard.listener import probe_listener
 from mqguard.mq.control import MqControl
-from mqguard.mq.lifecycle import Lifecycle
+from mqguard.mq.lifecycle import Lifecycle, Role
 from mqguard.mq.pidwatch import ControllerWatch
 from mqguard.mq.runner import build_runner
 from mqguard.mq.status import QmStatus, counts_healthy
@@ -288,10 +288,10 @@ class Daemon:
         else:
             log.info("instance is going away; waiting for the running job before ending the queue manager")
 
-    def _role(self) -> str:
+    def _role(self) -> Role:
         if not self.cfg.queue_manager.multi_instance:
-            return "active"
-        return "standby" if self.machine.last_status == QmStatus.RUNNING_AS_STANDBY else "active_mi"
+            return Role.ACTIVE
+        return Role.STANDBY if self.machine.last_status == QmStatus.RUNNING_AS_STANDBY else Role.ACTIVE_MI
 
     # ------------------------------------------------------------- snapshot
     def _publish(self, obs: Optional[Observation], verdict: Optional[Verdict]) -> None:

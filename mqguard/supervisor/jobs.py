@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.control import StartResult
-from mqguard.mq.lifecycle import Lifecycle, PrepareError
+from mqguard.mq.lifecycle import Lifecycle, PrepareError, Role
 from mqguard.supervisor.hooks import Hooks, heartbeat_interval
 from mqguard.supervisor.machine import JobOutcome, JobResult, JobStage
 from mqguard.supervisor.worker import StageSetter
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 class Jobs:
     def __init__(self, qm: Callable[[], QueueManagerConfig], lifecycle: Lifecycle, hooks: Optional[Hooks],
-                 telemetry: Telemetry, wake: Callable[[], None], role: Callable[[], str],
+                 telemetry: Telemetry, wake: Callable[[], None], role: Callable[[], Role],
                  going_away: Callable[[], Optional[str]]) -> None:
         self.qm = qm
         self.lifecycle = lifecycle

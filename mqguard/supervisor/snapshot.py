@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from mqguard.clock import iso_utc
+from mqguard.supervisor.machine import State
 
 
 @dataclass(frozen=True)
@@ -63,21 +64,21 @@ def summary_line(snap: Snapshot, uptime: float, mount_timeout: str, report_mode:
     q, path = snap.qmgr, snap.storage_path
     efs = f"EFS {path} ok" if snap.storage_ok else f"EFS {path} BAD ({snap.storage_detail})"
     status = (snap.qmgr_status or "status unknown").replace("_", " ")
-    if snap.state == "waiting_for_storage":
+    if snap.state == State.WAITING_FOR_STORAGE:
         return f"waiting for EFS mount {path} ({uptime:.0f}s of {mount_timeout}): {snap.storage_detail}"
-    if snap.state == "preparing":
+    if snap.state == State.PREPARING:
         return f"preparing queue manager {q}; {efs}"
-    if snap.state == "starting":
+    if snap.state == State.STARTING:
         return f"starting queue manager {q}; {efs}"
-    if snap.state == "running":
+    if snap.state == State.RUNNING:
         lsn = "" if snap.listener_ok is None else f"; listener {snap.listener_port} ok"
         return f"queue manager {q} running; {efs}{lsn}; healthy"
-    if snap.state == "standby":
+    if snap.state == State.STANDBY:
         return f"queue manager {q} running as standby; {efs}; healthy"
     why = "; ".join(snap.bad_reasons) or status
-    if snap.state == "recovering":
+    if snap.state == State.RECOVERING:
         return f"queue manager {q} {status}; recovering for {snap.bad_seconds:.0f}s ({snap.restarts} restarts): {why}"
-    if snap.state == "failed":
+    if snap.state == State.FAILED:
         told = "reported Unhealthy to Auto Scaling" if snap.reported_unhealthy else (
             "Unhealthy (report = log: not sent)" if report_mode == "log" else "reporting Unhealthy to Auto Scaling")
         return f"queue manager {q} {status}; FAILED: {told}: {why}"
