@@ -3,6 +3,13 @@
 Plain, thread-safe Python: the metrics module turns a copy of this into
 Prometheus families at scrape time, so recording never depends on
 prometheus_client and tests can read the numbers directly.
+
+Why not prometheus_client's Histogram and Counter objects: they would live in
+a registry next to the collector that serves the snapshot, each with its own
+lock, so one scrape could not read all of them as of one moment (counters
+and the histograms of a cycle would disagree); and mqguard's metrics must have
+their label sets created up front from the contract's tables, which the
+collector already does from this one copy. The histogram here is a dozen lines.
 """
 
 from __future__ import annotations
