@@ -32,6 +32,7 @@ from mqguard.configvalues import (
     _show_list,
     _show_listen,
     _show_words,
+    _unit,
     _url,
     _user,
     _words,
@@ -82,6 +83,7 @@ class QueueManagerConfig:
     start_timeout: float
     stop_timeout: float
     stop_on_exit: StopOnExit
+    unit: str
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
         "start_timeout": Option("5m", duration(1, DAY), "longest a start may take"),
         "stop_timeout": Option("60s", duration(1, HOUR), "endmqm -w escalates after this"),
         "stop_on_exit": Option("auto", _choice(StopOnExit), "auto | always | never"),
+        "unit": Option("auto", _unit, "systemd template the queue manager runs in (mq@.service); none = as a child"),
     },
     "storage": {
         "path": Option("/var/mqm", _abs_path, "must be a mount point (the EFS mount)"),

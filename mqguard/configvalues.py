@@ -171,6 +171,15 @@ def _hook_name(raw: str) -> str:
     return value
 
 
+def _unit(raw: str) -> str:
+    value = raw.strip()
+    if value.lower() in ("auto", "none"):
+        return value.lower()
+    if not re.match(r"^[A-Za-z0-9_.:-]{1,200}@\.service$", value):
+        raise ValueError("auto, none, or a systemd template unit name such as mq@.service")
+    return value
+
+
 def _asg_name(raw: str) -> str:
     value = raw.strip()
     if len(value) > 255 or any(ord(c) < 32 for c in value):

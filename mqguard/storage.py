@@ -8,6 +8,7 @@ is not started while the previous one is still stuck.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -123,6 +124,13 @@ def _probe_once(path: str, owners: FrozenSet[int]) -> None:
         raise OSError(f"read back {len(back)} bytes that differ from what was written")
 
 
+def _hint(exc: OSError) -> str:
+    if exc.errno == errno.EROFS:
+        # mqguard.service has ProtectSystem=strict: paths it writes must be listed
+        return " (under systemd: add the path to ReadWritePaths= with `systemctl edit mqguard`)"
+    return ""
+
+
 class StorageProber:
     """Runs probes on a helper thread; at most one is ever outstanding."""
 
@@ -167,7 +175,7 @@ class StorageProber:
         except UnsafePath as exc:
             self._result = (False, time.monotonic() - start, str(exc.strerror))
         except OSError as exc:
-            self._result = (False, time.monotonic() - start, f"probe failed: {exc}")
+            self._result = (False, time.monotonic() - start, f"probe failed: {exc}{_hint(exc)}")
         done.set()
 
     @property

@@ -123,9 +123,11 @@ class MqControl:
         return self.runner.run(argv, self.qm.start_timeout, ok_codes=(0,))
 
     # -- start / stop ------------------------------------------------------
+    def strmqm_argv(self) -> List[str]:
+        return [self._bin("strmqm")] + (["-x"] if self.qm.multi_instance else []) + [self.name]
+
     def strmqm(self) -> StartOutcome:
-        argv = [self._bin("strmqm")] + (["-x"] if self.qm.multi_instance else []) + [self.name]
-        res = self.runner.run(argv, self.qm.start_timeout, ok_codes=(0, 5, 30, 31, 43, 47))
+        res = self.runner.run(self.strmqm_argv(), self.qm.start_timeout, ok_codes=(0, 5, 30, 31, 43, 47))
         return classify_strmqm(res, self.qm.multi_instance)
 
     def endmqm(self, mode: Sequence[str], timeout: float) -> CommandResult:
@@ -139,10 +141,17 @@ class MqControl:
 
 
 def classify_strmqm(res: CommandResult, multi_instance: bool) -> StartOutcome:
-    """Map strmqm's exit code to what it means for mqguard."""
+    """Map strmqm's result to what it means for mqguard."""
     if res.timed_out:
         return StartOutcome(StartResult.FAILED, f"strmqm did not finish within {res.duration:.0f}s", timed_out=True)
-    code = res.returncode
+    if res.returncode is None:
+        return StartOutcome(StartResult.FAILED, res.describe())
+    outcome = classify_strmqm_code(res.returncode, multi_instance)
+    return outcome if outcome.result != StartResult.FAILED else StartOutcome(StartResult.FAILED, res.describe())
+
+
+def classify_strmqm_code(code: int, multi_instance: bool) -> StartOutcome:
+    """Map strmqm's exit code to what it means for mqguard."""
     if code == STRMQM_STARTED:
         return StartOutcome(StartResult.STARTED, "started")
     if code == STRMQM_ALREADY_RUNNING:
@@ -153,7 +162,7 @@ def classify_strmqm(res: CommandResult, multi_instance: bool) -> StartOutcome:
         return StartOutcome(StartResult.FAILED, "strmqm started a standby, but multi_instance is off")
     if code in STRMQM_ELSEWHERE:
         return StartOutcome(StartResult.ELSEWHERE, f"an active instance runs elsewhere (exit {code})")
-    return StartOutcome(StartResult.FAILED, res.describe())
+    return StartOutcome(StartResult.FAILED, f"exit {code}")
 
 
 def mqsc_files(directory: str) -> List[str]:

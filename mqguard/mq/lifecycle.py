@@ -1,12 +1,14 @@
 """Multi-step queue-manager procedures: prepare, start, apply MQSC, end.
 
+Starting and ending go through a ``QueueManagerService`` (mqguard's child, or
+the queue manager's systemd unit: see ``service.py``).
+
 These block (they run MQ commands and touch EFS), so the daemon runs them on
 its worker thread, never on the supervision loop.
 """
 
 from __future__ import annotations
 
-import enum
 import errno
 import fcntl
 import logging
@@ -18,8 +20,6 @@ from typing import Callable, FrozenSet, List, Optional
 
 from mqguard.mq.control import (
     DSPMQINF_NOT_FOUND,
-    ENDMQM_NO_QMGR,
-    ENDMQM_NOT_RUNNING,
     RUNMQSC_NOTHING,
     RUNMQSC_PARTIAL,
     MqControl,
@@ -27,6 +27,7 @@ from mqguard.mq.control import (
     StartResult,
     mqsc_files,
 )
+from mqguard.mq.service import ChildService, QueueManagerService, Role
 from mqguard.mq.status import QmStatus
 from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, open_regular, open_state_dir
 from mqguard.untrusted import read_regular
@@ -34,16 +35,6 @@ from mqguard.untrusted import read_regular
 log = logging.getLogger(__name__)
 
 _LOCK_POLL = 0.5
-# Escalation steps after "endmqm -w" has used stop_timeout: each gets this long.
-ESCALATION_STEP_TIMEOUT = 30.0
-
-
-class Role(str, enum.Enum):
-    """How this host's instance is ended (endmqm's options differ)."""
-
-    ACTIVE = "active"  # single instance: endmqm -w
-    ACTIVE_MI = "active_mi"  # multi-instance active: endmqm -s -w (switch over to a standby if there is one)
-    STANDBY = "standby"  # multi-instance standby: endmqm -x (the active instance stays)
 
 
 class PrepareError(Exception):
@@ -69,8 +60,9 @@ def create_lock_path(storage_path: str) -> str:
 
 class Lifecycle:
     def __init__(self, control: MqControl, mqsc_dir: str, create: bool, lock_timeout: float,
-                 owners: Optional[FrozenSet[int]] = None) -> None:
+                 owners: Optional[FrozenSet[int]] = None, service: Optional[QueueManagerService] = None) -> None:
         self.control = control
+        self.service: QueueManagerService = service or ChildService(control)
         self.owners = owners if owners is not None else allowed_owners(control.qm.run_as)
         self.mqsc_dir = mqsc_dir
         self.create = create
@@ -124,7 +116,7 @@ class Lifecycle:
             return StartOutcome(StartResult.STANDBY, "adopted the running standby instance")
         if reading.status == QmStatus.RUNNING_ELSEWHERE and not self.control.qm.multi_instance:
             return StartOutcome(StartResult.ELSEWHERE, "the queue manager runs on another host")
-        return self.control.strmqm()
+        return self.service.start()
 
     def apply_mqsc(self) -> MqscSummary:
         summary = MqscSummary()
@@ -149,22 +141,12 @@ class Lifecycle:
 
     # -- end ---------------------------------------------------------------
     def end(self, role: Role, stop_timeout: float) -> bool:
-        """End the queue manager as ``role`` asks, escalated to -i then -p (not a standby). True when it ended."""
-        role = Role(role)
-        first = {Role.ACTIVE: ["-w"], Role.ACTIVE_MI: ["-s", "-w"], Role.STANDBY: ["-x"]}[role]
-        steps = [(first, stop_timeout), (["-i"], ESCALATION_STEP_TIMEOUT), (["-p"], ESCALATION_STEP_TIMEOUT)]
-        if role == Role.STANDBY:
-            steps = steps[:1]
-        for mode, timeout in steps:
-            res = self.control.endmqm(mode, timeout)
-            if res.ok((0,)):
-                log.info("queue manager %s ended (endmqm %s)", self.control.name, " ".join(mode))
-                return True
-            if res.returncode in (ENDMQM_NOT_RUNNING, ENDMQM_NO_QMGR):
-                log.info("queue manager %s was not running (endmqm exit %s)", self.control.name, res.returncode)
-                return True
-            log.warning("endmqm %s did not end %s: %s; escalating", " ".join(mode), self.control.name, res.describe())
-        return False
+        """End the queue manager now (escalated to -i, then -p); True when it ended."""
+        return self.service.end(Role(role), stop_timeout)
+
+    def end_after_exit(self, role: Role, stop_timeout: float) -> bool:
+        """End it as mqguard exits: its unit is stopped by systemd once mqguard is gone."""
+        return self.service.end_after_exit(Role(role), stop_timeout)
 
 
 MQSC_MAX_BYTES = 16 * 1024 * 1024

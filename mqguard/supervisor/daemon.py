@@ -28,9 +28,10 @@ from mqguard.config import Config, ReportMode, StopOnExit
 from mqguard.configvalues import format_duration
 from mqguard.listener import probe_listener
 from mqguard.mq.control import MqControl
-from mqguard.mq.lifecycle import Lifecycle, Role
+from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.pidwatch import ControllerWatch
 from mqguard.mq.runner import build_runner
+from mqguard.mq.service import Role, build_service, role_of
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.notify import Notifier
 from mqguard.statedir import allowed_owners
@@ -78,7 +79,9 @@ class Daemon:
         self.runner.observers.append(lambda res, ok: self.telemetry.command(res.name, res.duration, ok))
         qm = cfg.queue_manager
         self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
-        self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, lock_timeout=qm.start_timeout)
+        self.service = build_service(cfg, self.control, os.environ)
+        self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, lock_timeout=qm.start_timeout,
+                                   service=self.service)
         self.prober = StorageProber(cfg.storage.path, allowed_owners(qm.run_as))
         self.watch = ControllerWatch(qm.name)
         self.stop_event = threading.Event()  # set when shutting down: ends retries
@@ -144,8 +147,8 @@ class Daemon:
     # ---------------------------------------------------------- main loop
     def run(self) -> int:
         log.info(
-            "mqguard %s supervising queue manager %s (storage %s, poll %ss, grace %ss, report=%s)",
-            __version__, self.cfg.queue_manager.name, self.cfg.storage.path,
+            "mqguard %s supervising queue manager %s %s (storage %s, poll %ss, grace %ss, report=%s)",
+            __version__, self.cfg.queue_manager.name, self.service.description, self.cfg.storage.path,
             self.cfg.health.poll_interval, self.cfg.health.grace_period, self.cfg.health.report.value,
         )
         for line in config_mod.effective_lines(self.cfg):
@@ -289,9 +292,7 @@ class Daemon:
             log.info("instance is going away; waiting for the running job before ending the queue manager")
 
     def _role(self) -> Role:
-        if not self.cfg.queue_manager.multi_instance:
-            return Role.ACTIVE
-        return Role.STANDBY if self.machine.last_status == QmStatus.RUNNING_AS_STANDBY else Role.ACTIVE_MI
+        return role_of(self.machine.last_status, self.cfg.queue_manager.multi_instance)
 
     # ------------------------------------------------------------- snapshot
     def _publish(self, obs: Optional[Observation], verdict: Optional[Verdict]) -> None:
@@ -391,7 +392,7 @@ class Daemon:
             log.info("queue manager %s was already ended for the termination", self.cfg.queue_manager.name)
         elif end and self.jobs.prepared:
             log.info("ending queue manager %s: %s", self.cfg.queue_manager.name, why)
-            self.lifecycle.end(self._role(), self.cfg.queue_manager.stop_timeout)
+            self.lifecycle.end_after_exit(self._role(), self.cfg.queue_manager.stop_timeout)
         else:
             log.info("leaving queue manager %s as it is: %s", self.cfg.queue_manager.name, why)
         self.reporter.join(1.0)

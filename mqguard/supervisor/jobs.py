@@ -13,7 +13,8 @@ from typing import Callable, Optional
 
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.control import StartResult
-from mqguard.mq.lifecycle import Lifecycle, PrepareError, Role
+from mqguard.mq.lifecycle import Lifecycle, PrepareError
+from mqguard.mq.service import Role
 from mqguard.supervisor.hooks import Hooks, heartbeat_interval
 from mqguard.supervisor.machine import JobOutcome, JobResult, JobStage
 from mqguard.supervisor.worker import StageSetter

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -128,7 +129,7 @@ class FaultProxy:
                     self.connection.shutdown(2)
                 elif action in _LIFECYCLE_ACTIONS:
                     with proxy._lock:
-                        proxy.lifecycle.append(params)
+                        proxy.lifecycle.append({**params, "_received": repr(time.time())})
                     self._send(200, _lifecycle_reply(action))
                 else:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}

@@ -62,8 +62,12 @@ MQSC_VERBS = {
 
 # ------------------------------------------------------------------ install
 
-def install(bindir: str, prefix: str, host: str = "host1", listener_port: int = 0, ctl: Optional[str] = None) -> str:
-    """Write the simulator's commands into ``bindir``; returns the control dir."""
+def install(bindir: str, prefix: str, host: str = "host1", listener_port: int = 0, ctl: Optional[str] = None,
+            interpreter: str = sys.executable) -> str:
+    """Write the simulator's commands into ``bindir``; returns the control dir.
+
+    ``interpreter``: the Python the commands run with (one the MQ user can execute).
+    """
     os.makedirs(bindir, exist_ok=True)
     ctl = ctl or os.path.join(bindir, "ctl")
     os.makedirs(ctl, exist_ok=True)
@@ -77,7 +81,7 @@ def install(bindir: str, prefix: str, host: str = "host1", listener_port: int = 
         path = os.path.join(bindir, cmd)
         with open(path, "w") as fh:
             fh.write(
-                f"#!{sys.executable}\n"
+                f"#!{interpreter}\n"
                 "import os, sys\n"
                 "sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))\n"
                 "import mqsim\n"

@@ -30,5 +30,9 @@ cd "$root"
 pivot_root . oldroot
 umount -l /oldroot
 rmdir /oldroot 2>/dev/null || true
+# A real host's systemd makes / shared at boot (it skips that in a container):
+# units with a private mount namespace then see mounts made after they started,
+# as on an EC2 instance where EFS is mounted late.
+mount --make-rshared /
 exec env -i container=mqguard-systest PATH=/usr/sbin:/usr/bin:/sbin:/bin \
   /lib/systemd/systemd --system --unit=multi-user.target --log-target=journal --show-status=no

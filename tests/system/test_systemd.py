@@ -1,17 +1,22 @@
-"""The RPM and the unit inside the real systemd (252, PID 1 of a namespace).
+"""The RPM and its units inside the real systemd (252, PID 1 of a namespace).
 
 One guest is booted for the module (tests/system/nsboot.sh): the built RPM is
-installed there with rpm, and mqguard runs as mqguard.service against the MQ
-simulator. The tests run in order, like an operator's day: start, status,
-restart, upgrade, a bad config, a wedged loop, and finally a host shutdown.
-Everything (namespace, mounts, processes, files) is removed at the end.
+installed there with rpm; mqguard runs as mqguard.service, as the MQ user in its
+sandbox, and the MQ simulator's queue manager runs in mq@QM1.service, started
+and stopped by mqguard through systemd and polkit. The tests run in order, like
+an operator's day: install, a late EFS mount, start, restart, upgrade, a crash,
+a queue manager started by hand, an HTTP flood, a bad config, a wedged loop, an
+Auto Scaling termination, and finally a host shutdown. Everything (namespace,
+mounts, processes, files, peers) is removed at the end.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +26,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 import pytest
 
 from tests.conftest import free_port, wait_until
+from tests.peers.aws import FaultProxy, MotoAsg
+from tests.peers.imds import ImdsServer
 from tests.sim import mqsim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,8 +71,8 @@ class Guest:
             stdout=self.console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         self.pid = self._find_init()
-        self.wait_for(lambda: self.run("systemctl", "is-system-running").stdout.strip() in ("running", "degraded"),
-                      60, "the guest to boot")
+        wait_until(lambda: self.run("systemctl", "is-system-running").stdout.strip() in ("running", "degraded"),
+                   60, "the guest to boot", interval=0.25)
 
     def _find_init(self) -> int:
         deadline = time.monotonic() + 30
@@ -94,13 +101,17 @@ class Guest:
     def write(self, path: str, text: str) -> None:
         self.ok("sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", path, input=text)
 
-    def show(self, *props: str) -> Dict[str, str]:
-        out = self.ok("systemctl", "show", "mqguard", "-p", ",".join(props))
+    def show(self, *props: str, unit: str = "mqguard") -> Dict[str, str]:
+        out = self.ok("systemctl", "show", unit, "-p", ",".join(props))
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
-    @staticmethod
-    def wait_for(pred: Callable[[], object], timeout: float, what: str) -> None:
-        wait_until(pred, timeout, what, interval=0.25)
+    def wait_for(self, pred: Callable[[], object], timeout: float, what: str) -> None:
+        try:
+            wait_until(pred, timeout, what, interval=0.25)
+        except AssertionError as exc:  # say why: the units' recent journal
+            journal = self.run("journalctl", "-u", "mqguard", "-u", "mq@*", "--no-pager", "-o", "short-monotonic",
+                               "-n", "80").stdout
+            raise AssertionError(f"{exc}\n--- journal ---\n{journal}") from None
 
     def poweroff(self, timeout: float = 120) -> int:
         if self.proc.poll() is None:
@@ -114,10 +125,17 @@ class Guest:
         return self.proc.returncode
 
 
+
+EFS = "/srv/efs"  # where the guest mounts the "EFS" (bind of the host's work/efs), after mqguard started
+UNIT = f"mq@{QMGR}.service"
+PYTHON = "/usr/bin/python3"  # the simulator's interpreter: one the MQ user can execute
+
+
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
-    # Under /var/tmp: on the host's root file system, so visible through the overlay.
-    work = Path(f"/var/tmp/mqguard-systest-{os.getpid()}")
+    # On the host's root file system, so visible through the overlay; not under /tmp
+    # or /var/tmp, which mqguard's unit sees privately (PrivateTmp=yes).
+    work = Path(f"/var/lib/mqguard-systest-{os.getpid()}")
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(mode=0o755)
@@ -126,17 +144,32 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     shared.mkdir()
     efs.mkdir()
     g: Optional[Guest] = None
+    peers: List[object] = []
     try:
         rpm1 = build_rpm(1, work)
         rpm2 = build_rpm(2, work)
         port = free_port()
-        mqsim.install(str(shared / "bin"), str(shared / "var-mqm"), host="guest1", listener_port=port)
+        mqsim.install(str(shared / "bin"), str(shared / "var-mqm"), host="guest1", listener_port=port,
+                      interpreter=PYTHON)
+        # MQ's files belong to mqm, and so do mqguard and the queue manager here
+        subprocess.run(["chown", "-R", "mqm:mqm", str(shared), str(efs)], check=True)
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        imds = ImdsServer().start()
+        peers.append(imds)
+        moto = MotoAsg().start()
+        peers.append(moto)
+        proxy = FaultProxy(moto.url, []).start()
+        peers.append(proxy)
         g = Guest(work, [shared, efs])
         g.rpm1, g.rpm2, g.shared, g.efs, g.port = rpm1, rpm2, shared, efs, port  # type: ignore[attr-defined]
+        g.imds, g.moto, g.proxy = imds, moto, proxy  # type: ignore[attr-defined]
         yield g
     finally:
         if g is not None:
             g.poweroff()
+        for peer in reversed(peers):
+            peer.stop()  # type: ignore[attr-defined]
         subprocess.run(["pkill", "-KILL", "-f", str(work)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
@@ -146,13 +179,76 @@ def amqzxma0(g: Guest) -> List[int]:
     return [p for p in mqsim.controller_pids(QMGR) if str(g.shared) in Path(f"/proc/{p}/cmdline").read_text()]
 
 
+def the_controller(g: Guest) -> int:
+    pids = amqzxma0(g)
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def cgroup_of(pid: int) -> str:
+    return Path(f"/proc/{pid}/cgroup").read_text().strip().rsplit("/", 1)[-1]
+
+
+def max_open_files(pid: int) -> int:
+    line = next(ln for ln in Path(f"/proc/{pid}/limits").read_text().splitlines() if ln.startswith("Max open files"))
+    return int(line.split()[3])
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def mqguard_pid(g: Guest) -> int:
+    """mqguard's main PID as the host sees it."""
+    inner = g.show("MainPID")["MainPID"]
+    status = g.ok("cat", f"/proc/{inner}/status")
+    nspid = next(ln for ln in status.splitlines() if ln.startswith("NSpid:")).split()
+    host = [p for p in mqsim_all_pids() if _nspid(p) == nspid[1:]]
+    assert len(host) == 1, (nspid, host)
+    return host[0]
+
+
+def mqsim_all_pids() -> List[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _nspid(pid: int) -> List[str]:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return []
+    line = next((ln for ln in status.splitlines() if ln.startswith("NSpid:")), "")
+    return line.split()[2:]  # the PIDs below the host's
+
+
 def status_line(g: Guest) -> str:
     out = g.run("systemctl", "status", "mqguard", "--no-pager").stdout
     m = re.search(r'Status: "([^"]*)"', out)
     return m.group(1) if m else ""
 
 
-def test_rpm_installs_and_runs_from_installed_files(guest: Guest) -> None:
+def running(g: Guest) -> bool:
+    return status_line(g).startswith(f"queue manager {QMGR} running;")
+
+
+def ctl(g: Guest) -> str:
+    return str(Path(g.shared, "bin", "ctl"))  # type: ignore[attr-defined]
+
+
+def base_config(g: Guest, metrics_port: int) -> str:
+    return (
+        "[queue_manager]\n"
+        f"name = {QMGR}\nmq_bin_dir = {g.shared}/bin\nrun_as = mqm\n"  # type: ignore[attr-defined]
+        f"data_dir = {EFS}/qmgrs\nlog_dir = {EFS}/logs\n"
+        f"listener_port = {g.port}\nstop_timeout = 10s\n"  # type: ignore[attr-defined]
+        f"[storage]\npath = {EFS}\nfstypes = ext4,xfs,btrfs,overlay,tmpfs,nfs4\nprobe_timeout = 2s\n"
+        "mount_timeout = 5m\n"
+        "[health]\npoll_interval = 1s\nreport = log\n"
+        f"[metrics]\nlisten = 127.0.0.1:{metrics_port}\n"
+    )
+
+
+def test_rpm_installs_both_units_the_polkit_rule_and_a_locked_down_mqguard(guest: Guest) -> None:
     g = guest
     out = g.ok("rpm", "-i", "--nodeps", str(g.rpm1))  # type: ignore[attr-defined]
     assert "error" not in out.lower()
@@ -165,36 +261,72 @@ def test_rpm_installs_and_runs_from_installed_files(guest: Guest) -> None:
                  "print(mqguard.__file__, boto3.__file__)")
     assert where.split() == ["/usr/lib/mqguard/mqguard/__init__.py", "/usr/lib/mqguard/boto3/__init__.py"]
     files = g.ok("rpm", "-ql", "mqguard").splitlines()
-    for path in ("/usr/bin/mqguard", "/usr/lib/systemd/system/mqguard.service", "/etc/mqguard/mqguard.conf",
-                 "/etc/mqguard/conf.d", "/etc/mqguard/mqsc.d/10-example.mqsc", "/usr/share/man/man8/mqguard.8.gz"):
+    for path in ("/usr/bin/mqguard", "/usr/lib/systemd/system/mqguard.service", "/usr/lib/systemd/system/mq@.service",
+                 "/usr/libexec/mqguard/mq-unit", "/usr/share/polkit-1/rules.d/50-mqguard.rules",
+                 "/etc/mqguard/mqguard.conf", "/etc/mqguard/conf.d", "/etc/mqguard/mqsc.d/10-example.mqsc",
+                 "/usr/share/man/man8/mqguard.8.gz"):
         assert path in files
     assert "Type=notify" in g.ok("systemctl", "cat", "mqguard")
-    verify = g.run("systemd-analyze", "verify", "mqguard.service")
-    assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+    for unit in ("mqguard.service", UNIT):
+        verify = g.run("systemd-analyze", "verify", unit)
+        assert verify.returncode == 0 and verify.stderr.strip() == "", (unit, verify.stderr)
+    # the installed unit, as systemd itself rates it
+    rating = g.run("systemd-analyze", "security", "--no-pager", "mqguard.service").stdout
+    score = float(re.search(r"Overall exposure level for mqguard\.service: ([\d.]+)", rating).group(1))  # type: ignore[union-attr]
+    print(f"\nFIGURE systemd-analyze security mqguard.service (installed, in systemd 252): {score}", file=sys.stderr)
+    assert score <= 2.0, rating
     assert g.ok("man", "-w", "8", "mqguard").strip() == "/usr/share/man/man8/mqguard.8.gz"
 
 
-def test_start_shows_status_and_logs_to_the_journal(guest: Guest) -> None:
+def test_waits_for_a_late_efs_mount_then_runs_mq_in_its_own_unit(guest: Guest) -> None:
     g = guest
-    g.write("/etc/mqguard/conf.d/50-systest.conf", (
-        "[queue_manager]\n"
-        f"name = {QMGR}\nmq_bin_dir = {g.shared}/bin\nrun_as =\n"  # type: ignore[attr-defined]
-        f"data_dir = {g.efs}/qmgrs\nlog_dir = {g.efs}/logs\n"  # type: ignore[attr-defined]
-        f"listener_port = {g.port}\nstop_timeout = 10s\n"  # type: ignore[attr-defined]
-        f"[storage]\npath = {g.efs}\nfstypes = ext4,xfs,nfs4\nprobe_timeout = 2s\n"  # type: ignore[attr-defined]
-        "[health]\npoll_interval = 1s\nreport = log\n"
-        f"[metrics]\nlisten = 127.0.0.1:{free_port()}\n"
-    ))
+    g.ok("mkdir", "-p", EFS)
+    g.write("/etc/systemd/system/mq@.service.d/50-efs.conf", f"[Unit]\nRequiresMountsFor={EFS}\n")
+    # what an operator adds for EFS outside /var/mqm and /MQHA (here also the simulator's "/var/mqm")
+    g.write("/etc/systemd/system/mqguard.service.d/50-paths.conf",
+            f"[Service]\nReadWritePaths={EFS} {g.shared}\n")  # type: ignore[attr-defined]
+    g.ok("systemctl", "daemon-reload")
+    g.write("/etc/mqguard/conf.d/50-systest.conf", base_config(g, free_port()))
     assert g.ok("mqguard", "validate-config").startswith("configuration OK")
     g.ok("systemctl", "start", "mqguard")
-    g.wait_for(lambda: status_line(g).startswith(f"queue manager {QMGR} running;"), 60, "Status: running")
+    g.wait_for(lambda: "waiting for EFS mount" in status_line(g), 30, "mqguard waiting for the mount")
+    # the mount appears after mqguard's sandbox was set up: it must still see it
+    g.ok("mount", "--bind", str(g.efs), EFS)  # type: ignore[attr-defined]
+    g.wait_for(lambda: running(g), 60, "Status: running")
     assert status_line(g).endswith("healthy")
     journal = g.ok("journalctl", "-u", "mqguard", "--no-pager", "-o", "cat")
-    assert f"{QMGR}: running" in journal
+    assert f"{QMGR}: running" in journal and f"supervising queue manager {QMGR} in {UNIT}" in journal
     fields = g.run("journalctl", "-u", "mqguard", f"QMGR={QMGR}", "MQGUARD_STATE=running", "--no-pager", "-o", "cat")
     assert f"{QMGR}: running" in fields.stdout, "structured journal fields QMGR= and MQGUARD_STATE="
     assert g.ok("mqguard", "status").startswith(f"queue manager {QMGR} running")
-    assert len(amqzxma0(g)) == 1
+    # who runs what: mqguard as mqm without capabilities; MQ in its own unit with its own limits
+    guard = mqguard_pid(g)
+    status = Path(f"/proc/{guard}/status").read_text()
+    mqm = g.ok("id", "-u", "mqm").strip()
+    assert re.search(rf"^Uid:\s+{mqm}\s+{mqm}\s+{mqm}\s+{mqm}$", status, re.M), status
+    assert re.search(r"^CapEff:\s+0+$", status, re.M) and re.search(r"^NoNewPrivs:\s+1$", status, re.M)
+    qm = the_controller(g)
+    assert cgroup_of(qm) == UNIT and cgroup_of(guard) == "mqguard.service"
+    assert max_open_files(qm) == 10240 and max_open_files(guard) == 1024
+    assert "amqzxma0" in g.run("systemctl", "status", UNIT, "--no-pager").stdout
+    assert [c["argv"] for c in mqsim.calls(ctl(g), "strmqm")] == [[QMGR]]
+
+
+def test_polkit_lets_the_mq_user_manage_mq_units_and_nothing_else(guest: Guest) -> None:
+    g = guest
+    as_mqm = ["setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups", "systemctl", "--no-ask-password"]
+    refused = g.run(*as_mqm, "restart", "systemd-journald.service")
+    assert refused.returncode != 0 and "auth" in refused.stderr.lower(), refused.stderr
+    refused = g.run(*as_mqm, "start", "mq-other.service")
+    assert refused.returncode != 0, refused.stderr
+    # allowed: mq@ units (this one fails to start, as its queue manager is not mqguard's: exit 78 from mq-unit)
+    allowed = g.run(*as_mqm, "start", "mq@NOSUCH.service")
+    assert "auth" not in allowed.stderr.lower(), allowed.stderr
+    g.wait_for(lambda: g.show("ActiveState", unit="mq@NOSUCH.service")["ActiveState"] == "failed", 10,
+               "the foreign unit to fail")
+    journal = g.ok("journalctl", "-u", "mq@NOSUCH.service", "--no-pager", "-o", "cat")
+    assert "mqguard is configured for" in journal
+    g.ok("systemctl", "reset-failed", "mq@NOSUCH.service")
 
 
 def test_restart_leaves_the_queue_manager_running(guest: Guest) -> None:
@@ -202,9 +334,10 @@ def test_restart_leaves_the_queue_manager_running(guest: Guest) -> None:
     before = amqzxma0(g)
     main_before = g.show("MainPID")["MainPID"]
     g.ok("systemctl", "restart", "mqguard")
-    g.wait_for(lambda: status_line(g).startswith(f"queue manager {QMGR} running;"), 60, "running after restart")
+    g.wait_for(lambda: running(g), 60, "running after restart")
     assert g.show("MainPID")["MainPID"] != main_before
     assert amqzxma0(g) == before, "the queue manager must survive systemctl restart mqguard"
+    assert cgroup_of(before[0]) == UNIT
     assert "adopted the running queue manager" in g.ok("journalctl", "-u", "mqguard", "--no-pager", "-o", "cat")
 
 
@@ -216,9 +349,77 @@ def test_rpm_upgrade_leaves_the_queue_manager_running(guest: Guest) -> None:
     g.ok("rpm", "-U", "--nodeps", str(g.rpm2))  # type: ignore[attr-defined]
     assert g.ok("rpm", "-q", "mqguard").strip() == "mqguard-0.1.0-2.noarch"
     g.wait_for(lambda: g.show("MainPID")["MainPID"] not in ("0", main_before), 60, "restart by the upgrade")
-    g.wait_for(lambda: status_line(g).startswith(f"queue manager {QMGR} running;"), 60, "running after upgrade")
+    g.wait_for(lambda: running(g), 60, "running after upgrade")
     assert amqzxma0(g) == before, "the queue manager must survive an RPM upgrade"
+    assert g.show("ActiveState", unit=UNIT)["ActiveState"] == "active"
     assert "# edited by the operator" in g.ok("cat", "/etc/mqguard/mqguard.conf"), "%config(noreplace)"
+
+
+def test_a_killed_queue_manager_is_started_again_in_its_unit(guest: Guest) -> None:
+    g = guest
+    old = the_controller(g)
+    starts = len(mqsim.calls(ctl(g), "strmqm"))
+    killed = time.monotonic()
+    os.kill(old, 9)
+    g.wait_for(lambda: [p for p in amqzxma0(g) if p != old and cgroup_of(p) == UNIT], 30, "a new amqzxma0 in the unit")
+    print(f"\nFIGURE kill -9 amqzxma0 to a new one in {UNIT}: {time.monotonic() - killed:.2f} s", file=sys.stderr)
+    g.wait_for(lambda: running(g), 30, "running after the crash")
+    assert len(mqsim.calls(ctl(g), "strmqm")) == starts + 1
+    assert g.show("ActiveState", unit=UNIT)["ActiveState"] == "active"
+
+
+def test_a_queue_manager_started_by_hand_is_adopted_not_fought(guest: Guest) -> None:
+    g = guest
+    g.ok("systemctl", "stop", "mqguard")  # stop_on_exit = auto: MQ stays
+    assert len(amqzxma0(g)) == 1
+    ends = len(mqsim.calls(ctl(g), "endmqm"))
+    g.ok("systemctl", "stop", UNIT)  # the unit's ExecStop ends MQ: endmqm -w
+    assert amqzxma0(g) == []
+    assert [c["argv"] for c in mqsim.calls(ctl(g), "endmqm")[ends:]] == [["-w", QMGR]]
+    # the operator starts it by hand, outside any unit
+    g.ok("setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups", f"{g.shared}/bin/strmqm", QMGR)  # type: ignore[attr-defined]
+    by_hand = the_controller(g)
+    assert cgroup_of(by_hand) != UNIT
+    starts = len(mqsim.calls(ctl(g), "strmqm"))
+    g.ok("systemctl", "start", "mqguard")
+    g.wait_for(lambda: running(g), 60, "running, adopted")
+    assert the_controller(g) == by_hand and len(mqsim.calls(ctl(g), "strmqm")) == starts
+    assert g.show("ActiveState", unit=UNIT)["ActiveState"] == "inactive"
+    # when it crashes, mqguard starts it again, now in its unit
+    os.kill(by_hand, 9)
+    g.wait_for(lambda: [p for p in amqzxma0(g) if cgroup_of(p) == UNIT], 30, "amqzxma0 in the unit")
+    g.wait_for(lambda: running(g), 30, "running in the unit")
+
+
+def test_an_http_flood_against_mqguard_leaves_mq_alone(guest: Guest) -> None:
+    g = guest
+    qm, guard = the_controller(g), mqguard_pid(g)
+    qm_fds = open_fds(qm)
+    listen = re.search(r"listen = 127\.0\.0\.1:(\d+)", g.ok("cat", "/etc/mqguard/conf.d/50-systest.conf"))
+    port = int(listen.group(1))  # type: ignore[union-attr]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    flood: List[socket.socket] = []
+    try:
+        for _ in range(2000):  # twice mqguard's whole descriptor limit
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            flood.append(s)
+        time.sleep(2)
+        guard_fds = open_fds(guard)
+        assert guard_fds <= 1024 // 4 + 64, f"mqguard holds {guard_fds} descriptors"
+        # a good client still gets an answer (the longest-idle connection is evicted)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as good:
+            good.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            assert good.recv(64).split(b"\r\n")[0].endswith(b" 200 OK")
+        assert open_fds(qm) == qm_fds and max_open_files(qm) == 10240
+        assert amqzxma0(g) == [qm] and running(g)
+    finally:
+        for s in flood:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert g.show("ActiveState")["ActiveState"] == "active" and g.show("NRestarts")["NRestarts"] == "0"
 
 
 def test_bad_config_fails_once_with_78_and_does_not_loop(guest: Guest) -> None:
@@ -235,7 +436,7 @@ def test_bad_config_fails_once_with_78_and_does_not_loop(guest: Guest) -> None:
     g.ok("rm", "/etc/mqguard/conf.d/60-typo.conf")
     g.ok("systemctl", "reset-failed", "mqguard")
     g.ok("systemctl", "start", "mqguard")
-    g.wait_for(lambda: status_line(g).startswith(f"queue manager {QMGR} running;"), 60, "running again")
+    g.wait_for(lambda: running(g), 60, "running again")
 
 
 def test_a_wedged_loop_is_killed_by_the_watchdog_and_restarted(guest: Guest) -> None:
@@ -245,9 +446,9 @@ def test_a_wedged_loop_is_killed_by_the_watchdog_and_restarted(guest: Guest) -> 
     g.write("/etc/mqguard/conf.d/70-wedge.conf", "[queue_manager]\nstart_timeout = 2h\n[health]\ncommand_timeout = 1h\n")
     g.ok("systemctl", "daemon-reload")
     g.ok("systemctl", "restart", "mqguard")
-    g.wait_for(lambda: status_line(g).startswith(f"queue manager {QMGR} running;"), 60, "running")
+    g.wait_for(lambda: running(g), 60, "running")
     restarts = int(g.show("NRestarts")["NRestarts"])
-    knob = Path(g.shared, "bin", "ctl", "dspmq.hang")  # type: ignore[attr-defined]
+    knob = Path(ctl(g), "dspmq.hang")
     knob.write_text("")
     wedged = time.monotonic()
     try:
@@ -261,20 +462,59 @@ def test_a_wedged_loop_is_killed_by_the_watchdog_and_restarted(guest: Guest) -> 
     g.wait_for(lambda: int(g.show("NRestarts")["NRestarts"]) > restarts, 30, "the restart")
     journal = g.ok("journalctl", "-u", "mqguard", "--no-pager", "-o", "cat")
     assert "mqguard.service: Watchdog timeout" in journal
+    assert len(amqzxma0(g)) == 1, "the watchdog's kill of mqguard must not reach MQ"
     g.ok("rm", "/etc/systemd/system/mqguard.service.d/50-watchdog.conf", "/etc/mqguard/conf.d/70-wedge.conf")
     g.ok("systemctl", "daemon-reload")
     g.ok("systemctl", "restart", "mqguard")
-    g.wait_for(lambda: status_line(g).startswith(f"queue manager {QMGR} running;"), 60, "running after the watchdog")
+    g.wait_for(lambda: running(g), 60, "running after the watchdog")
 
 
-def test_host_shutdown_ends_the_queue_manager_cleanly_first(guest: Guest) -> None:
+def test_termination_ends_mq_in_its_unit_before_completing_the_hook(guest: Guest) -> None:
+    g = guest
+    imds, moto, proxy = g.imds, g.moto, g.proxy  # type: ignore[attr-defined]
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    imds.paths["meta-data/autoscaling/target-lifecycle-state"] = "InService"
+    g.write("/etc/systemd/system/mqguard.service.d/60-aws.conf",
+            "[Service]\nEnvironment=AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n")
+    g.write("/etc/mqguard/conf.d/80-aws.conf", (
+        "[health]\nreport = autoscaling\ngrace_period = 30s\n"
+        f"[aws]\nregion = us-east-1\nendpoint_url = {proxy.url}\nimds_url = {imds.url}\n"
+        "launch_hook = mq-launch\ntermination_hook = mq-terminate\n"
+    ))
+    g.ok("systemctl", "daemon-reload")
+    g.ok("systemctl", "restart", "mqguard")
+    g.wait_for(lambda: running(g), 60, "running with report = autoscaling")
+    qm = the_controller(g)
+    ends = len(mqsim.calls(ctl(g), "endmqm"))
+    imds.paths["meta-data/autoscaling/target-lifecycle-state"] = "Terminated"
+
+    def completed() -> List[Dict[str, str]]:
+        return [p for p in proxy.lifecycle if p["Action"] == "CompleteLifecycleAction"
+                and p["LifecycleHookName"] == "mq-terminate"]
+
+    g.wait_for(completed, 60, "the termination hook to be completed")
+    calls = mqsim.calls(ctl(g), "endmqm")[ends:]
+    assert [c["argv"] for c in calls] == [["-w", QMGR]], calls
+    assert float(calls[0]["t"]) < float(completed()[0]["_received"])  # type: ignore[arg-type]
+    assert completed()[0]["LifecycleActionResult"] == "CONTINUE"
+    assert qm not in amqzxma0(g) and g.show("ActiveState", unit=UNIT)["ActiveState"] == "inactive"
+    state = Path(g.efs, "qmgrs", QMGR, "qmstatus.json").read_text()  # type: ignore[attr-defined]
+    assert '"ended_normally"' in state
+    # back to a normal day for the last test: the instance did not really go away
+    g.ok("rm", "/etc/mqguard/conf.d/80-aws.conf", "/etc/systemd/system/mqguard.service.d/60-aws.conf")
+    g.ok("systemctl", "daemon-reload")
+    g.ok("systemctl", "restart", "mqguard")
+    g.wait_for(lambda: running(g), 60, "running again")
+
+
+def test_host_shutdown_ends_the_queue_manager_cleanly_before_efs_goes(guest: Guest) -> None:
     g = guest
     assert len(amqzxma0(g)) == 1
-    ctl = Path(g.shared, "bin", "ctl")  # type: ignore[attr-defined]
-    before = len(mqsim.calls(str(ctl), "endmqm"))
+    before = len(mqsim.calls(ctl(g), "endmqm"))
     assert g.poweroff() is not None
-    ends = mqsim.calls(str(ctl), "endmqm")[before:]
+    ends = mqsim.calls(ctl(g), "endmqm")[before:]
     assert [e["argv"] for e in ends] == [["-w", QMGR]], ends
+    # written through the EFS mount, so it happened before the mount went away
     state = Path(g.efs, "qmgrs", QMGR, "qmstatus.json").read_text()  # type: ignore[attr-defined]
     assert '"ended_normally"' in state
     assert amqzxma0(g) == []

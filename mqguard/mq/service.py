@@ -1,0 +1,181 @@
+"""How the queue manager is started and ended: as mqguard's child, or in its own systemd unit.
+
+``ChildService`` runs strmqm/endmqm itself (no systemd: tests, containers, a
+hand run). ``UnitService`` asks systemd to start and stop ``mq@NAME.service``,
+whose ExecStart/ExecStop (``mq-unit``) run the same strmqm and the same endmqm
+escalation; mqguard then never runs strmqm outside that unit. A queue manager
+that was started by hand (outside the unit) is still ended directly.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Mapping, Optional, Protocol
+
+from mqguard.config import Config, error_for
+from mqguard.mq.control import (
+    ENDMQM_NO_QMGR,
+    ENDMQM_NOT_RUNNING,
+    MqControl,
+    StartOutcome,
+    StartResult,
+    classify_strmqm_code,
+)
+from mqguard.mq.runner import CommandRunner
+from mqguard.mq.status import QmStatus
+from mqguard.mq.unit import ACTIVE_STATES, SystemdUnit, resolve, unit_name
+
+log = logging.getLogger(__name__)
+
+# Escalation steps after "endmqm -w" has used stop_timeout: each gets this long.
+ESCALATION_STEP_TIMEOUT = 30.0
+# systemctl itself on top of what the unit's commands may take
+SYSTEMCTL_MARGIN = 30.0
+
+
+class Role(str, enum.Enum):
+    """How this host's instance is ended (endmqm's options differ)."""
+
+    ACTIVE = "active"  # single instance: endmqm -w
+    ACTIVE_MI = "active_mi"  # multi-instance active: endmqm -s -w (switch over to a standby if there is one)
+    STANDBY = "standby"  # multi-instance standby: endmqm -x (the active instance stays)
+
+
+def role_of(status: Optional[QmStatus], multi_instance: bool) -> Role:
+    if not multi_instance:
+        return Role.ACTIVE
+    return Role.STANDBY if status == QmStatus.RUNNING_AS_STANDBY else Role.ACTIVE_MI
+
+
+def longest_end(stop_timeout: float) -> float:
+    """The most an escalated end may take: -w for stop_timeout, then -i and -p."""
+    return stop_timeout + 2 * ESCALATION_STEP_TIMEOUT
+
+
+def end_with_escalation(control: MqControl, role: Role, stop_timeout: float) -> bool:
+    """End the queue manager as ``role`` asks, escalated to -i then -p (not a standby). True when it ended."""
+    role = Role(role)
+    first = {Role.ACTIVE: ["-w"], Role.ACTIVE_MI: ["-s", "-w"], Role.STANDBY: ["-x"]}[role]
+    steps = [(first, stop_timeout), (["-i"], ESCALATION_STEP_TIMEOUT), (["-p"], ESCALATION_STEP_TIMEOUT)]
+    if role == Role.STANDBY:
+        steps = steps[:1]
+    for mode, timeout in steps:
+        res = control.endmqm(mode, timeout)
+        if res.ok((0,)):
+            log.info("queue manager %s ended (endmqm %s)", control.name, " ".join(mode))
+            return True
+        if res.returncode in (ENDMQM_NOT_RUNNING, ENDMQM_NO_QMGR):
+            log.info("queue manager %s was not running (endmqm exit %s)", control.name, res.returncode)
+            return True
+        log.warning("endmqm %s did not end %s: %s; escalating", " ".join(mode), control.name, res.describe())
+    return False
+
+
+class QueueManagerService(Protocol):
+    description: str
+
+    def start(self) -> StartOutcome:
+        """Start the queue manager (it is known not to be running here)."""
+
+    def end(self, role: Role, stop_timeout: float) -> bool:
+        """End it now and wait; True when it ended."""
+
+    def end_after_exit(self, role: Role, stop_timeout: float) -> bool:
+        """End it at mqguard's own exit (a unit is ended by systemd once mqguard has stopped)."""
+
+
+class ChildService:
+    """strmqm and endmqm run by mqguard itself: the queue manager lives in mqguard's cgroup."""
+
+    def __init__(self, control: MqControl) -> None:
+        self.control = control
+        self.description = "as mqguard's child (no systemd unit)"
+
+    def start(self) -> StartOutcome:
+        return self.control.strmqm()
+
+    def end(self, role: Role, stop_timeout: float) -> bool:
+        return end_with_escalation(self.control, role, stop_timeout)
+
+    def end_after_exit(self, role: Role, stop_timeout: float) -> bool:
+        return self.end(role, stop_timeout)
+
+
+class UnitService:
+    """The queue manager in ``mq@NAME.service``, started and stopped through systemd."""
+
+    def __init__(self, control: MqControl, unit: SystemdUnit) -> None:
+        self.control = control
+        self.unit = unit
+        self.description = f"in {unit.name}"
+
+    def start(self) -> StartOutcome:
+        qm = self.control.qm
+        state = self.unit.show(self.control.command_timeout)
+        if state is None:
+            return StartOutcome(StartResult.FAILED, f"cannot ask systemd about {self.unit.name}")
+        if state.load_state != "loaded":
+            return StartOutcome(StartResult.FAILED, f"{self.unit.name} is {state.load_state or 'unknown'} to systemd "
+                                                    "(is the mq@.service template installed?)")
+        # Active although dspmq says the queue manager is not running: what is left of a
+        # crash. A restart runs the unit's stop (which ends those processes) before strmqm.
+        verb = "restart" if state.active_state in ACTIVE_STATES else "start"
+        budget = qm.start_timeout + SYSTEMCTL_MARGIN + (longest_end(qm.stop_timeout) if verb == "restart" else 0)
+        res = self.unit.systemctl(verb, budget)
+        if res.ok():
+            reading = self.control.dspmq()
+            if reading.status == QmStatus.RUNNING_AS_STANDBY:
+                return StartOutcome(StartResult.STANDBY, f"standby instance started in {self.unit.name}")
+            return StartOutcome(StartResult.STARTED, f"started in {self.unit.name}")
+        if res.timed_out:
+            return StartOutcome(StartResult.FAILED, f"systemctl {verb} {self.unit.name} did not finish within "
+                                                    f"{budget:.0f}s", timed_out=True)
+        after = self.unit.show(self.control.command_timeout)
+        code = after.start_status if after is not None else None
+        if code is None:
+            return StartOutcome(StartResult.FAILED, f"{res.describe()} (see journalctl -u {self.unit.name})")
+        outcome = classify_strmqm_code(code, qm.multi_instance)
+        return StartOutcome(outcome.result, f"{self.unit.name}: strmqm {outcome.detail} "
+                                            f"(see journalctl -u {self.unit.name})")
+
+    def end(self, role: Role, stop_timeout: float) -> bool:
+        state = self.unit.show(self.control.command_timeout)
+        if state is not None and state.active_state in ACTIVE_STATES:
+            res = self.unit.systemctl("stop", longest_end(stop_timeout) + SYSTEMCTL_MARGIN)
+            if res.ok():
+                log.info("queue manager %s ended: %s stopped (endmqm by its ExecStop)", self.control.name,
+                         self.unit.name)
+                return True
+            log.warning("%s did not stop: %s; ending the queue manager directly", self.unit.name, res.describe())
+        # not (or no longer) in the unit: a queue manager started by hand, or systemd unreachable
+        return end_with_escalation(self.control, role, stop_timeout)
+
+    def end_after_exit(self, role: Role, stop_timeout: float) -> bool:
+        state = self.unit.show(self.control.command_timeout)
+        if state is None or state.active_state not in ACTIVE_STATES:
+            return end_with_escalation(self.control, role, stop_timeout)
+        # mq@.service is ordered Before=mqguard.service: while mqguard itself is being
+        # stopped, a stop job for the unit waits for mqguard to exit. So queue it and
+        # go; systemd then runs the unit's ExecStop (endmqm -w, -i, -p).
+        res = self.unit.systemctl("stop", self.control.command_timeout, no_block=True)
+        if res.ok():
+            log.info("queue manager %s will be ended by systemd stopping %s once mqguard has exited",
+                     self.control.name, self.unit.name)
+            return True
+        log.warning("cannot queue the stop of %s: %s; ending the queue manager directly", self.unit.name,
+                    res.describe())
+        return end_with_escalation(self.control, role, stop_timeout)
+
+
+def build_service(cfg: Config, control: MqControl, env: Mapping[str, str]) -> QueueManagerService:
+    """The service for ``cfg`` (``queue_manager.unit``); ConfigError when its template is missing."""
+    try:
+        template = resolve(cfg.queue_manager.unit, env)
+    except ValueError as exc:
+        raise error_for(cfg, "queue_manager", "unit", cfg.queue_manager.unit, str(exc)) from None
+    if template is None:
+        return ChildService(control)
+    # systemctl runs as mqguard's own user (polkit decides), whoever run_as is
+    own = CommandRunner(base_env=control.runner.base_env, observers=control.runner.observers)
+    return UnitService(control, SystemdUnit(unit_name(template, cfg.queue_manager.name), own))
