@@ -24,7 +24,7 @@ from mqguard.mq.control import (
 )
 from mqguard.mq.runner import CommandRunner
 from mqguard.mq.status import QmStatus
-from mqguard.mq.unit import ACTIVE_STATES, SystemdUnit, resolve, unit_name
+from mqguard.mq.unit import ACTIVE_STATES, SystemdUnit, covers, resolve, unit_name
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ class UnitService:
         self.control = control
         self.unit = unit
         self.description = f"in {unit.name}"
+        self._warned = False
 
     def start(self) -> StartOutcome:
         qm = self.control.qm
@@ -118,6 +119,12 @@ class UnitService:
         if state.load_state != "loaded":
             return StartOutcome(StartResult.FAILED, f"{self.unit.name} is {state.load_state or 'unknown'} to systemd "
                                                     "(is the mq@.service template installed?)")
+        storage = self.control.storage_path
+        if not self._warned and not covers(state.mounts_for, storage):
+            self._warned = True  # once: it is advice about the unit's drop-ins, not about this start
+            log.warning("%s does not require the mount of %s (RequiresMountsFor=%s): at shutdown EFS may be "
+                        "unmounted before the queue manager has ended; add it with `systemctl edit mq@`",
+                        self.unit.name, storage, " ".join(state.mounts_for) or "nothing")
         # Active although dspmq says the queue manager is not running: what is left of a
         # crash. A restart runs the unit's stop (which ends those processes) before strmqm.
         verb = "restart" if state.active_state in ACTIVE_STATES else "start"

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from mqguard.mq.runner import CommandResult, CommandRunner
 
@@ -73,6 +73,7 @@ class UnitState:
     result: str
     main_pid: int
     start_status: Optional[int]  # exit code of the last ExecStart (mq-unit start, i.e. strmqm's)
+    mounts_for: Tuple[str, ...] = ()  # RequiresMountsFor=
 
 
 _STATUS = re.compile(r"\bstatus=(\d+)/")
@@ -91,7 +92,15 @@ def parse_show(text: str) -> UnitState:
     except ValueError:
         pid = 0
     return UnitState(props.get("LoadState", ""), props.get("ActiveState", ""), props.get("SubState", ""),
-                     props.get("Result", ""), pid, int(match.group(1)) if match else None)
+                     props.get("Result", ""), pid, int(match.group(1)) if match else None,
+                     tuple(props.get("RequiresMountsFor", "").split()))
+
+
+def covers(mounts_for: Tuple[str, ...], path: str) -> bool:
+    """Whether RequiresMountsFor= includes ``path`` (or a directory below it: systemd requires every mount above)."""
+    path = os.path.normpath(path)
+    return any(os.path.normpath(m) == path or os.path.normpath(m).startswith(path.rstrip("/") + "/")
+               for m in mounts_for)
 
 
 class SystemdUnit:
@@ -107,6 +116,6 @@ class SystemdUnit:
         return self.runner.run(argv + [verb, self.name], timeout)
 
     def show(self, timeout: float) -> Optional[UnitState]:
-        res = self.runner.run([self.systemctl_path, "show", self.name,
-                               "-p", "LoadState,ActiveState,SubState,Result,MainPID,ExecStart"], timeout)
+        props = "LoadState,ActiveState,SubState,Result,MainPID,ExecStart,RequiresMountsFor"
+        res = self.runner.run([self.systemctl_path, "show", self.name, "-p", props], timeout)
         return parse_show(res.stdout) if res.ok() else None

@@ -80,8 +80,7 @@ class Daemon:
         qm = cfg.queue_manager
         self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
         self.service = build_service(cfg, self.control, os.environ)
-        self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, lock_timeout=qm.start_timeout,
-                                   service=self.service)
+        self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, qm.start_timeout, service=self.service)
         self.prober = StorageProber(cfg.storage.path, allowed_owners(qm.run_as))
         self.watch = ControllerWatch(qm.name)
         self.stop_event = threading.Event()  # set when shutting down: ends retries

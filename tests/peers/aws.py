@@ -103,6 +103,7 @@ class FaultProxy:
         self.script = list(script)
         self.seen: List[Tuple[str, str]] = []  # (action name, what we did)
         self.lifecycle: List[Dict[str, str]] = []  # parameters of lifecycle-hook calls
+        self.lifecycle_at: List[float] = []  # when each of them arrived (time.time())
         self._lock = threading.Lock()
         proxy = self
 
@@ -129,7 +130,8 @@ class FaultProxy:
                     self.connection.shutdown(2)
                 elif action in _LIFECYCLE_ACTIONS:
                     with proxy._lock:
-                        proxy.lifecycle.append({**params, "_received": repr(time.time())})
+                        proxy.lifecycle.append(params)
+                        proxy.lifecycle_at.append(time.time())
                     self._send(200, _lifecycle_reply(action))
                 else:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}

@@ -132,7 +132,7 @@ PYTHON = "/usr/bin/python3"  # the simulator's interpreter: one the MQ user can 
 
 
 @pytest.fixture(scope="module")
-def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
+def guest(moto_session: MotoAsg) -> Iterator[Guest]:
     # On the host's root file system, so visible through the overlay; not under /tmp
     # or /var/tmp, which mqguard's unit sees privately (PrivateTmp=yes).
     work = Path(f"/var/lib/mqguard-systest-{os.getpid()}")
@@ -153,12 +153,10 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
                       interpreter=PYTHON)
         # MQ's files belong to mqm, and so do mqguard and the queue manager here
         subprocess.run(["chown", "-R", "mqm:mqm", str(shared), str(efs)], check=True)
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         imds = ImdsServer().start()
         peers.append(imds)
-        moto = MotoAsg().start()
-        peers.append(moto)
+        # the session's moto: its state is per process, so a second server would share (and clobber) it
+        moto = moto_session
         proxy = FaultProxy(moto.url, []).start()
         peers.append(proxy)
         g = Guest(work, [shared, efs])
@@ -495,7 +493,8 @@ def test_termination_ends_mq_in_its_unit_before_completing_the_hook(guest: Guest
     g.wait_for(completed, 60, "the termination hook to be completed")
     calls = mqsim.calls(ctl(g), "endmqm")[ends:]
     assert [c["argv"] for c in calls] == [["-w", QMGR]], calls
-    assert float(calls[0]["t"]) < float(completed()[0]["_received"])  # type: ignore[arg-type]
+    arrived = proxy.lifecycle_at[proxy.lifecycle.index(completed()[0])]
+    assert float(calls[0]["t"]) < arrived, "MQ ended before the hook was completed"  # type: ignore[arg-type]
     assert completed()[0]["LifecycleActionResult"] == "CONTINUE"
     assert qm not in amqzxma0(g) and g.show("ActiveState", unit=UNIT)["ActiveState"] == "inactive"
     state = Path(g.efs, "qmgrs", QMGR, "qmstatus.json").read_text()  # type: ignore[attr-defined]
@@ -505,6 +504,45 @@ def test_termination_ends_mq_in_its_unit_before_completing_the_hook(guest: Guest
     g.ok("systemctl", "daemon-reload")
     g.ok("systemctl", "restart", "mqguard")
     g.wait_for(lambda: running(g), 60, "running again")
+
+
+def test_multi_instance_standby_runs_in_the_unit_and_takes_over(guest: Guest) -> None:
+    g = guest
+    g.ok("systemctl", "stop", "mqguard")
+    g.ok("systemctl", "stop", UNIT)
+    assert amqzxma0(g) == []
+    # another "host" (on the test's side of the namespace) holds the active instance
+    work = Path(g.shared).parent  # type: ignore[attr-defined]
+    other = work / "host2"
+    mqsim.install(str(other / "bin"), str(other / "var-mqm"), host="host2", interpreter=PYTHON)
+    subprocess.run(["chown", "-R", "mqm:mqm", str(other)], check=True)
+    as_mqm = ["setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups"]
+    data = Path(g.efs, "qmgrs", QMGR)  # type: ignore[attr-defined]
+    subprocess.run([*as_mqm, str(other / "bin" / "addmqinf"), "-s", "QueueManager", "-v", f"Name={QMGR}",
+                    "-v", f"Directory={QMGR}", "-v", "Prefix=/var/mqm", "-v", f"DataPath={data}"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_mqm, str(other / "bin" / "strmqm"), "-x", QMGR], check=True, capture_output=True)
+    active = [p for p in mqsim.controller_pids(QMGR) if str(other) in Path(f"/proc/{p}/cmdline").read_text()]
+    assert len(active) == 1
+    starts = len(mqsim.calls(ctl(g), "strmqm"))
+    g.write("/etc/mqguard/conf.d/90-mi.conf", "[queue_manager]\nmulti_instance = true\n")
+    try:
+        g.ok("systemctl", "start", "mqguard")
+        g.wait_for(lambda: status_line(g) == f"queue manager {QMGR} running as standby; EFS {EFS} ok; healthy", 60,
+                   "a healthy standby")
+        assert [c["argv"] for c in mqsim.calls(ctl(g), "strmqm")[starts:]] == [["-x", QMGR]]
+        standby = the_controller(g)
+        assert cgroup_of(standby) == UNIT and g.show("ActiveState", unit=UNIT)["ActiveState"] == "active"
+        # the active instance's host dies: the standby in the unit takes over
+        os.kill(active[0], 9)
+        g.wait_for(lambda: running(g) and status_line(g).endswith("healthy"), 60, "the takeover")
+        assert the_controller(g) == standby and cgroup_of(standby) == UNIT
+        assert "took over as active" in g.ok("journalctl", "-u", "mqguard", "--no-pager", "-o", "cat")
+    finally:
+        g.ok("rm", "-f", "/etc/mqguard/conf.d/90-mi.conf")
+        subprocess.run(["pkill", "-KILL", "-f", str(other)], capture_output=True)
+    g.ok("systemctl", "restart", "mqguard")
+    g.wait_for(lambda: running(g), 60, "running single-instance again")
 
 
 def test_host_shutdown_ends_the_queue_manager_cleanly_before_efs_goes(guest: Guest) -> None:

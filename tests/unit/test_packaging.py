@@ -37,15 +37,44 @@ def test_one_version_source_matches_spec_and_changelog() -> None:
 def test_unit_file_has_the_contract_settings() -> None:
     unit = (ROOT / "systemd" / "mqguard.service").read_text()
     for line in ("Type=notify", "NotifyAccess=main", "Restart=on-failure", "RestartPreventExitStatus=78",
-                 "KillMode=process", "LimitNOFILE=10240", "LimitNPROC=4096", "ExecStart=/usr/bin/mqguard run",
-                 "After=network-online.target remote-fs.target"):
+                 "ExecStart=/usr/bin/mqguard run", "After=network-online.target remote-fs.target",
+                 "User=mqm", "NoNewPrivileges=yes", "CapabilityBoundingSet=", "ProtectSystem=strict",
+                 "RemoveIPC=no", "LimitNOFILE=1024"):
         assert re.search(rf"^{re.escape(line)}$", unit, re.M), line
     watchdog = re.search(r"^WatchdogSec=(\d+)s$", unit, re.M)
     stop = re.search(r"^TimeoutStopSec=(\d+)s$", unit, re.M)
     assert watchdog and int(watchdog.group(1)) > 5 + 5 + 15 + 2, "above one worst-case cycle at the defaults"
     assert stop and int(stop.group(1)) > 60 + 30 + 30, "above stop_timeout plus the escalation steps"
-    for unsafe in ("PrivateTmp=", "ProtectSystem=", "NoNewPrivileges=yes", "MemoryDenyWriteExecute="):
-        assert not re.search(rf"^{unsafe}", unit, re.M), f"{unsafe} would be inherited by MQ"
+    # section 20: the queue manager is not mqguard's child any more
+    assert not re.search(r"^KillMode=process", unit, re.M)
+    assert not re.search(r"^ProcSubset=pid", unit, re.M), "would hide /proc/stat from the process metrics"
+
+
+def test_queue_manager_unit_has_what_mq_needs() -> None:
+    unit = (ROOT / "systemd" / "mq@.service").read_text()
+    for line in ("Type=forking", "User=mqm", "ExecStart=/usr/libexec/mqguard/mq-unit start %I",
+                 "ExecStop=/usr/libexec/mqguard/mq-unit stop %I", "LimitNOFILE=10240", "LimitNPROC=4096",
+                 "RemoveIPC=no", "Restart=no", "Before=mqguard.service", "RequiresMountsFor=/var/mqm",
+                 "TimeoutStartSec=infinity"):
+        assert re.search(rf"^{re.escape(line)}$", unit, re.M), line
+    stop = re.search(r"^TimeoutStopSec=(\d+)min$", unit, re.M)
+    assert stop and int(stop.group(1)) * 60 > 60 + 30 + 30 + 2 * 15
+    # MQ's setuid programs, Java and shared memory
+    for unsafe in ("NoNewPrivileges=yes", "MemoryDenyWriteExecute=yes", "RestrictSUIDSGID=yes", "RemoveIPC=yes",
+                   "CapabilityBoundingSet=", "PrivateTmp=yes"):
+        assert not re.search(rf"^{re.escape(unsafe)}$", unit, re.M), unsafe
+    assert "[Install]" not in unit, "started by mqguard only, never enabled on its own"
+
+
+def test_polkit_rule_grants_mq_units_only() -> None:
+    rule = (ROOT / "packaging" / "polkit" / "50-mqguard.rules").read_text()
+    assert 'subject.user !== "mqm"' in rule and "org.freedesktop.systemd1.manage-units" in rule
+    pattern = re.search(r"/\^(.+?)\$/", rule)
+    assert pattern
+    allowed = re.compile(f"^{pattern.group(1)}$")  # this JS pattern means the same in Python
+    assert allowed.match("mq@QM1.service") and allowed.match(r"mq@A-B\x25C.service")
+    for other in ("mqguard.service", "mq@.service", "sshd.service", "mq@x.service.d", "xmq@QM1.service"):
+        assert not allowed.match(other), other
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +104,7 @@ def test_rpm_contents(rpm_file: Path) -> None:
 @needs_rpm
 def test_rpm_requires_only_what_al2023_and_rhel9_have(rpm_file: Path) -> None:
     reqs = subprocess.run(["rpm", "-qpR", str(rpm_file)], capture_output=True, text=True, check=True).stdout
-    allowed = re.compile(r"^(/bin/sh|/usr/bin/python3|python3 >= 3\.9|systemd|config\(mqguard\) = .*|rpmlib\(.*)$")
+    allowed = re.compile(r"^(/bin/sh|/usr/bin/python3|python3 >= 3\.9|systemd|polkit|config\(mqguard\) = .*|rpmlib\(.*)$")
     unexpected = [r for r in reqs.splitlines() if r.strip() and not allowed.match(r.strip())]
     assert unexpected == [], unexpected
 

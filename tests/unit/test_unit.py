@@ -1,0 +1,160 @@
+"""The queue manager's systemd unit: names, choosing it, ``systemctl show``,
+the ``mq-unit`` ExecStart/ExecStop against the MQ simulator (real processes),
+and the exposure scores of the shipped units, as systemd-analyze rates them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from mqguard import config, unitcmd
+from mqguard.exitcodes import EX_CONFIG, EX_USAGE
+from mqguard.mq.unit import TEMPLATE, covers, escape_instance, parse_show, resolve, unit_name
+from tests.conftest import Harness
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = ["QM1", "qm.prod", "A/B", "X%Y", ".lead", "a_b.c/d%e", "Q" * 48, "MQ.TEST/1%A_b", "./%"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-escape") is None, reason="systemd-escape is not installed")
+def test_instance_names_are_escaped_exactly_as_systemd_escape_does() -> None:
+    for name in NAMES:
+        want = subprocess.run(["systemd-escape", name], capture_output=True, text=True, check=True).stdout.strip()
+        assert escape_instance(name) == want, name
+        back = subprocess.run(["systemd-escape", "-u", want], capture_output=True, text=True, check=True).stdout
+        assert back.strip() == name  # so %I in the unit gives the queue manager's name back
+    assert unit_name(TEMPLATE, "A/B") == "mq@A-B.service"
+
+
+def test_auto_uses_the_unit_only_under_systemd_and_a_missing_template_is_an_error() -> None:
+    under = {"INVOCATION_ID": "x", "NOTIFY_SOCKET": "/run/systemd/notify"}
+    present = "/usr/lib/systemd/system/mq@.service"
+    assert resolve("auto", under, lambda p: p == present) == TEMPLATE
+    assert resolve("auto", {}, lambda p: p == present) is None  # by hand, in tests, in a container
+    assert resolve("auto", {"INVOCATION_ID": "x"}, lambda p: p == present) is None  # a child of some service
+    assert resolve("none", under, lambda p: True) is None
+    assert resolve("mine@.service", {}, lambda p: p == "/etc/systemd/system/mine@.service") == "mine@.service"
+    with pytest.raises(ValueError, match="mq@.service to be installed"):
+        resolve("auto", under, lambda p: False)  # never fall back to running MQ inside mqguard's sandbox
+
+
+def test_config_key_unit_is_validated(tmp_path: Path) -> None:
+    conf = tmp_path / "m.conf"
+    for bad in ("mq.service", "mq@QM1.service", "../x@.service", "sh -c x@.service"):
+        conf.write_text(f"[queue_manager]\nname = QM1\nrun_as =\nunit = {bad}\n")
+        with pytest.raises(config.ConfigError, match="unit"):
+            config.load(str(conf))
+    conf.write_text("[queue_manager]\nname = QM1\nrun_as =\nunit = NONE\n")
+    assert config.load(str(conf)).queue_manager.unit == "none"
+
+
+def test_systemctl_show_is_parsed_including_the_exit_status_of_execstart() -> None:
+    text = ("LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nMainPID=0\n"
+            "ExecStart={ path=/usr/libexec/mqguard/mq-unit ; argv[]=/usr/libexec/mqguard/mq-unit start QM1 ; "
+            "ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=77 ; code=exited ; status=31/n/a }\n")
+    state = parse_show(text)
+    assert (state.load_state, state.active_state, state.result, state.start_status) == ("loaded", "failed",
+                                                                                        "exit-code", 31)
+    never = parse_show("LoadState=loaded\nActiveState=inactive\nMainPID=\nExecStart=\n")
+    assert never.start_status is None and never.main_pid == 0
+
+
+def test_requires_mounts_for_covers_the_storage_path_or_below() -> None:
+    state = parse_show("RequiresMountsFor=/var/mqm /MQHA/qmgrs\n")
+    assert state.mounts_for == ("/var/mqm", "/MQHA/qmgrs")
+    assert covers(state.mounts_for, "/var/mqm") and covers(state.mounts_for, "/MQHA/")
+    assert not covers(state.mounts_for, "/srv/efs") and not covers(state.mounts_for, "/var/mq")
+    assert not covers(("/srv",), "/srv/efs"), "a path above the mount point does not require that mount"
+
+
+# -- mq-unit: what the unit runs, against the simulator --------------------------------
+
+def mq_unit(h: Harness, *args: str, **qm: str) -> int:
+    h.configure(queue_manager={"run_as": "", **qm})
+    old = os.environ.get(config.ENV_VAR)
+    os.environ[config.ENV_VAR] = str(h.conf)
+    try:
+        return unitcmd.main(list(args))
+    finally:
+        if old is None:
+            del os.environ[config.ENV_VAR]
+        else:
+            os.environ[config.ENV_VAR] = old
+
+
+def argvs(h: Harness, cmd: str) -> List[List[str]]:
+    return [c["argv"] for c in h.calls(cmd)]  # type: ignore[misc]
+
+
+def prepared(h: Harness) -> Harness:
+    h.configure(queue_manager={"run_as": ""})
+    subprocess.run([str(Path(h.bindir, "crtmqm")), "-md", f"{h.efs.path}/qmgrs", "QM1"], check=True, capture_output=True)
+    return h
+
+
+def test_mq_unit_start_runs_strmqm_and_stop_ends_with_endmqm_w(sim: Harness) -> None:
+    h = prepared(sim)
+    assert mq_unit(h, "start", "QM1") == 0
+    assert "RUNNING" in h.dspmq() and argvs(h, "strmqm") == [["QM1"]]
+    assert mq_unit(h, "start", "QM1") == 0  # already running (5) is success for systemd
+    assert mq_unit(h, "stop", "QM1") == 0
+    assert argvs(h, "endmqm") == [["-w", "QM1"]] and "ENDED NORMALLY" in h.dspmq()
+    assert mq_unit(h, "stop", "QM1") == 0  # ExecStop after MQ is gone: nothing to do
+    assert argvs(h, "endmqm") == [["-w", "QM1"]]
+
+
+def test_mq_unit_stop_escalates_like_mqguard(sim: Harness) -> None:
+    h = prepared(sim)
+    assert mq_unit(h, "start", "QM1") == 0
+    Path(h.ctl, "amqzxma0.ignore_term").write_text("")  # endmqm -w never finishes
+    assert mq_unit(h, "stop", "QM1", stop_timeout="1s") == 0
+    assert argvs(h, "endmqm") == [["-w", "QM1"], ["-i", "QM1"]]
+
+
+def test_mq_unit_start_passes_strmqm_failures_to_systemd(sim: Harness) -> None:
+    h = prepared(sim)
+    Path(h.ctl, "strmqm.exit").write_text("71")
+    assert mq_unit(h, "start", "QM1") == 71  # systemd records it; mqguard reads ExecStart's status
+
+
+def test_mq_unit_multi_instance_uses_x(sim: Harness) -> None:
+    h = prepared(sim)
+    assert mq_unit(h, "start", "QM1", multi_instance="true") == 0
+    assert argvs(h, "strmqm") == [["-x", "QM1"]]
+    assert mq_unit(h, "stop", "QM1", multi_instance="true") == 0
+    assert argvs(h, "endmqm") == [["-s", "-w", "QM1"]]
+
+
+def test_mq_unit_refuses_another_queue_manager_and_bad_usage(sim: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    h = prepared(sim)
+    assert mq_unit(h, "start", "QM2") == EX_CONFIG
+    assert "for queue manager QM2, but mqguard is configured for QM1" in capsys.readouterr().err
+    assert mq_unit(h, "restart", "QM1") == EX_USAGE
+    assert h.calls("strmqm") == []
+
+
+# -- the exposure scores, pinned ---------------------------------------------------------
+
+def exposure(unit: Path) -> float:
+    res = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+                         capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for \S+: ([\d.]+)", res.stdout)
+    assert match, res.stdout + res.stderr
+    return float(match.group(1))
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_shipped_units_exposure_scores() -> None:
+    guard = exposure(ROOT / "systemd" / "mqguard.service")
+    mq = exposure(ROOT / "systemd" / "mq@.service")
+    print(f"\nFIGURE systemd-analyze security --offline: mqguard.service {guard}, mq@.service {mq}", file=sys.stderr)
+    assert guard <= 2.0
+    # MQ's unit is looser by necessity (setuid programs, Java, exits); it must not drift further
+    assert mq <= 7.0
