@@ -545,6 +545,27 @@ def test_multi_instance_standby_runs_in_the_unit_and_takes_over(guest: Guest) ->
     g.wait_for(lambda: running(g), 60, "running single-instance again")
 
 
+def test_stop_on_exit_always_ends_mq_through_its_unit_after_mqguard_stopped(guest: Guest) -> None:
+    g = guest
+    g.write("/etc/mqguard/conf.d/95-always.conf", "[queue_manager]\nstop_on_exit = always\n")
+    g.ok("systemctl", "restart", "mqguard")
+    g.wait_for(lambda: running(g), 60, "running with stop_on_exit = always")
+    qm = the_controller(g)
+    ends = len(mqsim.calls(ctl(g), "endmqm"))
+    stopping = time.monotonic()
+    # mq@ is ordered Before=mqguard: a stop of MQ queued from inside mqguard's own stop
+    # runs once mqguard has exited (a blocking one would wait on itself)
+    g.ok("systemctl", "stop", "mqguard")
+    g.wait_for(lambda: g.show("ActiveState", unit=UNIT)["ActiveState"] == "inactive", 60, "MQ's unit to stop")
+    print(f"\nFIGURE systemctl stop mqguard to MQ ended (stop_on_exit = always): {time.monotonic() - stopping:.2f} s",
+          file=sys.stderr)
+    assert [c["argv"] for c in mqsim.calls(ctl(g), "endmqm")[ends:]] == [["-w", QMGR]]
+    assert qm not in amqzxma0(g)
+    g.ok("rm", "/etc/mqguard/conf.d/95-always.conf")
+    g.ok("systemctl", "start", "mqguard")
+    g.wait_for(lambda: running(g), 60, "running again")
+
+
 def test_host_shutdown_ends_the_queue_manager_cleanly_before_efs_goes(guest: Guest) -> None:
     g = guest
     assert len(amqzxma0(g)) == 1
