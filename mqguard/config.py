@@ -8,13 +8,29 @@ collected and reported at once, never silently replaced by a default.
 from __future__ import annotations
 
 import configparser
-import enum
 import glob
+import grp
 import os
 import pwd
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
+from mqguard.configtypes import (
+    AwsConfig,
+    Config,
+    ConfigError,
+    ConfigProblem,
+    ControlConfig,
+    HealthConfig,
+    HooksConfig,
+    LoggingConfig,
+    MetricsConfig,
+    PcfMode,
+    QueueManagerConfig,
+    ReportMode,
+    StopOnExit,
+    StorageConfig,
+)
 from mqguard.configvalues import (
     Parser,
     _abs_path,
@@ -22,6 +38,7 @@ from mqguard.configvalues import (
     _choice,
     _crtmqm_options,
     _fstypes,
+    _group,
     _hook_name,
     _int_range,
     _optional_abs_path,
@@ -44,125 +61,36 @@ from mqguard.configvalues import (
 )
 from mqguard.untrusted import read_regular
 
+__all__ = [
+    "DEFAULT_PATH",
+    "ENV_VAR",
+    "SCHEMA",
+    "AwsConfig",
+    "Config",
+    "ConfigError",
+    "ConfigProblem",
+    "ControlConfig",
+    "HealthConfig",
+    "HooksConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "PcfMode",
+    "QueueManagerConfig",
+    "ReportMode",
+    "StopOnExit",
+    "StorageConfig",
+    "config_files",
+    "default_path",
+    "effective_lines",
+    "error_for",
+    "load",
+]
+
 DEFAULT_PATH = "/etc/mqguard/mqguard.conf"
 ENV_VAR = "MQGUARD_CONFIG"
 
 MAX_FILE = 1024 * 1024  # a configuration file larger than this is refused
 HOUR, DAY = 3600.0, 86400.0
-
-
-class StopOnExit(str, enum.Enum):
-    AUTO = "auto"
-    ALWAYS = "always"
-    NEVER = "never"
-
-
-class ReportMode(str, enum.Enum):
-    AUTOSCALING = "autoscaling"
-    LOG = "log"
-
-
-class PcfMode(str, enum.Enum):
-    AUTO = "auto"
-    ON = "on"
-    OFF = "off"
-
-
-@dataclass(frozen=True)
-class QueueManagerConfig:
-    name: str
-    mq_bin_dir: str
-    run_as: str
-    create: bool
-    data_dir: str
-    log_dir: str
-    crtmqm_options: Tuple[str, ...]
-    mqsc_dir: str
-    listener_port: int
-    multi_instance: bool
-    start_timeout: float
-    stop_timeout: float
-    stop_on_exit: StopOnExit
-    unit: str
-
-
-@dataclass(frozen=True)
-class StorageConfig:
-    path: str
-    fstypes: Tuple[str, ...]
-    mount_timeout: float
-    probe_timeout: float
-
-
-@dataclass(frozen=True)
-class HealthConfig:
-    poll_interval: float
-    grace_period: float
-    restart_attempts: int
-    restart_limit: int
-    restart_window: float
-    command_timeout: float
-    report: ReportMode
-    respect_asg_grace_period: bool
-
-
-@dataclass(frozen=True)
-class AwsConfig:
-    region: str
-    endpoint_url: str
-    imds_url: str
-    termination_hook: str
-    launch_hook: str
-    asg_name: str
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    listen: Optional[Tuple[str, int]]  # None when "off"
-    pcf: PcfMode
-    queues: Tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LoggingConfig:
-    level: str
-    format: str
-
-
-@dataclass(frozen=True)
-class Config:
-    queue_manager: QueueManagerConfig
-    storage: StorageConfig
-    health: HealthConfig
-    aws: AwsConfig
-    metrics: MetricsConfig
-    logging: LoggingConfig
-    sources: Tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ConfigProblem:
-    file: str
-    section: str
-    key: str
-    value: str
-    expected: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}: [{self.section}]" if self.section else self.file
-        if self.key:
-            where += f" {self.key}"
-        value = f" = {self.value!r}" if self.value or self.key else ""
-        return f"{where}{value}: {self.expected}"
-
-
-class ConfigError(Exception):
-    """One or more configuration problems; ``str()`` lists all of them."""
-
-    def __init__(self, problems: List[ConfigProblem]) -> None:
-        self.problems = problems
-        lines = [f"{len(problems)} configuration error(s):"] + [f"  {p}" for p in problems]
-        super().__init__("\n".join(lines))
 
 
 def error_for(cfg: Config, section: str, key: str, value: str, expected: str) -> ConfigError:
@@ -228,6 +156,15 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
     "logging": {
         "level": Option("info", _words(["debug", "info", "warning", "error"]), "log level"),
         "format": Option("text", _words(["text", "json"]), "text | json"),
+    },
+    "control": {
+        "socket": Option("/run/mqguard/mqguard.sock", _abs_path, "local control socket (pause, resume, switchover)"),
+        "group": Option("mqm", _group, "group allowed to use the control socket (and root)"),
+        "pause_max": Option("24h", duration(60, 7 * DAY), "the longest pause allowed"),
+    },
+    "hooks": {
+        "on_state_change": Option("", _optional_abs_path, "program run on each state change; empty = none"),
+        "timeout": Option("30s", duration(1, HOUR), "a hook still running after this is killed"),
     },
 }
 
@@ -322,6 +259,8 @@ def _build(values: Dict[str, Dict[str, object]], sources: Tuple[str, ...]) -> Co
         aws=AwsConfig(**values["aws"]),  # type: ignore[arg-type]
         metrics=MetricsConfig(**values["metrics"]),  # type: ignore[arg-type]
         logging=LoggingConfig(**values["logging"]),  # type: ignore[arg-type]
+        control=ControlConfig(**values["control"]),  # type: ignore[arg-type]
+        hooks=HooksConfig(**values["hooks"]),  # type: ignore[arg-type]
         sources=sources,
     )
 
@@ -340,6 +279,14 @@ def _cross_checks(cfg: Config, file: str) -> List[ConfigProblem]:
         except KeyError:
             problems.append(ConfigProblem(file, "queue_manager", "run_as", qm.run_as,
                                           "expected an existing user (MQ's commands run as this user)"))
+    try:
+        grp.getgrnam(cfg.control.group)
+    except KeyError:
+        problems.append(ConfigProblem(file, "control", "group", cfg.control.group,
+                                      "expected an existing group (it may use the control socket)"))
+    hook = cfg.hooks.on_state_change
+    if hook and not (os.path.isfile(hook) and os.access(hook, os.X_OK)):
+        problems.append(ConfigProblem(file, "hooks", "on_state_change", hook, "expected an executable file"))
     for key, value in (("data_dir", qm.data_dir), ("log_dir", qm.log_dir)):
         if value and not under_storage(value):
             problems.append(

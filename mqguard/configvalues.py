@@ -128,6 +128,13 @@ def _user(raw: str) -> str:
     return value
 
 
+def _group(raw: str) -> str:
+    value = raw.strip()
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$", value):
+        raise ValueError("a group name")
+    return value
+
+
 def _crtmqm_options(raw: str) -> Tuple[str, ...]:
     try:
         words = tuple(shlex.split(raw))

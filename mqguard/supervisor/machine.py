@@ -17,103 +17,29 @@ Vocabulary (see README "How it decides"):
 
 from __future__ import annotations
 
-import enum
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Deque, List, Optional, Sequence, Tuple
+from typing import Deque, List, Optional, Sequence
 
 from mqguard.configvalues import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
+from mqguard.supervisor.model import (
+    Action,
+    ActionKind,
+    JobOutcome,
+    JobResult,
+    JobStage,
+    Observation,
+    Settings,
+    State,
+    Verdict,
+)
 
+_LIVE = (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY, QmStatus.QUIESCING, QmStatus.ENDING_IMMEDIATELY,
+         QmStatus.ENDING_PRE_EMPTIVELY, QmStatus.STARTING)
 
-class State(str, enum.Enum):
-    """mqguard_state values. The strings are part of the contract: never rename."""
-
-    WAITING_FOR_STORAGE = "waiting_for_storage"
-    PREPARING = "preparing"
-    STARTING = "starting"
-    RUNNING = "running"
-    STANDBY = "standby"
-    RECOVERING = "recovering"
-    FAILED = "failed"
-    STOPPING = "stopping"
-
-
-class JobStage(str, enum.Enum):
-    PREPARING = "preparing"
-    STARTING = "starting"
-    CONFIGURING = "configuring"  # applying MQSC
-    ENDING = "ending"  # ending the queue manager because the instance is going away
-
-
-class JobOutcome(str, enum.Enum):
-    UP = "up"  # started or adopted, active or standby
-    ELSEWHERE = "elsewhere"  # an active instance runs on another host
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"  # strmqm/crtmqm overran start_timeout
-
-
-@dataclass(frozen=True)
-class JobResult:
-    outcome: JobOutcome
-    detail: str
-    mqsc_applied: bool = False  # the job started the queue manager active and applied MQSC
-
-
-@dataclass(frozen=True)
-class Observation:
-    now: float  # monotonic seconds
-    storage_ok: bool
-    storage_detail: str = ""
-    qmgr: Optional[QmStatus] = None  # None: not observed, or dspmq failed
-    qmgr_detail: str = ""
-    listener_ok: Optional[bool] = None  # None: not probed
-    job_stage: Optional[JobStage] = None  # the worker's current job, if any
-    job_result: Optional[JobResult] = None  # a job that finished since the last step
-    going_away: bool = False  # the instance is being terminated: never start MQ
-
-
-class ActionKind(str, enum.Enum):
-    BRING_UP = "bring_up"  # prepare if needed, start, apply MQSC when active
-    APPLY_MQSC = "apply_mqsc"  # became active by takeover
-    REPORT_UNHEALTHY = "report_unhealthy"
-    MQ_READY = "mq_ready"  # first healthy observation (completes the launch hook)
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: ActionKind
-    reason: str
-
-
-@dataclass(frozen=True)
-class Settings:
-    grace_period: float
-    restart_attempts: int
-    mount_timeout: float
-    start_timeout: float
-    multi_instance: bool
-    listener_probe: bool
-    restart_spacing: float = 0.0  # least time between the end of one attempt and the next
-    restart_limit: int = 6  # local restarts allowed in any restart_window (the restart budget)
-    restart_window: float = 3600.0
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What one step concluded; the runner logs ``line`` when it changes."""
-
-    state: State
-    healthy: bool
-    bad_reasons: List[str]
-    actions: List[Action]
-    line: str
-    notes: Tuple[str, ...] = ()  # decisions worth a log line that are not badness (e.g. budget spent)
-
-    @property
-    def key(self) -> tuple[object, ...]:
-        """What makes a verdict worth logging again (not the episode's age)."""
-        return (self.state, tuple(self.bad_reasons), tuple(self.actions), self.notes)
+__all__ = ["Action", "ActionKind", "JobOutcome", "JobResult", "JobStage", "Machine", "Observation", "Settings",
+           "State", "Verdict"]
 
 
 @dataclass
@@ -147,13 +73,18 @@ class Machine:
     healthy_as: Optional[State] = None  # RUNNING or STANDBY: the role of the last healthy observation
     mount_failure_reported: bool = False
     ready_announced: bool = False
+    was_paused: bool = False
+    warm_announced: bool = False
+    deliberate_since: Optional[float] = None  # first seen ended normally/immediately (an operator's endmqm?)
+    deliberate_wait: bool = True  # wait deliberate_end_delay before restarting after a deliberate end
+    ended_from_live: bool = False  # this observation saw it end (the one before it was up)
 
     def step(self, obs: Observation) -> Verdict:
         """The rules, in order; the first that settles the verdict returns it."""
         actions: List[Action] = []
         notes: List[str] = []
-        early = (self._rule_going_away(obs, actions) or self._rule_wait_for_storage(obs, actions)
-                 or self._rule_first_bring_up(obs, actions))
+        early = (self._rule_going_away(obs, actions) or self._rule_paused(obs) or self._rule_warm(obs, actions)
+                 or self._rule_wait_for_storage(obs, actions) or self._rule_first_bring_up(obs, actions))
         if early is not None:
             return early
         self._rule_job_finished(obs, actions)
@@ -176,6 +107,36 @@ class Machine:
         if obs.qmgr is not None:
             self.last_status = obs.qmgr
         return self._verdict(State.STOPPING, False, ["the instance is going away"], actions, obs)
+
+    def _rule_paused(self, obs: Observation) -> Optional[Verdict]:
+        """Paused: observe and tell the truth (healthy or not), but start, end, apply and report nothing.
+
+        Entering and leaving a pause both give a clean slate: no episode, attempt
+        or budget carries over, so a report pending from before cannot be sent and
+        a bad observation after it gets the full grace period.
+        """
+        if obs.paused != self.was_paused:
+            self.was_paused = obs.paused
+            self._clean_slate(obs.now)
+        if not obs.paused:
+            return None
+        if obs.qmgr is not None:
+            self.last_status = obs.qmgr
+        if obs.storage_ok:
+            self.storage_seen = True
+        bad = self._plain_badness(obs)
+        return self._verdict(State.PAUSED, not bad, bad, [], obs)
+
+    def _rule_warm(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
+        """Warm pool: wait for storage, then let the group stop the instance; never touch MQ."""
+        if not obs.warm:
+            return None
+        if not obs.storage_ok:
+            return self._verdict(State.WARM, False, [f"storage: {obs.storage_detail}"], actions, obs)
+        if not self.warm_announced:
+            self.warm_announced = True
+            actions.append(Action(ActionKind.WARM_READY, "storage ready for a warm-pool instance"))
+        return self._verdict(State.WARM, False, ["warm pool: the queue manager is not started here"], actions, obs)
 
     def _rule_wait_for_storage(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
         """Waiting for the mount is progress, until mount_timeout (then reported at once)."""
@@ -215,13 +176,16 @@ class Machine:
         """What is bad about this observation; a start in progress is "not yet" until start_timeout."""
         s = self.settings
         status = obs.qmgr
+        self.ended_from_live = status is not None and status.ended and self.last_status in _LIVE
         if status is not None:
             self.last_status = status
+        if status not in (QmStatus.ENDED_NORMALLY, QmStatus.ENDED_IMMEDIATELY):
+            self.deliberate_since = None
         healthy_qm = counts_healthy(status, s.multi_instance)
         j = _Judgement([], False, status == QmStatus.RUNNING, healthy_qm, obs.job_stage is not None)
         if not obs.storage_ok:
             j.bad.append(f"storage: {obs.storage_detail}")
-        if status == QmStatus.STARTING or (j.busy and not healthy_qm):
+        if status == QmStatus.STARTING or (j.busy and not healthy_qm):  # a switchover's end, too
             if self.starting_since is None:
                 self.starting_since = obs.now
             starting_for = obs.now - self.starting_since
@@ -247,6 +211,7 @@ class Machine:
         self.attempts = 0
         self.reported_in_episode = False
         self.up_once = True
+        self.deliberate_wait = True
         # Compare roles, not adjacent statuses: a takeover may pass through STARTING.
         if j.active and self.healthy_as == State.STANDBY:
             actions.append(Action(ActionKind.APPLY_MQSC, "this instance took over as active"))
@@ -265,6 +230,8 @@ class Machine:
         restartable = status is not None and (
             status.ended or (s.multi_instance and status == QmStatus.RUNNING_ELSEWHERE)
         )
+        if restartable and not j.busy and self._operator_may_be_restarting(obs, notes):
+            return False
         spaced = self.last_job_end is None or obs.now - self.last_job_end >= s.restart_spacing or self.attempts == 0
         if not (self.bad_since is not None and restartable and obs.storage_ok and not j.busy
                 and not self.reported_in_episode and self.attempts < s.restart_attempts and spaced):
@@ -286,6 +253,44 @@ class Machine:
         if (self.bad_since is not None and j.bad and not self.reported_in_episode
                 and obs.now - self.bad_since >= self.settings.grace_period):
             actions.append(self._report(obs, f"bad for {obs.now - self.bad_since:.0f}s: {'; '.join(j.bad)}"))
+
+    def _operator_may_be_restarting(self, obs: Observation, notes: List[str]) -> bool:
+        """After a deliberate end, an operator's strmqm may follow within seconds: do not race it."""
+        if obs.qmgr not in (QmStatus.ENDED_NORMALLY, QmStatus.ENDED_IMMEDIATELY) or not self.deliberate_wait:
+            return False
+        if self.deliberate_since is None:
+            if not self.ended_from_live:  # e.g. mqguard's own start failed: nobody else is at work
+                return False
+            self.deliberate_since = obs.now
+            notes.append(f"the queue manager was {obs.qmgr.value.replace('_', ' ')} (endmqm): starting it again "
+                         f"in {self.settings.deliberate_end_delay:g}s unless it is started meanwhile; "
+                         "use `mqguard pause` to keep it down")
+        return obs.now - self.deliberate_since < self.settings.deliberate_end_delay
+
+    def _plain_badness(self, obs: Observation) -> List[str]:
+        """What is bad, without acting on it (while paused)."""
+        bad = [] if obs.storage_ok else [f"storage: {obs.storage_detail}"]
+        if obs.storage_ok and obs.qmgr is None:
+            bad.append(f"queue manager: {obs.qmgr_detail or 'status unknown'}")
+        elif obs.qmgr is not None and not counts_healthy(obs.qmgr, self.settings.multi_instance):
+            bad.append(f"queue manager {obs.qmgr.value}")
+        if obs.qmgr == QmStatus.RUNNING and self.settings.listener_probe and obs.listener_ok is False:
+            bad.append("listener not accepting connections")
+        return bad
+
+    def _clean_slate(self, now: float) -> None:
+        """Forget episodes, attempts and the budget (pause and resume)."""
+        self.bad_since = None
+        self.attempts = 0
+        self.reported_in_episode = False
+        self.starting_since = None
+        self.last_job_end = None
+        self.restart_times.clear()
+        self.mount_failure_reported = False
+        self.deliberate_since = None
+        self.deliberate_wait = False  # the operator resumed: start it now
+        if not self.storage_seen:
+            self.started_at = now
 
     # ----------------------------------------------------------------- budget
     def budget_remaining(self, now: float) -> int:
@@ -344,6 +349,8 @@ class Machine:
             times.append(self.starting_since + s.start_timeout)
         if self.bad_since is not None and self.last_job_end is not None and self.attempts < s.restart_attempts:
             times.append(self.last_job_end + s.restart_spacing)
+        if self.deliberate_since is not None:
+            times.append(self.deliberate_since + s.deliberate_end_delay)
         if self.bad_since is not None and self.restart_times and len(self.restart_times) >= s.restart_limit:
             times.append(self.restart_times[0] + s.restart_window)  # the budget frees a restart
         future = [t for t in times if t > now]

@@ -14,7 +14,7 @@ from typing import List, Tuple
 from mqguard.config import Config, ReportMode
 from mqguard.supervisor.machine import Settings
 
-RESTART_ONLY = ("queue_manager", "storage", "aws", "metrics")
+RESTART_ONLY = ("queue_manager", "storage", "aws", "metrics", "control", "hooks")
 
 
 def settings_from(cfg: Config) -> Settings:
@@ -28,6 +28,7 @@ def settings_from(cfg: Config) -> Settings:
         restart_spacing=cfg.health.poll_interval,
         restart_limit=cfg.health.restart_limit,
         restart_window=cfg.health.restart_window,
+        deliberate_end_delay=max(cfg.health.poll_interval, 2.0),
     )
 
 

@@ -1,0 +1,109 @@
+"""The state machine's vocabulary: states, observations, actions, verdicts, settings.
+
+Plain data, no behaviour; ``machine.py`` holds the rules.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from mqguard.mq.status import QmStatus
+
+
+class State(str, enum.Enum):
+    """mqguard_state values. The strings are part of the contract: never rename."""
+
+    WAITING_FOR_STORAGE = "waiting_for_storage"
+    PREPARING = "preparing"
+    STARTING = "starting"
+    RUNNING = "running"
+    STANDBY = "standby"
+    RECOVERING = "recovering"
+    FAILED = "failed"
+    STOPPING = "stopping"
+    PAUSED = "paused"  # an operator paused supervision (section 12)
+    WARM = "warm"  # the instance is being prepared for an Auto Scaling warm pool (section 15)
+
+
+class JobStage(str, enum.Enum):
+    PREPARING = "preparing"
+    STARTING = "starting"
+    CONFIGURING = "configuring"  # applying MQSC
+    ENDING = "ending"  # ending the queue manager because the instance is going away
+    SWITCHING = "switching"  # a planned switchover to the standby on another host
+
+
+class JobOutcome(str, enum.Enum):
+    UP = "up"  # started or adopted, active or standby
+    ELSEWHERE = "elsewhere"  # an active instance runs on another host
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"  # strmqm/crtmqm overran start_timeout
+
+
+@dataclass(frozen=True)
+class JobResult:
+    outcome: JobOutcome
+    detail: str
+    mqsc_applied: bool = False  # the job started the queue manager active and applied MQSC
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: float  # monotonic seconds
+    storage_ok: bool
+    storage_detail: str = ""
+    qmgr: Optional[QmStatus] = None  # None: not observed, or dspmq failed
+    qmgr_detail: str = ""
+    listener_ok: Optional[bool] = None  # None: not probed
+    job_stage: Optional[JobStage] = None  # the worker's current job, if any
+    job_result: Optional[JobResult] = None  # a job that finished since the last step
+    going_away: bool = False  # the instance is being terminated: never start MQ
+    paused: bool = False  # an operator's pause is in force: observe only
+    warm: bool = False  # IMDS says Warmed:*: never create, register or start MQ
+
+
+class ActionKind(str, enum.Enum):
+    BRING_UP = "bring_up"  # prepare if needed, start, apply MQSC when active
+    APPLY_MQSC = "apply_mqsc"  # became active by takeover
+    REPORT_UNHEALTHY = "report_unhealthy"
+    MQ_READY = "mq_ready"  # first healthy observation (completes the launch hook)
+    WARM_READY = "warm_ready"  # warm-pool preparation done (completes the launch hook, MQ not started)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    reason: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    grace_period: float
+    restart_attempts: int
+    mount_timeout: float
+    start_timeout: float
+    multi_instance: bool
+    listener_probe: bool
+    restart_spacing: float = 0.0  # least time between the end of one attempt and the next
+    restart_limit: int = 6  # local restarts allowed in any restart_window (the restart budget)
+    restart_window: float = 3600.0
+    deliberate_end_delay: float = 2.0  # after "ended normally/immediately": an operator may be restarting it
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one step concluded; the runner logs ``line`` when it changes."""
+
+    state: State
+    healthy: bool
+    bad_reasons: List[str]
+    actions: List[Action]
+    line: str
+    notes: Tuple[str, ...] = ()  # decisions worth a log line that are not badness (e.g. budget spent)
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What makes a verdict worth logging again (not the episode's age)."""
+        return (self.state, tuple(self.bad_reasons), tuple(self.actions), self.notes)
