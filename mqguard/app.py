@@ -1,4 +1,4 @@
-"""``mqguard run``: wires the daemon to its edges (HTTP, metrics, MQI, systemd, logging).
+"""``mqguard run``: wires the daemon to its edges (HTTP, control socket, hooks, metrics, MQI, systemd, logging).
 
 The composition root: each part below knows nothing of the others.
 """
@@ -12,10 +12,13 @@ from typing import List, Optional, Tuple
 from mqguard import config as config_mod
 from mqguard import logsetup, mqi
 from mqguard.config import Config, PcfMode
+from mqguard.ctlsocket import ControlServer
 from mqguard.httpserver import HttpEndpoint
 from mqguard.metrics import MqguardCollector, build_registry
 from mqguard.notify import Notifier
+from mqguard.statehook import StateHook
 from mqguard.supervisor.daemon import Daemon
+from mqguard.supervisor.operations import Operations
 from mqguard.supervisor.snapshot import Snapshot
 from mqguard.telemetry import Telemetry
 
@@ -64,11 +67,25 @@ class App:
         elif cfg.metrics.pcf == PcfMode.AUTO:
             log.info("MQI/PCF metrics off: %s; supervising with dspmq only", why)
         self.registry = build_registry(collectors)  # type: ignore[arg-type]
+        d = self.daemon
+        self.operations = Operations(lambda: d.cfg, d.control, d.lifecycle, d.worker, d.pause_watch, d.owners,
+                                     d._wake)
+        self.control = ControlServer(cfg.control.socket, cfg.control.group, self.operations.handle)
+        self.hook: Optional[StateHook] = None
+        if cfg.hooks.on_state_change:
+            self.hook = StateHook(cfg.hooks.on_state_change, cfg.hooks.timeout, cfg.queue_manager.name,
+                                  self._instance_id, self.telemetry.hook_run)
+            hook = self.hook
+            d.state_listeners.append(lambda new, old, reason, role: hook.notify(new.value, old.value, reason, role))
         self.http: Optional[HttpEndpoint] = None
         if cfg.metrics.listen is not None:
             host, port = cfg.metrics.listen
             self.http = HttpEndpoint(host, port, self.daemon.snapshot, self.registry,
                                      lambda: stale_after(self.daemon.cfg))  # follows a reloaded poll_interval
+
+    def _instance_id(self) -> Optional[str]:
+        asg = self.daemon.autoscaling
+        return asg.known_instance_id() if asg is not None else None
 
     def _metrics_source(self) -> Tuple[Optional[Snapshot], Telemetry]:
         return self.daemon.snapshot(), self.telemetry.snapshot()
@@ -77,6 +94,11 @@ class App:
         self.daemon.install_signal_handlers()
         if self.http is not None:
             self.http.start()  # bind errors surface here, before READY=1
+        try:
+            self.control.start()
+        except OSError as exc:  # supervision matters more than the operator's socket: go on without it
+            log.error("control socket %s unavailable (%s): mqguard pause, resume and switchover will not work",
+                      self.cfg.control.socket, exc)
         if self.poller is not None:
             self.poller.start()
         self.daemon.reporter.preflight()
@@ -86,6 +108,9 @@ class App:
             return self.daemon.run()
         finally:
             self.stop_event.set()
+            self.control.stop()
+            if self.hook is not None:
+                self.hook.stop()
             if self.http is not None:
                 self.http.stop()
             self.notifier.close()

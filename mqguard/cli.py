@@ -1,4 +1,4 @@
-"""Command line: run, check, status, validate-config, --version.
+"""Command line: run, check, status, validate-config, pause, resume, switchover, --version.
 
 Exit codes (contract): 0 ok/healthy; 1 unhealthy or runtime error; 2 degraded
 or starting; 64 usage error; 78 configuration error.
@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the /status JSON document")
     validate = add("validate-config", "check the configuration and exit")
     validate.add_argument("--print", action="store_true", help="print the effective configuration")
+    pause = add("pause", "pause supervision for maintenance (stored on EFS; always expires)")
+    pause.add_argument("--for", dest="duration", metavar="DURATION", default="1h",
+                       help="how long (e.g. 30m, 2h; default 1h, at most [control] pause_max)")
+    pause.add_argument("--reason", metavar="TEXT", default="", help="why (shown in status, logs and metrics)")
+    add("resume", "end a pause: supervision starts again from a clean slate")
+    switch = add("switchover", "multi-instance: hand the active instance to the standby on the other host")
+    switch.add_argument("--force", action="store_true", help="without a running standby (MQ is then down)")
     return parser
 
 
@@ -60,6 +67,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_check(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command in ("pause", "resume", "switchover"):
+            from mqguard.controlcmd import run_control
+
+            return run_control(_load(args.config), args)
         if args.command == "status":
             from mqguard.statuscmd import run_status
 

@@ -1,4 +1,4 @@
-"""/metrics, /healthz and /status on ``metrics.listen``: one bounded event loop.
+"""/metrics, /healthz, /status, /active and /standby on ``metrics.listen``: one bounded event loop.
 
 Handlers only read the last snapshot (and the metrics registry, which reads
 snapshots too): no MQ command, no EFS access, so they answer in milliseconds
@@ -50,7 +50,7 @@ IDLE_TIMEOUT = 30.0  # a keep-alive connection may wait this long for its next r
 WRITE_TIMEOUT = 10.0  # a client that does not read its answer is dropped
 METRICS_TTL = 1.0  # /metrics is rendered at most this often
 BACKLOG = 128
-PATHS = ["/metrics", "/healthz", "/status"]
+PATHS = ["/metrics", "/healthz", "/status", "/active", "/standby"]
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
@@ -70,6 +70,18 @@ def health_verdict(snap: Optional[Snapshot], stale_after: float, now: float) -> 
         "healthy": healthy, "state": snap.state, "qmgr": snap.qmgr, "qmgr_status": snap.qmgr_status,
         "reasons": reasons,
     }
+
+
+def role_verdict(snap: Optional[Snapshot], role: str, stale_after: float, now: float) -> Tuple[bool, Dict[str, Any]]:
+    """(serve clients here?, JSON body) for /active and /standby: what a load balancer's target group asks."""
+    if snap is None:
+        return False, {role: False, "reason": "no cycle completed yet"}
+    fresh = snap.last_cycle is not None and now - snap.last_cycle <= stale_after
+    yes = fresh and (snap.active if role == "active" else snap.standby)
+    doc: Dict[str, Any] = {role: yes, "state": snap.state, "qmgr": snap.qmgr, "qmgr_status": snap.qmgr_status}
+    if not fresh:
+        doc["reason"] = "supervision loop stalled"
+    return yes, doc
 
 
 def connection_cap() -> int:
@@ -265,6 +277,9 @@ class HttpEndpoint:
             return 200, body, ctype
         if path == "/healthz":
             ok, doc = health_verdict(self.snapshot(), self._stale_after(), self.wall())
+            return (200 if ok else 503), _json_body(doc), "application/json"
+        if path in ("/active", "/standby"):
+            ok, doc = role_verdict(self.snapshot(), path[1:], self._stale_after(), self.wall())
             return (200 if ok else 503), _json_body(doc), "application/json"
         if path == "/status":
             snap = self.snapshot()

@@ -131,6 +131,20 @@ class MqguardCollector(Collector):
         mqsc.add_metric([], tel.mqsc_failures)
         yield mqsc
 
+        paused = snap.paused if snap else None
+        yield GaugeMetricFamily("mqguard_paused", "1 while an operator's pause is in force.",
+                                value=1 if paused else 0)
+        yield GaugeMetricFamily("mqguard_pause_expiry_timestamp_seconds",
+                                "When the pause in force expires (Unix time); 0 when not paused.",
+                                value=float(paused["until"]) if paused else 0.0)
+        hooks = CounterMetricFamily("mqguard_hook_runs", "on_state_change runs by result.", labels=["result"])
+        for result in HOOK_RESULTS:
+            hooks.add_metric([result], tel.hook_runs.get(result, 0))
+        yield hooks
+
+
+HOOK_RESULTS = ("ok", "failed", "timeout", "error")
+
 
 def build_registry(collectors: Iterable[Collector]) -> CollectorRegistry:
     """A private registry with mqguard's collectors and the standard process metrics."""

@@ -61,6 +61,11 @@ class Telemetry:
         self.probe_seconds = Histogram(PROBE_BUCKETS)
         self.cycle_seconds = Histogram(CYCLE_BUCKETS)
         self.mqsc_failures = 0
+        self.hook_runs: DefaultDict[str, int] = defaultdict(int)  # on_state_change runs by result
+
+    def hook_run(self, result: str) -> None:
+        with self._lock:
+            self.hook_runs[result] += 1
 
     def command(self, name: str, seconds: float, ok: bool) -> None:
         with self._lock:
@@ -94,4 +99,5 @@ class Telemetry:
             copy.probe_seconds = self.probe_seconds.copy()
             copy.cycle_seconds = self.cycle_seconds.copy()
             copy.mqsc_failures = self.mqsc_failures
+            copy.hook_runs = defaultdict(int, self.hook_runs)
             return copy

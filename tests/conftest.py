@@ -96,6 +96,12 @@ def moto(moto_session: MotoAsg) -> Iterator[MotoAsg]:
     yield moto_session
 
 
+def _own_group() -> str:
+    import grp
+
+    return grp.getgrgid(os.getegid()).gr_name
+
+
 class Harness:
     """One simulated host: MQ simulator + config + ``mqguard run`` as a subprocess."""
 
@@ -131,6 +137,7 @@ class Harness:
             "health": {"poll_interval": "1s", "grace_period": "5s", "command_timeout": "3s", "report": "log"},
             "metrics": {"listen": "off"},
             "logging": {"level": "debug"},
+            "control": {"socket": str(tmp / f"ctl-{host}" / "mqguard.sock"), "group": _own_group()},
         }
 
     def configure(self, **sections: Dict[str, str]) -> Path:

@@ -96,6 +96,7 @@ def main() -> int:
             "[health]\npoll_interval = 2s\ngrace_period = 8s\nrestart_attempts = 2\ncommand_timeout = 3s\n"
             f"[aws]\nregion = us-east-1\nendpoint_url = {moto.url}\nimds_url = {imds.url}\n"
             "[metrics]\nlisten = off\n"
+            f"[control]\nsocket = {tmp}/ctl/mqguard.sock\ngroup = root\n"
         )
         print(f"{DIM}{conf.read_text()}{RESET}")
         say(f"ASG '{moto.asg_name}' instance {moto.instance_id} health: {moto.health()}", GREEN)

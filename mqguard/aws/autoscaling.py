@@ -114,6 +114,11 @@ class AutoScaling:
                 self._identity = InstanceIdentity(self.imds.instance_id(), region)
             return self._identity
 
+    def known_instance_id(self) -> Optional[str]:
+        """The instance id if it was already looked up (never asks IMDS: for hooks' environment)."""
+        with self._lock:
+            return self._identity.instance_id if self._identity is not None else None
+
     def client(self) -> Any:
         ident = self.identity()
         with self._lock:

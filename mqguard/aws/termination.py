@@ -63,6 +63,11 @@ def interpret(lifecycle_state: Optional[str], spot_action: Optional[str]) -> Opt
     return None
 
 
+def is_warm(lifecycle_state: Optional[str]) -> bool:
+    """``Warmed:Pending``, ``Warmed:Running``, ``Warmed:Stopped``, …: being prepared for a warm pool."""
+    return lifecycle_state is not None and lifecycle_state.strip().startswith("Warmed:")
+
+
 class TerminationWatch:
     """Polls IMDS on its own thread; ``reason`` becomes set once, never unset."""
 
@@ -73,6 +78,7 @@ class TerminationWatch:
         self.on_change = on_change
         self.reason: Optional[str] = None
         self.kind: Optional[str] = None  # TERMINATING or SPOT once going away
+        self.warm = False  # target-lifecycle-state Warmed:* (a warm-pool instance: never start MQ)
         self._warned = False
         self._bad_notice = ""
         self._thread: Optional[threading.Thread] = None
@@ -93,6 +99,12 @@ class TerminationWatch:
                 log.info("cannot read instance metadata (%s); assuming the instance stays", exc)
                 self._warned = True
             return None
+        warm = is_warm(state)
+        if warm != self.warm:
+            self.warm = warm
+            log.warning("Auto Scaling lifecycle state %s: %s", quoted(state or ""),
+                        "warm pool, the queue manager is not started" if warm else "in service")
+            self.on_change()
         found = interpret(state, spot)
         if found is None and spot and spot != self._bad_notice:  # an answer, but no notice in it
             self._bad_notice = spot

@@ -13,9 +13,8 @@ import os
 import select
 import signal
 import threading
-from dataclasses import replace
 from types import FrameType
-from typing import Optional
+from typing import Callable, List, Optional
 
 from mqguard import __version__
 from mqguard import config as config_mod
@@ -25,15 +24,15 @@ from mqguard.aws.imds import Imds
 from mqguard.aws.termination import SPOT, TERMINATING, TerminationWatch
 from mqguard.clock import Clock, SystemClock
 from mqguard.config import Config, ReportMode, StopOnExit
-from mqguard.configvalues import format_duration
 from mqguard.listener import probe_listener
 from mqguard.mq.control import MqControl
 from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.pidwatch import ControllerWatch
 from mqguard.mq.runner import build_runner
 from mqguard.mq.service import Role, build_service, role_of
-from mqguard.mq.status import QmStatus, counts_healthy
+from mqguard.mq.status import QmStatus
 from mqguard.notify import Notifier
+from mqguard.pause import Pause, PauseWatch
 from mqguard.statedir import allowed_owners
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
 from mqguard.supervisor.hooks import Hooks
@@ -46,9 +45,10 @@ from mqguard.supervisor.machine import (
     State,
     Verdict,
 )
+from mqguard.supervisor.publish import compose
 from mqguard.supervisor.reload import reloaded, settings_from
 from mqguard.supervisor.reporter import Reporter
-from mqguard.supervisor.snapshot import Snapshot, summary_line
+from mqguard.supervisor.snapshot import Snapshot
 from mqguard.supervisor.stopping import host_is_stopping, should_end_qmgr
 from mqguard.supervisor.worker import Worker
 from mqguard.telemetry import Telemetry
@@ -56,6 +56,7 @@ from mqguard.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 JOB_DRAIN_TIMEOUT = 10.0  # at shutdown, how long to let a running job finish
+_ROLES = {QmStatus.RUNNING: "active", QmStatus.RUNNING_AS_STANDBY: "standby"}  # MQGUARD_ROLE for hooks
 SHUTDOWN_IMDS_DEADLINE = 1.5  # per path: a slow IMDS must not hold up a stop (the answer then is "stays")
 
 
@@ -81,7 +82,10 @@ class Daemon:
         self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
         self.service = build_service(cfg, self.control, os.environ)
         self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, qm.start_timeout, service=self.service)
-        self.prober = StorageProber(cfg.storage.path, allowed_owners(qm.run_as))
+        self.owners = allowed_owners(qm.run_as)
+        self.prober = StorageProber(cfg.storage.path, self.owners)
+        self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self._wake)  # shared by the pair, on EFS
+        self.state_listeners: List[Callable[[State, State, str, str], None]] = []  # (new, old, reason, role)
         self.watch = ControllerWatch(qm.name)
         self.stop_event = threading.Event()  # set when shutting down: ends retries
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -115,10 +119,11 @@ class Daemon:
         self._stop_requested = False
         self._reload_requested = False
         self._last_key: tuple[object, ...] = ()
+        self._last_state: Optional[State] = None
         self._snapshot_lock = threading.Lock()
         self._snapshot: Optional[Snapshot] = None
         self._last_obs: Optional[Observation] = None
-        self._started = self.clock.monotonic()
+        self.started = self.clock.monotonic()
 
     # ----------------------------------------------------------- plumbing
     def _wake(self) -> None:
@@ -155,6 +160,7 @@ class Daemon:
                 log.debug("config: %s", line)
         self._publish(None, None)
         if self.termination is not None:
+            self.termination.check(within=2.0)  # warm pool or going away: known before anything starts
             self.termination.start()
         while not self._stop_requested:
             if self._reload_requested:
@@ -167,6 +173,10 @@ class Daemon:
                 # cycle at least twice per WatchdogSec, whatever poll_interval says
                 next_due = min(next_due, started + self.notifier.watchdog_interval)
             deadline = self.machine.next_deadline(self.clock.monotonic())
+            pause = self.pause_watch.current
+            if pause is not None and pause.active(self.clock.wall()):  # wake at the second it expires
+                expiry = pause.until - self.clock.wall() + self.clock.monotonic()
+                deadline = expiry if deadline is None else min(deadline, expiry)
             if deadline is not None:
                 # wake when a grace period or budget runs out, not a poll later
                 next_due = min(next_due, deadline + 0.01)
@@ -183,6 +193,11 @@ class Daemon:
             self._mqsc_pending = False
         if obs.going_away and not self._termination_job:
             self._start_termination()
+        if verdict.state != self._last_state:
+            old, self._last_state = self._last_state, verdict.state
+            role = _ROLES.get(obs.qmgr, "none") if obs.qmgr else "none"
+            for listener in self.state_listeners:
+                listener(verdict.state, old or State.WAITING_FOR_STORAGE, verdict.line, role)
         if verdict.key != self._last_key:
             calm = verdict.healthy or verdict.state in (State.STARTING, State.PREPARING)
             log.log(logging.INFO if calm else logging.WARNING, "%s: %s", self.cfg.queue_manager.name, verdict.line)
@@ -226,6 +241,7 @@ class Daemon:
         mount = check_mount(cfg.storage.path, cfg.storage.fstypes, self.mountinfo)
         storage_ok, storage_detail = mount.ok, mount.detail
         if mount.ok:
+            self.pause_watch.refresh()  # in the background; the last value read holds meanwhile
             probe = self.prober.probe(cfg.storage.probe_timeout)
             if probe.seconds is not None:
                 self.telemetry.probe(probe.seconds)
@@ -255,7 +271,14 @@ class Daemon:
             job_stage=stage,
             job_result=result,
             going_away=self.going_away is not None,
+            paused=self.paused is not None,
+            warm=self.termination is not None and self.termination.warm,
         )
+
+    @property
+    def paused(self) -> Optional[Pause]:
+        pause = self.pause_watch.current
+        return pause if pause is not None and pause.active(self.clock.wall()) else None
 
     @property
     def going_away(self) -> Optional[str]:
@@ -275,6 +298,8 @@ class Daemon:
             self.reporter.report(action.reason, lambda: self.machine.still_bad(episode))
         elif action.kind == ActionKind.MQ_READY and self.hooks is not None:
             self.hooks.complete_launch()
+        elif action.kind == ActionKind.WARM_READY and self.hooks is not None:
+            self.hooks.complete_launch(warm=True)
 
     def _start_termination(self) -> None:
         """Going away: end MQ cleanly while the instance is alive, then complete the hook."""
@@ -295,38 +320,7 @@ class Daemon:
 
     # ------------------------------------------------------------- snapshot
     def _publish(self, obs: Optional[Observation], verdict: Optional[Verdict]) -> None:
-        m = self.machine
-        wall_offset = self.clock.wall() - self.clock.monotonic()
-        snap = Snapshot(
-            version=__version__,
-            qmgr=self.cfg.queue_manager.name,
-            state=(verdict.state if verdict else m.state).value,
-            healthy=bool(verdict and verdict.healthy),
-            qmgr_status=obs.qmgr.value if (obs and obs.qmgr) else None,
-            qmgr_detail=obs.qmgr_detail if obs else "",
-            storage_path=self.cfg.storage.path,
-            storage_ok=bool(obs and obs.storage_ok),
-            storage_detail=obs.storage_detail if obs else "not checked yet",
-            listener_port=self.cfg.queue_manager.listener_port,
-            listener_ok=obs.listener_ok if obs else None,
-            bad_since=None if m.bad_since is None else m.bad_since + wall_offset,
-            bad_seconds=m.bad_seconds(self.clock.monotonic()),
-            restarts=m.restarts_total,
-            restart_budget_remaining=m.budget_remaining(self.clock.monotonic()),
-            aws_error=self.aws_errors.current(),
-            reported_unhealthy=self.reporter.reported,
-            last_cycle=self.clock.wall() if obs else None,
-            verdict=verdict.line if verdict else "starting up",
-            bad_reasons=list(verdict.bad_reasons) if verdict else [],
-            controller_pid=self.watch.pid,
-            cycles=self.cycles,
-            report_check=self.reporter.preflight_result if self.autoscaling else "report = log",
-            qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, self.cfg.queue_manager.multi_instance)),
-        )
-        snap = replace(snap, summary=summary_line(
-            snap, self.clock.monotonic() - self._started, format_duration(self.cfg.storage.mount_timeout),
-            self.cfg.health.report.value,
-        ))
+        snap = compose(self, obs, verdict)
         self.notifier.status(snap.summary)
         with self._snapshot_lock:
             self._snapshot = snap

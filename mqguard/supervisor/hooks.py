@@ -41,13 +41,14 @@ class Hooks:
         self.launch_completed = False
         self.termination_completed = False
 
-    def complete_launch(self) -> None:
-        """In the background: the queue manager is up."""
-        if self.launch_hook and not self.launch_completed:
-            threading.Thread(target=self._complete_launch, name="launch-hook", daemon=True).start()
+    def complete_launch(self, warm: bool = False) -> None:
+        """In the background: the queue manager is up (or, ``warm``, the instance may join its warm pool:
+        the group then expects the hook once more when it moves the instance into service)."""
+        if self.launch_hook and (warm or not self.launch_completed):
+            threading.Thread(target=self._complete_launch, args=(warm,), name="launch-hook", daemon=True).start()
 
-    def _complete_launch(self) -> None:
-        if self._complete(self.launch_hook, "CONTINUE", attempts=None):
+    def _complete_launch(self, warm: bool) -> None:
+        if self._complete(self.launch_hook, "CONTINUE", attempts=None) and not warm:
             self.launch_completed = True
 
     def complete_termination(self, attempts: int = 5) -> None:

@@ -37,6 +37,8 @@ class Snapshot:
     qmgr_healthy: bool = False  # the queue manager's own status counts healthy (mqguard_qmgr_up)
     restart_budget_remaining: int = 0  # local restarts still allowed in the restart window
     aws_error: Optional[Dict[str, Any]] = None  # the last AWS error retrying cannot fix, until fixed
+    paused: Optional[Dict[str, Any]] = None  # {"until", "reason", "by", "since"} while a pause is in force
+    going_away: bool = False  # the instance is being terminated (or a spot interruption is announced)
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)
@@ -47,7 +49,22 @@ class Snapshot:
             doc["aws_error"] = {**self.aws_error, "since": iso_utc(self.aws_error["since"]),
                                 "message": redact(str(self.aws_error["message"]))}
         doc["report_check"] = redact(self.report_check)
+        if self.paused is not None:
+            doc["paused"] = {**self.paused, "until": iso_utc(self.paused["until"]),
+                             "since": iso_utc(self.paused["since"])}
         return doc
+
+    @property
+    def active(self) -> bool:
+        """/active: this host runs the active instance, its listener accepts (when probed), the
+        instance is not going away and supervision is not failed."""
+        return (self.qmgr_status == "running" and self.listener_ok is not False and not self.going_away
+                and self.state != State.FAILED.value)
+
+    @property
+    def standby(self) -> bool:
+        """/standby: this host runs a healthy standby instance."""
+        return self.qmgr_status == "running_as_standby" and self.storage_ok and not self.going_away
 
 
 _ARN = re.compile(r"arn:aws[a-zA-Z-]*:[^\s,;'\"]*")
@@ -60,7 +77,15 @@ def redact(text: str) -> str:
 
 
 def summary_line(snap: Snapshot, uptime: float, mount_timeout: str, report_mode: str) -> str:
-    """What mqguard is doing, in one line (systemctl status shows it)."""
+    """What mqguard is doing, in one line (systemctl status shows it); a pause comes first."""
+    line = _state_line(snap, uptime, mount_timeout, report_mode)
+    if snap.paused is not None:
+        reason = f" ({snap.paused['reason']})" if snap.paused.get("reason") else ""
+        return f"PAUSED until {iso_utc(snap.paused['until'])}{reason}; {line}"
+    return line
+
+
+def _state_line(snap: Snapshot, uptime: float, mount_timeout: str, report_mode: str) -> str:
     q, path = snap.qmgr, snap.storage_path
     efs = f"EFS {path} ok" if snap.storage_ok else f"EFS {path} BAD ({snap.storage_detail})"
     status = (snap.qmgr_status or "status unknown").replace("_", " ")
@@ -75,7 +100,11 @@ def summary_line(snap: Snapshot, uptime: float, mount_timeout: str, report_mode:
         return f"queue manager {q} running; {efs}{lsn}; healthy"
     if snap.state == State.STANDBY:
         return f"queue manager {q} running as standby; {efs}; healthy"
+    if snap.state == State.WARM:
+        return f"warm pool: queue manager {q} not started here; {efs}"
     why = "; ".join(snap.bad_reasons) or status
+    if snap.state == State.PAUSED:
+        return f"queue manager {q} {status}; {efs}; " + ("healthy" if snap.healthy else f"not healthy: {why}")
     if snap.state == State.RECOVERING:
         return f"queue manager {q} {status}; recovering for {snap.bad_seconds:.0f}s ({snap.restarts} restarts): {why}"
     if snap.state == State.FAILED:

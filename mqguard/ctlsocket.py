@@ -1,0 +1,261 @@
+"""The local control socket (section 12): ``mqguard pause | resume | switchover``.
+
+A Unix stream socket, mode 0660, group ``[control] group``. Each connection
+carries one request and one reply, each a line of JSON:
+
+    -> {"v": 1, "op": "pause", "seconds": 3600, "reason": "fix pack"}
+    <- {"v": 1, "ok": true, "message": "paused until 2026-11-27 12:00:00 UTC (fix pack)"}
+
+The caller's credentials come from the kernel (SO_PEERCRED): root or a member
+of the group may ask; anyone else gets "permission denied" and the attempt is
+logged. Requests are served on their own threads (a switchover takes a while),
+never on the supervision loop, at most a few at a time.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import json
+import logging
+import os
+import pwd
+import select
+import socket
+import stat
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from mqguard.untrusted import loggable
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = 1
+OPERATIONS = ("pause", "resume", "switchover")
+MAX_LINE = 16 * 1024
+REQUEST_DEADLINE = 5.0  # to send the request line
+MAX_HANDLERS = 4
+
+
+@dataclass(frozen=True)
+class Peer:
+    pid: int
+    uid: int
+    gid: int
+
+    @property
+    def name(self) -> str:
+        try:
+            return pwd.getpwuid(self.uid).pw_name
+        except KeyError:
+            return f"uid {self.uid}"
+
+
+@dataclass(frozen=True)
+class Request:
+    op: str
+    peer: Peer
+    args: Dict[str, Any] = field(default_factory=dict)
+
+
+Reply = Tuple[bool, str]
+Handler = Callable[[Request], Reply]
+
+
+def peer_of(conn: socket.socket) -> Peer:
+    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return Peer(pid, uid, gid)
+
+
+def may_control(peer: Peer, group: str) -> bool:
+    """root, or a member of ``group`` (primary or supplementary, per the user database)."""
+    if peer.uid == 0:
+        return True
+    try:
+        gid = grp.getgrnam(group).gr_gid
+        user = pwd.getpwuid(peer.uid)
+    except KeyError:
+        return False
+    return gid == user.pw_gid or gid in os.getgrouplist(user.pw_name, user.pw_gid)
+
+
+def parse_request(line: bytes) -> Tuple[str, Dict[str, Any]]:
+    """(op, arguments); ValueError with what is wrong."""
+    try:
+        doc = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError("not a JSON request") from None
+    if not isinstance(doc, dict) or doc.get("v") != PROTOCOL:
+        raise ValueError(f"unsupported protocol (this mqguard speaks version {PROTOCOL})")
+    op = doc.get("op")
+    if op not in OPERATIONS:
+        raise ValueError(f"unknown operation {loggable(str(op))!r}")
+    return str(op), {k: v for k, v in doc.items() if k not in ("v", "op")}
+
+
+class ControlServer:
+    def __init__(self, path: str, group: str, handler: Handler) -> None:
+        self.path = path
+        self.group = group
+        self.handler = handler
+        self.sock: Optional[socket.socket] = None
+        self._stop = threading.Event()
+        self._slots = threading.BoundedSemaphore(MAX_HANDLERS)
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        """Bind (replacing a stale socket of a previous mqguard); OSError when that is not possible."""
+        parent = os.path.dirname(self.path)
+        if not os.path.isdir(parent):  # under systemd, RuntimeDirectory= made it (mqm:mqm 0750); by hand, make it
+            os.makedirs(parent, 0o750, exist_ok=True)
+            self._give_group(parent)
+        self._clear_stale()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o117)  # born 0660: never briefly open to others
+        try:
+            sock.bind(self.path)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+        self._give_group(self.path)
+        sock.listen(16)
+        self.sock = sock
+        self._thread = threading.Thread(target=self._serve, name="control-socket", daemon=True)
+        self._thread.start()
+        log.info("control socket %s (mode 0660, group %s)", self.path, self.group)
+
+    def _give_group(self, path: str) -> None:
+        try:
+            os.chown(path, -1, grp.getgrnam(self.group).gr_gid)
+        except (KeyError, PermissionError) as exc:
+            log.warning("control socket: cannot give %s group %s (%s); only root and %s may use it",
+                        path, self.group, exc, pwd.getpwuid(os.geteuid()).pw_name)
+
+    def _clear_stale(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OSError(errno.EEXIST, f"{self.path} exists and is not a socket; not replacing it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(self.path)
+        except OSError:
+            os.unlink(self.path)  # nobody listens: left by a killed mqguard
+            return
+        finally:
+            probe.close()
+        raise OSError(errno.EADDRINUSE, f"another mqguard answers on {self.path}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.sock is not None:
+            self.sock.close()
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(2.0)
+
+    def _serve(self) -> None:
+        if self.sock is None:
+            return
+        while not self._stop.is_set():
+            try:
+                readable, _, _ = select.select([self.sock], [], [], 0.5)
+                if not readable:
+                    continue
+                conn, _ = self.sock.accept()
+            except OSError:
+                if self._stop.is_set():
+                    return
+                time.sleep(0.1)  # e.g. EMFILE: do not spin
+                continue
+            if not self._slots.acquire(blocking=False):
+                _reply(conn, False, "busy: other control requests are being served; try again")
+                conn.close()
+                continue
+            threading.Thread(target=self._handle, args=(conn,), name="control-request", daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                peer = peer_of(conn)
+                line = _read_line(conn, time.monotonic() + REQUEST_DEADLINE)
+                try:
+                    op, args = parse_request(line)
+                except ValueError as exc:
+                    _reply(conn, False, f"bad request: {exc}")
+                    return
+                if not may_control(peer, self.group):
+                    log.warning("control socket: refused %s from %s (uid %d, pid %d): not root or a member of "
+                                "group %s", op, peer.name, peer.uid, peer.pid, self.group)
+                    _reply(conn, False, f"permission denied: only root and members of group {self.group} may {op}")
+                    return
+                try:
+                    ok, message = self.handler(Request(op, peer, args))
+                except Exception as exc:  # a bug must not kill the socket thread
+                    log.exception("control request %s failed", op)
+                    ok, message = False, f"failed: {exc}"
+                _reply(conn, ok, message)
+        except OSError as exc:
+            log.info("control socket: a client went away: %s", exc)
+        finally:
+            self._slots.release()
+
+
+def _read_line(conn: socket.socket, deadline: float) -> bytes:
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or len(buf) > MAX_LINE:
+            raise OSError(errno.ETIMEDOUT, "no complete request line in time")
+        conn.settimeout(left)
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.split(b"\n", 1)[0]
+
+
+def _reply(conn: socket.socket, ok: bool, message: str) -> None:
+    try:
+        conn.settimeout(5.0)
+        conn.sendall(json.dumps({"v": PROTOCOL, "ok": ok, "message": message}).encode() + b"\n")
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------- client
+
+class NotRunning(Exception):
+    pass
+
+
+def ask(path: str, op: str, timeout: float, **args: Any) -> Reply:
+    """One request to the daemon; NotRunning when nobody answers, PermissionError when the socket is closed to us."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(5.0)
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise NotRunning(f"mqguard is not running (nothing answers on {path})") from None
+        sock.sendall(json.dumps({"v": PROTOCOL, "op": op, **args}).encode() + b"\n")
+        line = _read_line(sock, time.monotonic() + timeout)
+    finally:
+        sock.close()
+    if not line:
+        return False, "mqguard closed the connection without an answer"
+    try:
+        doc = json.loads(line)
+        return bool(doc["ok"]), str(doc["message"])
+    except (ValueError, KeyError, TypeError):
+        return False, f"unexpected answer from mqguard: {loggable(line.decode('utf-8', 'replace'))[:200]}"

@@ -1,0 +1,180 @@
+"""The maintenance pause, stored on EFS beside the queue manager's data (section 12).
+
+``<storage.path>/.mqguard/pause`` holds one JSON record: until, reason, by and
+since (wall-clock seconds). Being on the shared file system, a pause holds for
+both hosts of a multi-instance pair, for a replacement instance and across
+restarts and reboots. It is written atomically (a temporary file renamed over
+it, all relative to the state directory's fd, never through a link) and read
+on a background thread so that a hung EFS never blocks the loop: the last
+value read stays in force until a read succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import socket
+import stat
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, FrozenSet, Optional
+
+from mqguard.statedir import UnsafePath, open_state_dir
+from mqguard.untrusted import loggable
+
+log = logging.getLogger(__name__)
+
+PAUSE_FILE = "pause"
+MAX_RECORD = 4096
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class Pause:
+    until: float  # wall-clock seconds
+    reason: str
+    by: str
+    since: float
+
+    def active(self, wall_now: float) -> bool:
+        return wall_now < self.until
+
+    def to_json(self) -> str:
+        return json.dumps({"version": 1, **asdict(self)})
+
+
+def parse(text: str) -> Pause:
+    """A pause record; ValueError for anything else (it then counts as no pause)."""
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or doc.get("version") != 1:
+        raise ValueError("not a version 1 pause record")
+    until, since = doc.get("until"), doc.get("since")
+    reason, by = doc.get("reason", ""), doc.get("by", "")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (until, since)):
+        raise ValueError("until and since must be numbers")
+    if not isinstance(reason, str) or not isinstance(by, str):
+        raise ValueError("reason and by must be strings")
+    return Pause(float(until), loggable(reason)[:MAX_REASON], loggable(by)[:200], float(since))  # type: ignore[arg-type]
+
+
+def parse_reason(text: str) -> str:
+    return loggable(text)[:MAX_REASON]
+
+
+def who(uid: int) -> str:
+    """"name (uid N) on host" for the record's ``by``."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = "?"
+    return f"{name} (uid {uid}) on {socket.gethostname()}"
+
+
+def write(storage_path: str, owners: FrozenSet[int], pause: Pause) -> None:
+    dir_fd = open_state_dir(storage_path, owners)
+    tmp = f".{PAUSE_FILE}.{socket.gethostname()}.{os.getpid()}"
+    try:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+        try:
+            os.write(fd, pause.to_json().encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, PAUSE_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # atomic: readers see old or new
+    finally:
+        os.close(dir_fd)
+
+
+def clear(storage_path: str, owners: FrozenSet[int]) -> bool:
+    """Remove the record; False when there was none."""
+    dir_fd = open_state_dir(storage_path, owners)
+    try:
+        os.unlink(PAUSE_FILE, dir_fd=dir_fd)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(dir_fd)
+
+
+def read(storage_path: str, owners: FrozenSet[int]) -> Optional[Pause]:
+    """The record, None when there is none; ValueError when it is not one; OSError from the file system."""
+    dir_fd = open_state_dir(storage_path, owners)
+    try:
+        try:
+            fd = os.open(PAUSE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafePath(0, f"refusing {PAUSE_FILE}: not a regular file")
+            if st.st_uid not in owners:
+                raise ValueError(f"owned by uid {st.st_uid}, not root or the MQ user")
+            data = os.read(fd, MAX_RECORD + 1)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
+    if len(data) > MAX_RECORD:
+        raise ValueError(f"larger than {MAX_RECORD} bytes")
+    return parse(data.decode("utf-8", errors="replace"))
+
+
+class PauseWatch:
+    """Reads the record in the background; ``current`` is the last value known (never blocks)."""
+
+    def __init__(self, storage_path: str, owners: FrozenSet[int], on_change: Callable[[], None],
+                 reader: Callable[[str, FrozenSet[int]], Optional[Pause]] = read) -> None:
+        self.storage_path = storage_path
+        self.owners = owners
+        self.on_change = on_change
+        self.reader = reader
+        self._lock = threading.Lock()
+        self._current: Optional[Pause] = None
+        self._thread: Optional[threading.Thread] = None
+        self._bad = ""  # the last complaint about the record, logged once
+
+    @property
+    def current(self) -> Optional[Pause]:
+        with self._lock:
+            return self._current
+
+    def set(self, pause: Optional[Pause]) -> None:
+        """What this host just wrote (or cleared): in force at once."""
+        with self._lock:
+            changed = self._current != pause
+            self._current = pause
+        if changed:
+            self.on_change()
+
+    def refresh(self) -> None:
+        """Start a read unless one is still outstanding (a hung EFS: at most one thread stuck)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=self._read, name="pause-read", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        started = time.monotonic()
+        try:
+            pause = self.reader(self.storage_path, self.owners)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, ValueError):
+                complaint = f"ignoring the pause record in {self.storage_path}/.mqguard: {exc}"
+                if complaint != self._bad:
+                    self._bad = complaint
+                    log.warning("%s", complaint)
+                self.set(None)
+            # an unreadable EFS: keep the last known value
+            log.debug("pause read failed after %.2fs: %s", time.monotonic() - started, exc)
+            return
+        self._bad = ""
+        self.set(pause)

@@ -1,0 +1,125 @@
+"""``[hooks] on_state_change``: a program run on every change of mqguard_state (section 14).
+
+    PROGRAM NEW_STATE OLD_STATE QMGR
+    environment: MQGUARD_REASON, MQGUARD_ROLE (active | standby | none),
+                 MQGUARD_INSTANCE_ID (when known), plus PATH, LANG, TZ, HOME and AWS_*
+
+Never through a shell (the states are argv words, not code), never on the
+supervision loop: one runner thread runs one hook at a time, in order; changes
+that arrive while one runs are coalesced to the latest (its OLD_STATE is the
+state the previous run announced, so the chain the hook sees has no gaps). A
+hook still running after ``timeout`` is killed with its process group. The
+result (ok, failed, timeout, error) is logged and counted; it never changes
+supervision.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Mapping, Optional
+
+from mqguard.untrusted import loggable
+
+log = logging.getLogger(__name__)
+
+_PASS = ("PATH", "LANG", "TZ", "HOME", "LC_ALL")
+
+
+@dataclass(frozen=True)
+class Change:
+    new: str
+    old: str
+    reason: str
+    role: str
+
+
+def hook_environment(change: Change, instance_id: Optional[str], base: Mapping[str, str]) -> Dict[str, str]:
+    env = {k: v for k, v in base.items() if k in _PASS or k.startswith("AWS_")}
+    env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    env.update(MQGUARD_REASON=change.reason[:1000], MQGUARD_ROLE=change.role)
+    if instance_id:
+        env["MQGUARD_INSTANCE_ID"] = instance_id
+    return env
+
+
+class StateHook:
+    def __init__(self, program: str, timeout: float, qmgr: str, instance_id: Callable[[], Optional[str]],
+                 count: Callable[[str], None], base_env: Optional[Mapping[str, str]] = None) -> None:
+        self.program = program
+        self.timeout = timeout
+        self.qmgr = qmgr
+        self.instance_id = instance_id
+        self.count = count
+        self.base_env = base_env if base_env is not None else dict(os.environ)
+        self._cond = threading.Condition()
+        self._pending: Optional[Change] = None
+        self._announced: Optional[str] = None  # NEW_STATE of the last run: the next run's OLD_STATE
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="state-hook", daemon=True)
+        self._thread.start()
+
+    def notify(self, new: str, old: str, reason: str, role: str) -> None:
+        """From the loop: never blocks."""
+        with self._cond:
+            if self._pending is not None:
+                old = self._pending.old  # coalesced: keep the state the hook last heard of
+            self._pending = Change(new, old, reason, role)
+            self._cond.notify()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stopping:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                change, self._pending = self._pending, None
+            if self._announced is not None:
+                change = Change(change.new, self._announced, change.reason, change.role)
+            if change.new == change.old:
+                continue  # coalescing came back to where the hook already is
+            self._announced = change.new
+            self.count(self.run(change))
+
+    def run(self, change: Change) -> str:
+        argv = [self.program, change.new, change.old, self.qmgr]
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env=hook_environment(change, self.instance_id(), self.base_env), cwd="/",
+                                    close_fds=True, start_new_session=True)
+        except OSError as exc:
+            log.error("on_state_change %s could not run: %s", self.program, exc)
+            return "error"
+        try:
+            out, _ = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.communicate()
+            log.error("on_state_change %s %s %s: killed after %.0fs", self.program, change.new, change.old,
+                      self.timeout)
+            return "timeout"
+        took = time.monotonic() - started
+        tail = loggable(out.decode("utf-8", "replace").strip()[-500:])
+        if proc.returncode == 0:
+            log.info("on_state_change %s %s %s: ok in %.2fs%s", self.program, change.new, change.old, took,
+                     f": {tail}" if tail else "")
+            return "ok"
+        log.error("on_state_change %s %s %s: exit %s in %.2fs%s", self.program, change.new, change.old,
+                  proc.returncode, took, f": {tail}" if tail else "")
+        return "failed"
