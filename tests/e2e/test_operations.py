@@ -1,0 +1,312 @@
+"""Operating mqguard, end to end (sections 12-14): pause and resume, the control
+socket's permissions, an operator's quick endmqm + strmqm, planned switchover
+between two hosts on one EFS, /active and /standby, and on_state_change hooks.
+
+mqguard runs as a real subprocess against the MQ simulator on a FUSE "EFS".
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, Iterator, List, Tuple
+
+import pytest
+
+from tests.conftest import ROOT, Harness, free_port, wait_until
+from tests.peers.efs import FakeEfs
+
+
+def figure(name: str, value: float, unit: str = "s") -> None:
+    print(f"\nFIGURE {name}: {value:.3f} {unit}")
+
+
+def http(h: Harness, path: str) -> Tuple[int, Dict[str, object]]:
+    port = h.sections["metrics"]["listen"].rsplit(":", 1)[1]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def metric(h: Harness, name: str) -> float:
+    port = h.sections["metrics"]["listen"].rsplit(":", 1)[1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exposed")
+
+
+def ctl(h: Harness, *args: str) -> subprocess.CompletedProcess[str]:
+    return h.cli(*args, "--config", str(h.conf))
+
+
+def endmqm_by_hand(h: Harness) -> None:
+    subprocess.run([f"{h.bindir}/endmqm", "-w", h.qmgr], check=True, capture_output=True, timeout=30)
+
+
+def strmqm_by_hand(h: Harness) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([f"{h.bindir}/strmqm", h.qmgr], capture_output=True, text=True, timeout=30)
+
+
+def running(h: Harness) -> None:
+    h.configure(metrics={"listen": f"127.0.0.1:{free_port()}"}, health={"grace_period": "3s", "poll_interval": "0.5s"})
+    h.start()
+    h.wait_log(r"QM1: running", timeout=30)
+
+
+def test_pause_keeps_mq_down_past_twice_the_grace_period_and_resume_starts_it(harness: Harness) -> None:
+    h = harness
+    running(h)
+    res = ctl(h, "pause", "--for", "10m", "--reason", "fix pack 9.4.0.5")
+    assert res.returncode == 0 and res.stdout.startswith("paused until ") and "(fix pack 9.4.0.5)" in res.stdout
+    h.wait_log(r"QM1: paused")
+    assert http(h, "/status")[1]["paused"]["reason"] == "fix pack 9.4.0.5"  # type: ignore[index]
+    assert metric(h, "mqguard_paused") == 1.0 and metric(h, "mqguard_pause_expiry_timestamp_seconds") > time.time()
+    starts = len(h.calls("strmqm"))
+    endmqm_by_hand(h)
+    ended = time.monotonic()
+    time.sleep(2 * 3 + 1)  # twice the grace period, and more
+    assert len(h.calls("strmqm")) == starts, "nothing started while paused"
+    assert "ENDED NORMALLY" in h.dspmq()
+    log = h.log_text()
+    assert "instance is unhealthy" not in log and "-> report_unhealthy" not in log
+    code, health = http(h, "/healthz")
+    assert code == 503 and health["state"] == "paused", "healthz tells the truth while paused"
+    print(f"\nFIGURE paused with MQ ended: {time.monotonic() - ended:.1f} s without a start or a report")
+    resumed = time.monotonic()
+    res = ctl(h, "resume")
+    assert res.returncode == 0 and "clean slate" in res.stdout
+    h.wait_log(r"QM1: running", after=h.log_text().index("QM1: paused"), timeout=20)
+    figure("resume to queue manager running", time.monotonic() - resumed)
+    assert len(h.calls("strmqm")) == starts + 1
+    assert http(h, "/status")[1]["paused"] is None and metric(h, "mqguard_paused") == 0.0
+    # a new episode after the resume gets its full grace period
+    mark = len(h.log_text())
+    h.knob("strmqm.exit", "71")
+    os.kill(h.controllers()[0], signal.SIGKILL)
+    bad = time.monotonic()
+    h.wait_log(r"-> report_unhealthy", after=mark, timeout=20)
+    assert time.monotonic() - bad >= 3 - 0.5
+    h.unknob("strmqm.exit")
+
+
+def test_pause_expires_by_itself(harness: Harness) -> None:
+    h = harness
+    running(h)
+    assert ctl(h, "pause", "--for", "4s").returncode == 0
+    endmqm_by_hand(h)
+    h.wait_log(r"QM1: paused")
+    start = time.monotonic()
+    h.wait_log(r"QM1: running", after=h.log_text().index("QM1: paused"), timeout=20)
+    figure("pause expiry (4s) to queue manager running again", time.monotonic() - start)
+
+
+def test_pause_is_shared_on_efs_survives_kill_9_and_holds_for_a_replacement(tmp_path: Path, efs: FakeEfs) -> None:
+    a = Harness(tmp_path, efs, host="hostA")
+    b = Harness(tmp_path, efs, host="hostB")
+    try:
+        for h in (a, b):
+            h.configure(queue_manager={"multi_instance": "true"})
+        a.start()
+        a.wait_log(r"QM1: running", timeout=30)
+        b.start()
+        b.wait_log(r"QM1: standby", timeout=30)
+        assert ctl(a, "pause", "--for", "30m", "--reason", "restore test").returncode == 0
+        b.wait_log(r"QM1: paused", timeout=10)  # the standby's host sees it too, from EFS
+        a.stop(signal.SIGKILL)
+        a.start()  # a "replacement" mqguard: reads the pause from EFS before anything else
+        a.wait_log(r"QM1: paused", after=a.log_text().rindex("supervising queue manager"), timeout=20)
+        assert "restore test" in a.log_text()
+        assert ctl(b, "resume").returncode == 0  # from the other host
+        a.wait_log(r"QM1: running", after=a.log_text().rindex("QM1: paused"), timeout=20)
+    finally:
+        b.cleanup()
+        a.cleanup()
+
+
+def test_the_loop_keeps_cycling_while_paused_on_a_frozen_efs(harness: Harness) -> None:
+    h = harness
+    running(h)
+    assert ctl(h, "pause", "--for", "10m").returncode == 0
+    h.wait_log(r"QM1: paused")
+    before = http(h, "/status")[1]["cycles"]
+    h.efs.freeze()
+    try:
+        time.sleep(3)
+        after = http(h, "/status")[1]
+        assert int(after["cycles"]) >= int(before) + 3  # type: ignore[call-overload]
+        assert after["state"] == "paused"
+    finally:
+        h.efs.thaw()
+
+
+def test_a_too_long_pause_and_a_stopped_daemon_are_refused_clearly(harness: Harness) -> None:
+    h = harness
+    h.configure(control={"pause_max": "1h"})
+    res = ctl(h, "pause")
+    assert res.returncode == 1 and "mqguard is not running" in res.stderr
+    running(h)
+    res = ctl(h, "pause", "--for", "2h")
+    assert res.returncode == 1 and "longer than [control] pause_max (1h)" in res.stderr
+    res = ctl(h, "pause", "--for", "soon")
+    assert res.returncode == 64
+
+
+@pytest.fixture
+def users() -> Iterator[Tuple[str, str, str]]:
+    """A group, a member of it and a user who is not."""
+    group, member, other = "mqgtestops", "mqgtestmember", "mqgtestother"
+    subprocess.run(["groupadd", "-f", group], check=True)
+    for user, extra in ((member, ["-G", group]), (other, [])):
+        subprocess.run(["userdel", user], capture_output=True)
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", *extra, user], check=True)
+    try:
+        yield group, member, other
+    finally:
+        for user in (member, other):
+            subprocess.run(["userdel", user], capture_output=True)
+        subprocess.run(["groupdel", group], capture_output=True)
+
+
+def test_control_socket_admits_root_and_group_members_only(harness: Harness, users: Tuple[str, str, str]) -> None:
+    h = harness
+    group, member, other = users
+    # paths other users can reach (pytest's tmp is root's alone): the socket's directory and a copy of the config
+    run_dir = Path(f"/run/mqguard-systest-{os.getpid()}")
+    conf_dir = Path(f"/var/lib/mqguard-ctltest-{os.getpid()}")
+    h.configure(control={"group": group, "socket": str(run_dir / "mqguard.sock")})
+    try:
+        running(h)
+        conf_dir.mkdir(mode=0o755)
+        shared_conf = conf_dir / "mqguard.conf"
+        shutil.copy(h.conf, shared_conf)
+        os.chmod(shared_conf, 0o644)
+        sock = run_dir / "mqguard.sock"
+        st = sock.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == grp.getgrnam(group).gr_gid
+        assert stat.S_IMODE(run_dir.stat().st_mode) == 0o750 and run_dir.stat().st_gid == st.st_gid
+
+        def as_user(user: str, *groups: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["setpriv", f"--reuid={user}", f"--regid={user}", *(groups or ("--init-groups",)),
+                 "/usr/bin/python3", "-m", "mqguard", "pause", "--for", "1m", "--config", str(shared_conf)],
+                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": "/"}, cwd="/",
+                capture_output=True, text=True, timeout=30)
+
+        res = as_user(other)
+        assert res.returncode == 1 and "permission denied" in res.stderr, res.stderr
+        # a process that holds the group without being a member in the user database: the daemon refuses and logs
+        res = as_user(other, f"--groups={group}")
+        assert res.returncode == 1 and "permission denied" in res.stderr, res.stderr
+        h.wait_log(rf"control socket: refused pause from {other}")
+        res = as_user(member)
+        assert res.returncode == 0, res.stderr
+        h.wait_log(r"QM1: paused")
+        assert f"{member} (uid" in str(http(h, "/status")[1]["paused"])
+        assert ctl(h, "resume").returncode == 0  # root
+    finally:
+        shutil.rmtree(conf_dir, ignore_errors=True)
+        if h.proc is not None and h.proc.poll() is None:
+            h.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_an_operators_quick_endmqm_and_strmqm_are_not_raced(harness: Harness) -> None:
+    h = harness
+    running(h)
+    failures = 0
+    for _ in range(5):
+        before = len(h.calls("strmqm"))
+        mark = len(h.log_text())
+        endmqm_by_hand(h)
+        time.sleep(0.3)  # the operator types the next command
+        res = strmqm_by_hand(h)
+        failures += res.returncode not in (0, 5)
+        h.wait_log(r"QM1: running", after=mark, timeout=20)
+        time.sleep(2.5)
+        assert len(h.calls("strmqm")) == before + 1, "only the operator's strmqm ran"
+    assert failures == 0
+    assert "use `mqguard pause` to keep it down" in h.log_text()
+
+
+def test_a_deliberate_end_left_alone_is_started_again(harness: Harness) -> None:
+    h = harness
+    running(h)
+    before = len(h.calls("strmqm"))
+    endmqm_by_hand(h)
+    ended = time.monotonic()
+    wait_until(lambda: len(h.calls("strmqm")) > before, 20, "mqguard's start")
+    waited = time.monotonic() - ended
+    figure("deliberate end to mqguard's strmqm (poll 0.5s: waits 2s)", waited)
+    assert waited >= 1.8
+
+
+def test_role_endpoints_through_start_running_failed(harness: Harness) -> None:
+    h = harness
+    running(h)
+    assert http(h, "/active")[0] == 200 and http(h, "/standby")[0] == 503
+    h.knob("listener.off")  # the next start comes up without a listener
+    os.kill(h.controllers()[0], signal.SIGKILL)
+    wait_until(lambda: http(h, "/active")[0] == 503, 10, "/active 503 after the crash")
+    h.wait_log(r"QM1: failed", timeout=20)  # listener never comes back: reported after grace
+    assert http(h, "/active")[0] == 503 and http(h, "/standby")[0] == 503
+    h.unknob("listener.off")
+
+
+@pytest.fixture
+def pair(tmp_path: Path, efs: FakeEfs) -> Iterator[Tuple[Harness, Harness]]:
+    a, b = Harness(tmp_path, efs, host="hostA"), Harness(tmp_path, efs, host="hostB")
+    for h in (a, b):
+        h.configure(queue_manager={"multi_instance": "true", "stop_on_exit": "auto"},
+                    health={"grace_period": "20s", "poll_interval": "0.5s"},
+                    metrics={"listen": f"127.0.0.1:{free_port()}"})
+    try:
+        yield a, b
+    finally:
+        b.cleanup()
+        a.cleanup()
+
+
+def test_switchover_moves_the_active_instance_and_active_endpoint(pair: Tuple[Harness, Harness]) -> None:
+    a, b = pair
+    a.start()
+    a.wait_log(r"QM1: running", timeout=30)
+    b.start()
+    b.wait_log(r"QM1: standby", timeout=30)
+    wait_until(lambda: http(b, "/standby")[0] == 200, 10, "b's /standby")
+    assert http(a, "/active")[0] == 200 and http(b, "/active")[0] == 503
+    refused = ctl(b, "switchover")
+    assert refused.returncode == 1 and "runs the standby" in refused.stderr and "hostA" in refused.stderr
+    flips: List[float] = []
+    began = time.monotonic()
+    res = ctl(a, "switchover")
+    took = time.monotonic() - began
+    assert res.returncode == 0 and "switched over: hostB is active" in res.stdout, res.stdout + res.stderr
+    wait_until(lambda: http(b, "/active")[0] == 200, 20, "b's /active")
+    flips.append(time.monotonic() - began)
+    wait_until(lambda: http(a, "/standby")[0] == 200, 20, "a's /standby")
+    assert http(a, "/active")[0] == 503
+    figure("mqguard switchover (endmqm -s to the other host active, new standby here)", took)
+    figure("switchover started to /active 200 on the other host", flips[0])
+    for h in (a, b):
+        log = h.log_text()
+        assert "report_unhealthy" not in log and "QM1: recovering" not in log, "a switchover is not a failure"
+    b.wait_log(r"applied MQSC|took over as active", timeout=10)
+
+
+def test_switchover_refused_in_single_instance_mode(harness: Harness) -> None:
+    running(harness)
+    res = ctl(harness, "switchover")
+    assert res.returncode == 1 and "single-instance" in res.stderr and "termination hook" in res.stderr
