@@ -1,0 +1,220 @@
+"""Pure parts of operating mqguard, with an injected clock: pause rules and expiry,
+warm pools, the deliberate-end wait, the pause record, and what /active and
+/standby answer in every state."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+
+from mqguard import pause as pause_mod
+from mqguard.clock import FakeClock
+from mqguard.httpserver import role_verdict
+from mqguard.mq.status import QmStatus
+from mqguard.pause import Pause, PauseWatch
+from mqguard.statedir import allowed_owners
+from mqguard.supervisor.machine import (
+    ActionKind,
+    JobOutcome,
+    JobResult,
+    JobStage,
+    Machine,
+    Observation,
+    Settings,
+    State,
+    Verdict,
+)
+from mqguard.supervisor.snapshot import Snapshot
+
+R, ENDED_N, CRASHED = QmStatus.RUNNING, QmStatus.ENDED_NORMALLY, QmStatus.ENDED_UNEXPECTEDLY
+
+
+class Driver:
+    def __init__(self, **overrides: object) -> None:
+        base = dict(grace_period=60.0, restart_attempts=3, mount_timeout=600.0, start_timeout=300.0,
+                    multi_instance=False, listener_probe=False, restart_spacing=1.0, deliberate_end_delay=2.0)
+        base.update(overrides)
+        self.clock = FakeClock()
+        self.m = Machine(Settings(**base), started_at=self.clock.monotonic())  # type: ignore[arg-type]
+
+    def step(self, after: float = 0.0, qmgr: Optional[QmStatus] = None, storage: bool = True,
+             stage: Optional[JobStage] = None, result: Optional[JobResult] = None, paused: bool = False,
+             warm: bool = False, going_away: bool = False) -> Verdict:
+        self.clock.advance(after)
+        return self.m.step(Observation(now=self.clock.monotonic(), storage_ok=storage, qmgr=qmgr, job_stage=stage,
+                                       job_result=result, paused=paused, warm=warm, going_away=going_away,
+                                       storage_detail="" if storage else "probe timed out"))
+
+    def up(self) -> None:
+        assert kinds(self.step()) == [ActionKind.BRING_UP]
+        self.step(after=1, stage=JobStage.STARTING)
+        assert self.step(after=1, qmgr=R, result=JobResult(JobOutcome.UP, "started")).state is State.RUNNING
+
+
+def kinds(v: Verdict) -> List[ActionKind]:
+    return [a.kind for a in v.actions]
+
+
+def test_paused_for_hours_with_mq_down_starts_and_reports_nothing() -> None:
+    d = Driver()
+    d.up()
+    v = d.step(after=1, qmgr=CRASHED, paused=True)
+    assert v.state is State.PAUSED and not v.healthy and v.actions == []
+    for _ in range(3600):
+        v = d.step(after=5, qmgr=CRASHED, paused=True)
+        assert v.actions == [] and v.state is State.PAUSED
+    v = d.step(after=5, qmgr=R, paused=True)
+    assert v.healthy and v.state is State.PAUSED  # /healthz keeps telling the truth
+
+
+def test_resume_is_a_clean_slate_start_now_and_a_full_grace_period() -> None:
+    d = Driver(grace_period=60)
+    d.up()
+    d.step(after=1, qmgr=CRASHED)  # an episode begins before the pause...
+    d.step(after=50, qmgr=CRASHED, stage=JobStage.STARTING)
+    d.step(after=5, qmgr=ENDED_N, paused=True)  # ...and is forgotten by it
+    v = d.step(after=600, qmgr=ENDED_N)  # resumed (or expired)
+    assert kinds(v) == [ActionKind.BRING_UP], "an ended queue manager is started at once after a resume"
+    assert d.m.bad_since == d.clock.monotonic() and d.m.budget_remaining(d.clock.monotonic()) == 5
+    v = d.step(after=59, qmgr=ENDED_N, result=JobResult(JobOutcome.FAILED, "strmqm 71"))
+    assert ActionKind.REPORT_UNHEALTHY not in kinds(v), "the new episode gets its full grace period"
+    v = d.step(after=1.5, qmgr=ENDED_N)
+    assert ActionKind.REPORT_UNHEALTHY in kinds(v)
+
+
+def test_going_away_wins_over_a_pause() -> None:
+    d = Driver()
+    d.up()
+    v = d.step(after=1, qmgr=R, paused=True, going_away=True)
+    assert v.state is State.STOPPING
+
+
+def test_a_deliberate_end_waits_the_delay_to_the_second_and_a_crash_does_not() -> None:
+    d = Driver(deliberate_end_delay=2.0)
+    d.up()
+    v = d.step(after=1, qmgr=ENDED_N)
+    assert v.actions == [] and any("mqguard pause" in n for n in v.notes)
+    assert d.m.next_deadline(d.clock.monotonic()) == pytest.approx(d.clock.monotonic() + 2.0)
+    assert d.step(after=1.999, qmgr=ENDED_N).actions == []
+    assert kinds(d.step(after=0.001, qmgr=ENDED_N)) == [ActionKind.BRING_UP]
+    # started by someone else within the delay: adopted, nothing started
+    d2 = Driver()
+    d2.up()
+    d2.step(after=1, qmgr=ENDED_N)
+    v = d2.step(after=1, qmgr=R)
+    assert v.state is State.RUNNING and v.actions == []
+    d3 = Driver()
+    d3.up()
+    assert kinds(d3.step(after=1, qmgr=CRASHED)) == [ActionKind.BRING_UP], "a crash is restarted at once"
+
+
+def test_warm_pool_completes_the_launch_hook_once_storage_is_ready_and_never_starts() -> None:
+    d = Driver()
+    v = d.step(storage=False, warm=True)
+    assert v.state is State.WARM and v.actions == []
+    v = d.step(after=1, warm=True)
+    assert kinds(v) == [ActionKind.WARM_READY]
+    for _ in range(100):
+        assert d.step(after=5, warm=True).actions == []
+    v = d.step(after=1)  # InService
+    assert kinds(v) == [ActionKind.BRING_UP]
+    d.step(after=1, stage=JobStage.STARTING)
+    v = d.step(after=1, qmgr=R, result=JobResult(JobOutcome.UP, "started"))
+    assert ActionKind.MQ_READY in kinds(v), "the launch hook is completed again once MQ is healthy"
+
+
+def test_a_switchover_is_not_a_bad_episode() -> None:
+    d = Driver(multi_instance=True)
+    d.up()
+    v = d.step(after=1, qmgr=QmStatus.RUNNING_ELSEWHERE, stage=JobStage.SWITCHING)
+    assert v.actions == [] and d.m.bad_since is None
+    v = d.step(after=2, qmgr=QmStatus.RUNNING_AS_STANDBY, result=JobResult(JobOutcome.UP, "switched over"))
+    assert v.state is State.STANDBY and v.healthy and d.m.episode == 0
+
+
+# -- the pause record --------------------------------------------------------------------
+
+def test_pause_record_round_trip_and_expiry_at_the_second(tmp_path: Path) -> None:
+    owners = allowed_owners()
+    record = Pause(until=1000.0, reason="fix pack", by="root (uid 0) on h", since=400.0)
+    pause_mod.write(str(tmp_path), owners, record)
+    assert pause_mod.read(str(tmp_path), owners) == record
+    assert record.active(999.999) and not record.active(1000.0)
+    assert pause_mod.clear(str(tmp_path), owners) and not pause_mod.clear(str(tmp_path), owners)
+    assert pause_mod.read(str(tmp_path), owners) is None
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '{"version": 2, "until": 1, "since": 1}',
+                                  '{"version": 1, "until": "soon", "since": 1}', '{"version": 1, "until": true}',
+                                  '{"version": 1, "until": 1, "since": 1, "reason": 5}'])
+def test_a_garbled_pause_record_is_no_pause(text: str) -> None:
+    with pytest.raises(ValueError):
+        pause_mod.parse(text)
+
+
+def test_pause_record_control_characters_are_escaped() -> None:
+    doc = {"version": 1, "until": 5, "since": 1, "reason": "a\nb\x1b[31m", "by": "x"}
+    assert "\n" not in pause_mod.parse(json.dumps(doc)).reason
+
+
+def test_pause_watch_never_blocks_and_keeps_the_last_value_while_efs_hangs() -> None:
+    record = Pause(until=2e9, reason="", by="x", since=1.0)
+    gate = threading.Event()
+    answers: List[Optional[Pause]] = [record]
+
+    def reader(path: str, owners: object) -> Optional[Pause]:
+        if not answers:
+            gate.wait(10)  # EFS hangs
+            return None
+        return answers.pop()
+
+    changes: List[int] = []
+    watch = PauseWatch("/efs", frozenset({0}), lambda: changes.append(1), reader=reader)  # type: ignore[arg-type]
+    watch.refresh()
+    for _ in range(100):
+        if watch.current is not None:
+            break
+        time.sleep(0.01)
+    assert watch.current == record and changes == [1]
+    began = time.monotonic()
+    for _ in range(50):
+        watch.refresh()  # the read hangs: at most one outstanding, never waited for
+    assert time.monotonic() - began < 0.5 and watch.current == record
+    gate.set()
+
+
+# -- /active and /standby in every state -------------------------------------------------
+
+def snap(state: State, status: Optional[str], listener: Optional[bool] = True, going_away: bool = False) -> Snapshot:
+    return Snapshot(version="x", qmgr="QM1", state=state.value, healthy=state in (State.RUNNING, State.STANDBY),
+                    qmgr_status=status, qmgr_detail="", storage_path="/efs", storage_ok=True, storage_detail="",
+                    listener_port=1414, listener_ok=listener, bad_since=None, bad_seconds=0, restarts=0,
+                    reported_unhealthy=False, last_cycle=100.0, verdict="", going_away=going_away)
+
+
+@pytest.mark.parametrize("state,status,listener,going_away,active,standby", [
+    (State.RUNNING, "running", True, False, True, False),
+    (State.STANDBY, "running_as_standby", None, False, False, True),
+    (State.STARTING, "starting", None, False, False, False),
+    (State.RECOVERING, "ended_unexpectedly", None, False, False, False),
+    (State.RECOVERING, "running", False, False, False, False),  # listener down while active
+    (State.FAILED, "running", True, False, False, False),
+    (State.STOPPING, "running", True, True, False, False),  # going away: drain
+    (State.PAUSED, "running", True, False, True, False),  # maintenance, but MQ serves
+    (State.PAUSED, "ended_normally", None, False, False, False),
+    (State.WARM, None, None, False, False, False),
+    (State.WAITING_FOR_STORAGE, None, None, False, False, False),
+])
+def test_role_endpoints_in_every_state(state: State, status: Optional[str], listener: Optional[bool],
+                                       going_away: bool, active: bool, standby: bool) -> None:
+    s = snap(state, status, listener, going_away)
+    assert role_verdict(s, "active", 30, 110)[0] is active
+    assert role_verdict(s, "standby", 30, 110)[0] is standby
+    assert role_verdict(replace(s, last_cycle=10.0), "active", 30, 110)[0] is False  # a stalled loop says no
+    assert role_verdict(None, "active", 30, 110)[0] is False
