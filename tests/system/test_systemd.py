@@ -420,6 +420,27 @@ def test_an_http_flood_against_mqguard_leaves_mq_alone(guest: Guest) -> None:
     assert g.show("ActiveState")["ActiveState"] == "active" and g.show("NRestarts")["NRestarts"] == "0"
 
 
+def test_pause_over_the_control_socket_as_the_unit_runs_it(guest: Guest) -> None:
+    g = guest
+    sock = g.ok("stat", "-c", "%a %U %G", "/run/mqguard/mqguard.sock").split()
+    assert sock == ["660", "mqm", "mqm"], sock  # RuntimeDirectory=mqguard, owned by the unit's user
+    out = g.ok("mqguard", "pause", "--for", "10m", "--reason", "fix pack")
+    assert out.startswith("paused until ")
+    g.wait_for(lambda: status_line(g).startswith("PAUSED until ") and "(fix pack)" in status_line(g), 10,
+               "STATUS= leads with the pause")
+    qm = the_controller(g)
+    g.ok("setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups", f"{g.shared}/bin/endmqm", "-w", QMGR)  # type: ignore[attr-defined]
+    time.sleep(3)
+    assert qm not in amqzxma0(g) and amqzxma0(g) == [], "nothing started while paused"
+    # a user outside the group is turned away
+    g.ok("useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "mqgsysother")
+    refused = g.run("setpriv", "--reuid=mqgsysother", "--regid=mqgsysother", "--init-groups", "mqguard", "resume")
+    assert refused.returncode == 1 and "permission denied" in refused.stderr, refused.stderr
+    assert g.ok("mqguard", "resume").startswith("resumed")
+    g.wait_for(lambda: running(g), 30, "running after resume")
+    assert [p for p in amqzxma0(g) if cgroup_of(p) == UNIT], "started in its unit again"
+
+
 def test_bad_config_fails_once_with_78_and_does_not_loop(guest: Guest) -> None:
     g = guest
     g.write("/etc/mqguard/conf.d/60-typo.conf", "[health]\ngrace_periode = 60s\n")
