@@ -142,3 +142,20 @@ def test_sigterm_is_not_held_up_by_a_dripping_imds(
     assert took < 10, took
     assert harness.controllers() == pid, "a restart of mqguard must not take MQ down"
     assert "leaving queue manager QM1 as it is" in harness.log_text()
+
+
+def test_termination_still_ends_mq_cleanly_while_paused(
+    harness: Harness, aws: FaultProxy, imds: ImdsServer, moto: MotoAsg
+) -> None:
+    configure(harness, aws, imds)
+    harness.configure(control={"socket": str(harness.tmp / "ctl" / "mqguard.sock")})
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    res = harness.cli("pause", "--for", "1h", "--reason", "investigation", "--config", str(harness.conf))
+    assert res.returncode == 0, res.stderr
+    harness.wait_log(r"QM1: paused")
+    imds.paths[LIFECYCLE] = "Terminated"
+    harness.wait_log(r"completed lifecycle hook mq-terminate with CONTINUE", timeout=30)
+    assert [c["argv"] for c in harness.calls("endmqm")] == [["-w", "QM1"]], "ending MQ protects data: not supervision"
+    assert "ENDED NORMALLY" in harness.dspmq()
+    assert not any(action == "SetInstanceHealth" for action, _ in aws.seen)
