@@ -23,6 +23,8 @@ mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
 for dir in "$@"; do
   mount --bind "$dir" "$root$dir"
 done
+# cloud-init (installed for the deploy kit's schema checks) must not run in the guest
+if [ -d "$root/etc/cloud" ]; then touch "$root/etc/cloud/cloud-init.disabled"; fi
 # the host's machine-id must not be shared; systemd writes a transient one
 rm -f "$root/etc/machine-id" && touch "$root/etc/machine-id"
 mkdir -p "$root/oldroot"

@@ -1,0 +1,159 @@
+# The mqguard AMI: Amazon Linux 2023 or RHEL 9 with IBM MQ, the mqguard RPM, and the
+# kernel parameters and limits IBM documents for MQ. mqguard is enabled, not started:
+# each instance's user data writes its configuration and starts it (deploy/cloudformation).
+#
+#   packer init deploy/ami
+#   packer build -var base=al2023 -var region=eu-west-1 \
+#     -var mq_source=s3://my-bucket/IBM_MQ_9.4.0.0_LINUX_X86-64.tar.gz \
+#     -var mqguard_rpm=build/rpmbuild/RPMS/noarch/mqguard-0.1.0-1.noarch.rpm \
+#     -var mq_accept_license=true deploy/ami
+#
+# IBM MQ is licensed software: the kit never downloads it. mq_source is an S3 URL (fetched
+# on the build instance with its instance profile) or a local path (uploaded by Packer).
+
+packer {
+  required_plugins {
+    amazon = {
+      source  = "github.com/hashicorp/amazon"
+      version = ">= 1.2.0"
+    }
+  }
+}
+
+variable "base" {
+  type        = string
+  default     = "al2023"
+  description = "al2023 (Amazon Linux 2023) or rhel9"
+  validation {
+    condition     = contains(["al2023", "rhel9"], var.base)
+    error_message = "The base must be al2023 or rhel9."
+  }
+}
+
+variable "region" {
+  type = string
+}
+
+variable "instance_type" {
+  type    = string
+  default = "m6i.large"
+}
+
+variable "subnet_id" {
+  type        = string
+  default     = ""
+  description = "Build in this subnet (empty: the default VPC)."
+}
+
+variable "iam_instance_profile" {
+  type        = string
+  default     = ""
+  description = "Instance profile of the build instance; needs s3:GetObject on mq_source when it is an S3 URL."
+}
+
+variable "mq_source" {
+  type        = string
+  description = "The IBM MQ server tarball: s3://bucket/key or a local path."
+}
+
+variable "mq_accept_license" {
+  type        = bool
+  default     = false
+  description = "You accept IBM MQ's license (mqlicense.sh -accept); the build refuses otherwise."
+  validation {
+    condition     = var.mq_accept_license
+    error_message = "Read IBM MQ's license and set mq_accept_license = true to accept it."
+  }
+}
+
+variable "mqguard_rpm" {
+  type        = string
+  description = "The mqguard RPM (make rpm)."
+}
+
+variable "kms_key_id" {
+  type        = string
+  default     = ""
+  description = "KMS key for the AMI's encrypted volume (empty: the AWS-managed EBS key)."
+}
+
+locals {
+  timestamp = formatdate("YYYYMMDDhhmmss", timestamp())
+  source_filters = {
+    al2023 = { name = "al2023-ami-2023.*-x86_64", owner = "137112412989" }
+    rhel9  = { name = "RHEL-9.*_HVM-*-x86_64-*-Hourly2-GP3", owner = "309956199498" }
+  }
+  ssh_user = { al2023 = "ec2-user", rhel9 = "ec2-user" }
+}
+
+source "amazon-ebs" "mq" {
+  region               = var.region
+  instance_type        = var.instance_type
+  subnet_id            = var.subnet_id
+  iam_instance_profile = var.iam_instance_profile
+  ssh_username         = local.ssh_user[var.base]
+  ami_name             = "mqguard-${var.base}-${local.timestamp}"
+  encrypt_boot         = true
+  kms_key_id           = var.kms_key_id
+
+  source_ami_filter {
+    filters = {
+      name                = local.source_filters[var.base].name
+      virtualization-type = "hvm"
+      root-device-type    = "ebs"
+    }
+    owners      = [local.source_filters[var.base].owner]
+    most_recent = true
+  }
+
+  # IMDSv2 only on the build instance too, and on instances launched from the AMI by default.
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+  }
+  imds_support = "v2.0"
+
+  launch_block_device_mappings {
+    device_name           = "/dev/xvda"
+    volume_size           = 30
+    volume_type           = "gp3"
+    encrypted             = true
+    delete_on_termination = true
+  }
+
+  tags = {
+    Name     = "mqguard-${var.base}"
+    mqguard  = "true"
+    base_ami = "{{ .SourceAMIName }}"
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.mq"]
+
+  provisioner "file" {
+    source      = var.mqguard_rpm
+    destination = "/tmp/mqguard.rpm"
+  }
+
+  # A local MQ tarball is uploaded; an S3 one is fetched on the instance (below).
+  provisioner "file" {
+    source      = substr(var.mq_source, 0, 5) == "s3://" ? "/dev/null" : var.mq_source
+    destination = "/tmp/mq-local.tar.gz"
+  }
+
+  provisioner "shell" {
+    environment_vars = [
+      "MQ_SOURCE=${var.mq_source}",
+      "BASE=${var.base}",
+    ]
+    execute_command = "sudo -E sh -eux '{{ .Path }}'"
+    scripts = [
+      "${path.root}/scripts/10-packages.sh",
+      "${path.root}/scripts/20-install-mq.sh",
+      "${path.root}/scripts/30-mq-kernel-and-limits.sh",
+      "${path.root}/scripts/40-install-mqguard.sh",
+    ]
+  }
+}

@@ -1,0 +1,387 @@
+"""The deployment kit's checks, each a function that says what is wrong (an empty list: nothing).
+
+Static: cfn-lint, checkov, cfn-guard with the project's rules. Dynamic: the stack
+deployed into moto and read back through each service's own API, the instance
+policy evaluated against every Auto Scaling action, and the rendered user data
+(cloud-init schema, fstab options, ``mqguard validate-config``).
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import copy
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "deploy" / "cloudformation" / "mqguard.yaml"
+RULES = ROOT / "deploy" / "cloudformation" / "rules" / "mqguard.guard"
+CHECKOV = ROOT / "build" / "checkov-venv" / "bin" / "checkov"
+CFN_GUARD = ROOT / "build" / "cfn-guard" / "cfn-guard"
+REGION = "us-east-1"
+NFS_OPTIONS = {"nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "_netdev"}
+TLS_OPTIONS = {"tls", "iam", "_netdev"}
+MQGUARD_CALLS = {"autoscaling:SetInstanceHealth", "autoscaling:CompleteLifecycleAction",
+                 "autoscaling:RecordLifecycleActionHeartbeat"}
+
+Template = Dict[str, Any]
+
+
+def load_template(path: Path = TEMPLATE) -> Template:
+    from cfnlint.decode import cfn_yaml
+
+    return json.loads(json.dumps(cfn_yaml.load(str(path))))
+
+
+def write_json(template: Template, directory: Path, name: str = "template.json") -> Path:
+    path = directory / name
+    path.write_text(json.dumps(template, indent=1))
+    return path
+
+
+# ---------------------------------------------------------------- static checks
+
+def cfn_lint(path: Path) -> List[str]:
+    res = subprocess.run([sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())",
+                          str(path)], capture_output=True, text=True, timeout=120)
+    if res.returncode == 0:
+        return []
+    return [line for line in (res.stdout + res.stderr).splitlines() if line.strip()][:6] or [f"exit {res.returncode}"]
+
+
+def checkov(path: Path) -> List[str]:
+    res = subprocess.run([str(CHECKOV), "-f", str(path), "--framework", "cloudformation", "--skip-download",
+                          "--compact", "--quiet", "-o", "json"], capture_output=True, text=True, timeout=300)
+    doc = json.loads(res.stdout or "{}")
+    failed = doc.get("results", {}).get("failed_checks", [])
+    return [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in failed]
+
+
+def cfn_guard(path: Path) -> List[str]:
+    res = subprocess.run([str(CFN_GUARD), "validate", "-d", str(path), "-r", str(RULES), "--show-summary", "fail"],
+                         capture_output=True, text=True, timeout=60)
+    if res.returncode == 0:
+        return []
+    failed = [line.split()[0].split("/", 1)[1] for line in res.stdout.splitlines()
+              if line.startswith(RULES.name + "/") and line.rstrip().endswith("FAIL")]
+    return [f"rule {rule} fails" for rule in failed] or [(res.stdout + res.stderr)[-500:]]
+
+
+def mount_target_problems(template: Template) -> List[str]:
+    """One EFS mount target per AZ: no two may name the same subnet (expression)."""
+    subnets = [json.dumps(r["Properties"]["SubnetId"], sort_keys=True) for r in template["Resources"].values()
+               if r["Type"] == "AWS::EFS::MountTarget"]
+    return [] if len(subnets) == len(set(subnets)) else ["two EFS mount targets name the same subnet (AZ)"]
+
+
+def example_policy_rendered(group_arn: str) -> Dict[str, Any]:
+    doc = json.loads((ROOT / "examples" / "iam-policy.json").read_text())
+    text = json.dumps(doc).replace("arn:aws:autoscaling:REGION:ACCOUNT_ID:autoScalingGroup:*:autoScalingGroupName/"
+                                   "ASG_NAME", group_arn)
+    return dict(json.loads(text))
+
+
+# ---------------------------------------------------------------- IAM evaluation
+
+def _matches(patterns: Any, value: str) -> bool:
+    pats = patterns if isinstance(patterns, list) else [patterns]
+    return any(fnmatch.fnmatchcase(value.lower(), str(p).lower()) for p in pats)
+
+
+def allowed(policy: Dict[str, Any], action: str, resource: str) -> bool:
+    """Identity-policy evaluation for Allow/Deny with Action/Resource wildcards (no conditions used here)."""
+    statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
+    verdict = False
+    for st in statements:
+        if st.get("Condition"):
+            raise AssertionError(f"conditions are not evaluated here: {st}")
+        acts, res = st.get("Action", st.get("NotAction")), st.get("Resource", "*")
+        hit = _matches(acts, action) if "Action" in st else not _matches(acts, action)
+        if hit and _matches(res, resource):
+            if st["Effect"] == "Deny":
+                return False
+            verdict = True
+    return verdict
+
+
+def autoscaling_actions() -> List[str]:
+    from policy_sentry.querying.actions import get_actions_for_service
+
+    return sorted(get_actions_for_service("autoscaling"))
+
+
+def iam_problems(policy: Dict[str, Any], own: str, other: str) -> List[str]:
+    """mqguard's four calls and nothing else; the three with resources on its own group only."""
+    problems = []
+    for action in autoscaling_actions():
+        for resource, label in ((own, "this group"), (other, "another group"), ("*", "*")):
+            got = allowed(policy, action, resource)
+            if action == "autoscaling:DescribeAutoScalingInstances":
+                want = True  # no resource-level permission exists for it
+            else:
+                want = action in MQGUARD_CALLS and resource == own
+            if got != want:
+                problems.append(f"{action} on {label}: {'allowed' if got else 'denied'}, expected "
+                                f"{'allowed' if want else 'denied'}")
+    return problems
+
+
+# ---------------------------------------------------------------- user data
+
+def user_data_problems(user_data: str, tls: bool, tmp: Path) -> List[str]:
+    problems = []
+    path = tmp / "user-data.yaml"
+    path.write_text(user_data)
+    if not user_data.startswith("#cloud-config\n"):
+        problems.append("user data is not #cloud-config")
+    res = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    if res.returncode != 0:
+        problems.append(f"cloud-init schema: {(res.stdout + res.stderr).strip()[-300:]}")
+        return problems
+    doc = yaml.safe_load(user_data)
+    mounts = doc.get("mounts", [])
+    efs = [m for m in mounts if len(m) >= 4 and m[1] == "/MQHA"]
+    if len(efs) != 1:
+        problems.append(f"expected one fstab line for /MQHA, got {mounts}")
+    else:
+        options = set(str(efs[0][3]).split(","))
+        need = TLS_OPTIONS if tls else NFS_OPTIONS
+        if not need <= options:
+            problems.append(f"fstab options {sorted(options)} lack {sorted(need - options)}")
+        if (efs[0][2] == "efs") != tls:
+            problems.append(f"fstab type {efs[0][2]} does not fit the TLS setting ({tls})")
+    conf = next((f for f in doc.get("write_files", []) if f["path"] == "/etc/mqguard/conf.d/10-stack.conf"), None)
+    if conf is None:
+        problems.append("no /etc/mqguard/conf.d/10-stack.conf in user data")
+    else:
+        problems += validate_config(conf["content"], tmp)
+    return problems
+
+
+def validate_config(text: str, tmp: Path) -> List[str]:
+    main = tmp / "etc" / "mqguard.conf"
+    main.parent.mkdir(exist_ok=True)
+    main.write_text(text)
+    res = subprocess.run([sys.executable, "-m", "mqguard", "validate-config", "--config", str(main)],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return [] if res.returncode == 0 else [f"mqguard validate-config: {res.stderr.strip()[-400:]}"]
+
+
+# ---------------------------------------------------------------- deployment into moto
+
+def patch_moto_nlb() -> Callable[[], None]:
+    """Two small fixes to moto 5.2's CloudFormation, so the deployment is what AWS would make:
+    the load balancer's Type (moto makes an ALB whatever it says) and the group's lifecycle hooks.
+    Returns the undo."""
+    from moto.elbv2 import models
+
+    original = models.FakeLoadBalancer.__dict__["create_from_cloudformation_json"]
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+               **kwargs: Any) -> Any:
+        props = cloudformation_json["Properties"]
+        return models.elbv2_backends[account_id][region_name].create_load_balancer(
+            resource_name, props.get("SecurityGroups"), props.get("Subnets"),
+            scheme=props.get("Scheme", "internet-facing"), loadbalancer_type=props.get("Type"))
+
+    models.FakeLoadBalancer.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign]
+
+    # moto 5.2 also ignores an Auto Scaling group's LifecycleHookSpecificationList: create the hooks
+    from moto.autoscaling import models as asg_models
+
+    asg_original = asg_models.FakeAutoScalingGroup.__dict__["create_from_cloudformation_json"]
+
+    def create_group(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+                     **kwargs: Any) -> Any:
+        group = asg_original.__func__(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        backend = asg_models.autoscaling_backends[account_id][region_name]
+        for hook in cloudformation_json["Properties"].get("LifecycleHookSpecificationList", []):
+            backend.create_lifecycle_hook(hook["LifecycleHookName"], group.name, hook["LifecycleTransition"],
+                                          int(hook.get("HeartbeatTimeout", 3600)), hook.get("DefaultResult", "ABANDON"))
+        return group
+
+    asg_models.FakeAutoScalingGroup.create_from_cloudformation_json = classmethod(create_group)  # type: ignore
+
+    def undo() -> None:
+        models.FakeLoadBalancer.create_from_cloudformation_json = original  # type: ignore[method-assign]
+        asg_models.FakeAutoScalingGroup.create_from_cloudformation_json = asg_original  # type: ignore
+
+    return undo
+
+
+class Deployed:
+    """A stack deployed into moto, read back through the services' own APIs."""
+
+    def __init__(self, client: Callable[[str], Any], stack: str, template: Template, params: Dict[str, str]) -> None:
+        self.client = client
+        self.stack = stack
+        self.params = params
+        cf = client("cloudformation")
+        # moto splits only passed list parameters, not defaults: pass every list parameter
+        full = {"SubnetCidrs": "10.42.0.0/24,10.42.1.0/24,10.42.2.0/24", **params}
+        cf.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"],
+                        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in full.items()])
+        desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
+        if desc["StackStatus"] != "CREATE_COMPLETE":
+            raise AssertionError(f"stack {stack}: {desc['StackStatus']} {desc.get('StackStatusReason')}")
+        self.outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+        self.resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                          for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+
+    @property
+    def group_name(self) -> str:
+        return f"{self.stack}-mq"
+
+    def group(self) -> Dict[str, Any]:
+        return dict(self.client("autoscaling").describe_auto_scaling_groups(
+            AutoScalingGroupNames=[self.group_name])["AutoScalingGroups"][0])
+
+    def launch_template_data(self) -> Dict[str, Any]:
+        lt = self.group()["LaunchTemplate"]
+        versions = self.client("ec2").describe_launch_template_versions(LaunchTemplateId=lt["LaunchTemplateId"])
+        return dict(versions["LaunchTemplateVersions"][-1]["LaunchTemplateData"])
+
+    def user_data(self) -> str:
+        return base64.b64decode(self.launch_template_data()["UserData"]).decode()
+
+    def policy(self) -> Dict[str, Any]:
+        iam = self.client("iam")
+        role = self.resources["InstanceRole"]
+        doc = iam.get_role_policy(RoleName=role, PolicyName="mqguard")["PolicyDocument"]
+        if isinstance(doc, str):
+            text = urllib.parse.unquote(doc)
+            # moto keeps the Python repr of a policy that CloudFormation created (real IAM: JSON)
+            doc = ast.literal_eval(text) if text.startswith("{'") else json.loads(text)
+        return dict(doc)
+
+    def problems(self) -> List[str]:
+        """What mqguard needs from the deployed resources, checked through their own APIs."""
+        p: List[str] = []
+        ec2, efs, elb = self.client("ec2"), self.client("efs"), self.client("elbv2")
+        multi = self.params.get("Mode") == "multi-instance"
+        azs = int(self.params.get("AvailabilityZoneCount", "2"))
+        g = self.group()
+        size = 2 if multi else 1
+        if (g["MinSize"], g["MaxSize"], g["DesiredCapacity"]) != (size, size, size):
+            p.append(f"group size {g['MinSize']}/{g['MaxSize']}/{g['DesiredCapacity']}, expected {size}")
+        if g["HealthCheckType"] != "EC2":
+            p.append(f"group health check type {g['HealthCheckType']}: a load balancer would replace instances")
+        subnets = g["VPCZoneIdentifier"].split(",")
+        zones = {s["SubnetId"]: s["AvailabilityZone"] for s in ec2.describe_subnets(SubnetIds=subnets)["Subnets"]}
+        if len(set(zones.values())) != azs or len(subnets) != azs:
+            p.append(f"group subnets {zones} are not {azs} distinct AZs")
+        hooks = {h["LifecycleTransition"]: h for h in self.client("autoscaling").describe_lifecycle_hooks(
+            AutoScalingGroupName=self.group_name)["LifecycleHooks"]}
+        for transition, name in (("autoscaling:EC2_INSTANCE_LAUNCHING", "mq-launch"),
+                                 ("autoscaling:EC2_INSTANCE_TERMINATING", "mq-terminate")):
+            if transition not in hooks or hooks[transition]["LifecycleHookName"] != name:
+                p.append(f"lifecycle hook {name} ({transition}) missing")
+        md = self.launch_template_data().get("MetadataOptions", {})
+        if md.get("HttpTokens") != "required" or int(md.get("HttpPutResponseHopLimit", 0)) != 1:
+            p.append(f"launch template metadata options {md}: IMDSv2 with hop limit 1 expected")
+        fs_id = self.outputs["FileSystemId"]
+        fs = efs.describe_file_systems(FileSystemId=fs_id)["FileSystems"][0]
+        if not fs.get("Encrypted"):
+            p.append("EFS is not encrypted")
+        targets = efs.describe_mount_targets(FileSystemId=fs_id)["MountTargets"]
+        target_zones = [zones.get(t["SubnetId"]) or ec2.describe_subnets(SubnetIds=[t["SubnetId"]])["Subnets"][0][
+            "AvailabilityZone"] for t in targets]
+        if sorted(target_zones) != sorted(set(zones.values())):
+            p.append(f"EFS mount targets in {target_zones}, expected one in each of {sorted(set(zones.values()))}")
+        p += self._security_group_problems(ec2)
+        lbs = elb.describe_load_balancers()["LoadBalancers"]
+        tgs = elb.describe_target_groups(TargetGroupArns=g["TargetGroupARNs"])["TargetGroups"]
+        if len(tgs) != 1:
+            p.append(f"expected one target group on the group, got {len(tgs)}")
+        else:
+            tg = tgs[0]
+            if (tg["HealthCheckProtocol"], tg["HealthCheckPort"], tg.get("HealthCheckPath")) != ("HTTP", "9157",
+                                                                                                  "/active"):
+                p.append(f"health check {tg['HealthCheckProtocol']}:{tg['HealthCheckPort']}"
+                         f"{tg.get('HealthCheckPath')}, expected HTTP:9157/active")
+            lb = [lb for lb in lbs if lb["LoadBalancerArn"] in tg.get("LoadBalancerArns", [])]
+            if not lb or lb[0]["Type"] != "network":
+                p.append(f"load balancer of the target group: {lb and lb[0]['Type']}, expected network")
+            listeners = elb.describe_listeners(LoadBalancerArn=lb[0]["LoadBalancerArn"])["Listeners"] if lb else []
+            if [(x["Protocol"], x["Port"]) for x in listeners] != [("TCP", 1414)]:
+                p.append(f"listeners {[(x['Protocol'], x['Port']) for x in listeners]}, expected TCP 1414")
+        own = f"arn:aws:autoscaling:{REGION}:123456789012:autoScalingGroup:*:autoScalingGroupName/{self.group_name}"
+        p += iam_problems(self.policy(), own.replace("*", "0a1b2c3d-1111-2222-3333-444455556666"),
+                          own.replace(self.group_name, "someone-elses-group").replace("*", "9f8e7d6c-1111-2222-3333-"
+                                                                                          "444455556666"))
+        return p
+
+    def _security_group_problems(self, ec2: Any) -> List[str]:
+        p: List[str] = []
+        inst_sg, efs_sg = self.resources["InstanceSecurityGroup"], self.resources["EfsSecurityGroup"]
+        groups = {g["GroupId"]: g for g in ec2.describe_security_groups(GroupIds=[inst_sg, efs_sg])["SecurityGroups"]}
+        vpc_cidr = self.params.get("VpcCidr", "10.42.0.0/16")
+        client_cidr = self.params.get("ClientCidr", "10.0.0.0/8")
+
+        def admits(group: str, port: int) -> List[Dict[str, Any]]:
+            return [r for r in groups[group]["IpPermissions"]
+                    if r.get("FromPort", 0) <= port <= r.get("ToPort", 65535) or r.get("IpProtocol") == "-1"]
+
+        if not any(ip["CidrIp"] == client_cidr for r in admits(inst_sg, 1414) for ip in r.get("IpRanges", [])):
+            p.append(f"clients ({client_cidr}) cannot reach 1414")
+        if not any(ip["CidrIp"] == vpc_cidr for r in admits(inst_sg, 9157) for ip in r.get("IpRanges", [])):
+            p.append(f"the load balancer's health checks (from {vpc_cidr}) cannot reach mqguard's 9157")
+        for r in admits(efs_sg, 2049):
+            if r.get("IpRanges") or r.get("Ipv6Ranges"):
+                p.append(f"NFS admitted from address ranges {r.get('IpRanges')}")
+            if any(pair["GroupId"] != inst_sg for pair in r.get("UserIdGroupPairs", [])):
+                p.append("NFS admitted from another security group than the instances'")
+        if not admits(efs_sg, 2049):
+            p.append("the instances cannot reach EFS on 2049")
+        return p
+
+
+def tls_policy_needs_tls_mount(d: Deployed) -> List[str]:
+    """A file-system policy that denies non-TLS access is unmountable with plain NFS."""
+    efs = d.client("efs")
+    try:
+        doc = json.loads(efs.describe_file_system_policy(FileSystemId=d.outputs["FileSystemId"])["Policy"])
+    except Exception:  # PolicyNotFound: no policy
+        return []
+    denies_plain = any(st.get("Effect") == "Deny" and "aws:SecureTransport" in json.dumps(st.get("Condition", {}))
+                       for st in doc.get("Statement", []))
+    tls_mount = ",tls" in d.user_data() or '"_netdev,tls' in d.user_data()
+    if denies_plain and not tls_mount:
+        return ["the EFS policy requires TLS but the fstab line mounts without it: the instances cannot mount"]
+    return []
+
+
+# ---------------------------------------------------------------- helpers for variants
+
+def mutate(template: Template, change: Callable[[Template], None]) -> Template:
+    t = copy.deepcopy(template)
+    change(t)
+    return t
+
+
+def tmpdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="mqguard-deploy-"))
+
+
+def which_tools() -> Optional[str]:
+    """Why the kit's tools are missing (None when all are there)."""
+    for tool, path in (("checkov", CHECKOV), ("cfn-guard", CFN_GUARD)):
+        if not Path(path).exists():
+            return f"{tool} is not installed at {path} (make deps installs it)"
+    for tool in ("cloud-init", "packer"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed (make deps installs it)"
+    return None
+

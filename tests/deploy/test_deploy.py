@@ -1,0 +1,353 @@
+"""The deployment kit (deploy/), offline: static checks, moto deployments read back
+through the services' APIs, the IAM proof, the rendered user data, mqguard against
+the deployed group end to end, and deliberately broken copies that must be caught.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Tuple
+
+import pytest
+
+from tests.conftest import ROOT, Harness, free_port, wait_until
+from tests.deploy import kit
+from tests.peers.aws import FaultProxy, MotoAsg
+from tests.peers.efs import FakeEfs
+from tests.peers.imds import ImdsServer
+
+pytestmark = pytest.mark.skipif(kit.which_tools() is not None, reason=str(kit.which_tools()))
+
+PARAMETER_SETS: Dict[str, Dict[str, str]] = {
+    "single-2az-tls": {},
+    "multi-3az-nfs-kms": {"Mode": "multi-instance", "AvailabilityZoneCount": "3", "EfsMount": "nfs4.1",
+                          "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-1111-2222-3333-444455556666",
+                          "StopTimeout": "120", "StartTimeout": "600"},
+    "single-warm-pool": {"WarmPool": "true", "ClientCidr": "172.16.0.0/12"},
+}
+
+
+@pytest.fixture(scope="module")
+def template() -> kit.Template:
+    return kit.load_template()
+
+
+@pytest.fixture(scope="module")
+def moto(moto_session: MotoAsg) -> Iterator[MotoAsg]:
+    undo = kit.patch_moto_nlb()
+    try:
+        yield moto_session
+    finally:
+        undo()
+
+
+def deploy(moto: MotoAsg, template: kit.Template, params: Dict[str, str]) -> kit.Deployed:
+    ami = moto.client("ec2").describe_images()["Images"][0]["ImageId"]
+    name = f"mq{uuid.uuid4().hex[:8]}"
+    return kit.Deployed(moto.client, name, template, {"ImageId": ami, **params})
+
+
+# ------------------------------------------------------------------ 1. static
+
+def test_static_checks_are_clean(template: kit.Template, tmp_path: Path) -> None:
+    assert kit.cfn_lint(kit.TEMPLATE) == []
+    began = time.monotonic()
+    assert kit.checkov(kit.TEMPLATE) == []
+    print(f"\nFIGURE checkov on the template: {time.monotonic() - began:.1f} s, 0 failed")
+    assert kit.cfn_guard(kit.TEMPLATE) == []
+    assert kit.mount_target_problems(template) == []
+    skips = [s["id"] for r in template["Resources"].values()
+             for s in r.get("Metadata", {}).get("checkov", {}).get("skip", [])]
+    comments = [s.get("comment", "") for r in template["Resources"].values()
+                for s in r.get("Metadata", {}).get("checkov", {}).get("skip", [])]
+    assert skips and all(len(c) > 20 for c in comments), "every checkov skip is justified in the template"
+
+
+def test_hook_timeouts_are_mqguards_timeouts_plus_the_documented_margins(template: kit.Template) -> None:
+    maps = template["Mappings"]
+    for stop, row in maps["TerminationHook"].items():
+        assert row["Seconds"] == int(stop) + 2 * 30 + 60
+    for mount, row in maps["LaunchHook"].items():
+        for start, seconds in row.items():
+            assert seconds == int(mount) + int(start) + 120
+    params = template["Parameters"]
+    assert params["StopTimeout"]["AllowedValues"] == list(maps["TerminationHook"])
+    assert params["MountTimeout"]["AllowedValues"] == list(maps["LaunchHook"])
+
+
+def test_the_stacks_policy_is_examples_iam_policy_json(template: kit.Template) -> None:
+    policy = next(p for p in template["Resources"]["InstanceRole"]["Properties"]["Policies"]
+                  if p["PolicyName"] == "mqguard")["PolicyDocument"]
+    own = "GROUP_ARN"
+    rendered = json.loads(json.dumps(policy).replace(json.dumps(policy["Statement"][0]["Resource"]), f'"{own}"'))
+    assert rendered == kit.example_policy_rendered(own)
+    sub = policy["Statement"][0]["Resource"]["Fn::Sub"]
+    assert sub.endswith(":autoScalingGroup:*:autoScalingGroupName/${AWS::StackName}-mq")
+    assert template["Resources"]["Group"]["Properties"]["AutoScalingGroupName"]["Fn::Sub"] == "${AWS::StackName}-mq"
+
+
+def test_ami_recipe_validates_and_keeps_imdsv2(tmp_path: Path) -> None:
+    import hcl2
+
+    ami = ROOT / "deploy" / "ami"
+    doc: Any = _unquote(hcl2.loads((ami / "mqguard.pkr.hcl").read_text()))
+    source = doc["source"][0]["amazon-ebs"]["mq"]
+    md = source["metadata_options"][0] if isinstance(source["metadata_options"], list) else source["metadata_options"]
+    assert md["http_tokens"] == "required" and int(md["http_put_response_hop_limit"]) == 1
+    assert source["encrypt_boot"] is True
+    variables = {k: v for d in doc["variable"] for k, v in d.items()}
+    assert variables["mq_accept_license"]["default"] is False, "IBM's license is accepted only on purpose"
+    scripts = [Path(str(s).replace("${path.root}", str(ami))) for s in
+               doc["build"][0]["provisioner"][2]["shell"]["scripts"]]
+    for script in scripts:
+        assert script.exists() and subprocess.run(["sh", "-n", str(script)]).returncode == 0
+    assert "systemctl enable mqguard.service" in scripts[-1].read_text()
+    assert "--now" not in scripts[-1].read_text(), "enabled, not started, in the image"
+    # packer 1.6 predates metadata_options, imds_support and required_plugins: validate the rest
+    text = (ami / "mqguard.pkr.hcl").read_text()
+    old = _strip_blocks(text, ("packer {", "  metadata_options {"))
+    old = "\n".join(line for line in old.splitlines() if "imds_support" not in line)
+    copy = tmp_path / "ami"
+    (copy / "scripts").mkdir(parents=True)
+    for script in scripts:
+        (copy / "scripts" / script.name).write_text(script.read_text())
+    (copy / "mqguard.pkr.hcl").write_text(old)
+    res = subprocess.run(["packer", "validate", "-syntax-only", "-var", "region=us-east-1", "-var", "mq_source=/x",
+                          "-var", "mqguard_rpm=/y", "-var", "mq_accept_license=true", str(copy)],
+                         capture_output=True, text=True, timeout=120, cwd=copy)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _unquote(node: object) -> object:
+    """python-hcl2 8 keeps HCL's quotes on labels and strings: drop them."""
+    if isinstance(node, dict):
+        return {_unquote(k): _unquote(v) for k, v in node.items() if k != "__is_block__"}  # type: ignore[misc]
+    if isinstance(node, list):
+        return [_unquote(v) for v in node]
+    if isinstance(node, str) and len(node) >= 2 and node[0] == node[-1] == '"':
+        return node[1:-1]
+    return node
+
+
+def _strip_blocks(text: str, openers: Tuple[str, ...]) -> str:
+    out, depth = [], 0
+    for line in text.splitlines():
+        if depth == 0 and any(line.startswith(o) for o in openers):
+            depth = line.count("{") - line.count("}")
+            continue
+        if depth > 0:
+            depth += line.count("{") - line.count("}")
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------ 2-4. deployed into moto
+
+@pytest.mark.parametrize("name", list(PARAMETER_SETS))
+def test_deployed_stack_has_what_mqguard_needs(name: str, moto: MotoAsg, template: kit.Template,
+                                               tmp_path: Path) -> None:
+    params = PARAMETER_SETS[name]
+    began = time.monotonic()
+    d = deploy(moto, template, params)
+    print(f"\nFIGURE moto deployment {name}: {time.monotonic() - began:.1f} s")
+    assert d.problems() == []
+    tls = params.get("EfsMount", "efs-utils-tls") == "efs-utils-tls"
+    assert kit.user_data_problems(d.user_data(), tls, tmp_path) == []
+    assert kit.tls_policy_needs_tls_mount(d) == []
+    if params.get("WarmPool") == "true":
+        # moto's CloudFormation does not implement AWS::AutoScaling::WarmPool (it says so and skips it):
+        # check the resource in the template; only a real stack proves the pool itself
+        pool = template["Resources"]["WarmPoolResource"]
+        assert pool["Condition"] == "UseWarmPool" and pool["Properties"]["PoolState"] == "Stopped"
+        assert pool["Properties"]["AutoScalingGroupName"] == {"Ref": "Group"}
+        assert template["Conditions"]["UseWarmPool"] == {"Fn::And": [{"Fn::Equals": [{"Ref": "WarmPool"}, "true"]},
+                                                                     {"Fn::Not": [{"Condition": "MultiInstance"}]}]}
+    assert d.outputs["ClientEndpoint"].endswith("(1414)") and d.outputs["AutoScalingGroupName"] == d.group_name
+
+
+def test_iam_proof_evaluates_every_autoscaling_action() -> None:
+    own = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:0a1b:autoScalingGroupName/s-mq"
+    policy = kit.example_policy_rendered(own.replace("0a1b", "*"))
+    actions = kit.autoscaling_actions()
+    assert len(actions) > 50 and "autoscaling:SetInstanceHealth" in actions
+    assert kit.iam_problems(policy, own, own.replace("s-mq", "other")) == []
+    wide = json.loads(json.dumps(policy).replace("autoScalingGroupName/s-mq", "autoScalingGroupName/*"))
+    assert any("another group" in p for p in kit.iam_problems(wide, own, own.replace("s-mq", "other")))
+    print(f"\nFIGURE IAM proof: {len(actions)} autoscaling actions x 3 resources evaluated")
+
+
+# ------------------------------------------------------------------ 5. end to end
+
+@pytest.fixture
+def aws_proxy(moto: MotoAsg) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(moto.url, []).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def test_mqguard_with_the_rendered_config_reports_the_deployed_groups_instance(
+    moto: MotoAsg, template: kit.Template, tmp_path: Path, efs: FakeEfs, imds: ImdsServer, aws_proxy: FaultProxy
+) -> None:
+    d = deploy(moto, template, {})
+    instance = d.group()["Instances"][0]["InstanceId"]
+    imds.paths["meta-data/instance-id"] = instance
+    import yaml
+
+    stack_conf = next(f["content"] for f in yaml.safe_load(d.user_data())["write_files"]
+                      if f["path"] == "/etc/mqguard/conf.d/10-stack.conf")
+    h = Harness(tmp_path, efs)
+    try:
+        h.configure(health={"grace_period": "3s"})
+        # the stack's file as written on the instance, then what differs in this test machine
+        conf_d = h.conf.parent / "conf.d"
+        conf_d.mkdir(exist_ok=True)
+        (conf_d / "10-stack.conf").write_text(stack_conf)
+        (conf_d / "90-test.conf").write_text(
+            f"[queue_manager]\nmq_bin_dir = {h.bindir}\nrun_as =\ndata_dir = {efs.path}/qmgrs\n"
+            f"log_dir = {efs.path}/logs\nmqsc_dir = {h.mqsc_dir}\nlistener_port = {h.port}\n"
+            "start_timeout = 60s\nstop_timeout = 10s\n"
+            f"[storage]\npath = {efs.path}\nfstypes = {h.sections['storage']['fstypes']}\nmount_timeout = 30s\n"
+            "[health]\ngrace_period = 3s\npoll_interval = 1s\ncommand_timeout = 3s\n"
+            f"[aws]\nregion = us-east-1\nendpoint_url = {aws_proxy.url}\nimds_url = {imds.url}\n"
+            f"[metrics]\nlisten = 127.0.0.1:{free_port()}\n"
+            f"[control]\nsocket = {tmp_path}/ctl/mqguard.sock\n")
+        h._log_fh = open(h.log, "ab")  # start with the files above, not a rewritten config
+        h.proc = subprocess.Popen([*h.command, "run", "--config", str(h.conf)], env=h.env(), stdout=h._log_fh,
+                                  stderr=subprocess.STDOUT)
+        h.wait_log(r"QM1: running", timeout=30)
+        assert f"asg_name = {d.group_name}" in stack_conf and "report = autoscaling" in stack_conf
+        h.knob("strmqm.exit", "71")
+        os.kill(h.controllers()[0], signal.SIGKILL)
+        began = time.monotonic()
+        wait_until(lambda: moto.health(instance) == "Unhealthy", 30, "the deployed group's instance Unhealthy")
+        print(f"\nFIGURE crash for good to Unhealthy in the deployed group (grace 3s): "
+              f"{time.monotonic() - began:.1f} s")
+        assert any(action == "SetInstanceHealth" for action, _ in aws_proxy.seen)
+    finally:
+        h.cleanup()
+
+
+# ------------------------------------------------------------------ 6. broken copies
+
+def _set(path: List[object], value: object) -> Callable[[kit.Template], None]:
+    def change(t: kit.Template) -> None:
+        node: object = t
+        for key in path[:-1]:
+            node = node[key]  # type: ignore[index]
+        node[path[-1]] = value  # type: ignore[index]
+    return change
+
+
+def _del(path: List[object]) -> Callable[[kit.Template], None]:
+    def change(t: kit.Template) -> None:
+        node: object = t
+        for key in path[:-1]:
+            node = node[key]  # type: ignore[index]
+        del node[path[-1]]  # type: ignore[index,attr-defined]
+    return change
+
+
+def _user_data_edit(old: str, new: str) -> Callable[[kit.Template], None]:
+    def change(t: kit.Template) -> None:
+        ud = t["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+        assert old in ud[0]
+        ud[0] = ud[0].replace(old, new)
+    return change
+
+
+def _ingress(index_of_port: int, field: str, value: object) -> Callable[[kit.Template], None]:
+    def change(t: kit.Template) -> None:
+        rules = t["Resources"]["InstanceSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+        rule = next(r for r in rules if r["FromPort"] == index_of_port)
+        rule[field] = value
+    return change
+
+
+LT = ["Resources", "LaunchTemplate", "Properties", "LaunchTemplateData"]
+TG = ["Resources", "TargetGroup", "Properties"]
+BROKEN: Dict[str, Callable[[kit.Template], None]] = {
+    "IMDSv1 allowed (HttpTokens optional)": _set(LT + ["MetadataOptions", "HttpTokens"], "optional"),
+    "IMDS hop limit 2": _set(LT + ["MetadataOptions", "HttpPutResponseHopLimit"], 2),
+    "NFS from anywhere": _set(["Resources", "EfsFromInstances", "Properties"],
+                              {"GroupId": {"Ref": "EfsSecurityGroup"}, "IpProtocol": "tcp", "FromPort": 2049,
+                               "ToPort": 2049, "CidrIp": "0.0.0.0/0"}),
+    "health check on /healthz": _set(TG + ["HealthCheckPath"], "/healthz"),
+    "health check on the wrong port": _set(TG + ["HealthCheckPort"], "9158"),
+    "mqguard's port not admitted": lambda t: t["Resources"]["InstanceSecurityGroup"]["Properties"][
+        "SecurityGroupIngress"].__setitem__(slice(None), [r for r in t["Resources"]["InstanceSecurityGroup"][
+            "Properties"]["SecurityGroupIngress"] if r["FromPort"] != 9157]),
+    "policy for another group": lambda t: t["Resources"]["InstanceRole"]["Properties"]["Policies"][0][
+        "PolicyDocument"]["Statement"][0].__setitem__("Resource", {"Fn::Sub": "arn:${AWS::Partition}:autoscaling:"
+                                                                   "${AWS::Region}:${AWS::AccountId}:autoScalingGroup"
+                                                                   ":*:autoScalingGroupName/other-group"}),
+    "termination hook missing": lambda t: t["Resources"]["Group"]["Properties"]["LifecycleHookSpecificationList"].pop(),
+    "both mount targets in one AZ": _set(["Resources", "MountTargetB", "Properties", "SubnetId"],
+                                         {"Fn::If": ["CreateVpc", {"Ref": "SubnetA"},
+                                                     {"Fn::Select": [0, {"Ref": "ExistingSubnetIds"}]}]}),
+    "unencrypted EFS": _set(["Resources", "FileSystem", "Properties", "Encrypted"], False),
+    "mistyped mqguard key in user data": _user_data_edit("report = autoscaling", "reprot = autoscaling"),
+    "TLS-only EFS policy with a plain NFS mount": _user_data_edit("\"${MountSource}\", /MQHA, ${MountType}, "
+                                                                 "\"${MountOptions}\"",
+                                                                 "\"${FileSystem}.efs.${AWS::Region}.amazonaws.com:/\","
+                                                                 " /MQHA, nfs4, \"nfsvers=4.1,hard,timeo=600,"
+                                                                 "retrans=2,noresvport,_netdev\""),
+    "group health check type ELB": _set(["Resources", "Group", "Properties", "HealthCheckType"], "ELB"),
+    "autoscaling:* for the instances": lambda t: t["Resources"]["InstanceRole"]["Properties"]["Policies"][0][
+        "PolicyDocument"]["Statement"][0].__setitem__("Action", "autoscaling:*"),
+    "unencrypted root volume": lambda t: t["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"][
+        "BlockDeviceMappings"][0]["Ebs"].__setitem__("Encrypted", False),
+    "clients from the whole internet by default": _set(["Parameters", "ClientCidr", "Default"], "0.0.0.0/0"),
+    "MQ port open to the world": _ingress(1414, "CidrIp", "0.0.0.0/0"),
+    "a mistyped CloudFormation property": lambda t: t["Resources"]["TargetGroup"]["Properties"].__setitem__(
+        "HealthCheckPth", "/active"),
+    "a reference to nothing": _set(["Resources", "Listener", "Properties", "LoadBalancerArn"], {"Ref": "Nlb"}),
+}
+
+
+def first_rejection(variant: kit.Template, moto: MotoAsg, tmp: Path) -> Tuple[str, List[str]]:
+    """The first check (cheapest first) that rejects ``variant``: (check, its complaints)."""
+    path = kit.write_json(variant, tmp)
+    for check, run in (("cfn-guard", lambda: kit.cfn_guard(path)), ("mount targets", lambda: kit.mount_target_problems(
+            variant)), ("cfn-lint", lambda: kit.cfn_lint(path))):
+        problems = run()
+        if problems:
+            return check, problems
+    try:
+        d = deploy(moto, variant, {})
+    except Exception as exc:  # moto refused the stack itself
+        return "moto deployment", [str(exc)[:300]]
+    for check, run in (("deployed resources", d.problems),
+                       ("user data", lambda: kit.user_data_problems(d.user_data(), True, tmp)),
+                       ("EFS policy vs mount", lambda: kit.tls_policy_needs_tls_mount(d))):
+        problems = run()
+        if problems:
+            return check, problems
+    return "", []
+
+
+def test_every_broken_copy_is_rejected_and_we_say_by_what(moto: MotoAsg, template: kit.Template,
+                                                           tmp_path: Path) -> None:
+    assert len(BROKEN) >= 15
+    caught: Dict[str, str] = {}
+    missed = []
+    for i, (name, change) in enumerate(BROKEN.items()):
+        d = tmp_path / f"v{i}"
+        d.mkdir()
+        check, problems = first_rejection(kit.mutate(template, change), moto, d)
+        if not check:
+            missed.append(name)
+        else:
+            caught[name] = f"{check}: {problems[0][:120]}"
+    print("\nbroken copies and the check that caught each:")
+    for name, how in caught.items():
+        print(f"  {name:45} <- {how}")
+    assert missed == [], f"not rejected by any check: {missed}"
