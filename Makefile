@@ -1,6 +1,6 @@
 # mqguard — see README.md. Every target installs what it needs first.
 PYTHON ?= python3
-APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux systemd python3 python3-systemd python3-venv prometheus libsystemd-dev pkg-config rpm rpmlint man-db polkitd dbus cloud-init packer npm
+APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux systemd python3 python3-systemd python3-venv prometheus libsystemd-dev pkg-config rpm rpmlint man-db polkitd dbus cloud-init packer
 STAMP = build/.deps-stamp
 
 .PHONY: deps test lint unit e2e systemtest demo bench soak rpm clean
@@ -20,9 +20,14 @@ $(STAMP): requirements-dev.txt Makefile | build
 	@# The deploy kit's checks: checkov in its own venv (it pins an old boto3), cfn-guard's static binary.
 	test -x build/checkov-venv/bin/checkov || { $(PYTHON) -m venv build/checkov-venv && \
 	  build/checkov-venv/bin/pip install -q checkov; }
+	@# npm: Node's own (nodesource) where installed, else Debian's
+	@# (without it the deploy-kit tests are skipped, and say why)
+	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm \
+	  >/dev/null || echo "npm unavailable: cfn-guard cannot be installed"
 	test -x build/cfn-guard/cfn-guard || { npm install --silent --no-audit --no-fund --prefix build/cfn-guard-npm \
 	  @cdklabs/cdk-validator-cfnguard@0.0.62 && mkdir -p build/cfn-guard && cp \
-	  build/cfn-guard-npm/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/x86_64/cfn-guard build/cfn-guard/; }
+	  build/cfn-guard-npm/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/x86_64/cfn-guard build/cfn-guard/; } \
+	  || echo "cfn-guard could not be installed from npm: the deploy-kit tests will be skipped"
 	@# cloud-init is installed for its schema checker only: never let it run on this machine
 	mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
 	@# MQ's installer creates the mqm user and group; the default run_as names it.
