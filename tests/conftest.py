@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 import pytest
 
 from tests.peers import efs as efs_mod
-from tests.peers.aws import MotoAsg
+from tests.peers.aws import FaultProxy, MotoAsg
 from tests.peers.imds import ImdsServer
 from tests.sim import mqsim
 
@@ -100,6 +100,18 @@ def _own_group() -> str:
     import grp
 
     return grp.getgrgid(os.getegid()).gr_name
+
+
+@pytest.fixture
+def aws(moto: MotoAsg, imds: ImdsServer) -> Iterator[FaultProxy]:
+    """A pass-through proxy in front of moto (it answers the lifecycle-hook calls moto lacks and counts every
+    call), with IMDS serving moto's instance id."""
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    proxy = FaultProxy(moto.url, []).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 class Harness:

@@ -14,9 +14,6 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from tests.conftest import Harness, wait_until
 from tests.peers.aws import FaultProxy, MotoAsg
@@ -25,17 +22,6 @@ from tests.peers.imds import ImdsServer
 
 def figure(name: str, value: float, unit: str = "s") -> None:
     print(f"\nFIGURE {name}: {value:.3f} {unit}")
-
-
-@pytest.fixture
-def aws(moto: MotoAsg, imds: ImdsServer) -> Iterator[FaultProxy]:
-    """A pass-through proxy in front of moto, so a test can count the calls made."""
-    imds.paths["meta-data/instance-id"] = moto.instance_id
-    proxy = FaultProxy(moto.url, []).start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 def use_autoscaling(h: Harness, proxy: FaultProxy, imds: ImdsServer) -> None:

@@ -9,25 +9,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
-
-import pytest
+from typing import Any, Dict, List
 
 from tests.conftest import Harness, free_port, wait_until
-from tests.peers.aws import FaultProxy, MotoAsg
+from tests.peers.aws import FaultProxy
 from tests.peers.imds import ImdsServer
 
 LIFECYCLE = "meta-data/autoscaling/target-lifecycle-state"
-
-
-@pytest.fixture
-def aws(moto: MotoAsg, imds: ImdsServer) -> Iterator[FaultProxy]:
-    imds.paths["meta-data/instance-id"] = moto.instance_id
-    proxy = FaultProxy(moto.url, []).start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 def get(h: Harness, path: str) -> int:

@@ -16,7 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set
 
 import pytest
 import yaml
@@ -216,16 +216,6 @@ class Prometheus:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
-
-
-@pytest.fixture
-def aws(moto: MotoAsg, imds: ImdsServer) -> Iterator[FaultProxy]:
-    imds.paths["meta-data/instance-id"] = moto.instance_id
-    proxy = FaultProxy(moto.url, []).start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 @needs_prometheus
