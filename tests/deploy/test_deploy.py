@@ -30,7 +30,17 @@ PARAMETER_SETS: Dict[str, Dict[str, str]] = {
                           "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-1111-2222-3333-444455556666",
                           "StopTimeout": "120", "StartTimeout": "600"},
     "single-warm-pool": {"WarmPool": "true", "ClientCidr": "172.16.0.0/12"},
+    "existing-vpc": {"ExistingVpcId": "(made by the test)", "VpcCidr": "10.50.0.0/16"},
 }
+
+
+def existing_network(moto: MotoAsg) -> Dict[str, str]:
+    """A VPC with two private subnets in distinct AZs, as a team's existing network."""
+    ec2 = moto.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.50.{i}.0/24", AvailabilityZone=f"us-east-1{az}")[
+        "Subnet"]["SubnetId"] for i, az in enumerate("ab")]
+    return {"ExistingVpcId": vpc, "ExistingSubnetIds": ",".join(subnets)}
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +163,9 @@ def _strip_blocks(text: str, openers: Tuple[str, ...]) -> str:
 @pytest.mark.parametrize("name", list(PARAMETER_SETS))
 def test_deployed_stack_has_what_mqguard_needs(name: str, moto: MotoAsg, template: kit.Template,
                                                tmp_path: Path) -> None:
-    params = PARAMETER_SETS[name]
+    params = dict(PARAMETER_SETS[name])
+    if "ExistingVpcId" in params:
+        params.update(existing_network(moto))
     began = time.monotonic()
     d = deploy(moto, template, params)
     print(f"\nFIGURE moto deployment {name}: {time.monotonic() - began:.1f} s")
