@@ -190,6 +190,13 @@ def test_control_socket_admits_root_and_group_members_only(harness: Harness, use
     try:
         running(h)
         conf_dir.mkdir(mode=0o755)
+        # the checkout may live where other users cannot read (e.g. under /root): give them a copy
+        shutil.copytree(ROOT / "mqguard", conf_dir / "src" / "mqguard",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for d, _, files in os.walk(conf_dir):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
         shared_conf = conf_dir / "mqguard.conf"
         shutil.copy(h.conf, shared_conf)
         os.chmod(shared_conf, 0o644)
@@ -202,7 +209,7 @@ def test_control_socket_admits_root_and_group_members_only(harness: Harness, use
             return subprocess.run(
                 ["setpriv", f"--reuid={user}", f"--regid={user}", *(groups or ("--init-groups",)),
                  "/usr/bin/python3", "-m", "mqguard", "pause", "--for", "1m", "--config", str(shared_conf)],
-                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": "/"}, cwd="/",
+                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(conf_dir / "src"), "HOME": "/"}, cwd="/",
                 capture_output=True, text=True, timeout=30)
 
         res = as_user(other)
