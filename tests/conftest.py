@@ -22,10 +22,20 @@ from tests.sim import mqsim
 ROOT = Path(__file__).resolve().parent.parent
 
 
+_HANDED_OUT: set = set()  # ports given to tests in this process
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port never handed out before in this process: the kernel may offer a just-closed
+    port again, and two parts of one test (mqguard's HTTP and the simulator's listener) must not share one."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise AssertionError("no fresh free port in 100 tries")
 
 
 def wait_until(pred: Callable[[], object], timeout: float, what: str, interval: float = 0.02) -> object:
