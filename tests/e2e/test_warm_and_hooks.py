@@ -89,8 +89,8 @@ def test_hooks_run_off_the_loop_in_order_slow_ones_killed_failures_counted(harne
     os.kill(h.controllers()[0], signal.SIGKILL)
     h.wait_log(r"QM1: recovering", timeout=10)
     before = int(status(h)["cycles"])
-    time.sleep(2.5)  # the hook sleeps meanwhile: the loop must not
-    assert int(status(h)["cycles"]) - before >= 2, "the loop kept its cadence while a hook ran"
+    time.sleep(3.5)  # the hook sleeps meanwhile (60 s): the loop must not
+    assert int(status(h)["cycles"]) - before >= 2, "the loop kept its cadence (1 s) while a hook ran"
     h.wait_log(r"on_state_change .* recovering running: killed after 3s", timeout=20)
     h.unknob("strmqm.delay")
     h.wait_log(r"QM1: running", after=h.log_text().index("QM1: recovering"), timeout=30)
