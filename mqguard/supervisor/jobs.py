@@ -63,7 +63,7 @@ class Jobs:
         if outcome.result == StartResult.STARTED:
             self.apply_mqsc(set_stage)
             return JobResult(JobOutcome.UP, outcome.detail, mqsc_applied=True)
-        return JobResult(JobOutcome.UP, outcome.detail)
+        return JobResult(JobOutcome.UP, outcome.detail, standby=outcome.result == StartResult.STANDBY)
 
     def apply_mqsc(self, set_stage: StageSetter) -> JobResult:
         set_stage(JobStage.CONFIGURING)

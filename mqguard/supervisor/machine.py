@@ -167,6 +167,10 @@ class Machine:
         self.last_job_end = obs.now
         if res.mqsc_applied:
             self.healthy_as = State.RUNNING  # this start made it active: no takeover to handle
+        elif res.standby:
+            # a standby started here: if it takes over before a cycle has seen it as standby,
+            # that takeover still gets its MQSC
+            self.healthy_as = State.STANDBY
         if res.outcome in (JobOutcome.FAILED, JobOutcome.TIMED_OUT):
             self._open_episode(obs.now)
             if res.outcome == JobOutcome.TIMED_OUT and not self.reported_in_episode:

@@ -47,6 +47,7 @@ class JobResult:
     outcome: JobOutcome
     detail: str
     mqsc_applied: bool = False  # the job started the queue manager active and applied MQSC
+    standby: bool = False  # the job started (or adopted) a standby instance here
 
 
 @dataclass(frozen=True)

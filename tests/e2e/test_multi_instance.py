@@ -43,7 +43,7 @@ def test_active_standby_takeover_and_new_standby(pair: Tuple[Harness, Harness]) 
     a.wait_log(r"QM1: running", timeout=30)
     assert [c["argv"] for c in a.calls("strmqm")] == [["-x", "QM1"]]
     b.start()
-    b.wait_log(r"QM1: standby", timeout=30)
+    b.wait_log(r"QM1: standby\n", timeout=30)  # the verdict, not "QM1: standby instance started"
     assert b.calls("crtmqm") == [] and b.calls("addmqinf"), "host B registers the existing queue manager"
     assert "RUNNING AS STANDBY" in b.dspmq()
     assert mqsc_applies(a) == 1, "MQSC only on the active instance"
@@ -51,7 +51,7 @@ def test_active_standby_takeover_and_new_standby(pair: Tuple[Harness, Harness]) 
     killed = time.monotonic()
     os.kill(a.controllers()[0], signal.SIGKILL)
     took_over = b.wait_log(r"took over as active; applying MQSC", timeout=20)
-    b.wait_log(r"QM1: running", after=b.log_text().index("QM1: standby"), timeout=20)
+    b.wait_log(r"QM1: running", after=b.log_text().index("QM1: standby\n"), timeout=20)
     b.wait_log(r"applied MQSC .*10-app.mqsc", after=took_over.end(), timeout=20)
     print(f"\nFIGURE standby takeover seen by mqguard: {time.monotonic() - killed:.2f} s")
     assert mqsc_applies(a) == 2, "MQSC re-applied after the takeover"

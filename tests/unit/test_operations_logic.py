@@ -218,3 +218,12 @@ def test_role_endpoints_in_every_state(state: State, status: Optional[str], list
     assert role_verdict(s, "standby", 30, 110)[0] is standby
     assert role_verdict(replace(s, last_cycle=10.0), "active", 30, 110)[0] is False  # a stalled loop says no
     assert role_verdict(None, "active", 30, 110)[0] is False
+
+
+def test_a_standby_that_takes_over_before_any_cycle_saw_it_still_gets_its_mqsc() -> None:
+    d = Driver(multi_instance=True)
+    assert kinds(d.step(qmgr=QmStatus.RUNNING_ELSEWHERE)) == [ActionKind.BRING_UP]
+    d.step(after=0.1, qmgr=QmStatus.RUNNING_ELSEWHERE, stage=JobStage.STARTING)
+    # the job started a standby, and the active host died before the next observation
+    v = d.step(after=0.3, qmgr=R, result=JobResult(JobOutcome.UP, "standby instance started", standby=True))
+    assert ActionKind.APPLY_MQSC in kinds(v), v.line
