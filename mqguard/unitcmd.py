@@ -31,8 +31,6 @@ log = logging.getLogger("mq-unit")
 
 USAGE = "usage: mq-unit start|stop QMGR_NAME"
 EX_TIMED_OUT = 124  # like timeout(1)
-LIVE = (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY, QmStatus.STARTING, QmStatus.QUIESCING,
-        QmStatus.ENDING_IMMEDIATELY, QmStatus.ENDING_PRE_EMPTIVELY, QmStatus.STATUS_NOT_AVAILABLE)
 
 
 def _control(cfg: config_mod.Config) -> MqControl:
@@ -58,7 +56,9 @@ def start(control: MqControl) -> int:
 
 def stop(control: MqControl) -> int:
     reading = control.dspmq()
-    if reading.ok and reading.status not in LIVE:
+    # "status not available" may hide a live instance: let endmqm say for itself
+    live = reading.status is not None and (reading.status.live or reading.status == QmStatus.STATUS_NOT_AVAILABLE)
+    if reading.ok and not live:
         print(f"queue manager {control.name} is not running here ({reading.status.value if reading.status else ''})",
               flush=True)
         return 0

@@ -50,6 +50,11 @@ class QmStatus(str, enum.Enum):
         """Not running anywhere we can see: a start may help."""
         return self in _ENDED
 
+    @property
+    def live(self) -> bool:
+        """This host's instance has processes: starting, up (active or standby) or ending."""
+        return self in _LIVE
+
 
 def _compact(word: str) -> str:
     """Letters only, lower case: 'ENDED PRE-EMPTIVELY', 'Ended preemptively' -> 'endedpreemptively'."""
@@ -62,6 +67,14 @@ def _compact(word: str) -> str:
 _VOCABULARY: Dict[str, QmStatus] = {_compact(s.value): s for s in QmStatus}
 _VOCABULARY["notavailable"] = QmStatus.STATUS_NOT_AVAILABLE
 
+_LIVE = {
+    QmStatus.STARTING,
+    QmStatus.RUNNING,
+    QmStatus.RUNNING_AS_STANDBY,
+    QmStatus.QUIESCING,
+    QmStatus.ENDING_IMMEDIATELY,
+    QmStatus.ENDING_PRE_EMPTIVELY,
+}
 _ENDED = {
     QmStatus.ENDED_NORMALLY,
     QmStatus.ENDED_IMMEDIATELY,

@@ -35,9 +35,6 @@ from mqguard.supervisor.model import (
     Verdict,
 )
 
-_LIVE = (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY, QmStatus.QUIESCING, QmStatus.ENDING_IMMEDIATELY,
-         QmStatus.ENDING_PRE_EMPTIVELY, QmStatus.STARTING)
-
 __all__ = ["Action", "ActionKind", "JobOutcome", "JobResult", "JobStage", "Machine", "Observation", "Settings",
            "State", "Verdict"]
 
@@ -180,7 +177,8 @@ class Machine:
         """What is bad about this observation; a start in progress is "not yet" until start_timeout."""
         s = self.settings
         status = obs.qmgr
-        self.ended_from_live = status is not None and status.ended and self.last_status in _LIVE
+        was = self.last_status
+        self.ended_from_live = bool(status is not None and status.ended and was is not None and was.live)
         if status is not None:
             self.last_status = status
         if status not in (QmStatus.ENDED_NORMALLY, QmStatus.ENDED_IMMEDIATELY):
