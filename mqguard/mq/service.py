@@ -147,31 +147,28 @@ class UnitService:
                                             f"(see journalctl -u {self.unit.name})")
 
     def end(self, role: Role, stop_timeout: float) -> bool:
-        state = self.unit.show(self.control.command_timeout)
-        if state is not None and state.active_state in ACTIVE_STATES:
-            res = self.unit.systemctl("stop", longest_end(stop_timeout) + SYSTEMCTL_MARGIN)
-            if res.ok():
-                log.info("queue manager %s ended: %s stopped (endmqm by its ExecStop)", self.control.name,
-                         self.unit.name)
-                return True
-            log.warning("%s did not stop: %s; ending the queue manager directly", self.unit.name, res.describe())
-        # not (or no longer) in the unit: a queue manager started by hand, or systemd unreachable
-        return end_with_escalation(self.control, role, stop_timeout)
+        return self._stop_unit(role, stop_timeout, queue_only=False)
 
     def end_after_exit(self, role: Role, stop_timeout: float) -> bool:
-        state = self.unit.show(self.control.command_timeout)
-        if state is None or state.active_state not in ACTIVE_STATES:
-            return end_with_escalation(self.control, role, stop_timeout)
         # mq@.service is ordered Before=mqguard.service: while mqguard itself is being
         # stopped, a stop job for the unit waits for mqguard to exit. So queue it and
         # go; systemd then runs the unit's ExecStop (endmqm -w, -i, -p).
-        res = self.unit.systemctl("stop", self.control.command_timeout, no_block=True)
-        if res.ok():
-            log.info("queue manager %s will be ended by systemd stopping %s once mqguard has exited",
-                     self.control.name, self.unit.name)
-            return True
-        log.warning("cannot queue the stop of %s: %s; ending the queue manager directly", self.unit.name,
-                    res.describe())
+        return self._stop_unit(role, stop_timeout, queue_only=True)
+
+    def _stop_unit(self, role: Role, stop_timeout: float, queue_only: bool) -> bool:
+        state = self.unit.show(self.control.command_timeout)
+        if state is not None and state.active_state in ACTIVE_STATES:
+            if queue_only:
+                res = self.unit.systemctl("stop", self.control.command_timeout, no_block=True)
+                done = f"will be ended by systemd stopping {self.unit.name} once mqguard has exited"
+            else:
+                res = self.unit.systemctl("stop", longest_end(stop_timeout) + SYSTEMCTL_MARGIN)
+                done = f"ended: {self.unit.name} stopped (endmqm by its ExecStop)"
+            if res.ok():
+                log.info("queue manager %s %s", self.control.name, done)
+                return True
+            log.warning("%s did not stop: %s; ending the queue manager directly", self.unit.name, res.describe())
+        # not (or no longer) in the unit: a queue manager started by hand, or systemd unreachable
         return end_with_escalation(self.control, role, stop_timeout)
 
 
