@@ -69,7 +69,7 @@ class App:
         self.registry = build_registry(collectors)  # type: ignore[arg-type]
         d = self.daemon
         self.operations = Operations(lambda: d.cfg, d.control, d.lifecycle, d.worker, d.pause_watch, d.owners,
-                                     d._wake)
+                                     d.wake)
         self.control = ControlServer(cfg.control.socket, cfg.control.group, self.operations.handle)
         self.hook: Optional[StateHook] = None
         if cfg.hooks.on_state_change:

@@ -84,12 +84,12 @@ class Daemon:
         self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, qm.start_timeout, service=self.service)
         self.owners = allowed_owners(qm.run_as)
         self.prober = StorageProber(cfg.storage.path, self.owners)
-        self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self._wake)  # shared by the pair, on EFS
+        self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self.wake)  # shared by the pair, on EFS
         self.state_listeners: List[Callable[[State, State, str, str], None]] = []  # (new, old, reason, role)
         self.watch = ControllerWatch(qm.name)
         self.stop_event = threading.Event()  # set when shutting down: ends retries
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.worker = Worker(self._wake)
+        self.worker = Worker(self.wake)
         # report = log is a dry run that makes no AWS call at all, metadata included;
         # then "going away" is known only from the host shutting down.
         self.aws_errors = AwsErrors()
@@ -102,7 +102,7 @@ class Daemon:
                 self.imds, cfg.aws.region, cfg.aws.endpoint_url, observe=self.telemetry.aws_call
             )
             self.termination = TerminationWatch(
-                self.imds, min(5.0, cfg.health.poll_interval), self.stop_event, self._wake
+                self.imds, min(5.0, cfg.health.poll_interval), self.stop_event, self.wake
             )
             self.hooks = Hooks(self.autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook,
                                self.stop_event, errors=self.aws_errors)
@@ -110,10 +110,10 @@ class Daemon:
         self._mqsc_pending = False  # a takeover's MQSC apply waits for the worker, never dropped
         self.reporter = Reporter(
             cfg.health.report, self.autoscaling, cfg.health.respect_asg_grace_period, self.stop_event,
-            on_reported=self._wake, errors=self.aws_errors,
+            on_reported=self.wake, errors=self.aws_errors,
         )
         self.machine = Machine(settings_from(cfg), started_at=self.clock.monotonic())
-        self.jobs = Jobs(lambda: self.cfg.queue_manager, self.lifecycle, self.hooks, self.telemetry, self._wake,
+        self.jobs = Jobs(lambda: self.cfg.queue_manager, self.lifecycle, self.hooks, self.telemetry, self.wake,
                          self._role, lambda: self.going_away)
         self.cycles = 0
         self._stop_requested = False
@@ -126,7 +126,7 @@ class Daemon:
         self.started = self.clock.monotonic()
 
     # ----------------------------------------------------------- plumbing
-    def _wake(self) -> None:
+    def wake(self) -> None:
         try:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
