@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional
 
+from mqguard.mq.runner import CommandRunner
 from mqguard.untrusted import loggable
 
 log = logging.getLogger(__name__)
@@ -57,6 +55,7 @@ class StateHook:
         self.instance_id = instance_id
         self.count = count
         self.base_env = base_env if base_env is not None else dict(os.environ)
+        self.runner = CommandRunner()
         self._cond = threading.Condition()
         self._pending: Optional[Change] = None
         self._announced: Optional[str] = None  # NEW_STATE of the last run: the next run's OLD_STATE
@@ -95,31 +94,22 @@ class StateHook:
 
     def run(self, change: Change) -> str:
         argv = [self.program, change.new, change.old, self.qmgr]
-        started = time.monotonic()
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    env=hook_environment(change, self.instance_id(), self.base_env), cwd="/",
-                                    close_fds=True, start_new_session=True)
-        except OSError as exc:
-            log.error("on_state_change %s could not run: %s", self.program, exc)
+        # the one command runner: argv, its own process group killed at the timeout, output capped
+        res = self.runner.run(argv, self.timeout, ok_codes=range(256),
+                              env=hook_environment(change, self.instance_id(), self.base_env))
+        if res.error:
+            log.error("on_state_change %s could not run: %s", self.program, res.error)
             return "error"
-        try:
-            out, _ = proc.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            proc.communicate()
+        if res.timed_out:
             log.error("on_state_change %s %s %s: killed after %.0fs", self.program, change.new, change.old,
                       self.timeout)
             return "timeout"
-        took = time.monotonic() - started
-        tail = loggable(out.decode("utf-8", "replace").strip()[-500:])
-        if proc.returncode == 0:
-            log.info("on_state_change %s %s %s: ok in %.2fs%s", self.program, change.new, change.old, took,
-                     f": {tail}" if tail else "")
+        tail = loggable(res.output.strip()[-500:])
+        said = f": {tail}" if tail else ""
+        if res.returncode == 0:
+            log.info("on_state_change %s %s %s: ok in %.2fs%s", self.program, change.new, change.old, res.duration,
+                     said)
             return "ok"
         log.error("on_state_change %s %s %s: exit %s in %.2fs%s", self.program, change.new, change.old,
-                  proc.returncode, took, f": {tail}" if tail else "")
+                  res.returncode, res.duration, said)
         return "failed"

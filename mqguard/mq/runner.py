@@ -137,16 +137,21 @@ class CommandRunner:
         timeout: float,
         stdin: Optional[str] = None,
         ok_codes: Sequence[int] = (0,),
+        env: Optional[Mapping[str, str]] = None,
     ) -> CommandResult:
-        """Run ``argv`` and return its result; never raises for the command's failure."""
-        result = self._run(list(argv), timeout, stdin)
+        """Run ``argv`` and return its result; never raises for the command's failure.
+
+        ``env`` replaces the allow-listed environment (for programs that are not MQ's).
+        """
+        result = self._run(list(argv), timeout, stdin, env)
         ok = result.ok(ok_codes)
         log.log(logging.DEBUG if ok else logging.INFO, "ran %s", result.describe())
         for observe in self.observers:
             observe(result, ok)
         return result
 
-    def _run(self, argv: List[str], timeout: float, stdin: Optional[str]) -> CommandResult:
+    def _run(self, argv: List[str], timeout: float, stdin: Optional[str],
+             env: Optional[Mapping[str, str]] = None) -> CommandResult:
         start = time.monotonic()
         if self.refusing():
             return CommandResult(argv, None, "", "", 0.0, error="cancelled: mqguard is stopping")
@@ -159,7 +164,7 @@ class CommandRunner:
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=self.environment(),
+                env=dict(env) if env is not None else self.environment(),
                 cwd="/",
                 close_fds=True,
                 start_new_session=True,  # its own process group, so a timeout kills all of it
