@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -191,6 +193,15 @@ class Harness:
             env=self.env(), stdout=self._log_fh, stderr=subprocess.STDOUT,
         )
         return self
+
+    def get(self, path: str, timeout: float = 5) -> Tuple[int, bytes]:
+        """GET ``path`` from this mqguard's HTTP endpoint ([metrics] listen): (status, body)."""
+        port = self.sections["metrics"]["listen"].rsplit(":", 1)[1]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+                return int(resp.status), resp.read()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read()
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -35,12 +35,7 @@ def served(harness: Harness) -> Harness:
 
 
 def http(h: Harness, path: str, timeout: float = 5) -> Tuple[int, bytes]:
-    url = f"http://127.0.0.1:{h.http_port}{path}"  # type: ignore[attr-defined]
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    return h.get(path, timeout)
 
 
 class NotifySocket:

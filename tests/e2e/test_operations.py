@@ -15,8 +15,6 @@ import signal
 import stat
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
@@ -31,20 +29,14 @@ def figure(name: str, value: float, unit: str = "s") -> None:
 
 
 def http(h: Harness, path: str) -> Tuple[int, Dict[str, object]]:
-    port = h.sections["metrics"]["listen"].rsplit(":", 1)[1]
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    code, body = h.get(path)
+    return code, json.loads(body)
 
 
 def metric(h: Harness, name: str) -> float:
-    port = h.sections["metrics"]["listen"].rsplit(":", 1)[1]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
+    for line in h.get("/metrics")[1].decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not exposed")
 
 

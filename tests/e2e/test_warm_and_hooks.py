@@ -19,18 +19,11 @@ LIFECYCLE = "meta-data/autoscaling/target-lifecycle-state"
 
 
 def get(h: Harness, path: str) -> int:
-    port = h.sections["metrics"]["listen"].rsplit(":", 1)[1]
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+    return h.get(path)[0]
 
 
 def status(h: Harness) -> Dict[str, Any]:
-    port = h.sections["metrics"]["listen"].rsplit(":", 1)[1]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as resp:
-        return dict(json.loads(resp.read()))
+    return dict(json.loads(h.get("/status")[1]))
 
 
 def launch_completions(proxy: FaultProxy) -> List[str]:

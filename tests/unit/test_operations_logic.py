@@ -14,7 +14,6 @@ from typing import List, Optional
 import pytest
 
 from mqguard import pause as pause_mod
-from mqguard.clock import FakeClock
 from mqguard.httpserver import role_verdict
 from mqguard.mq.status import QmStatus
 from mqguard.pause import Pause, PauseWatch
@@ -24,41 +23,12 @@ from mqguard.supervisor.machine import (
     JobOutcome,
     JobResult,
     JobStage,
-    Machine,
-    Observation,
-    Settings,
     State,
-    Verdict,
 )
 from mqguard.supervisor.snapshot import Snapshot
+from tests.unit.machine_driver import Driver, kinds
 
 R, ENDED_N, CRASHED = QmStatus.RUNNING, QmStatus.ENDED_NORMALLY, QmStatus.ENDED_UNEXPECTEDLY
-
-
-class Driver:
-    def __init__(self, **overrides: object) -> None:
-        base = dict(grace_period=60.0, restart_attempts=3, mount_timeout=600.0, start_timeout=300.0,
-                    multi_instance=False, listener_probe=False, restart_spacing=1.0, deliberate_end_delay=2.0)
-        base.update(overrides)
-        self.clock = FakeClock()
-        self.m = Machine(Settings(**base), started_at=self.clock.monotonic())  # type: ignore[arg-type]
-
-    def step(self, after: float = 0.0, qmgr: Optional[QmStatus] = None, storage: bool = True,
-             stage: Optional[JobStage] = None, result: Optional[JobResult] = None, paused: bool = False,
-             warm: bool = False, going_away: bool = False) -> Verdict:
-        self.clock.advance(after)
-        return self.m.step(Observation(now=self.clock.monotonic(), storage_ok=storage, qmgr=qmgr, job_stage=stage,
-                                       job_result=result, paused=paused, warm=warm, going_away=going_away,
-                                       storage_detail="" if storage else "probe timed out"))
-
-    def up(self) -> None:
-        assert kinds(self.step()) == [ActionKind.BRING_UP]
-        self.step(after=1, stage=JobStage.STARTING)
-        assert self.step(after=1, qmgr=R, result=JobResult(JobOutcome.UP, "started")).state is State.RUNNING
-
-
-def kinds(v: Verdict) -> List[ActionKind]:
-    return [a.kind for a in v.actions]
 
 
 def test_paused_for_hours_with_mq_down_starts_and_reports_nothing() -> None:
