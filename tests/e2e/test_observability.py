@@ -12,15 +12,13 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
 from tests.conftest import Harness, free_port, wait_until
+from tests.peers.prometheus import Prometheus
 
 
 def figure(name: str, value: float, unit: str = "s") -> None:
@@ -246,29 +244,8 @@ def test_real_prometheus_scrapes_qmgr_up(served: Harness, tmp_path: Path) -> Non
     served.configure(health={"grace_period": "30s", "restart_attempts": "1"})
     served.start()
     served.wait_log(r"QM1: running", timeout=30)
-    prom_port = free_port()
-    cfg = tmp_path / "prometheus.yml"
-    cfg.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: mqguard\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{served.http_port}']\n"  # type: ignore[attr-defined]
-    )
-    prom = subprocess.Popen(
-        [str(PROMETHEUS), f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-
-    def query(expr: str) -> Optional[float]:
-        url = f"http://127.0.0.1:{prom_port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                doc: Dict[str, Any] = json.loads(r.read())
-        except OSError:
-            return None
-        result = doc.get("data", {}).get("result", [])
-        return float(result[0]["value"][1]) if result else None
-
+    prom = Prometheus(str(PROMETHEUS), tmp_path, f"127.0.0.1:{served.http_port}")  # type: ignore[attr-defined]
+    query = prom.query
     try:
         wait_until(lambda: query('mqguard_qmgr_up{qmgr="QM1"}') == 1.0, 30, "Prometheus sees qmgr_up 1", interval=0.5)
         assert query('mqguard_state{mqguard_state="running"}') == 1.0
@@ -280,10 +257,5 @@ def test_real_prometheus_scrapes_qmgr_up(served: Harness, tmp_path: Path) -> Non
         wait_until(lambda: query('mqguard_state{mqguard_state="recovering"}') == 1.0
                    or query('mqguard_state{mqguard_state="failed"}') == 1.0, 30, "recovering/failed", interval=0.5)
     finally:
-        prom.terminate()
-        try:
-            prom.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            prom.kill()
-            prom.wait(timeout=5)
+        prom.stop()
     served.stop()

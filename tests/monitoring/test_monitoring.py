@@ -13,10 +13,8 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Set
 
 import pytest
 import yaml
@@ -24,6 +22,7 @@ import yaml
 from tests.conftest import ROOT, Harness, free_port, wait_until
 from tests.peers.aws import FaultProxy, MotoAsg
 from tests.peers.imds import ImdsServer
+from tests.peers.prometheus import Prometheus
 
 MON = ROOT / "monitoring"
 RULES = MON / "prometheus" / "mqguard-rules.yml"
@@ -176,48 +175,6 @@ def test_cloudwatch_alarm_examples_are_valid_put_metric_alarm_requests() -> None
 
 # ------------------------------------------------------------------ against a real Prometheus
 
-class Prometheus:
-    def __init__(self, tmp: Path, target: str, rules: Path) -> None:
-        self.port = free_port()
-        cfg = tmp / "prometheus.yml"
-        cfg.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            f"rule_files: ['{rules}']\n"
-            "scrape_configs:\n  - job_name: mqguard\n    static_configs:\n"
-            f"      - targets: ['{target}']\n")
-        self.proc = subprocess.Popen(
-            [str(PROMETHEUS), f"--config.file={cfg}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def api(self, path: str, **params: str) -> Dict[str, Any]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return dict(json.loads(r.read()))
-
-    def query(self, expr: str) -> Optional[float]:
-        try:
-            result = self.api("query", query=expr)["data"]["result"]
-        except OSError:
-            return None
-        return float(result[0]["value"][1]) if result else None
-
-    def firing(self) -> Set[str]:
-        try:
-            alerts = self.api("alerts")["data"]["alerts"]
-        except OSError:
-            return set()
-        return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
 @needs_prometheus
 def test_every_panel_returns_data_and_alerts_fire_in_a_real_prometheus(
     harness: Harness, aws: FaultProxy, imds: ImdsServer, moto: MotoAsg, tmp_path: Path
@@ -230,7 +187,7 @@ def test_every_panel_returns_data_and_alerts_fire_in_a_real_prometheus(
     # the real rules, with every `for:` cut to seconds (promtool's unit tests prove the real ones)
     rules = tmp_path / "rules.yml"
     rules.write_text(re.sub(r"for: \d+[mh]", "for: 3s", RULES.read_text()))
-    prom = Prometheus(tmp_path, f"127.0.0.1:{port}", rules)
+    prom = Prometheus(str(PROMETHEUS), tmp_path, f"127.0.0.1:{port}", rules)
     began = time.time()
     try:
         h.start()
