@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, FrozenSet, Optional
 
-from mqguard.statedir import UnsafePath, open_state_dir
+from mqguard.statedir import UnsafePath, create_exclusive, open_state_dir
 from mqguard.untrusted import loggable
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,7 @@ def write(storage_path: str, owners: FrozenSet[int], pause: Pause) -> None:
     dir_fd = open_state_dir(storage_path, owners)
     tmp = f".{PAUSE_FILE}.{socket.gethostname()}.{os.getpid()}"
     try:
-        try:
-            os.unlink(tmp, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+        fd = create_exclusive(dir_fd, tmp, 0o644)  # never through a link planted under the name
         try:
             os.write(fd, pause.to_json().encode())
             os.fsync(fd)

@@ -197,3 +197,17 @@ def test_a_standby_that_takes_over_before_any_cycle_saw_it_still_gets_its_mqsc()
     # the job started a standby, and the active host died before the next observation
     v = d.step(after=0.3, qmgr=R, result=JobResult(JobOutcome.UP, "standby instance started", standby=True))
     assert ActionKind.APPLY_MQSC in kinds(v), v.line
+
+
+def test_pause_write_never_follows_a_link_planted_at_its_temporary_name(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    owners = allowed_owners()
+    (tmp_path / ".mqguard").mkdir(mode=0o755)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    os.symlink(victim, tmp_path / ".mqguard" / f".pause.{socket.gethostname()}.{os.getpid()}")
+    record = Pause(until=10.0, reason="r", by="b", since=1.0)
+    pause_mod.write(str(tmp_path), owners, record)
+    assert victim.read_text() == "keep me" and pause_mod.read(str(tmp_path), owners) == record
