@@ -80,6 +80,7 @@ class TerminationWatch:
         self.kind: Optional[str] = None  # TERMINATING or SPOT once going away
         self.warm = False  # target-lifecycle-state Warmed:* (a warm-pool instance: never start MQ)
         self._warned = False
+        self._looked = False  # IMDS was asked at least once
         self._bad_notice = ""
         self._thread: Optional[threading.Thread] = None
 
@@ -91,6 +92,7 @@ class TerminationWatch:
         """One look at IMDS (each path bounded by ``within`` when given); returns (and remembers) the reason."""
         if self.reason is not None:
             return self.reason
+        self._looked = True
         try:
             state = self._get(LIFECYCLE_PATH, within)
             spot = self._get(SPOT_PATH, within)
@@ -122,5 +124,7 @@ class TerminationWatch:
             return None
 
     def _loop(self) -> None:
+        if self._looked:
+            self.stop.wait(self.interval)  # the daemon's start-up look was this round's
         while not self.stop.is_set() and self.check() is None:
             self.stop.wait(self.interval)
