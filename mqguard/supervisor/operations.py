@@ -19,7 +19,7 @@ from mqguard.clock import iso_utc
 from mqguard.config import Config
 from mqguard.configvalues import format_duration
 from mqguard.ctlsocket import Reply, Request
-from mqguard.mq.control import MqControl
+from mqguard.mq.control import MqControl, StartResult
 from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.status import QmStatus
 from mqguard.pause import Pause, PauseWatch
@@ -173,7 +173,7 @@ class Operations:
                     f"no other host became active within {qm.stop_timeout:.0f}s after endmqm -s; "
                     f"mqguard started the queue manager here again ({start.detail})")
         log.warning("switched over: %s is active %.2fs after endmqm -s; %s here", other, switched, start.detail)
-        ok = start.result.value in ("standby", "started", "already_running")
+        ok = start.result in (StartResult.STANDBY, StartResult.STARTED, StartResult.ALREADY_RUNNING)
         return (JobResult(JobOutcome.UP if ok else JobOutcome.FAILED, f"switched over to {other}"), True,
                 f"switched over: {other} is active ({switched:.1f}s after endmqm -s); new standby here: "
                 f"{start.detail}")
