@@ -8,6 +8,7 @@ collected and reported at once, never silently replaced by a default.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import glob
 import grp
 import os
@@ -113,8 +114,8 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
         "mq_bin_dir": Option("/opt/mqm/bin", _abs_path, "where the MQ control commands live"),
         "run_as": Option("mqm", _user, "user the MQ control commands run as; empty = mqguard's own"),
         "create": Option("true", parse_bool, "create the queue manager when no data exists anywhere"),
-        "data_dir": Option("", _optional_abs_path, "crtmqm -md / addmqinf DataPath parent"),
-        "log_dir": Option("", _optional_abs_path, "crtmqm -ld"),
+        "data_dir": Option("", _optional_abs_path, "crtmqm -md parent; empty: <storage.path>/qmgrs"),
+        "log_dir": Option("", _optional_abs_path, "crtmqm -ld; empty: <storage.path>/logs"),
         "crtmqm_options": Option("", _crtmqm_options, "extra crtmqm arguments, shell-word split", _show_words),
         "mqsc_dir": Option("/etc/mqguard/mqsc.d", _abs_path, "*.mqsc applied after each start"),
         "listener_port": Option("1414", _int_range(0, 65535), "TCP port probed; 0 = no probe"),
@@ -123,6 +124,7 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
         "stop_timeout": Option("60s", duration(1, HOUR), "endmqm -w escalates after this"),
         "stop_on_exit": Option("auto", _choice(StopOnExit), "auto | always | never"),
         "unit": Option("auto", _unit, "systemd template the queue manager runs in (mq@.service); none = as a child"),
+        "lock_wait": Option("3m", duration(0, HOUR), "how long 'running elsewhere' (a stale lock) is waited for"),
     },
     "storage": {
         "path": Option("/var/mqm", _abs_path, "must be a mount point (the EFS mount)"),
@@ -244,7 +246,7 @@ def load(path: Optional[str] = None) -> Config:
                 problems.append(ConfigProblem(file, section, key, raw, f"expected {exc}"))
     if problems:
         raise ConfigError(problems)
-    cfg = _build(values, tuple(f for f in files if os.path.exists(f)))
+    cfg = _with_storage_defaults(_build(values, tuple(f for f in files if os.path.exists(f))))
     cross = _cross_checks(cfg, main_path)
     if cross:
         raise ConfigError(cross)
@@ -265,13 +267,20 @@ def _build(values: Dict[str, Dict[str, object]], sources: Tuple[str, ...]) -> Co
     )
 
 
+def _with_storage_defaults(cfg: Config) -> Config:
+    """Data and logs always live on the shared storage (contract section 21): empty means below it."""
+    qm, base = cfg.queue_manager, cfg.storage.path.rstrip("/") or "/"
+    return dataclasses.replace(cfg, queue_manager=dataclasses.replace(
+        qm, data_dir=qm.data_dir or os.path.join(base, "qmgrs"), log_dir=qm.log_dir or os.path.join(base, "logs")))
+
+
 def _cross_checks(cfg: Config, file: str) -> List[ConfigProblem]:
     """Rules that involve more than one key."""
     problems: List[ConfigProblem] = []
     qm, st, h = cfg.queue_manager, cfg.storage, cfg.health
 
-    def under_storage(d: str) -> bool:
-        return d == st.path or d.startswith(st.path.rstrip("/") + "/")
+    def under_storage(d: str) -> bool:  # strictly below: MQ's directories are made inside it
+        return os.path.normpath(d).startswith(st.path.rstrip("/") + "/")
 
     if qm.run_as:
         try:
@@ -288,9 +297,11 @@ def _cross_checks(cfg: Config, file: str) -> List[ConfigProblem]:
     if hook and not (os.path.isfile(hook) and os.access(hook, os.X_OK)):
         problems.append(ConfigProblem(file, "hooks", "on_state_change", hook, "expected an executable file"))
     for key, value in (("data_dir", qm.data_dir), ("log_dir", qm.log_dir)):
-        if value and not under_storage(value):
+        if not under_storage(value):
             problems.append(
-                ConfigProblem(file, "queue_manager", key, value, f"expected a directory under storage.path ({st.path})")
+                ConfigProblem(file, "queue_manager", key, value,
+                              f"expected a directory below storage.path ({st.path}): the queue manager's data and "
+                              "logs must be on the shared storage, or a replacement instance cannot find them")
             )
     if h.command_timeout >= qm.start_timeout:
         problems.append(

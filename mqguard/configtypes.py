@@ -40,6 +40,7 @@ class QueueManagerConfig:
     stop_timeout: float
     stop_on_exit: StopOnExit
     unit: str
+    lock_wait: float
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,19 @@
-"""``mq-unit start|stop NAME``: the ExecStart and ExecStop of ``mq@.service``.
+"""``mq-unit prepare|start|stop NAME``: the ExecStart/ExecStop of ``mq@.service`` and ``mq-prepare@.service``.
 
 systemd runs it as the MQ user, outside mqguard's sandbox, in the queue
 manager's own cgroup. It reads mqguard's configuration (``$MQGUARD_CONFIG`` or
 the default path), so the unit and the daemon agree on ``mq_bin_dir``,
 ``multi_instance`` and the timeouts:
 
-- ``start``: ``strmqm [-x] NAME``, bounded by ``start_timeout``; exits with
-  strmqm's code, except that "already running" (5) and "standby started" (30)
-  are success for systemd;
+- ``prepare`` (mq-prepare@.service, a oneshot): crtmqdir when MQ's root is
+  empty, then addmqinf or (under the create lock) crtmqm -md -ld -p, with MQ's
+  setgid directories and IBM's limits; exit 0 known, 10 registered, 11 created;
+- ``start``: clears what a crashed instance left (SIGKILL), then ``strmqm
+  [-x] NAME``, bounded by ``start_timeout``; exits with strmqm's code, except
+  that "standby started" (30) is success for systemd. "Already running" (5)
+  is NOT success: the queue manager then runs outside this unit, systemd would
+  find no main process and run ExecStop, ending the queue manager that mqguard
+  is about to adopt; a failed start runs no ExecStop;
 - ``stop``: ends the queue manager the way mqguard does: ``endmqm -w``
   (multi-instance active: ``-s -w``, standby: ``-x``), escalated to ``-i`` and
   then ``-p`` after ``stop_timeout``. A queue manager that is not running is
@@ -23,13 +29,16 @@ from typing import List, Optional
 from mqguard import config as config_mod
 from mqguard.exitcodes import EX_CONFIG, EX_USAGE
 from mqguard.mq.control import STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED, MqControl
+from mqguard.mq.leftovers import clear_leftovers
+from mqguard.mq.prepare import EXIT_CODES as PREPARE_EXIT_CODES
+from mqguard.mq.prepare import PrepareError, preparation_for
 from mqguard.mq.runner import CommandRunner
 from mqguard.mq.service import end_with_escalation, role_of
 from mqguard.mq.status import QmStatus
 
 log = logging.getLogger("mq-unit")
 
-USAGE = "usage: mq-unit start|stop QMGR_NAME"
+USAGE = "usage: mq-unit prepare|start|stop QMGR_NAME"
 EX_TIMED_OUT = 124  # like timeout(1)
 
 
@@ -38,8 +47,24 @@ def _control(cfg: config_mod.Config) -> MqControl:
     return MqControl(cfg.queue_manager, cfg.storage.path, CommandRunner(), cfg.health.command_timeout)
 
 
+def prepare(control: MqControl, cfg: config_mod.Config) -> int:
+    try:
+        done = preparation_for(cfg.queue_manager.create, cfg.queue_manager.start_timeout, control).run()
+    except PrepareError as exc:
+        log.error("cannot prepare queue manager %s: %s", control.name, exc)
+        return EX_TIMED_OUT if exc.timed_out else 1
+    except OSError as exc:
+        log.error("cannot prepare queue manager %s: storage error: %s", control.name, exc)
+        return 1
+    print(f"queue manager {control.name}: {done.value} (data in {control.data_path})", flush=True)
+    return PREPARE_EXIT_CODES[done]
+
+
 def start(control: MqControl) -> int:
     qm = control.qm
+    reading = control.dspmq()
+    if reading.status is not None and not reading.status.live:
+        clear_leftovers(control.name, qm.mq_bin_dir)
     res = control.runner.run(control.strmqm_argv(), qm.start_timeout, ok_codes=range(256))
     if res.output.strip():
         print(res.output.rstrip(), flush=True)
@@ -49,8 +74,10 @@ def start(control: MqControl) -> int:
     if res.returncode is None:
         log.error("%s", res.describe())
         return 1
-    if res.returncode in (STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED):
+    if res.returncode == STRMQM_STANDBY_STARTED:
         return 0
+    if res.returncode == STRMQM_ALREADY_RUNNING:
+        log.warning("queue manager %s already runs outside this unit: leaving it there (mqguard adopts it)", qm.name)
     return res.returncode
 
 
@@ -70,7 +97,7 @@ def stop(control: MqControl) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if len(args) != 2 or args[0] not in ("start", "stop"):
+    if len(args) != 2 or args[0] not in ("prepare", "start", "stop"):
         print(USAGE, file=sys.stderr)
         return EX_USAGE
     verb, name = args
@@ -84,6 +111,8 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{cfg.queue_manager.name} ({', '.join(cfg.sources)})", file=sys.stderr)
         return EX_CONFIG
     control = _control(cfg)
+    if verb == "prepare":
+        return prepare(control, cfg)
     return start(control) if verb == "start" else stop(control)
 
 

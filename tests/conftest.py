@@ -136,7 +136,7 @@ class Harness:
         self.bindir = str(tmp / f"bin-{host}")
         self.prefix = str(tmp / f"var-{host}")
         self.port = free_port()
-        self.ctl = mqsim.install(self.bindir, self.prefix, host=host, listener_port=self.port)
+        self.ctl = mqsim.install(self.bindir, self.prefix, host=host)
         self.mqsc_dir = tmp / "mqsc.d"
         self.mqsc_dir.mkdir(exist_ok=True)
         self.conf = tmp / f"mqguard-{host}.conf"
@@ -250,6 +250,12 @@ class Harness:
                 return self.bindir.encode() in fh.read()
         except OSError:
             return False
+
+    def prepare_root(self) -> None:
+        """crtmqdir -s -f, as MQ's installer does on a host whose /var/mqm is local (the simulated root starts
+        empty, like an EFS mounted over /var/mqm)."""
+        res = subprocess.run([f"{self.bindir}/crtmqdir", "-s", "-f"], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stdout + res.stderr
 
     def dspmq(self) -> str:
         res = subprocess.run([f"{self.bindir}/dspmq", "-n", "-m", self.qmgr], capture_output=True, text=True, timeout=10)

@@ -81,7 +81,7 @@ def main() -> int:
         imds = ImdsServer(instance_id=moto.instance_id).start()
         efs = FakeEfs(str(tmp)).mount()
         port = free_port()
-        ctl = mqsim.install(bindir, str(tmp / "var-mqm"), host="ip-10-0-1-23", listener_port=port)
+        ctl = mqsim.install(bindir, str(tmp / "var-mqm"), host="ip-10-0-1-23")
         mqsc = tmp / "mqsc.d"
         mqsc.mkdir()
         (mqsc / "10-app.mqsc").write_text(

@@ -12,7 +12,7 @@ from mqguard.mq.names import directory_name
 from mqguard.mq.runner import CommandResult, CommandRunner
 from mqguard.mq.status import DspmqEntry, ParseError, QmStatus, find_entry
 
-MQ_PREFIX = "/var/mqm"  # MQ's fixed installation data prefix (addmqinf Prefix=)
+MQ_PREFIX = "/var/mqm"  # addmqinf Prefix= (IBM's recipe and mq-container pass /var/mqm); never MQ's root itself
 
 # strmqm exit codes (IBM MQ documentation)
 STRMQM_STARTED = 0
@@ -22,6 +22,8 @@ STRMQM_ELSEWHERE = (31, 43, 47)
 DSPMQINF_NOT_FOUND = 44
 ADDMQINF_EXISTS = 45
 ENDMQM_NOT_RUNNING = 40
+ENDMQM_CANNOT_SWITCH = 77  # -s refused (reference: unverified; IBM's docs say -s without a standby just ends)
+STRMQM_LEFTOVERS = 24  # AMQ8041S: processes of the last instance still run
 ENDMQM_NO_QMGR = 16
 RUNMQSC_PARTIAL = 10
 RUNMQSC_NOTHING = 20
@@ -55,6 +57,33 @@ class StartOutcome:
     timed_out: bool = False
 
 
+@dataclass(frozen=True)
+class QmLocation:
+    """Where MQ keeps the queue manager, as MQ itself says (``dspmqinf -o stanza``)."""
+
+    directory: str  # Directory= (may carry a .000 suffix)
+    data_path: str  # DataPath=, or <root>/qmgrs/<Directory> when MQ has none
+
+
+def parse_stanza(text: str) -> dict:  # type: ignore[type-arg]
+    """``KEY=VALUE`` attribute lines of a dspmqinf stanza (bounded: at most 64 lines)."""
+    attrs = {}
+    for line in text.splitlines()[:64]:
+        key, sep, value = line.strip().partition("=")
+        if sep and key.isalpha():
+            attrs[key] = value.strip()
+    return attrs
+
+
+def parse_dspmqver_root(text: str) -> Optional[str]:
+    """``DataPath:`` of dspmqver's output (MQ's root: mqs.ini, errors/, FDC files)."""
+    for line in text.splitlines()[:200]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "DataPath" and value.strip().startswith("/"):
+            return os.path.normpath(value.strip())
+    return None
+
+
 class MqControl:
     """The queue manager as seen through its control commands."""
 
@@ -64,6 +93,8 @@ class MqControl:
         self.storage_path = storage_path
         self.runner = runner
         self.command_timeout = command_timeout
+        self.location: Optional[QmLocation] = None  # read back from MQ once prepared
+        self._root: Optional[str] = None
 
     def _bin(self, command: str) -> str:
         return os.path.join(self.qm.mq_bin_dir, command)
@@ -71,16 +102,37 @@ class MqControl:
     # -- paths -------------------------------------------------------------
     @property
     def data_parent(self) -> str:
-        """Where queue-manager data directories live (crtmqm -md)."""
+        """Where queue-manager data directories live (crtmqm -md); always on the shared storage."""
         return self.qm.data_dir or os.path.join(self.storage_path, "qmgrs")
 
     @property
-    def data_path(self) -> str:
-        return os.path.join(self.data_parent, directory_name(self.name))
+    def log_parent(self) -> str:
+        """crtmqm -ld; always on the shared storage."""
+        return self.qm.log_dir or os.path.join(self.storage_path, "logs")
 
-    def data_exists(self) -> bool:
-        """qm.ini in the data directory on EFS (touches EFS: worker thread only)."""
-        return os.path.isfile(os.path.join(self.data_path, "qm.ini"))
+    @property
+    def directory(self) -> str:
+        """The directory name MQ derives from the name (before any .000 suffix)."""
+        return directory_name(self.name)
+
+    @property
+    def data_path(self) -> str:
+        """The queue manager's data directory: as MQ says once known, else the name's directory."""
+        return self.location.data_path if self.location else os.path.join(self.data_parent, self.directory)
+
+    def mq_root(self) -> str:
+        """MQ's own root (mqs.ini, errors/): $MQ_DATA_PATH, else dspmqver's DataPath (asked once)."""
+        if self._root is None:
+            env = self.runner.environment().get("MQ_DATA_PATH", "")
+            if env.startswith("/"):
+                self._root = os.path.normpath(env)
+            else:
+                res = self.runner.run([self._bin("dspmqver")], self.command_timeout)
+                root = parse_dspmqver_root(res.output) if res.ok() else None
+                if root is None:  # not cached: asked again next time
+                    return MQ_PREFIX
+                self._root = root
+        return self._root
 
     # -- queries -----------------------------------------------------------
     def dspmq(self) -> StatusReading:
@@ -101,26 +153,42 @@ class MqControl:
         argv = [self._bin("dspmqinf"), self.name]
         return self.runner.run(argv, self.command_timeout, ok_codes=(0, DSPMQINF_NOT_FOUND))
 
+    def locate(self) -> Optional[QmLocation]:
+        """Read back Directory/DataPath from MQ (dspmqinf -o stanza); None when MQ does not say."""
+        res = self.runner.run([self._bin("dspmqinf"), "-o", "stanza", self.name], self.command_timeout)
+        attrs = parse_stanza(res.stdout) if res.ok() else {}
+        directory = attrs.get("Directory", "")
+        if not directory or "/" in directory or directory in (".", ".."):
+            return self.location
+        data_path = attrs.get("DataPath") or os.path.join(attrs.get("Prefix") or self.mq_root(), "qmgrs", directory)
+        self.location = QmLocation(directory, os.path.normpath(data_path))
+        return self.location
+
     # -- preparation -------------------------------------------------------
-    def addmqinf(self) -> CommandResult:
+    def crtmqdir(self) -> CommandResult:
+        return self.runner.run([self._bin("crtmqdir"), "-s", "-f"], self.command_timeout * 4, ok_codes=(0,))
+
+    def addmqinf(self, where: QmLocation) -> CommandResult:
         argv = [
             self._bin("addmqinf"), "-s", "QueueManager",
             "-v", f"Name={self.name}",
-            "-v", f"Directory={directory_name(self.name)}",
+            "-v", f"Directory={where.directory}",
             "-v", f"Prefix={MQ_PREFIX}",
-            "-v", f"DataPath={self.data_path}",
+            "-v", f"DataPath={where.data_path}",
         ]
         return self.runner.run(argv, self.command_timeout, ok_codes=(0, ADDMQINF_EXISTS))
 
+    def crtmqm_argv(self) -> List[str]:
+        # Both -md and -ld, always under the shared storage (contract section 21); -p makes MQ define a
+        # listener that starts and stops with the queue manager (IBM's container always passes -p).
+        argv = [self._bin("crtmqm"), "-md", self.data_parent, "-ld", self.log_parent]
+        if self.qm.listener_port > 0:
+            argv += ["-p", str(self.qm.listener_port)]
+        return argv + list(self.qm.crtmqm_options) + [self.name]
+
     def crtmqm(self) -> CommandResult:
-        argv = [self._bin("crtmqm")]
-        if self.qm.data_dir:
-            argv += ["-md", self.qm.data_dir]
-        if self.qm.log_dir:
-            argv += ["-ld", self.qm.log_dir]
-        argv += list(self.qm.crtmqm_options) + [self.name]
         # crtmqm formats log files: allow it the start budget, not a query's.
-        return self.runner.run(argv, self.qm.start_timeout, ok_codes=(0,))
+        return self.runner.run(self.crtmqm_argv(), self.qm.start_timeout, ok_codes=(0,))
 
     # -- start / stop ------------------------------------------------------
     def strmqm_argv(self) -> List[str]:

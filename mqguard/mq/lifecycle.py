@@ -1,4 +1,4 @@
-"""Multi-step queue-manager procedures: prepare, start, apply MQSC, end.
+"""Multi-step queue-manager procedures: prepare (see prepare.py), start, apply MQSC, end.
 
 Starting and ending go through a ``QueueManagerService`` (mqguard's child, or
 the queue manager's systemd unit: see ``service.py``).
@@ -9,8 +9,6 @@ its worker thread, never on the supervision loop.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import stat
@@ -19,30 +17,23 @@ from dataclasses import dataclass, field
 from typing import Callable, FrozenSet, List, Optional
 
 from mqguard.mq.control import (
-    DSPMQINF_NOT_FOUND,
     RUNMQSC_NOTHING,
     RUNMQSC_PARTIAL,
     MqControl,
     StartOutcome,
     StartResult,
+    StatusReading,
     mqsc_files,
 )
-from mqguard.mq.service import ChildService, QueueManagerService, Role
+from mqguard.mq.prepare import PrepareError
+from mqguard.mq.service import QueueManagerService, Role
 from mqguard.mq.status import QmStatus
-from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, open_regular, open_state_dir
+from mqguard.statedir import allowed_owners
 from mqguard.untrusted import read_regular
 
 log = logging.getLogger(__name__)
 
-_LOCK_POLL = 0.5
-
-
-class PrepareError(Exception):
-    """The queue manager cannot be made ready on this host (yet)."""
-
-    def __init__(self, message: str, timed_out: bool = False) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out
+STARTING_POLL = 1.0  # how often a start in progress is looked at
 
 
 @dataclass(frozen=True)
@@ -51,65 +42,40 @@ class MqscSummary:
     failed: List[str] = field(default_factory=list)  # exit 10/20 or timeout: logged and counted
 
 
-CREATE_LOCK = "create.lock"
-
-
-def create_lock_path(storage_path: str) -> str:
-    return os.path.join(storage_path, STATE_DIR, CREATE_LOCK)
-
-
 class Lifecycle:
-    def __init__(self, control: MqControl, mqsc_dir: str, create: bool, lock_timeout: float,
-                 owners: Optional[FrozenSet[int]] = None, service: Optional[QueueManagerService] = None) -> None:
+    def __init__(self, control: MqControl, mqsc_dir: str, service: QueueManagerService,
+                 owners: Optional[FrozenSet[int]] = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.control = control
-        self.service: QueueManagerService = service or ChildService(control)
+        self.service = service
         self.owners = owners if owners is not None else allowed_owners(control.qm.run_as)
         self.mqsc_dir = mqsc_dir
-        self.create = create
-        self.lock_timeout = lock_timeout
+        self.sleep = sleep
+        self.clock = clock
 
     # -- preparation -------------------------------------------------------
     def prepare(self) -> str:
-        """Make the queue manager known on this host; returns what was done.
-
-        Raises PrepareError with the reason when it cannot.
-        """
-        done = self._known_or_registered()
-        if done:
-            return done
-        if not self.create:
-            raise PrepareError(
-                f"no queue manager data at {self.control.data_path} and create = false"
-            )
-        # Two instances may race here on a fresh EFS: only one may run crtmqm.
-        with CreateLock(self.control.storage_path, self.lock_timeout, self.owners):
-            done = self._known_or_registered()
-            if done:
-                return done + " (after waiting for the create lock)"
-            res = self.control.crtmqm()
-            if not res.ok():
-                raise PrepareError(f"crtmqm failed: {res.describe()}", timed_out=res.timed_out)
-            log.info("created queue manager %s with data in %s", self.control.name, self.control.data_path)
-            return "created"
-
-    def _known_or_registered(self) -> str:
-        res = self.control.dspmqinf()
-        if res.ok((0,)):
-            return "known"
-        if res.returncode != DSPMQINF_NOT_FOUND:
-            raise PrepareError(f"dspmqinf failed: {res.describe()}")
-        if self.control.data_exists():
-            add = self.control.addmqinf()
-            if not add.ok((0, 45)):
-                raise PrepareError(f"addmqinf failed: {add.describe()}")
-            log.info("registered existing queue manager %s from %s", self.control.name, self.control.data_path)
-            return "registered"
-        return ""
+        """Make the queue manager known on this host; returns what was done (PrepareError when it cannot)."""
+        done = self.service.prepare()
+        where = self.control.location or self.control.locate()
+        return f"{done.value} (data in {where.data_path})" if where else done.value
 
     # -- start -------------------------------------------------------------
     def start(self) -> StartOutcome:
-        """Start unless dspmq shows it already running here (then adopt it)."""
+        """Start unless dspmq shows it already running here (then adopt it).
+
+        A start in progress (log replay, perhaps begun before mqguard restarted) is
+        adopted and waited for, never started again: a second strmqm, or ending its
+        processes, would abort the replay (reference: strmqm).
+        """
         reading = self.control.dspmq()
+        if reading.status == QmStatus.STARTING:
+            reading = self._wait_while_starting()
+            if reading.status == QmStatus.STARTING:
+                return StartOutcome(StartResult.FAILED, "the start in progress did not finish within "
+                                    f"start_timeout ({self.control.qm.start_timeout:.0f}s)", timed_out=True)
+            if reading.status == QmStatus.RUNNING:
+                return StartOutcome(StartResult.STARTED, "adopted a start in progress; it finished")
         if reading.status == QmStatus.RUNNING:
             return StartOutcome(StartResult.ALREADY_RUNNING, "adopted the running queue manager")
         if reading.status == QmStatus.RUNNING_AS_STANDBY and self.control.qm.multi_instance:
@@ -117,6 +83,16 @@ class Lifecycle:
         if reading.status == QmStatus.RUNNING_ELSEWHERE and not self.control.qm.multi_instance:
             return StartOutcome(StartResult.ELSEWHERE, "the queue manager runs on another host")
         return self.service.start()
+
+    def _wait_while_starting(self) -> StatusReading:
+        log.info("queue manager %s is starting (log replay?): waiting for that start instead of starting it again",
+                 self.control.name)
+        deadline = self.clock() + self.control.qm.start_timeout
+        reading = self.control.dspmq()
+        while reading.status == QmStatus.STARTING and self.clock() < deadline:
+            self.sleep(STARTING_POLL)
+            reading = self.control.dspmq()
+        return reading
 
     def apply_mqsc(self) -> MqscSummary:
         summary = MqscSummary()
@@ -175,48 +151,4 @@ def read_mqsc(path: str, mqsc_dir: str, owners: FrozenSet[int]) -> str:
     return data.decode("utf-8")
 
 
-class CreateLock:
-    """An exclusive POSIX lock on ``.mqguard/create.lock`` on EFS (NFSv4 locks are cluster-wide).
-
-    Opened like every file in the state directory: relative to its fd, never
-    through a link, a regular file only.
-    """
-
-    def __init__(self, storage_path: str, timeout: float, owners: FrozenSet[int],
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.storage_path = storage_path
-        self.path = create_lock_path(storage_path)
-        self.timeout = timeout
-        self.owners = owners
-        self.sleep = sleep
-        self.fd = -1
-
-    def __enter__(self) -> CreateLock:
-        try:
-            dir_fd = open_state_dir(self.storage_path, self.owners)
-            try:
-                self.fd = open_regular(dir_fd, CREATE_LOCK)
-            finally:
-                os.close(dir_fd)
-        except UnsafePath as exc:
-            raise PrepareError(f"create lock: {exc.strerror}") from None
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                    os.close(self.fd)
-                    raise
-            if time.monotonic() >= deadline:
-                os.close(self.fd)
-                raise PrepareError(f"create lock {self.path} still held by another instance after {self.timeout:.0f}s")
-            log.info("waiting for create lock %s (held by another instance)", self.path)
-            self.sleep(_LOCK_POLL)
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            fcntl.lockf(self.fd, fcntl.LOCK_UN)
-        finally:
-            os.close(self.fd)
+__all__ = ["Lifecycle", "MqscSummary", "PrepareError", "read_mqsc"]

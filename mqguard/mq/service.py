@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Mapping, Optional, Protocol
+from typing import List, Mapping, Optional, Protocol, Tuple
 
 from mqguard.config import Config, error_for
 from mqguard.mq.control import (
+    ENDMQM_CANNOT_SWITCH,
     ENDMQM_NO_QMGR,
     ENDMQM_NOT_RUNNING,
     MqControl,
@@ -22,9 +23,12 @@ from mqguard.mq.control import (
     StartResult,
     classify_strmqm_code,
 )
+from mqguard.mq.leftovers import clear_leftovers
+from mqguard.mq.prepare import EXIT_CODES as PREPARE_EXIT_CODES
+from mqguard.mq.prepare import Preparation, Prepared, PrepareError
 from mqguard.mq.runner import CommandRunner
 from mqguard.mq.status import QmStatus
-from mqguard.mq.unit import ACTIVE_STATES, SystemdUnit, covers, resolve, unit_name
+from mqguard.mq.unit import ACTIVE_STATES, PREPARE_TEMPLATE, SystemdUnit, covers, resolve, unit_name
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +57,36 @@ def longest_end(stop_timeout: float) -> float:
     return stop_timeout + 2 * ESCALATION_STEP_TIMEOUT
 
 
+def escalation(role: Role, stop_timeout: float) -> List[Tuple[List[str], float]]:
+    """endmqm's steps for ``role``: (options, timeout) each.
+
+    - a multi-instance active keeps ``-s`` on EVERY step: endmqm without -s ends
+      every instance, the standby included (reference: endmqm), so an escalation
+      that dropped it would take the pair down instead of failing over;
+    - a single instance ends with ``-r`` on every step: reconnectable clients
+      then reconnect to wherever the queue manager comes back (IBM's container
+      ends with ``-w -r``; every end mqguard makes is one the clients should
+      survive: termination, spot, host shutdown, a drill);
+    - a standby ends alone with ``-x``.
+    With long-lived clients ``-w`` always runs out, so the -i step is the normal path.
+    """
+    role = Role(role)
+    if role == Role.STANDBY:
+        return [(["-x"], stop_timeout)]
+    extra = ["-s"] if role == Role.ACTIVE_MI else ["-r"]
+    return [(extra + ["-w"], stop_timeout), (extra + ["-i"], ESCALATION_STEP_TIMEOUT),
+            (extra + ["-p"], ESCALATION_STEP_TIMEOUT)]
+
+
 def end_with_escalation(control: MqControl, role: Role, stop_timeout: float) -> bool:
     """End the queue manager as ``role`` asks, escalated to -i then -p (not a standby). True when it ended."""
-    role = Role(role)
-    first = {Role.ACTIVE: ["-w"], Role.ACTIVE_MI: ["-s", "-w"], Role.STANDBY: ["-x"]}[role]
-    steps = [(first, stop_timeout), (["-i"], ESCALATION_STEP_TIMEOUT), (["-p"], ESCALATION_STEP_TIMEOUT)]
-    if role == Role.STANDBY:
-        steps = steps[:1]
-    for mode, timeout in steps:
+    for mode, timeout in escalation(role, stop_timeout):
         res = control.endmqm(mode, timeout)
+        if res.returncode == ENDMQM_CANNOT_SWITCH and "-s" in mode:
+            # no standby to switch to (if this MQ refuses -s then): end it, clients reconnect to a replacement
+            mode = [m for m in mode if m != "-s"] + ["-r"]
+            log.warning("endmqm -s refused (no standby?); ending %s with endmqm %s", control.name, " ".join(mode))
+            res = control.endmqm(mode, timeout)
         if res.ok((0,)):
             log.info("queue manager %s ended (endmqm %s)", control.name, " ".join(mode))
             return True
@@ -74,6 +99,9 @@ def end_with_escalation(control: MqControl, role: Role, stop_timeout: float) -> 
 
 class QueueManagerService(Protocol):
     description: str
+
+    def prepare(self) -> Prepared:
+        """Make the queue manager known on this host (crtmqdir, addmqinf or crtmqm); PrepareError if not."""
 
     def start(self) -> StartOutcome:
         """Start the queue manager (it is known not to be running here)."""
@@ -88,11 +116,16 @@ class QueueManagerService(Protocol):
 class ChildService:
     """strmqm and endmqm run by mqguard itself: the queue manager lives in mqguard's cgroup."""
 
-    def __init__(self, control: MqControl) -> None:
+    def __init__(self, control: MqControl, preparation: Preparation) -> None:
         self.control = control
+        self.preparation = preparation
         self.description = "as mqguard's child (no systemd unit)"
 
+    def prepare(self) -> Prepared:
+        return self.preparation.run()
+
     def start(self) -> StartOutcome:
+        clear_leftovers(self.control.name, self.control.qm.mq_bin_dir)
         return self.control.strmqm()
 
     def end(self, role: Role, stop_timeout: float) -> bool:
@@ -105,11 +138,31 @@ class ChildService:
 class UnitService:
     """The queue manager in ``mq@NAME.service``, started and stopped through systemd."""
 
-    def __init__(self, control: MqControl, unit: SystemdUnit) -> None:
+    def __init__(self, control: MqControl, unit: SystemdUnit, prepare_unit: SystemdUnit) -> None:
         self.control = control
         self.unit = unit
+        self.prepare_unit = prepare_unit
         self.description = f"in {unit.name}"
         self._warned = False
+
+    def prepare(self) -> Prepared:
+        """crtmqdir, addmqinf and crtmqm run in mq-prepare@NAME.service: MQ creates setgid directories and
+        briefly starts the queue manager, which mqguard's sandbox (RestrictSUIDSGID=, LimitNOFILE=1024) forbids."""
+        name = self.prepare_unit.name
+        budget = self.control.qm.start_timeout + 2 * self.control.command_timeout + SYSTEMCTL_MARGIN
+        res = self.prepare_unit.systemctl("start", budget)
+        after = self.prepare_unit.show(self.control.command_timeout)
+        if res.timed_out:
+            raise PrepareError(f"systemctl start {name} did not finish within {budget:.0f}s", timed_out=True)
+        if not res.ok():
+            loaded = after is not None and after.load_state == "loaded"
+            hint = f"see journalctl -u {name}" if loaded else f"is mq-prepare@.service installed? ({res.describe()})"
+            code = f" (exit {after.main_status})" if after is not None and after.main_status is not None else ""
+            raise PrepareError(f"{name} failed{code}: {hint}")
+        done = {code: what for what, code in PREPARE_EXIT_CODES.items()}.get(
+            after.main_status if after is not None and after.main_status is not None else 0, Prepared.KNOWN)
+        self.control.locate()
+        return done
 
     def start(self) -> StartOutcome:
         qm = self.control.qm
@@ -125,9 +178,11 @@ class UnitService:
             log.warning("%s does not require the mount of %s (RequiresMountsFor=%s): at shutdown EFS may be "
                         "unmounted before the queue manager has ended; add it with `systemctl edit mq@`",
                         self.unit.name, storage, " ".join(state.mounts_for) or "nothing")
-        # Active although dspmq says the queue manager is not running: what is left of a
-        # crash. A restart runs the unit's stop (which ends those processes) before strmqm.
-        verb = "restart" if state.active_state in ACTIVE_STATES else "start"
+        # Activating: a start (log replay) is under way, perhaps from before a restart of mqguard:
+        # "start" joins that job; anything else would abort the replay. Active although dspmq says the
+        # queue manager is not running: what is left of a crash. A restart runs the unit's stop (which
+        # ends those processes, then SIGKILL for leftovers) before strmqm.
+        verb = "restart" if state.active_state in ACTIVE_STATES and state.active_state != "activating" else "start"
         budget = qm.start_timeout + SYSTEMCTL_MARGIN + (longest_end(qm.stop_timeout) if verb == "restart" else 0)
         res = self.unit.systemctl(verb, budget)
         if res.ok():
@@ -172,14 +227,17 @@ class UnitService:
         return end_with_escalation(self.control, role, stop_timeout)
 
 
-def build_service(cfg: Config, control: MqControl, env: Mapping[str, str]) -> QueueManagerService:
+def build_service(cfg: Config, control: MqControl, env: Mapping[str, str],
+                  preparation: Preparation) -> QueueManagerService:
     """The service for ``cfg`` (``queue_manager.unit``); ConfigError when its template is missing."""
     try:
         template = resolve(cfg.queue_manager.unit, env)
     except ValueError as exc:
         raise error_for(cfg, "queue_manager", "unit", cfg.queue_manager.unit, str(exc)) from None
     if template is None:
-        return ChildService(control)
+        return ChildService(control, preparation)
     # systemctl runs as mqguard's own user (polkit decides), whoever run_as is
     own = CommandRunner(base_env=control.runner.base_env, observers=control.runner.observers)
-    return UnitService(control, SystemdUnit(unit_name(template, cfg.queue_manager.name), own))
+    name = cfg.queue_manager.name
+    return UnitService(control, SystemdUnit(unit_name(template, name), own),
+                       SystemdUnit(unit_name(PREPARE_TEMPLATE, name), own))

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 from mqguard.mq.runner import CommandResult, CommandRunner
 
 TEMPLATE = "mq@.service"
+PREPARE_TEMPLATE = "mq-prepare@.service"  # oneshot: crtmqdir/addmqinf/crtmqm outside mqguard's sandbox
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 # ActiveState values in which the unit holds (or is getting or giving up) the queue manager
 ACTIVE_STATES = frozenset({"active", "activating", "deactivating", "reloading"})
@@ -74,6 +75,7 @@ class UnitState:
     main_pid: int
     start_status: Optional[int]  # exit code of the last ExecStart (mq-unit start, i.e. strmqm's)
     mounts_for: Tuple[str, ...] = ()  # RequiresMountsFor=
+    main_status: Optional[int] = None  # ExecMainStatus= (a oneshot's exit code)
 
 
 _STATUS = re.compile(r"\bstatus=(\d+)/")
@@ -91,9 +93,10 @@ def parse_show(text: str) -> UnitState:
         pid = int(props.get("MainPID", "0") or 0)
     except ValueError:
         pid = 0
+    main = props.get("ExecMainStatus", "")
     return UnitState(props.get("LoadState", ""), props.get("ActiveState", ""), props.get("SubState", ""),
                      props.get("Result", ""), pid, int(match.group(1)) if match else None,
-                     tuple(props.get("RequiresMountsFor", "").split()))
+                     tuple(props.get("RequiresMountsFor", "").split()), int(main) if main.isdigit() else None)
 
 
 def covers(mounts_for: Tuple[str, ...], path: str) -> bool:
@@ -116,6 +119,6 @@ class SystemdUnit:
         return self.runner.run(argv + [verb, self.name], timeout)
 
     def show(self, timeout: float) -> Optional[UnitState]:
-        props = "LoadState,ActiveState,SubState,Result,MainPID,ExecStart,RequiresMountsFor"
+        props = "LoadState,ActiveState,SubState,Result,MainPID,ExecStart,RequiresMountsFor,ExecMainStatus"
         res = self.runner.run([self.systemctl_path, "show", self.name, "-p", props], timeout)
         return parse_show(res.stdout) if res.ok() else None

@@ -28,6 +28,7 @@ from mqguard.listener import probe_listener
 from mqguard.mq.control import MqControl
 from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.pidwatch import ControllerWatch
+from mqguard.mq.prepare import preparation_for
 from mqguard.mq.runner import build_runner
 from mqguard.mq.service import Role, build_service, role_of
 from mqguard.mq.status import QmStatus
@@ -80,8 +81,9 @@ class Daemon:
         self.runner.observers.append(lambda res, ok: self.telemetry.command(res.name, res.duration, ok))
         qm = cfg.queue_manager
         self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
-        self.service = build_service(cfg, self.control, os.environ)
-        self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, qm.create, qm.start_timeout, service=self.service)
+        preparation = preparation_for(qm.create, qm.start_timeout, self.control)
+        self.service = build_service(cfg, self.control, os.environ, preparation)
+        self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, self.service)
         self.owners = allowed_owners(qm.run_as)
         self.prober = StorageProber(cfg.storage.path, self.owners)
         self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self.wake)  # shared by the pair, on EFS

@@ -192,7 +192,7 @@ def test_sigterm_with_always_ends_mq_and_escalates(harness: Harness) -> None:
     harness.configure(queue_manager={"stop_on_exit": "always", "stop_timeout": "1s"})
     harness.start()
     harness.wait_log(r"QM1: running", timeout=30)
-    harness.knob("amqzxma0.ignore_term")  # a controlled end that never finishes
+    harness.knob("clients.connected")  # a controlled end that never finishes
     start = time.monotonic()
     assert harness.stop(timeout=60) == 0
     figure("stop with -w hanging (stop_timeout 1s)", time.monotonic() - start)

@@ -72,7 +72,7 @@ def test_heartbeats_while_a_slow_end_takes_its_time(harness: Harness, aws: Fault
     configure(harness, aws, imds, stop_timeout="4s")
     harness.start()
     harness.wait_log(r"QM1: running", timeout=30)
-    harness.knob("amqzxma0.ignore_term")  # endmqm -w waits the whole stop_timeout, then -i
+    harness.knob("clients.connected")  # endmqm -w waits the whole stop_timeout, then -i
     imds.paths[LIFECYCLE] = "Terminated"
     harness.wait_log(r"completed lifecycle hook mq-terminate", timeout=40)
     beats = [p for p in aws.lifecycle if p["Action"] == "RecordLifecycleActionHeartbeat"]

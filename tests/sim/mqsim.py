@@ -1,25 +1,56 @@
-"""A simulator of IBM MQ's control commands, for mqguard's tests and demo.
+"""A strict simulator of IBM MQ's control commands, for mqguard's tests and demo.
 
-Faithful to ../shared/reference/mq-control-commands.md: the same arguments,
-output lines and exit codes, ``mqs.ini`` and ``qm.ini`` on disk, and a real
-``amqzxma0`` process per running queue manager that holds an exclusive lock in
-the data directory (on the "EFS" mount) and listens on the listener port.
-Killing it leaves ``Ended unexpectedly``, as on real MQ.
+It models IBM MQ, not mqguard's wishes: every behaviour follows
+../shared/reference/mq-control-commands.md (cited as "ref: <section>") or,
+where the reference is silent, IBM's documentation or IBM's mq-container code
+(cited by address); where two behaviours were plausible it does the stricter.
+Strict behaviours are always on; no test can switch them off.
 
-``install(bindir, ...)`` writes one executable per command into ``bindir`` and
-a ``mqsim.json`` naming this simulated host's ``/var/mqm`` prefix, its host
-name, the listener port and a control directory. Files in the control
-directory are fault knobs a test can create or remove at any time:
+- MQ's root (the host's ``/var/mqm``, ``prefix`` here) starts EMPTY: until
+  ``crtmqdir -s -f`` has run, dspmq, dspmqinf, crtmqm, strmqm (and the other
+  commands that read mqs.ini) exit 71 and write an FDC (ref: dspmqinf).
+- ``dspmqver`` prints ``DataPath:`` (the root); callers must ask, not assume.
+- crtmqm creates its directories with setgid modes set by chmod (2770/2775), so
+  a sandbox with RestrictSUIDSGID= fails it with EPERM as it fails MQ (ref:
+  crtmqm); it needs IBM's limits (nofile >= 10240, nproc >= 4096, ref: crtmqm);
+  it does not create missing parents of -md/-ld (ref: crtmqm, "do not rely");
+  an existing directory gets a ``.000`` suffix (ref: General conventions);
+  without -md/-ld data and logs go under the LOCAL root; it writes no
+  FileLockHeartBeatLen (ref: crtmqm).
+- A listener runs only when crtmqm had ``-p PORT`` or MQSC defined one with
+  CONTROL(QMGR) and started it; START LISTENER on a running one fails (runmqsc
+  exit 10) (ref: crtmqm).
+- strmqm checks qm.ini's LogPath: a log directory that is missing, or that lies
+  on another host's local disk, is exit 23 (ref: crtmqm).
+- The queue manager is a real ``amqzxma0`` process (parent PID 1: its own
+  session) holding an exclusive lock in the data directory, with child
+  processes (amqzmuc0, amqzfuma, amqzmgr0); all of them IGNORE SIGTERM (ref:
+  strmqm). After a kill of the controller the children linger for a moment
+  (knob ``children.linger``) and strmqm meanwhile fails with exit 24, AMQ8041S.
+- endmqm talks to the controller through a request file, never SIGTERM. Without
+  ``-s`` on the active instance it ends the standby too (ref: endmqm).
+  Controlled ends (-c/-w) wait while clients are connected (knob
+  ``clients.connected``); ``-tp`` escalates to immediate after its time.
+- A second strmqm while a start (log replay) is in progress aborts that start
+  (ref: strmqm, "starting it again ... aborts the replay").
+- Failures write AMQERR01.LOG entries (queue manager's and system's) and FDC
+  files in the root's ``errors/`` (ref: Files); every TCP connection to a
+  listener that closes without speaking MQ logs AMQ9209E (ref: Files).
 
-  strmqm.exit        strmqm fails with this exit code (e.g. 71)
-  strmqm.delay       seconds the queue manager spends in STARTING
-  dspmq.hang         dspmq hangs (until killed)
-  dspmq.garble       dspmq prints a line that is not dspmq output
-  dspmq.output       dspmq prints this file's text verbatim (a recorded real output), exit 0
-  dspmq.flood        dspmq prints one line of this many bytes (a runaway command)
-  listener.off       amqzxma0 does not listen on the port
-  amqzxma0.ignore_term   controlled ends (endmqm -c/-w) are ignored
-  calls.log          (written) one JSON line per command invocation
+``install(bindir, prefix, host)`` writes one executable per command into
+``bindir`` and a ``mqsim.json``. Files in the control directory are fault
+knobs a test can create or remove at any time:
+
+  strmqm.exit          strmqm fails with this exit code (e.g. 71)
+  strmqm.delay         seconds the queue manager spends in STARTING (log replay)
+  dspmq.hang           dspmq hangs (until killed)
+  dspmq.garble         dspmq prints a line that is not dspmq output
+  dspmq.output         dspmq prints this file's text verbatim (a recorded real output), exit 0
+  dspmq.flood          dspmq prints one line of this many bytes (a runaway command)
+  listener.off         listeners fail to bind (the port is taken)
+  clients.connected    connected applications: endmqm -c/-w wait until -i/-p or -tp
+  children.linger      seconds a dead controller's children live on (default 2)
+  calls.log            (written) one JSON line per command invocation
 """
 
 from __future__ import annotations
@@ -28,6 +59,8 @@ import fcntl
 import json
 import os
 import re
+import resource
+import select
 import shutil
 import signal
 import socket
@@ -38,7 +71,9 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._/%]{1,48}$")
-COMMANDS = ("crtmqm", "strmqm", "endmqm", "dspmq", "dspmqinf", "addmqinf", "rmvmqinf", "runmqsc", "amqzxma0")
+CHILDREN = ("amqzmuc0", "amqzfuma", "amqzmgr0")  # ref: strmqm (an active runs these and more)
+COMMANDS = ("crtmqdir", "dspmqver", "crtmqm", "strmqm", "endmqm", "dspmq", "dspmqinf", "addmqinf", "rmvmqinf",
+            "runmqsc", "amqzxma0") + CHILDREN
 LIVE = ("starting", "running", "quiescing", "ending_immediately", "ending_pre_emptively")
 WORDS = {  # status key -> (translated, -n)
     "starting": ("Starting", "STARTING"),
@@ -58,22 +93,28 @@ MQSC_VERBS = {
     "DEFINE", "ALTER", "DELETE", "DISPLAY", "DIS", "START", "STOP", "SET", "REFRESH", "CLEAR",
     "RESET", "PING", "RESOLVE", "RESUME", "SUSPEND", "PURGE", "RVERIFY", "DEF", "END",
 }
+# IBM's minimums for the processes of a queue manager (ref: crtmqm; IBM's mqconfig)
+MIN_NOFILE, MIN_NPROC = 10240, 4096
+SETGID_DIR = 0o2770  # ref: crtmqm "2770/2775"
+ROOT_DIRS = ("errors", "qmgrs", "log", "sockets", "trace", "exits", "exits64", "conv", "config", "shared")
+VERSION = "9.4.0.0"
 
 
 # ------------------------------------------------------------------ install
 
-def install(bindir: str, prefix: str, host: str = "host1", listener_port: int = 0, ctl: Optional[str] = None,
+def install(bindir: str, prefix: str, host: str = "host1", ctl: Optional[str] = None,
             interpreter: str = sys.executable) -> str:
     """Write the simulator's commands into ``bindir``; returns the control dir.
 
+    ``prefix`` is this simulated host's MQ root (its /var/mqm); it is left as
+    it is (empty or missing: ``crtmqdir -s -f`` must prepare it).
     ``interpreter``: the Python the commands run with (one the MQ user can execute).
     """
     os.makedirs(bindir, exist_ok=True)
     ctl = ctl or os.path.join(bindir, "ctl")
     os.makedirs(ctl, exist_ok=True)
-    os.makedirs(os.path.join(prefix, "errors"), exist_ok=True)
     with open(os.path.join(bindir, "mqsim.json"), "w") as fh:
-        json.dump({"prefix": prefix, "host": host, "listener_port": listener_port, "ctl": ctl}, fh)
+        json.dump({"prefix": prefix, "host": host, "ctl": ctl}, fh)
     # A copy of this module beside the commands: the installation is then
     # self-contained (a systemd test guest may not see the source tree).
     shutil.copyfile(os.path.abspath(__file__), os.path.join(bindir, "mqsim.py"))
@@ -98,7 +139,6 @@ class Sim:
         self.bindir = bindir
         self.prefix: str = conf["prefix"]
         self.host: str = conf["host"]
-        self.port: int = conf["listener_port"]
         self.ctl: str = conf["ctl"]
 
     def knob(self, name: str) -> Optional[str]:
@@ -111,6 +151,10 @@ class Sim:
     @property
     def mqs_ini(self) -> str:
         return os.path.join(self.prefix, "mqs.ini")
+
+    @property
+    def errors(self) -> str:
+        return os.path.join(self.prefix, "errors")
 
     # -- mqs.ini ------------------------------------------------------------
     def stanzas(self) -> List[Dict[str, str]]:
@@ -139,10 +183,7 @@ class Sim:
         return None
 
     def add_stanza(self, attrs: Dict[str, str]) -> None:
-        new = not os.path.exists(self.mqs_ini)
         with open(self.mqs_ini, "a") as fh:
-            if new:
-                fh.write("AllQueueManagers:\n   DefaultPrefix=/var/mqm\nLogDefaults:\n   LogDefaultPath=/var/mqm/log\n")
             fh.write("QueueManager:\n")
             for key in ("Name", "Prefix", "Directory", "DataPath", "InstallationName"):
                 if key in attrs:
@@ -154,19 +195,27 @@ class Sim:
     # -- runtime state in the data directory (on the shared file system) -----
     @staticmethod
     def read_state(dp: str) -> Dict[str, object]:
-        try:
-            with open(os.path.join(dp, "qmstatus.json")) as fh:
-                doc: Dict[str, object] = json.load(fh)
-                return doc
-        except (FileNotFoundError, ValueError):
-            return {"status": "ended_immediately"}
+        return read_json(os.path.join(dp, "qmstatus.json"), {"status": "ended_immediately"})
 
     @staticmethod
     def write_state(dp: str, **doc: object) -> None:
-        tmp = os.path.join(dp, f".qmstatus.{os.getpid()}")
-        with open(tmp, "w") as fh:
-            json.dump(doc, fh)
-        os.replace(tmp, os.path.join(dp, "qmstatus.json"))
+        write_json(os.path.join(dp, "qmstatus.json"), doc)
+
+
+def read_json(path: str, default: Dict[str, object]) -> Dict[str, object]:
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+            return doc if isinstance(doc, dict) else dict(default)
+    except (FileNotFoundError, ValueError):
+        return dict(default)
+
+
+def write_json(path: str, doc: Dict[str, object]) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh)
+    os.replace(tmp, path)
 
 
 def lock_holder(path: str) -> Optional[int]:
@@ -210,6 +259,127 @@ def log_call(sim: Sim, cmd: str, argv: List[str]) -> None:
         fh.write(json.dumps({"cmd": cmd, "argv": argv, "host": sim.host, "t": time.time(), "pid": os.getpid()}) + "\n")
 
 
+# ------------------------------------------------------------- diagnostics
+# ref: Files — error logs <data dir>/errors/AMQERR01.LOG (01-03) and the root's
+# errors/; FDC files <root>/errors/AMQ<pid>.<n>.FDC. The entry layout follows
+# real AMQERR01.LOG files: a header line with date and Process/User/Program,
+# indented attribute lines, a blank line, "AMQnnnnX: text", EXPLANATION/ACTION,
+# and a dashed separator.
+ERRLOG_MAX = 256 * 1024  # rotate AMQERR01 -> 02 -> 03 past this (MQ's default is 2 MiB; smaller here)
+
+
+def errlog(directory: str, program: str, message: str, qmgr: str = "", host: str = "") -> None:
+    try:
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "AMQERR01.LOG")
+        try:
+            if os.path.getsize(path) > ERRLOG_MAX:
+                for n in (2, 1):
+                    src = os.path.join(directory, f"AMQERR0{n}.LOG")
+                    if os.path.exists(src):
+                        os.replace(src, os.path.join(directory, f"AMQERR0{n + 1}.LOG"))
+        except FileNotFoundError:
+            pass
+        now = time.time()
+        stamp = time.strftime("%m/%d/%Y %I:%M:%S %p", time.localtime(now))
+        iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        user = "mqm"
+        entry = (
+            f"{stamp} - Process({os.getpid()}.1) User({user}) Program({program})\n"
+            f"                    Host({host or socket.gethostname()}) Installation(Installation1)\n"
+            f"                    VRMF({VERSION})" + (f" QMgr({qmgr})" if qmgr else "") + "\n"
+            f"                    Time({iso})\n"
+            "\n"
+            f"{message}\n"
+            "\n"
+            "EXPLANATION:\n(simulated)\nACTION:\nNone.\n"
+            "-------------------------------------------------------------------------------\n"
+        )
+        with open(path, "a") as fh:
+            fh.write(entry)
+    except OSError:
+        pass  # MQ cannot write its log either: nothing more to do
+
+
+def write_fdc(sim: Sim, program: str, probe: str, comment: str) -> None:
+    try:
+        os.makedirs(sim.errors, exist_ok=True)
+        n = 0
+        while os.path.exists(os.path.join(sim.errors, f"AMQ{os.getpid()}.{n}.FDC")):
+            n += 1
+        rows = [
+            ("Date/Time", time.strftime("%a %B %d %Y %H:%M:%S UTC", time.gmtime())),
+            ("Host Name", sim.host), ("Probe Id", probe), ("Program Name", program),
+            ("Process", str(os.getpid())), ("Major Errorcode", "xecF_E_UNEXPECTED_SYSTEM_RC"),
+            ("Comment1", comment[:60]),
+        ]
+        body = "".join(f"| {k:<18}:- {v:<55}|\n" for k, v in rows)
+        with open(os.path.join(sim.errors, f"AMQ{os.getpid()}.{n}.FDC"), "w") as fh:
+            fh.write("+" + "-" * 77 + "+\n| IBM MQ First Failure Symptom Report" + " " * 41 + "|\n" + body
+                     + "+" + "-" * 77 + "+\n")
+    except OSError:
+        pass
+
+
+def fail(sim: Sim, program: str, code: int, message: str, probe: str = "XC130003", qmgr: str = "",
+         qm_errors: Optional[str] = None) -> int:
+    """An MQ failure: the message on stderr, in the error log(s), and an FDC."""
+    err(message)
+    errlog(sim.errors, program, message, qmgr, sim.host)
+    if qm_errors:
+        errlog(qm_errors, program, message, qmgr, sim.host)
+    write_fdc(sim, program, probe, message)
+    return code
+
+
+def root_missing(sim: Sim, program: str) -> Optional[int]:
+    """ref: dspmqinf — before mqs.ini exists the commands fail with 71 and write an FDC."""
+    if os.path.isfile(sim.mqs_ini):
+        return None
+    return fail(sim, program, 71, f"AMQ6090S: IBM MQ was unable to display an error message 20806220 "
+                                  f"(mqs.ini not found in {sim.prefix}: run crtmqdir -s -f).", probe="XC027010")
+
+
+def limits_short() -> str:
+    """Why this process lacks IBM's limits for a queue manager ('' when it has them). ref: crtmqm."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    if nofile != resource.RLIM_INFINITY and nofile < MIN_NOFILE:
+        return f"open files limit {nofile} is below {MIN_NOFILE}"
+    if nproc != resource.RLIM_INFINITY and nproc < MIN_NPROC:
+        return f"processes limit {nproc} is below {MIN_NPROC}"
+    return ""
+
+
+def make_setgid_dir(path: str) -> None:
+    """mkdir, then chmod with S_ISGID: RestrictSUIDSGID= makes the chmod fail with EPERM (ref: crtmqm)."""
+    os.mkdir(path, 0o770)
+    os.chmod(path, SETGID_DIR)
+
+
+# ------------------------------------------------------------------ processes
+
+def qm_processes(sim: Sim, name: str) -> List[int]:
+    """Live processes of queue manager ``name`` of THIS installation (controller and children)."""
+    found = []
+    want = os.path.join(sim.bindir, "").encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                args = fh.read().split(b"\0")
+        except OSError:
+            continue
+        prog = next((a for a in args[:2] if a.startswith(want)), None)
+        if prog is None or os.path.basename(prog).decode() not in ("amqzxma0",) + CHILDREN:
+            continue
+        named = any(a == b"-m" and i + 1 < len(args) and args[i + 1] == name.encode() for i, a in enumerate(args))
+        if named and alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
 def view(sim: Sim, name: str) -> Tuple[str, List[Tuple[str, str]]]:
     """(status key, instance lines) of queue manager ``name`` seen from this host."""
     stanza = sim.stanza(name)
@@ -234,11 +404,46 @@ def view(sim: Sim, name: str) -> Tuple[str, List[Tuple[str, str]]]:
         # the active is gone but this standby has not taken the lock yet: still a standby
         return "running_as_standby", [(str(standby["host"]), "Standby")]  # type: ignore[index]
     if status in LIVE:
-        return "ended_unexpectedly", []
+        return "ended_unexpectedly", []  # ref: dspmq — processes died without endmqm
     return status, []
 
 
 # ------------------------------------------------------------------ commands
+
+def cmd_crtmqdir(sim: Sim, argv: List[str]) -> int:
+    """``crtmqdir -s -f`` (also ``-a``): MQ's directory tree and mqs.ini (ref: dspmqinf)."""
+    if not set(argv) <= {"-s", "-f", "-a"} or not argv:
+        err("Usage: crtmqdir [-a] [-f] [-s]")
+        return 39
+    try:
+        os.makedirs(sim.prefix, exist_ok=True)
+        for sub in ROOT_DIRS:
+            path = os.path.join(sim.prefix, sub)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+            os.chmod(path, 0o2775 if sub != "errors" else 0o3777)
+        if not os.path.exists(sim.mqs_ini):
+            with open(sim.mqs_ini, "w") as fh:
+                fh.write("AllQueueManagers:\n   DefaultPrefix=/var/mqm\n"
+                         "LogDefaults:\n   LogDefaultPath=/var/mqm/log\n")
+    except OSError as exc:
+        err(f"AMQ6119S: An internal IBM MQ error has occurred ({exc.strerror}: {exc.filename}).")
+        return 71
+    out("The filesystem was verified as correct.")
+    return 0
+
+
+def cmd_dspmqver(sim: Sim, argv: List[str]) -> int:
+    """ref: dspmqver — the installation, with DataPath (MQ's root)."""
+    out(
+        "Name:        IBM MQ", f"Version:     {VERSION}", "Level:       p940-L240606",
+        "BuildType:   IKAP - (Production)", "Platform:    IBM MQ for Linux (x86-64 platform)",
+        "Mode:        64-bit", "O/S:         Linux", "InstName:    Installation1", "InstDesc:",
+        "Primary:     Yes", f"InstPath:    {os.path.dirname(sim.bindir)}", f"DataPath:    {sim.prefix}",
+        "MaxCmdLevel: 940", "LicenseType: Production",
+    )
+    return 0
+
 
 def cmd_dspmq(sim: Sim, argv: List[str]) -> int:
     name, untranslated, show_x = None, False, False
@@ -262,6 +467,9 @@ def cmd_dspmq(sim: Sim, argv: List[str]) -> int:
         i += 1
     if sim.knob("dspmq.hang") is not None:
         time.sleep(3600)
+    missing = root_missing(sim, "dspmq")
+    if missing is not None:
+        return missing
     names = [name] if name else [s["Name"] for s in sim.stanzas()]
     for qm in names:
         if sim.stanza(qm) is None:
@@ -297,11 +505,16 @@ def cmd_dspmqinf(sim: Sim, argv: List[str]) -> int:
     as_command = False
     args = list(argv)
     if len(args) >= 2 and args[0] == "-o":
+        if args[1] not in ("stanza", "command"):
+            return 39
         as_command = args[1] == "command"
         args = args[2:]
     if len(args) != 1:
         err("Usage: dspmqinf [-s QueueManager] [-o stanza|command] Name")
         return 39
+    missing = root_missing(sim, "dspmqinf")
+    if missing is not None:
+        return missing
     stanza = sim.stanza(args[0])
     if stanza is None:
         err(f"AMQ8147E: IBM MQ object {args[0]} not found.")
@@ -329,6 +542,9 @@ def cmd_addmqinf(sim: Sim, argv: List[str]) -> int:
         else:
             err("Usage: addmqinf -s QueueManager -v Name=... ")
             return 39
+    missing = root_missing(sim, "addmqinf")
+    if missing is not None:
+        return missing
     if not all(k in attrs for k in ("Name", "Directory", "Prefix")):
         err("A required attribute is missing.")
         return 46
@@ -341,18 +557,26 @@ def cmd_addmqinf(sim: Sim, argv: List[str]) -> int:
     return 0
 
 
+def _free_dir(parent: str, directory: str) -> str:
+    """ref: General conventions — an existing directory (a leftover) gets .000, .001, ..."""
+    if not os.path.lexists(os.path.join(parent, directory)):
+        return directory
+    for n in range(1000):
+        candidate = f"{directory}.{n:03d}"
+        if not os.path.lexists(os.path.join(parent, candidate)):
+            return candidate
+    raise OSError("no free directory name")
+
+
 def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
     with_arg = {"-md", "-ld", "-lf", "-lp", "-ls", "-u", "-p", "-ii", "-ic", "-c", "-d", "-t", "-x", "-h", "-oa"}
     no_arg = {"-q", "-lc", "-ll", "-z"}
-    md = ld = None
+    opts: Dict[str, str] = {}
     i, rest = 0, []
     while i < len(argv):
         a = argv[i]
         if a in with_arg and i + 1 < len(argv):
-            if a == "-md":
-                md = argv[i + 1]
-            elif a == "-ld":
-                ld = argv[i + 1]
+            opts[a] = argv[i + 1]
             i += 2
         elif a in no_arg:
             i += 1
@@ -368,27 +592,58 @@ def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
     if not NAME_RE.match(name):
         err("AMQ7048E: The queue manager name is either not valid or not known.")
         return 72
-    directory = name.replace(".", "!").replace("/", "&")
-    data = os.path.join(md or os.path.join(sim.prefix, "qmgrs"), directory)
-    logs = os.path.join(ld or os.path.join(sim.prefix, "log"), directory)
-    if sim.stanza(name) is not None or os.path.exists(os.path.join(data, "qm.ini")):
+    port = opts.get("-p")
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        return 39
+    missing = root_missing(sim, "crtmqm")
+    if missing is not None:
+        return missing
+    if sim.stanza(name) is not None:
         err("AMQ8110E: IBM MQ queue manager already exists.")
         return 8
+    short = limits_short()
+    if short:  # crtmqm starts the queue manager briefly (ref: crtmqm); strict: fail below IBM's limits
+        return fail(sim, "crtmqm", 71, f"AMQ6119S: An internal IBM MQ error has occurred ({short}).")
+    data_parent = opts.get("-md") or os.path.join(sim.prefix, "qmgrs")
+    log_parent = opts.get("-ld") or os.path.join(sim.prefix, "log")
+    # ref: crtmqm — do not rely on crtmqm making missing parents
+    if not os.path.isdir(log_parent):
+        return fail(sim, "crtmqm", 100, f"AMQ7064S: Log path not valid or inaccessible ({log_parent}).")
+    if not os.path.isdir(data_parent):
+        return fail(sim, "crtmqm", 71, f"AMQ6119S: An internal IBM MQ error has occurred "
+                                       f"(data path {data_parent} does not exist).")
+    base = name.replace(".", "!").replace("/", "&")
     try:
-        os.makedirs(os.path.join(data, "errors"), exist_ok=True)
-        os.makedirs(logs, exist_ok=True)
+        directory = _free_dir(data_parent, base)
+        log_directory = _free_dir(log_parent, base)
+        data, logs = os.path.join(data_parent, directory), os.path.join(log_parent, log_directory)
+        make_setgid_dir(data)
+        make_setgid_dir(os.path.join(data, "errors"))
+        make_setgid_dir(logs)
+        make_setgid_dir(os.path.join(logs, "active"))
+        local = os.path.commonpath([os.path.abspath(sim.prefix), os.path.abspath(logs)]) == os.path.abspath(sim.prefix)
+        # the log control file; "local_to": the log is on this host's own disk
+        write_json(os.path.join(logs, "amqhlctl.lfh"), {"qmgr": name, "local_to": sim.host if local else ""})
         with open(os.path.join(data, "qm.ini"), "w") as fh:
             fh.write(
-                "ExitPath:\n   ExitsDefaultPath=/var/mqm/exits/\n"
+                "ExitPath:\n   ExitsDefaultPath=/var/mqm/exits/\n   ExitsDefaultPath64=/var/mqm/exits64/\n"
                 "Log:\n   LogPrimaryFiles=3\n   LogSecondaryFiles=2\n   LogFilePages=4096\n"
                 f"   LogType=CIRCULAR\n   LogBufferPages=0\n   LogPath={logs}{os.sep}\n"
-                "TuningParameters:\n   FileLockHeartBeatLen=30\n"
+                "   LogWriteIntegrity=TripleWrite\n"
+                "Service:\n   Name=AuthorizationService\n   EntryPoints=14\n   SecurityPolicy=User\n"
             )
-    except OSError:
-        err("Storage not available.")
-        return 69
+        listeners: Dict[str, object] = {}
+        if port is not None:  # ref: crtmqm — -p defines a listener started and stopped with the queue manager
+            listeners["SYSTEM.LISTENER.TCP.1"] = {"port": int(port), "control": "QMGR"}
+        write_json(os.path.join(data, "listeners.json"), listeners)
+    except PermissionError as exc:
+        return fail(sim, "crtmqm", 71, f"AMQ6119S: An internal IBM MQ error has occurred "
+                                       f"({exc.strerror}: {exc.filename}).", probe="XY353001")
+    except OSError as exc:
+        return fail(sim, "crtmqm", 69, f"AMQ6235E: Directory '{exc.filename}' missing or storage not available "
+                                       f"({exc.strerror}).")
     stanza = {"Name": name, "Prefix": "/var/mqm", "Directory": directory}
-    if md:
+    if "-md" in opts:
         stanza["DataPath"] = data
     stanza["InstallationName"] = "Installation1"
     sim.add_stanza(stanza)
@@ -405,12 +660,55 @@ def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
     return 0
 
 
-def _spawn_controller(sim: Sim, name: str, standby: bool) -> subprocess.Popen:  # type: ignore[type-arg]
-    argv = [os.path.join(sim.bindir, "amqzxma0"), "-m", name, "-u", "mqm"] + (["--standby"] if standby else [])
-    return subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True,
-    )
+def log_path(dp: str) -> Optional[str]:
+    """qm.ini's Log: LogPath= (None when qm.ini is unreadable)."""
+    try:
+        with open(os.path.join(dp, "qm.ini")) as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    m = re.search(r"^\s*LogPath=(.+)$", text, re.M)
+    return m.group(1).strip() if m else None
+
+
+def update_state(dp: str, **changes: object) -> Dict[str, object]:
+    """Read-modify-write of qmstatus.json under a lock (the active and the standby both write it)."""
+    with open(os.path.join(dp, "qmstatus.lock"), "a") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        state = Sim.read_state(dp)
+        for key, value in changes.items():
+            if value is None and key == "standby":
+                state.pop("standby", None)
+            else:
+                state[key] = value
+        Sim.write_state(dp, **state)
+        return state
+
+
+def request(dp: str, kind: str, pid: int, **doc: object) -> None:
+    """Ask process ``pid`` of the queue manager to do ``kind`` (end, abort, listener start)."""
+    write_json(os.path.join(dp, f"{kind}.{pid}.request"), {"t": time.time(), **doc})
+
+
+def take_request(dp: str, kind: str) -> Optional[Dict[str, object]]:
+    path = os.path.join(dp, f"{kind}.{os.getpid()}.request")
+    if not os.path.exists(path):
+        return None
+    doc = read_json(path, {})
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return doc
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while alive(pid):
+        if time.time() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
@@ -423,18 +721,35 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
     if not NAME_RE.match(name):
         err("AMQ7048E: The queue manager name is either not valid or not known.")
         return 72
+    missing = root_missing(sim, "strmqm")
+    if missing is not None:
+        return missing
     stanza = sim.stanza(name)
     if stanza is None:
         err("AMQ8118E: IBM MQ queue manager does not exist.")
         return 16
+    dp = sim.data_path(stanza)
+    qm_errors = os.path.join(dp, "errors")
     forced = sim.knob("strmqm.exit")
     if forced:
         out(f"IBM MQ queue manager '{name}' starting.")
-        err("AMQ6109E: An internal IBM MQ error has occurred.")
-        return int(forced)
-    dp = sim.data_path(stanza)
+        return fail(sim, "strmqm", int(forced), "AMQ6109E: An internal IBM MQ error has occurred.", qmgr=name,
+                    qm_errors=qm_errors)
+    short = limits_short()
+    if short:
+        return fail(sim, "strmqm", 71, f"AMQ6119S: An internal IBM MQ error has occurred ({short}).", qmgr=name,
+                    qm_errors=qm_errors)
     status, _ = view(sim, name)
-    if status in ("running", "starting"):
+    state = sim.read_state(dp)
+    if status == "starting":
+        # ref: strmqm — starting it again aborts the log replay in progress
+        pid = state.get("pid")
+        if isinstance(pid, int):
+            request(dp, "abort", pid)
+            wait_gone(pid, 10)
+        return fail(sim, "strmqm", 71, f"AMQ8?? (simulated): a start of queue manager '{name}' was in progress "
+                                       "and has been aborted.", qmgr=name, qm_errors=qm_errors)
+    if status == "running":
         out("IBM MQ queue manager running.")
         return 5
     if status in ("quiescing", "ending_immediately", "ending_pre_emptively"):
@@ -444,10 +759,15 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
         out(f"A standby instance of queue manager '{name}' is already running.")
         return 30
     if status == "running_elsewhere":
+        if not state.get("permit_standby"):
+            err(f"AMQ7276E: IBM MQ queue manager '{name}' is running elsewhere and does not permit standby "
+                "instances.")
+            return 43
         if not permit_standby:
-            err(f"AMQ7279E: IBM MQ queue manager '{name}' is running elsewhere; start it with -x for a standby instance.")
+            err(f"AMQ7279E: IBM MQ queue manager '{name}' is running elsewhere; start it with -x for a standby "
+                "instance.")
             return 31
-        _spawn_controller(sim, name, standby=True)
+        _spawn_controller(sim, name, multi=True)
         deadline = time.time() + 10
         while time.time() < deadline and view(sim, name)[0] != "running_as_standby":
             time.sleep(0.05)
@@ -456,16 +776,31 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
             "is running elsewhere.",
         )
         return 30
+    leftovers = qm_processes(sim, name)
+    if leftovers:  # ref: strmqm — children of a killed controller: exit 24 until they are gone
+        return fail(sim, "strmqm", 24, "AMQ8041S: The queue manager cannot be restarted or deleted because "
+                                       f"processes, that were previously connected, are still running "
+                                       f"(pids {' '.join(map(str, leftovers))}).", qmgr=name, qm_errors=qm_errors)
+    lp = log_path(dp)
+    lfh = read_json(os.path.join(lp, "amqhlctl.lfh"), {}) if lp else {}
+    if not lfh or lfh.get("local_to") not in ("", sim.host):
+        # ref: crtmqm — a LogPath on a dead host's disk: strmqm exit 23, log not available
+        return fail(sim, "strmqm", 23, f"AMQ7017S: Log not available (LogPath {lp}).", qmgr=name,
+                    qm_errors=qm_errors)
     out(f"IBM MQ queue manager '{name}' starting.", "The queue manager is associated with installation 'Installation1'.")
-    proc = _spawn_controller(sim, name, standby=False)
+    proc = _spawn_controller(sim, name, multi=permit_standby)
     deadline = time.time() + 3600
     while time.time() < deadline:
         state = sim.read_state(dp)
         if state.get("pid") == proc.pid and state.get("status") == "running":
             break
         if proc.poll() is not None:
-            err("AMQ8041S: The queue manager cannot be restarted or deleted because processes that were previously connected are still running.") if proc.returncode == 24 else err("AMQ6109E: An internal IBM MQ error has occurred.")
-            return 24 if proc.returncode == 24 else 71
+            if proc.returncode == 24:
+                return fail(sim, "strmqm", 24, "AMQ8041S: The queue manager cannot be restarted or deleted "
+                                               "because processes, that were previously connected, are still "
+                                               "running.", qmgr=name, qm_errors=qm_errors)
+            return fail(sim, "strmqm", 71, "AMQ6109E: An internal IBM MQ error has occurred.", qmgr=name,
+                        qm_errors=qm_errors)
         time.sleep(0.02)
     # The controller runs on by itself (it is in its own session); strmqm does
     # not wait for it: mark the Popen as done so no warning is printed.
@@ -475,76 +810,241 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
         f"Log replay for queue manager '{name}' complete.",
         f"Transaction manager state recovered for queue manager '{name}'.",
         "Plain text communication is enabled.",
-        f"IBM MQ queue manager '{name}' started using V9.4.0.0.",
+        f"IBM MQ queue manager '{name}' started using V{VERSION}.",
     )
     return 0
 
 
+def _spawn_controller(sim: Sim, name: str, multi: bool) -> subprocess.Popen:  # type: ignore[type-arg]
+    # ref: strmqm — /opt/mqm/bin/amqzxma0 -m NAME [-x] -u mqm, parent PID 1 (its own session here)
+    argv = [os.path.join(sim.bindir, "amqzxma0"), "-m", name] + (["-x"] if multi else []) + ["-u", "mqm"]
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True,
+    )
+
+
+def _ignore_termination() -> None:
+    # ref: strmqm — MQ's processes ignore SIGTERM (IBM's sample unit uses KillMode=none)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def cmd_child(sim: Sim, argv: List[str]) -> int:
+    """amqzmuc0 & co.: live while the controller lives; after a kill of it, linger a moment (ref: strmqm)."""
+    _ignore_termination()
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.05)
+    time.sleep(float(sim.knob("children.linger") or 2.0))
+    return 0
+
+
+class Controller:
+    """The execution controller's state while it runs."""
+
+    def __init__(self, sim: Sim, name: str, dp: str) -> None:
+        self.sim, self.name, self.dp = sim, name, dp
+        self.qm_errors = os.path.join(dp, "errors")
+        self.children: List[subprocess.Popen] = []  # type: ignore[type-arg]
+        self.listeners: Dict[str, socket.socket] = {}
+        self.conns: List[socket.socket] = []
+
+    def log(self, message: str) -> None:
+        errlog(self.qm_errors, "amqzxma0", message, self.name, self.sim.host)
+
+    def spawn_children(self) -> None:
+        for child in CHILDREN:
+            self.children.append(subprocess.Popen(
+                [os.path.join(self.sim.bindir, child), "-m", self.name],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+            ))
+
+    def end_children(self) -> None:
+        for proc in self.children:  # they ignore SIGTERM: the controller ends them for good
+            proc.kill()
+        for proc in self.children:
+            proc.wait()
+
+    def start_listener(self, lname: str, port: int) -> None:
+        if self.sim.knob("listener.off") is not None:
+            self.log(f"AMQ9220E? (simulated): listener {lname} could not bind port {port}.")
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            sock.close()
+            self.log(f"AMQ9220E? (simulated): listener {lname} could not bind port {port}: {exc.strerror}.")
+            return
+        sock.listen(64)
+        sock.setblocking(False)
+        self.listeners[lname] = sock
+        self.publish_listeners()
+
+    def publish_listeners(self) -> None:
+        write_json(os.path.join(self.dp, "listeners.running"),
+                   {n: s.getsockname()[1] for n, s in self.listeners.items()})
+
+    def start_qmgr_listeners(self) -> None:
+        for lname, spec in read_json(os.path.join(self.dp, "listeners.json"), {}).items():
+            if isinstance(spec, dict) and spec.get("control") == "QMGR":
+                self.start_listener(lname, int(spec["port"]))
+
+    def serve(self, timeout: float) -> None:
+        """Accept connections; one that closes without speaking MQ logs AMQ9209E (ref: Files)."""
+        for lname in list(read_json(os.path.join(self.dp, "listeners.json"), {})):
+            if take_request(self.dp, "listener-" + lname.replace("/", "&")) is not None and lname not in self.listeners:
+                spec = read_json(os.path.join(self.dp, "listeners.json"), {}).get(lname)
+                if isinstance(spec, dict):
+                    self.start_listener(lname, int(spec["port"]))
+        socks = list(self.listeners.values()) + self.conns
+        if not socks:
+            time.sleep(timeout)
+            return
+        readable, _, _ = select.select(socks, [], [], timeout)
+        for sock in readable:
+            if sock in self.conns:
+                try:
+                    data = sock.recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    peer = "127.0.0.1"
+                    self.log(f"AMQ9209E: Connection to host 'localhost ({peer})' for channel '????' closed.")
+                self.conns.remove(sock)
+                sock.close()
+            else:
+                try:
+                    conn, _ = sock.accept()
+                    conn.setblocking(False)
+                    self.conns.append(conn)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        for sock in list(self.listeners.values()) + self.conns:
+            sock.close()
+        self.listeners.clear()
+        self.conns.clear()
+        try:
+            os.unlink(os.path.join(self.dp, "listeners.running"))
+        except FileNotFoundError:
+            pass
+
+
 def cmd_amqzxma0(sim: Sim, argv: List[str]) -> int:
     name = argv[argv.index("-m") + 1]
-    standby = "--standby" in argv
+    multi = "-x" in argv
+    _ignore_termination()
     stanza = sim.stanza(name)
     if stanza is None:
         return 16
     dp = sim.data_path(stanza)
+    me = os.getpid()
     fd = os.open(os.path.join(dp, "active.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    if standby:
-        state = sim.read_state(dp)
-        state["standby"] = {"host": sim.host, "pid": os.getpid()}
-        Sim.write_state(dp, **state)
-        fcntl.lockf(fd, fcntl.LOCK_EX)  # blocks until the active instance's lock goes
-    else:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        active = True
+    except OSError:
+        if not multi:
             return 24
-    ending = {"mode": ""}
-
-    def on_signal(signum: int, frame: object) -> None:
-        if signum == signal.SIGTERM and sim.knob("amqzxma0.ignore_term") is not None:
-            return
-        ending["mode"] = "ended_normally" if signum == signal.SIGTERM else "ended_immediately"
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    Sim.write_state(dp, status="starting", host=sim.host, pid=os.getpid(), since=time.time())
-    delay = float(sim.knob("strmqm.delay") or 0)
-    end = time.time() + delay
-    while time.time() < end and not ending["mode"]:
-        time.sleep(0.05)
-    listener = None
-    if sim.port and sim.knob("listener.off") is None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", sim.port))
-        listener.listen(16)
-        listener.settimeout(0.2)
-    Sim.write_state(dp, status="running", host=sim.host, pid=os.getpid(), since=time.time())
-    with open(os.path.join(dp, "errors", "AMQERR01.LOG"), "a") as fh:
-        fh.write(f"{time.strftime('%m/%d/%Y %I:%M:%S %p')} - Process({os.getpid()}) Host({sim.host})\n"
-                 f"AMQ8003I: IBM MQ queue manager '{name}' started using V9.4.0.0.\n")
-    while not ending["mode"]:
-        if listener is not None:
+        active = False
+    c = Controller(sim, name, dp)
+    c.spawn_children()
+    if not active:
+        # a standby: waits for the active instance's lock, ends on its own endmqm -x
+        update_state(dp, standby={"host": sim.host, "pid": me})
+        while True:
+            if take_request(dp, "end") is not None:
+                c.end_children()
+                update_state(dp, standby=None)
+                return 0
             try:
-                conn, _ = listener.accept()
-                conn.close()
-            except (socket.timeout, OSError):
-                pass
-        else:
-            time.sleep(0.2)
-    if listener is not None:
-        listener.close()
-    Sim.write_state(dp, status=ending["mode"], host=sim.host, pid=None)
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                time.sleep(0.1)
+        update_state(dp, standby=None)
+        c.log(f"AMQ7229I (simulated): This queue manager instance on {sim.host} has taken over as the active "
+              "instance.")
+    update_state(dp, status="starting", host=sim.host, pid=me, since=time.time(), permit_standby=multi)
+    end_at = time.time() + float(sim.knob("strmqm.delay") or 0)
+    while time.time() < end_at:  # the log replay
+        if take_request(dp, "abort") is not None:
+            c.end_children()
+            os._exit(1)  # the start is aborted: the state still says starting -> ended unexpectedly
+        req = take_request(dp, "end")
+        if req is not None and req.get("mode") == "i":
+            c.end_children()
+            update_state(dp, status="ended_immediately", pid=None)
+            return 0
+        time.sleep(0.05)
+    c.start_qmgr_listeners()
+    update_state(dp, status="running", host=sim.host, pid=me, since=time.time())
+    c.log(f"AMQ8003I: IBM MQ queue manager '{name}' started using V{VERSION}.")
+    controlled = False
+    immediate_at: Optional[float] = None
+    ending = ""
+    while not ending:
+        req = take_request(dp, "end")
+        if req is not None:
+            if req.get("mode") == "i":
+                ending = "ended_immediately"
+                break
+            if not controlled:
+                controlled = True
+                update_state(dp, status="quiescing")
+            tp = req.get("tp")
+            if isinstance(tp, (int, float)):
+                at = time.time() + float(tp)
+                immediate_at = at if immediate_at is None else min(immediate_at, at)
+        if controlled and sim.knob("clients.connected") is None:
+            ending = "ended_normally"
+            break
+        if immediate_at is not None and time.time() >= immediate_at:
+            ending = "ended_immediately"
+            break
+        c.serve(0.1)
+    c.close()
+    c.end_children()
+    update_state(dp, status=ending, host=sim.host, pid=None)
+    c.log(f"AMQ8004I: IBM MQ queue manager '{name}' ended.")
     return 0
 
 
+def _end_standby(sim: Sim, dp: str, timeout: float = 15) -> None:
+    standby = Sim.read_state(dp).get("standby")
+    if isinstance(standby, dict) and alive(standby.get("pid")):
+        request(dp, "end", int(standby["pid"]))
+        wait_gone(int(standby["pid"]), timeout)
+
+
 def cmd_endmqm(sim: Sim, argv: List[str]) -> int:
-    flags = [a for a in argv if a.startswith("-")]
-    args = [a for a in argv if not a.startswith("-")]
-    if len(args) != 1:
-        err("Usage: endmqm [-c | -w | -i | -p] [-s] [-x] [-r] QMgrName")
+    flags: List[str] = []
+    args: List[str] = []
+    tp: Optional[float] = None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-t", "-tp") and i + 1 < len(argv):
+            try:
+                tp = float(argv[i + 1])
+            except ValueError:
+                return 39
+            i += 2
+            continue
+        (flags if a.startswith("-") else args).append(a)
+        i += 1
+    unknown = [f for f in flags if f not in ("-c", "-w", "-i", "-p", "-s", "-x", "-r", "-z")]
+    if len(args) != 1 or unknown or sum(f in flags for f in ("-c", "-w", "-i", "-p")) > 1:
+        err("Usage: endmqm [-c | -w | -i | -p] [-s] [-x] [-r] [-t | -tp secs] QMgrName")
         return 39
     name = args[0]
+    missing = root_missing(sim, "endmqm")
+    if missing is not None:
+        return missing
     stanza = sim.stanza(name)
     if stanza is None:
         err("AMQ8118E: IBM MQ queue manager does not exist.")
@@ -552,33 +1052,46 @@ def cmd_endmqm(sim: Sim, argv: List[str]) -> int:
     dp = sim.data_path(stanza)
     state = sim.read_state(dp)
     status, _ = view(sim, name)
-    if "-x" in flags:
+    if "-x" in flags:  # ref: endmqm — -x ends only the standby instance
         standby = state.get("standby")
         if status != "running_as_standby" or not isinstance(standby, dict):
             err("AMQ8146E: IBM MQ queue manager not available.")
             return 40
-        os.kill(int(standby["pid"]), signal.SIGKILL)
-        out(f"IBM MQ queue manager '{name}' ending.", f"IBM MQ queue manager '{name}' ended.")
+        out(f"IBM MQ queue manager '{name}' ending.")
+        _end_standby(sim, dp)
+        out(f"IBM MQ queue manager '{name}' ended.")
         return 0
     if status not in LIVE:
         err("AMQ8146E: IBM MQ queue manager not available.")
         return 40
-    pid = int(state["pid"])  # type: ignore[call-overload]
+    pid = state.get("pid")
+    if not isinstance(pid, int):
+        err("AMQ8146E: IBM MQ queue manager not available.")
+        return 40
+    if "-s" not in flags:
+        # ref: endmqm — without -s on the active instance every instance ends, the standby included
+        _end_standby(sim, dp)
+    # with -s and no standby the active simply ends, releasing its lock (IBM MQ 9.3 docs,
+    # "Failover or switchover": endmqm -s "releases the active queue manager lock ... it does
+    # not start a standby queue manager instance")
     if "-p" in flags:
-        os.kill(pid, signal.SIGKILL)
-        while alive(pid):
-            time.sleep(0.02)
-        Sim.write_state(dp, status="ended_pre_emptively", host=sim.host, pid=None)
+        update_state(dp, status="ending_pre_emptively")
+        for proc in [pid] + [p for p in qm_processes(sim, name) if p != pid]:
+            try:
+                os.kill(proc, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_gone(pid, 10)
+        update_state(dp, status="ended_pre_emptively", host=sim.host, pid=None)
         out(f"IBM MQ queue manager '{name}' ending.", f"IBM MQ queue manager '{name}' ended.")
         return 0
     if "-i" in flags:
-        os.kill(pid, signal.SIGINT)
+        request(dp, "end", pid, mode="i")
         out(f"IBM MQ queue manager '{name}' ending.")
-        while alive(pid):
-            time.sleep(0.02)
+        wait_gone(pid, 3600)
         out(f"IBM MQ queue manager '{name}' ended.")
         return 0
-    os.kill(pid, signal.SIGTERM)
+    request(dp, "end", pid, mode="c", tp=tp)
     if "-w" not in flags:
         out("Quiesce request accepted. The queue manager will stop when all outstanding work", "is complete.")
         return 0
@@ -610,9 +1123,46 @@ def _mqsc_commands(text: str) -> List[str]:
     return cmds
 
 
+_ATTR = re.compile(r"([A-Z]+)\(([^)]*)\)")
+
+
+def _listener_command(dp: str, cmd: str) -> Tuple[bool, str]:
+    """DEFINE/START LISTENER (ref: crtmqm): (ok, message)."""
+    attrs = {k.upper(): v.strip("'") for k, v in _ATTR.findall(cmd.upper())}
+    lname = next((v for k, v in _ATTR.findall(cmd) if k.upper() == "LISTENER"), "").strip("'")
+    defined = read_json(os.path.join(dp, "listeners.json"), {})
+    if cmd.upper().startswith(("DEFINE", "DEF ")):
+        if lname in defined and "REPLACE" not in cmd.upper().split():
+            return False, "AMQ8150E: IBM MQ object already exists."
+        if attrs.get("TRPTYPE") != "TCP" or not attrs.get("PORT", "").isdigit():
+            return False, "AMQ8427E: Valid syntax for the MQSC command (simulated: TRPTYPE(TCP) PORT(n))."
+        defined[lname] = {"port": int(attrs["PORT"]), "control": attrs.get("CONTROL", "MANUAL")}
+        write_json(os.path.join(dp, "listeners.json"), defined)
+        return True, "AMQ8626I: IBM MQ listener created."
+    if cmd.upper().startswith("START"):
+        if lname not in defined:
+            return False, "AMQ8147E: IBM MQ object " + lname + " not found."
+        running = read_json(os.path.join(dp, "listeners.running"), {})
+        if lname in running:
+            return False, "AMQ8730E: Listener already active."
+        pid = Sim.read_state(dp).get("pid")
+        if isinstance(pid, int):
+            request(dp, "listener-" + lname.replace("/", "&"), pid)
+            deadline = time.time() + 5
+            while time.time() < deadline and lname not in read_json(os.path.join(dp, "listeners.running"), {}):
+                time.sleep(0.05)
+        if lname not in read_json(os.path.join(dp, "listeners.running"), {}):
+            return False, "AMQ9220E? (simulated): the listener could not be started."
+        return True, "AMQ8021I: Request to start IBM MQ listener accepted."
+    return True, "AMQ8097I: IBM MQ command processed."
+
+
 def cmd_runmqsc(sim: Sim, argv: List[str]) -> int:
     args = [a for a in argv if not a.startswith("-")]
     out("5724-H72 (C) Copyright IBM Corp. 1994, 2024.")
+    missing = root_missing(sim, "runmqsc")
+    if missing is not None:
+        return 20
     if len(args) != 1 or sim.stanza(args[0]) is None:
         err("AMQ8118E: IBM MQ queue manager does not exist.")
         return 20
@@ -622,30 +1172,41 @@ def cmd_runmqsc(sim: Sim, argv: List[str]) -> int:
         return 20
     out(f"Starting MQSC for queue manager {name}.", "", "")
     cmds = _mqsc_commands(sys.stdin.read())
-    syntax = 0
+    syntax = failed = 0
     dp = sim.data_path(sim.stanza(name))  # type: ignore[arg-type]
     with open(os.path.join(dp, "mqsc.log"), "a") as log:
         for n, cmd in enumerate(cmds, 1):
             out(f"{n:>6} : {cmd}")
-            verb = cmd.split()[0].upper()
+            words = cmd.upper().split()
+            verb = words[0]
             if verb not in MQSC_VERBS:
                 syntax += 1
                 out("AMQ8405E: Syntax error detected at or near end of command segment below:-", cmd.split()[0])
                 continue
             log.write(cmd + "\n")
+            if len(words) > 1 and words[1].startswith("LISTENER(") and verb in ("DEFINE", "DEF", "START"):
+                ok, message = _listener_command(dp, cmd)
+                out(message)
+                failed += 0 if ok else 1
+                continue
             out("AMQ8006I: IBM MQ queue created." if "QLOCAL" in cmd.upper() else "AMQ8097I: IBM MQ command processed.")
     out(
         "One MQSC command read." if len(cmds) == 1 else f"{len(cmds)} MQSC commands read.",
         "No commands have a syntax error." if syntax == 0 else
         ("One command has a syntax error." if syntax == 1 else f"{syntax} commands have a syntax error."),
-        "All valid MQSC commands were processed.",
+        "All valid MQSC commands were processed." if not failed else
+        ("One valid MQSC command could not be processed." if failed == 1 else
+         f"{failed} valid MQSC commands could not be processed."),
     )
-    return 10 if syntax else 0
+    return 10 if syntax or failed else 0
 
 
 def cmd_rmvmqinf(sim: Sim, argv: List[str]) -> int:
     if len(argv) != 1:
         return 39
+    missing = root_missing(sim, "rmvmqinf")
+    if missing is not None:
+        return missing
     if sim.stanza(argv[0]) is None:
         return 44
     status, _ = view(sim, argv[0])
@@ -653,8 +1214,11 @@ def cmd_rmvmqinf(sim: Sim, argv: List[str]) -> int:
         return 5
     if status == "running_as_standby":
         return 26
+    with open(sim.mqs_ini) as fh:
+        text = fh.read()
     keep = [s for s in sim.stanzas() if s.get("Name") != argv[0]]
-    os.unlink(sim.mqs_ini)
+    with open(sim.mqs_ini, "w") as fh:
+        fh.write(text.split("QueueManager:\n", 1)[0])
     for s in keep:
         sim.add_stanza(s)
     out("IBM MQ configuration information removed.")
@@ -662,15 +1226,16 @@ def cmd_rmvmqinf(sim: Sim, argv: List[str]) -> int:
 
 
 HANDLERS = {
+    "crtmqdir": cmd_crtmqdir, "dspmqver": cmd_dspmqver,
     "dspmq": cmd_dspmq, "dspmqinf": cmd_dspmqinf, "addmqinf": cmd_addmqinf, "crtmqm": cmd_crtmqm,
     "strmqm": cmd_strmqm, "endmqm": cmd_endmqm, "runmqsc": cmd_runmqsc, "rmvmqinf": cmd_rmvmqinf,
-    "amqzxma0": cmd_amqzxma0,
+    "amqzxma0": cmd_amqzxma0, **{child: cmd_child for child in CHILDREN},
 }
 
 
 def main(cmd: str, argv: List[str]) -> int:
     sim = Sim(os.path.dirname(os.path.abspath(sys.argv[0])))
-    if cmd != "amqzxma0":
+    if cmd != "amqzxma0" and cmd not in CHILDREN:
         log_call(sim, cmd, argv)
     return HANDLERS[cmd](sim, argv)
 
@@ -703,3 +1268,31 @@ def calls(ctl: str, cmd: Optional[str] = None) -> List[Dict[str, object]]:
     except FileNotFoundError:
         return []
     return [e for e in entries if cmd is None or e["cmd"] == cmd]
+
+
+def error_log(directory: str) -> str:
+    """The text of AMQERR01.LOG in ``directory`` ('' when none)."""
+    try:
+        with open(os.path.join(directory, "AMQERR01.LOG")) as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return ""
+
+
+def hold_stale_lock(data_path: str, host: str, seconds: float) -> subprocess.Popen:  # type: ignore[type-arg]
+    """A dead host's lock on the queue manager's data (NFSv4 keeps it until the lease expires, ref: Known
+    operational facts): a process that holds active.lock as ``host``'s running instance for ``seconds``."""
+    code = (
+        "import fcntl, json, os, sys, time\n"
+        "dp, host, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])\n"
+        "fd = os.open(os.path.join(dp, 'active.lock'), os.O_RDWR | os.O_CREAT, 0o644)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+        "p = os.path.join(dp, 'qmstatus.json')\n"
+        "json.dump({'status': 'running', 'host': host, 'pid': os.getpid()}, open(p + '.t', 'w'))\n"
+        "os.replace(p + '.t', p)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(secs)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, data_path, host, str(seconds)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"held"
+    return proc

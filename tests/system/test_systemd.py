@@ -149,7 +149,7 @@ def guest(moto_session: MotoAsg) -> Iterator[Guest]:
         rpm1 = build_rpm(1, work)
         rpm2 = build_rpm(2, work)
         port = free_port()
-        mqsim.install(str(shared / "bin"), str(shared / "var-mqm"), host="guest1", listener_port=port,
+        mqsim.install(str(shared / "bin"), str(shared / "var-mqm"), host="guest1",
                       interpreter=PYTHON)
         # MQ's files belong to mqm, and so do mqguard and the queue manager here
         subprocess.run(["chown", "-R", "mqm:mqm", str(shared), str(efs)], check=True)

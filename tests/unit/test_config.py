@@ -122,7 +122,7 @@ def test_missing_file_and_broken_ini(tmp_path: Path) -> None:
 
 def test_cross_checks_data_dir_must_be_on_storage(tmp_path: Path) -> None:
     path = write(tmp_path / "m.conf", "[queue_manager]\nname=QM1\ndata_dir=/local/qmgrs\n[storage]\npath=/MQHA\n")
-    with pytest.raises(ConfigError, match="under storage.path"):
+    with pytest.raises(ConfigError, match="below storage.path"):
         config.load(str(path))
 
 
@@ -218,3 +218,14 @@ def test_validate_config_checks_that_run_as_exists(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "mqguard", "validate-config", "--config", str(path)],
                          capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 78 and "run_as = 'nosuchuser': expected an existing user" in res.stderr
+
+
+def test_data_and_log_dirs_default_to_the_shared_storage(tmp_path: Path) -> None:
+    """Contract section 21: empty data_dir/log_dir mean <storage.path>/qmgrs and /logs, never MQ's local default."""
+    cfg = config.load(str(write(tmp_path / "m.conf", "[queue_manager]\nname=QM1\n[storage]\npath=/MQHA/\n")))
+    assert (cfg.queue_manager.data_dir, cfg.queue_manager.log_dir) == ("/MQHA/qmgrs", "/MQHA/logs")
+    assert cfg.queue_manager.lock_wait == 180
+    with pytest.raises(ConfigError, match="log_dir = '/MQHA'"):  # the mount point itself is not "below" it
+        config.load(str(write(tmp_path / "n.conf", "[queue_manager]\nname=QM1\nlog_dir=/MQHA\n[storage]\npath=/MQHA\n")))
+    with pytest.raises(ConfigError, match="lock_wait"):
+        config.load(str(write(tmp_path / "o.conf", "[queue_manager]\nname=QM1\nlock_wait=2h\n")))

@@ -99,6 +99,7 @@ def test_mqguard_check_judges_every_real_line(sim: Harness, expected: str, sourc
     sim.cli("validate-config", "--config", str(sim.conf))
     from tests.sim import mqsim  # register the name so dspmq -m NAME is answered, as on a real host
 
+    sim.prepare_root()
     mqsim.Sim(sim.bindir).add_stanza({"Name": name, "Directory": name.replace(".", "!"), "Prefix": sim.prefix})
     sim.knob("dspmq.output", output)
     res = sim.cli("check", "--config", str(sim.conf))

@@ -11,8 +11,10 @@ import pytest
 
 from mqguard import config
 from mqguard.mq.control import MqControl, StartResult, classify_strmqm
-from mqguard.mq.lifecycle import CreateLock, Lifecycle, PrepareError, create_lock_path
+from mqguard.mq.lifecycle import Lifecycle
+from mqguard.mq.prepare import CreateLock, Preparation, PrepareError, create_lock_path
 from mqguard.mq.runner import CommandResult, CommandRunner
+from mqguard.mq.service import ChildService
 from mqguard.statedir import allowed_owners
 from tests.conftest import Harness
 
@@ -24,7 +26,9 @@ def control_for(h: Harness, **qm: str) -> MqControl:
 
 
 def lifecycle_for(h: Harness, create: bool = True, lock_timeout: float = 5.0, **qm: str) -> Lifecycle:
-    return Lifecycle(control_for(h, **qm), str(h.mqsc_dir), create, lock_timeout)
+    control = control_for(h, **qm)
+    preparation = Preparation(control, create, lock_timeout, allowed_owners())
+    return Lifecycle(control, str(h.mqsc_dir), ChildService(control, preparation))
 
 
 def test_fresh_storage_creates_with_md_ld_starts_and_applies_mqsc(sim: Harness) -> None:
@@ -32,9 +36,9 @@ def test_fresh_storage_creates_with_md_ld_starts_and_applies_mqsc(sim: Harness) 
     (sim.mqsc_dir / "10-a.mqsc").write_text("DEFINE QLOCAL(A.Q) REPLACE\nDEFINE CHANNEL(APP.SVRCONN) CHLTYPE(SVRCONN)\n")
     (sim.mqsc_dir / "readme.txt").write_text("not MQSC")
     lc = lifecycle_for(sim)
-    assert lc.prepare() == "created"
+    assert lc.prepare() == f"created (data in {sim.efs.path}/qmgrs/QM1)"
     crt = sim.calls("crtmqm")
-    assert crt[0]["argv"] == ["-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs", "QM1"]
+    assert crt[0]["argv"] == ["-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs", "-p", str(sim.port), "QM1"]
     assert lc.start().result is StartResult.STARTED
     summary = lc.apply_mqsc()
     assert [Path(p).name for p in summary.applied] == ["10-a.mqsc", "20-b.mqsc"] and summary.failed == []
@@ -45,7 +49,7 @@ def test_fresh_storage_creates_with_md_ld_starts_and_applies_mqsc(sim: Harness) 
 def test_known_queue_manager_is_just_started(sim: Harness) -> None:
     lc = lifecycle_for(sim)
     lc.prepare()
-    assert lc.prepare() == "known"
+    assert lc.prepare().startswith("known")
     assert len(sim.calls("crtmqm")) == 1 and sim.calls("addmqinf") == []
 
 
@@ -54,7 +58,7 @@ def test_data_on_storage_but_not_registered_uses_addmqinf_never_crtmqm(sim: Harn
     other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
     try:
         lc2 = lifecycle_for(other)
-        assert lc2.prepare() == "registered"
+        assert lc2.prepare().startswith("registered")
         assert other.calls("crtmqm") == []
         add = other.calls("addmqinf")[0]["argv"]
         assert add == ["-s", "QueueManager", "-v", "Name=QM1", "-v", "Directory=QM1", "-v", "Prefix=/var/mqm",
@@ -69,7 +73,7 @@ def test_mangled_directory_for_dotted_names(sim: Harness) -> None:
     other = Harness(sim.tmp, sim.efs, qmgr="APP.QM/1", host="host2")  # type: ignore[arg-type]
     try:
         lc2 = lifecycle_for(other, name="APP.QM/1")
-        assert lc2.prepare() == "registered"
+        assert lc2.prepare().startswith("registered")
         assert "Directory=APP!QM&1" in other.calls("addmqinf")[0]["argv"]
     finally:
         other.cleanup()
@@ -98,7 +102,7 @@ def test_create_lock_serialises_two_instances(sim: Harness) -> None:
     finally:
         holder.kill()
         holder.wait()
-    assert lifecycle_for(sim).prepare() == "created"
+    assert lifecycle_for(sim).prepare().startswith("created")
 
 
 def test_second_instance_rechecks_after_waiting_for_the_lock(sim: Harness) -> None:
@@ -109,11 +113,14 @@ def test_second_instance_rechecks_after_waiting_for_the_lock(sim: Harness) -> No
         lc1 = lifecycle_for(sim)
         script = (
             "import sys; from mqguard import config; from mqguard.mq.control import MqControl;"
-            "from mqguard.mq.lifecycle import Lifecycle; from mqguard.mq.runner import CommandRunner;"
-            "cfg = config.load(sys.argv[1]);"
+            "from mqguard.mq.prepare import Preparation; from mqguard.mq.runner import CommandRunner;"
+            "from mqguard.statedir import allowed_owners; cfg = config.load(sys.argv[1]);"
             "ctl = MqControl(cfg.queue_manager, cfg.storage.path, CommandRunner(), 5.0);"
-            "print(Lifecycle(ctl, '/nonexistent', True, 10.0).prepare())"
+            "print(Preparation(ctl, True, 10.0, allowed_owners()).run().value)"
         )
+        host1 = Preparation(lc1.control, True, 5.0, allowed_owners())
+        host1.ensure_root()
+        host1._make_parents()
         with CreateLock(sim.efs.path, 5, allowed_owners()):
             proc = subprocess.Popen(["python3", "-c", script, str(other.conf)], stdout=subprocess.PIPE,
                                     text=True, env=other.env())
@@ -121,7 +128,7 @@ def test_second_instance_rechecks_after_waiting_for_the_lock(sim: Harness) -> No
             assert proc.poll() is None, "host2 must be waiting for the lock"
             assert lc1.control.crtmqm().returncode == 0
         out, _ = proc.communicate(timeout=20)
-        assert out.strip() == "registered (after waiting for the create lock)"
+        assert out.strip() == "registered"
         assert other.calls("crtmqm") == []
     finally:
         other.cleanup()
@@ -142,12 +149,12 @@ def test_end_escalates_when_controlled_end_hangs(sim: Harness) -> None:
     lc = lifecycle_for(sim)
     lc.prepare()
     lc.start()
-    sim.knob("amqzxma0.ignore_term")
+    sim.knob("clients.connected")
     start = time.monotonic()
     assert lc.end("active", stop_timeout=1.0)
     assert time.monotonic() - start < 10
-    modes = [c["argv"][0] for c in sim.calls("endmqm")]
-    assert modes == ["-w", "-i"]
+    modes = [c["argv"][:-1] for c in sim.calls("endmqm")]
+    assert modes == [["-r", "-w"], ["-r", "-i"]]
     assert sim.controllers() == []
     assert "ENDED IMMEDIATELY" in sim.dspmq()
 
@@ -156,7 +163,7 @@ def test_end_when_not_running_is_fine(sim: Harness) -> None:
     lc = lifecycle_for(sim)
     lc.prepare()
     assert lc.end("active", stop_timeout=2.0)
-    assert [c["argv"][0] for c in sim.calls("endmqm")] == ["-w"]
+    assert [c["argv"] for c in sim.calls("endmqm")] == [["-r", "-w", "QM1"]]
 
 
 def test_mqsc_errors_are_logged_not_fatal(sim: Harness) -> None:
@@ -193,8 +200,12 @@ def test_strmqm_timeout_is_marked() -> None:
 def test_dspmq_reading_for_garbled_hung_and_unknown(sim: Harness) -> None:
     ctl = control_for(sim)
     r = ctl.dspmq()
-    assert r.status is None and "exit 72" in r.error
+    assert r.status is None and "exit 71" in r.error  # MQ's root is not prepared yet
     lifecycle_for(sim).prepare()
+    sim.configure(queue_manager={"name": "QM9"})
+    r = control_for(sim).dspmq()
+    assert r.status is None and "exit 72" in r.error
+    sim.configure(queue_manager={"name": "QM1"})
     sim.knob("dspmq.garble")
     r = ctl.dspmq()
     assert r.status is None and "cannot parse" in r.error
@@ -228,3 +239,132 @@ def test_mqsc_links_leaving_mqsc_dir_and_foreign_files_are_not_read(sim: Harness
     assert [Path(p).name for p in summary.failed] == ["10-link.mqsc", "20-foreign.mqsc", "30-world.mqsc"]
     applied = Path(sim.efs.path, "qmgrs", "QM1", "mqsc.log").read_text()
     assert "SECRET" not in applied and "FOREIGN" not in applied and "WORLD" not in applied
+
+
+# ------------------------------------------------- real IBM MQ (issue 15): each failed before the fix
+
+def test_default_data_and_log_dirs_put_everything_on_the_shared_storage(sim: Harness) -> None:
+    """Item 3: without data_dir/log_dir, crtmqm still gets -md and -ld under storage.path."""
+    del sim.sections["queue_manager"]["data_dir"], sim.sections["queue_manager"]["log_dir"]
+    lc = lifecycle_for(sim)
+    assert lc.prepare().startswith("created")
+    argv = sim.calls("crtmqm")[0]["argv"]
+    assert argv[:4] == ["-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs"]
+    assert os.path.isfile(f"{sim.efs.path}/qmgrs/QM1/qm.ini")
+    assert f"LogPath={sim.efs.path}/logs/QM1/" in Path(sim.efs.path, "qmgrs", "QM1", "qm.ini").read_text()
+    import stat
+    assert os.stat(f"{sim.efs.path}/qmgrs").st_mode & 0o7777 == 0o2775  # the parents crtmqm does not make
+    assert lc.start().result is StartResult.STARTED
+    assert not os.path.exists(f"{sim.prefix}/log/QM1") and stat.S_ISDIR(os.stat(f"{sim.efs.path}/logs/QM1").st_mode)
+
+
+def test_crtmqm_gets_p_so_the_listener_runs_without_any_mqsc(sim: Harness) -> None:
+    """Item 1: nothing listened on 1414 after a create: crtmqm now gets -p listener_port."""
+    import socket
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    assert ["-p", str(sim.port)] == sim.calls("crtmqm")[0]["argv"][4:6]
+    lc.start()
+    socket.create_connection(("127.0.0.1", sim.port), timeout=2).close()
+
+
+def test_an_empty_mq_root_is_prepared_with_crtmqdir_before_any_other_command(sim: Harness) -> None:
+    """Item 4: /var/mqm on an empty file system: crtmqdir -s -f first, no command fails with an FDC."""
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    names = [c["cmd"] for c in sim.calls()]
+    assert names[:3] == ["dspmqver", "crtmqdir", "dspmqinf"], names
+    assert sim.calls("crtmqdir")[0]["argv"] == ["-s", "-f"]
+    errors = Path(sim.prefix, "errors")
+    assert not [p for p in errors.iterdir() if p.suffix == ".FDC"]
+    lifecycle_for(sim).prepare()
+    assert len(sim.calls("crtmqdir")) == 1  # prepared once
+
+
+def test_a_leftover_directory_gives_qm1_000_and_mqguard_reads_it_back(sim: Harness) -> None:
+    """Item 10: crtmqm adds .000 when the directory exists; mqguard reads Directory/DataPath back."""
+    os.makedirs(f"{sim.efs.path}/qmgrs/QM1")  # a leftover without qm.ini
+    lc = lifecycle_for(sim)
+    assert lc.prepare() == f"created (data in {sim.efs.path}/qmgrs/QM1.000)"
+    assert lc.control.data_path == f"{sim.efs.path}/qmgrs/QM1.000"
+    assert lc.start().result is StartResult.STARTED
+    other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
+    try:
+        lc2 = lifecycle_for(other)
+        assert lc2.prepare().startswith("registered")
+        add = other.calls("addmqinf")[0]["argv"]
+        assert "Directory=QM1.000" in add and f"DataPath={sim.efs.path}/qmgrs/QM1.000" in add
+    finally:
+        other.cleanup()
+
+
+def test_two_candidate_data_directories_are_refused_not_guessed(sim: Harness) -> None:
+    for d in ("QM1", "QM1.000"):
+        os.makedirs(f"{sim.efs.path}/qmgrs/{d}")
+        Path(sim.efs.path, "qmgrs", d, "qm.ini").write_text("Log:\n")
+    with pytest.raises(PrepareError, match="several data directories"):
+        lifecycle_for(sim).prepare()
+    assert sim.calls("crtmqm") == [] and sim.calls("addmqinf") == []
+
+
+def test_escalation_keeps_s_on_every_step_of_a_multi_instance_active_and_r_on_a_single() -> None:
+    """Items 5 and 6: -s -w, -s -i, -s -p (never a bare -i that ends the standby); -r for a single instance."""
+    from mqguard.mq.service import Role, escalation
+    assert [m for m, _ in escalation(Role.ACTIVE_MI, 60)] == [["-s", "-w"], ["-s", "-i"], ["-s", "-p"]]
+    assert [m for m, _ in escalation(Role.ACTIVE, 60)] == [["-r", "-w"], ["-r", "-i"], ["-r", "-p"]]
+    assert [m for m, _ in escalation(Role.STANDBY, 60)] == [["-x"]]
+
+
+def test_ending_a_busy_multi_instance_active_fails_over_instead_of_ending_the_pair(sim: Harness) -> None:
+    """Item 5: long-lived clients make -w run out; the escalation must keep -s so the standby takes over."""
+    lc = lifecycle_for(sim, multi_instance="true")
+    lc.prepare()
+    assert lc.start().result is StartResult.STARTED
+    other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
+    try:
+        lc2 = lifecycle_for(other, multi_instance="true")
+        lc2.prepare()
+        assert lc2.start().result is StartResult.STANDBY
+        sim.knob("clients.connected")
+        assert lc.end("active_mi", stop_timeout=1.0)
+        assert [c["argv"][:-1] for c in sim.calls("endmqm")] == [["-s", "-w"], ["-s", "-i"]]
+        wait_for = time.monotonic() + 10
+        while time.monotonic() < wait_for and "STATUS(RUNNING)" not in other.dspmq():
+            time.sleep(0.1)
+        assert "STATUS(RUNNING)" in other.dspmq(), "the standby must have taken over"
+    finally:
+        other.cleanup()
+
+
+def test_a_crash_with_lingering_children_is_started_again_at_once(sim: Harness) -> None:
+    """Item 7 (no unit): the dead controller's children would fail strmqm with 24; they are killed first."""
+    import signal
+    sim.knob("children.linger", "30")
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    lc.start()
+    os.kill(sim.controllers()[0], signal.SIGKILL)
+    time.sleep(0.3)
+    assert "ENDED UNEXPECTEDLY" in sim.dspmq()
+    outcome = lc.start()
+    assert outcome.result is StartResult.STARTED, outcome.detail
+    assert [c for c in sim.calls("strmqm")][-1]["argv"] == ["QM1"] and len(sim.calls("strmqm")) == 2
+
+
+def test_a_start_in_progress_is_adopted_and_waited_for_never_started_again(sim: Harness) -> None:
+    """Item 8: a restarted mqguard finds STARTING (log replay): it waits, one strmqm only, then applies MQSC."""
+    lc = lifecycle_for(sim)
+    lc.prepare()
+    sim.knob("strmqm.delay", "3")
+    first = subprocess.Popen([f"{sim.bindir}/strmqm", "QM1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while "STARTING" not in sim.dspmq() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        outcome = lc.start()
+        assert outcome.result is StartResult.STARTED and "adopted a start in progress" in outcome.detail
+        assert first.wait(timeout=10) == 0
+        assert len(sim.calls("strmqm")) == 1 and "STATUS(RUNNING)" in sim.dspmq()
+    finally:
+        first.kill()
+        first.wait()

@@ -18,17 +18,28 @@ def run(h: Harness, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[
     return subprocess.run([f"{h.bindir}/{argv[0]}", *argv[1:]], input=stdin, capture_output=True, text=True, timeout=30)
 
 
-def create(h: Harness, name: str = "QM1") -> None:
-    assert run(h, "crtmqm", "-md", f"{h.efs.path}/qmgrs", "-ld", f"{h.efs.path}/logs", name).returncode == 0
+def prepare_root(h: Harness) -> None:
+    """crtmqdir -s -f: the simulated host's MQ root starts empty (ref: dspmqinf)."""
+    assert run(h, "crtmqdir", "-s", "-f").returncode == 0
+    for sub in ("qmgrs", "logs"):
+        os.makedirs(f"{h.efs.path}/{sub}", exist_ok=True)
+
+
+def create(h: Harness, name: str = "QM1", *extra: str) -> None:
+    prepare_root(h)
+    res = run(h, "crtmqm", "-md", f"{h.efs.path}/qmgrs", "-ld", f"{h.efs.path}/logs", "-p", str(h.port), *extra, name)
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_dspmq_unknown_queue_manager(sim: Harness) -> None:
+    prepare_root(sim)
     res = run(sim, "dspmq", "-m", "QM1")
     assert res.returncode == 72
     assert "AMQ7048E: The queue manager name is either not valid or not known." in res.stderr
 
 
 def test_crtmqm_output_files_and_duplicate(sim: Harness) -> None:
+    prepare_root(sim)
     res = run(sim, "crtmqm", "-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs", "a.b/c")
     assert res.returncode == 0
     assert res.stdout.splitlines()[0] == "IBM MQ queue manager 'a.b/c' created."
@@ -72,7 +83,7 @@ def test_kill_9_of_controller_gives_ended_unexpectedly(sim: Harness) -> None:
     run(sim, "strmqm", "QM1")
     os.kill(sim.controllers()[0], signal.SIGKILL)
     wait_until(lambda: "ENDED UNEXPECTEDLY" in run(sim, "dspmq", "-n", "-m", "QM1").stdout, 5, "ended unexpectedly")
-    assert run(sim, "strmqm", "QM1").returncode == 0
+    assert run(sim, "strmqm", "QM1").returncode == 24  # its children linger (see the strict tests below)
 
 
 def test_endmqm_modes_and_not_running(sim: Harness) -> None:
@@ -111,6 +122,7 @@ def test_dspmqinf_and_addmqinf_on_a_second_host(sim: Harness, tmp_path: object) 
     assert cmd[:3] == ["addmqinf", "-s", "QueueManager"]
     other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
     try:
+        prepare_root(other)
         assert run(other, "dspmqinf", "QM1").returncode == 44
         res = run(other, *cmd)
         assert res.returncode == 0 and res.stdout.strip() == "IBM MQ configuration information added."
@@ -127,10 +139,14 @@ def test_second_host_sees_running_elsewhere_and_strmqm_exit_codes(sim: Harness) 
     other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
     try:
         cmd = run(sim, "dspmqinf", "-o", "command", "QM1").stdout.split()
+        prepare_root(other)
         run(other, *cmd)
         assert "STATUS(RUNNING ELSEWHERE)" in run(other, "dspmq", "-n", "-m", "QM1").stdout
         res = run(other, "strmqm", "QM1")
-        assert res.returncode == 31
+        assert res.returncode == 43  # started without -x: standbys not permitted
+        run(sim, "endmqm", "-i", "QM1")
+        assert run(sim, "strmqm", "-x", "QM1").returncode == 0
+        assert run(other, "strmqm", "QM1").returncode == 31  # permitted, but this one lacks -x
         res = run(other, "strmqm", "-x", "QM1")
         assert res.returncode == 30 and "A standby instance of queue manager 'QM1' has been started." in res.stdout
         out = run(other, "dspmq", "-x", "-m", "QM1").stdout
@@ -185,3 +201,167 @@ def test_fault_knobs(sim: Harness) -> None:
     assert proc.wait(timeout=10) == 0
     assert "STATUS(RUNNING)" in run(sim, "dspmq", "-n", "-m", "QM1").stdout
     assert [c["cmd"] for c in sim.calls("strmqm")] == ["strmqm", "strmqm"]
+
+
+# ------------------------------------------------------- strict behaviours (ref: mq-control-commands.md)
+
+def fdcs(h: Harness) -> list:
+    errors = f"{h.prefix}/errors"
+    return sorted(n for n in os.listdir(errors) if n.endswith(".FDC")) if os.path.isdir(errors) else []
+
+
+def test_an_empty_mq_root_fails_every_command_with_71_and_an_fdc_until_crtmqdir(sim: Harness) -> None:
+    for argv in (("dspmq", "-m", "QM1"), ("dspmqinf", "QM1"), ("strmqm", "QM1"),
+                 ("crtmqm", "-md", f"{sim.efs.path}", "QM1")):
+        res = run(sim, *argv)
+        assert res.returncode == 71, (argv, res.stderr)
+    assert len(fdcs(sim)) == 4 and "Probe Id" in open(f"{sim.prefix}/errors/{fdcs(sim)[0]}").read()
+    assert run(sim, "crtmqdir", "-s", "-f").returncode == 0
+    assert os.path.isfile(f"{sim.prefix}/mqs.ini")
+    assert run(sim, "dspmqinf", "QM1").returncode == 44
+
+
+def test_dspmqver_names_the_mq_root(sim: Harness) -> None:
+    res = run(sim, "dspmqver")
+    assert res.returncode == 0 and f"DataPath:    {sim.prefix}" in res.stdout.splitlines()
+
+
+def test_crtmqm_makes_setgid_directories_and_needs_ibm_limits_and_existing_parents(sim: Harness) -> None:
+    prepare_root(sim)
+    shared = sim.efs.path
+    res = run(sim, "crtmqm", "-md", f"{shared}/nodata", "-ld", f"{shared}/logs", "QM1")
+    assert res.returncode == 71 and "does not exist" in res.stderr  # crtmqm makes no parents
+    res = run(sim, "crtmqm", "-md", f"{shared}/qmgrs", "-ld", f"{shared}/nologs", "QM1")
+    assert res.returncode == 100
+    low = subprocess.run(["prlimit", "--nofile=1024:1024", f"{sim.bindir}/crtmqm", "-md", f"{shared}/qmgrs",
+                          "-ld", f"{shared}/logs", "QM1"], capture_output=True, text=True, timeout=30)
+    assert low.returncode == 71 and "below 10240" in low.stderr
+    create(sim)
+    import stat
+    for path in (f"{shared}/qmgrs/QM1", f"{shared}/logs/QM1"):
+        assert os.stat(path).st_mode & stat.S_ISGID, path
+    assert "FileLockHeartBeatLen" not in open(f"{shared}/qmgrs/QM1/qm.ini").read()
+
+
+def test_crtmqm_adds_a_suffix_when_the_directory_is_left_over(sim: Harness) -> None:
+    prepare_root(sim)
+    os.makedirs(f"{sim.efs.path}/qmgrs/QM1")  # a leftover
+    create(sim)
+    out = run(sim, "dspmqinf", "-o", "stanza", "QM1").stdout
+    assert "   Directory=QM1.000" in out and f"   DataPath={sim.efs.path}/qmgrs/QM1.000" in out
+    assert os.path.isfile(f"{sim.efs.path}/qmgrs/QM1.000/qm.ini")
+
+
+def test_a_listener_runs_only_with_crtmqm_p_or_mqsc_and_start_listener_twice_fails(sim: Harness) -> None:
+    import socket
+    prepare_root(sim)
+    assert run(sim, "crtmqm", "-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs", "QM1").returncode == 0
+    assert run(sim, "strmqm", "QM1").returncode == 0
+    try:
+        socket.create_connection(("127.0.0.1", sim.port), timeout=1).close()
+        raise AssertionError("nothing should listen without crtmqm -p or MQSC")
+    except ConnectionRefusedError:
+        pass
+    mqsc = f"DEFINE LISTENER(L1) TRPTYPE(TCP) PORT({sim.port}) CONTROL(QMGR) REPLACE\nSTART LISTENER(L1)\n"
+    assert run(sim, "runmqsc", "QM1", stdin=mqsc).returncode == 0
+    socket.create_connection(("127.0.0.1", sim.port), timeout=2).close()
+    again = run(sim, "runmqsc", "QM1", stdin="START LISTENER(L1)\n")
+    assert again.returncode == 10 and "AMQ8730E" in again.stdout
+    # CONTROL(QMGR): it comes back with the next start, without MQSC
+    run(sim, "endmqm", "-i", "QM1")
+    assert run(sim, "strmqm", "QM1").returncode == 0
+    socket.create_connection(("127.0.0.1", sim.port), timeout=2).close()
+
+
+def test_every_bare_tcp_connect_logs_amq9209e(sim: Harness) -> None:
+    import socket
+    create(sim)
+    run(sim, "strmqm", "QM1")
+    for _ in range(3):
+        socket.create_connection(("127.0.0.1", sim.port), timeout=2).close()
+    log = f"{sim.efs.path}/qmgrs/QM1/errors"
+    wait_until(lambda: mqsim.error_log(log).count("AMQ9209E") == 3, 5, "three AMQ9209E entries")
+
+
+def test_a_log_path_on_another_hosts_disk_is_exit_23(sim: Harness) -> None:
+    prepare_root(sim)
+    # no -ld: the log lands on host1's own disk (ref: crtmqm)
+    assert run(sim, "crtmqm", "-md", f"{sim.efs.path}/qmgrs", "QM1").returncode == 0
+    cmd = run(sim, "dspmqinf", "-o", "command", "QM1").stdout.split()
+    other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
+    try:
+        prepare_root(other)
+        assert run(other, *cmd).returncode == 0
+        res = run(other, "strmqm", "QM1")
+        assert res.returncode == 23 and "AMQ7017S" in res.stderr
+        assert "AMQ7017S" in mqsim.error_log(f"{sim.efs.path}/qmgrs/QM1/errors")
+    finally:
+        other.cleanup()
+
+
+def test_mq_processes_ignore_sigterm_and_children_outlive_a_killed_controller(sim: Harness) -> None:
+    create(sim)
+    sim.knob("children.linger", "1.5")
+    run(sim, "strmqm", "QM1")
+    pid = sim.controllers()[0]
+    s = mqsim.Sim(sim.bindir)
+    family = mqsim.qm_processes(s, "QM1")
+    assert len(family) == 4 and pid in family
+    for p in family:
+        os.kill(p, signal.SIGTERM)
+    time.sleep(0.3)
+    assert all(mqsim.alive(p) for p in family), "SIGTERM must be ignored"
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: "ENDED UNEXPECTEDLY" in run(sim, "dspmq", "-n", "-m", "QM1").stdout, 5, "crash seen")
+    res = run(sim, "strmqm", "QM1")
+    assert res.returncode == 24 and "AMQ8041S" in res.stderr
+    wait_until(lambda: not mqsim.qm_processes(s, "QM1"), 10, "the leftovers to go")
+    assert run(sim, "strmqm", "QM1").returncode == 0
+
+
+def test_connected_clients_keep_endmqm_w_waiting_until_tp_or_i(sim: Harness) -> None:
+    create(sim)
+    run(sim, "strmqm", "QM1")
+    sim.knob("clients.connected")
+    try:
+        subprocess.run([f"{sim.bindir}/endmqm", "-w", "QM1"], capture_output=True, timeout=1.5)
+        raise AssertionError("endmqm -w must wait while clients are connected")
+    except subprocess.TimeoutExpired:
+        pass
+    assert "QUIESCING" in run(sim, "dspmq", "-n", "-m", "QM1").stdout
+    res = run(sim, "endmqm", "-w", "-tp", "1", "QM1")
+    assert res.returncode == 0 and "Ended immediately" in run(sim, "dspmq", "-m", "QM1").stdout
+
+
+def test_endmqm_without_s_ends_the_standby_too_and_with_s_hands_over(sim: Harness) -> None:
+    create(sim)
+    assert run(sim, "strmqm", "-x", "QM1").returncode == 0
+    other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
+    try:
+        prepare_root(other)
+        run(other, *run(sim, "dspmqinf", "-o", "command", "QM1").stdout.split())
+        assert run(other, "strmqm", "-x", "QM1").returncode == 30
+        assert run(sim, "endmqm", "-s", "-i", "QM1").returncode == 0
+        wait_until(lambda: "STATUS(RUNNING)" in run(other, "dspmq", "-n", "-m", "QM1").stdout, 10, "handover")
+        assert run(sim, "strmqm", "-x", "QM1").returncode == 30  # a standby on host1 now
+        assert run(other, "endmqm", "-i", "QM1").returncode == 0  # no -s: every instance ends
+        time.sleep(0.5)
+        for h in (sim, other):
+            assert "RUNNING" not in run(h, "dspmq", "-n", "-m", "QM1").stdout
+        assert not sim.controllers() and not other.controllers()
+    finally:
+        other.cleanup()
+
+
+def test_a_second_strmqm_aborts_a_start_in_progress(sim: Harness) -> None:
+    create(sim)
+    sim.knob("strmqm.delay", "30")
+    first = subprocess.Popen([f"{sim.bindir}/strmqm", "QM1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: "STATUS(STARTING)" in run(sim, "dspmq", "-n", "-m", "QM1").stdout, 5, "starting")
+        assert run(sim, "strmqm", "QM1").returncode == 71
+        assert first.wait(timeout=10) != 0
+        assert "ENDED UNEXPECTEDLY" in run(sim, "dspmq", "-n", "-m", "QM1").stdout
+    finally:
+        first.kill()
+        first.wait()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mqguard.mq.lifecycle import CreateLock, PrepareError
+from mqguard.mq.prepare import CreateLock, PrepareError
 from mqguard.statedir import allowed_owners
 from mqguard.storage import StorageProber, probe_file
 from tests.peers.efs import FakeEfs

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import List
 
@@ -94,8 +95,10 @@ def argvs(h: Harness, cmd: str) -> List[List[str]]:
 
 
 def prepared(h: Harness) -> Harness:
-    h.configure(queue_manager={"run_as": ""})
-    subprocess.run([str(Path(h.bindir, "crtmqm")), "-md", f"{h.efs.path}/qmgrs", "QM1"], check=True, capture_output=True)
+    """mq-unit prepare (mq-prepare@.service's ExecStart): crtmqdir on the empty root, then crtmqm; exit 11 = created."""
+    assert mq_unit(h, "prepare", "QM1") == 11
+    assert [c["cmd"] for c in h.calls() if c["cmd"] != "dspmqver"][:3] == ["crtmqdir", "dspmqinf", "dspmqinf"]
+    assert mq_unit(h, "prepare", "QM1") == 0  # known now
     return h
 
 
@@ -103,19 +106,40 @@ def test_mq_unit_start_runs_strmqm_and_stop_ends_with_endmqm_w(sim: Harness) -> 
     h = prepared(sim)
     assert mq_unit(h, "start", "QM1") == 0
     assert "RUNNING" in h.dspmq() and argvs(h, "strmqm") == [["QM1"]]
-    assert mq_unit(h, "start", "QM1") == 0  # already running (5) is success for systemd
     assert mq_unit(h, "stop", "QM1") == 0
-    assert argvs(h, "endmqm") == [["-w", "QM1"]] and "ENDED NORMALLY" in h.dspmq()
+    assert argvs(h, "endmqm") == [["-r", "-w", "QM1"]] and "ENDED NORMALLY" in h.dspmq()
     assert mq_unit(h, "stop", "QM1") == 0  # ExecStop after MQ is gone: nothing to do
-    assert argvs(h, "endmqm") == [["-w", "QM1"]]
+    assert argvs(h, "endmqm") == [["-r", "-w", "QM1"]]
+
+
+def test_mq_unit_start_fails_when_the_queue_manager_already_runs_outside_the_unit(sim: Harness) -> None:
+    """Item 9: strmqm exit 5 must fail the unit (no main process; ExecStop would end the queue manager)."""
+    h = prepared(sim)
+    subprocess.run([f"{h.bindir}/strmqm", "QM1"], check=True, capture_output=True)  # started by hand
+    Path(h.ctl, "dspmq.output").write_text(f"{'QMNAME(QM1)':<58}STATUS(ENDED UNEXPECTEDLY)\n")  # a stale view
+    assert mq_unit(h, "start", "QM1") == 5
+    Path(h.ctl, "dspmq.output").unlink()
+    assert "RUNNING" in h.dspmq() and h.calls("endmqm") == []
+
+
+def test_mq_unit_start_kills_what_a_crashed_instance_left(sim: Harness) -> None:
+    """Item 7 (in the unit): a crash's SIGTERM-ignoring children are SIGKILLed before strmqm (no exit 24)."""
+    import signal
+    h = prepared(sim)
+    Path(h.ctl, "children.linger").write_text("60")
+    assert mq_unit(h, "start", "QM1") == 0
+    os.kill(h.controllers()[0], signal.SIGKILL)
+    time.sleep(0.3)
+    assert mq_unit(h, "start", "QM1") == 0
+    assert "RUNNING" in h.dspmq() and len(argvs(h, "strmqm")) == 2
 
 
 def test_mq_unit_stop_escalates_like_mqguard(sim: Harness) -> None:
     h = prepared(sim)
     assert mq_unit(h, "start", "QM1") == 0
-    Path(h.ctl, "amqzxma0.ignore_term").write_text("")  # endmqm -w never finishes
+    Path(h.ctl, "clients.connected").write_text("")  # endmqm -w never finishes
     assert mq_unit(h, "stop", "QM1", stop_timeout="1s") == 0
-    assert argvs(h, "endmqm") == [["-w", "QM1"], ["-i", "QM1"]]
+    assert argvs(h, "endmqm") == [["-r", "-w", "QM1"], ["-r", "-i", "QM1"]]
 
 
 def test_mq_unit_start_passes_strmqm_failures_to_systemd(sim: Harness) -> None:

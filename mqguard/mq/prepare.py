@@ -1,0 +1,226 @@
+"""Making the queue manager known on this host: MQ's root, register or create, and read back where it lives.
+
+The steps follow IBM's own container tooling (mq-container ``runmqserver``:
+``crtmqdir``, then ``dspmqinf``, then ``addmqinf`` when qm.ini exists on the
+shared data, else ``crtmqm``) and the reference's multi-instance recipe:
+
+1. MQ's root (the ``DataPath`` dspmqver prints) has no ``mqs.ini`` (an empty
+   EFS over /var/mqm): ``crtmqdir -s -f`` before any other MQ command, which
+   would otherwise fail with 71 and write an FDC.
+2. ``dspmqinf NAME`` exits 0: known here.
+3. the queue manager's data is on the shared storage (``<data_dir>/<dir>`` or
+   ``<dir>.000``, … with a qm.ini): ``addmqinf`` with that directory.
+4. else, ``create = true``: the parents of ``-md``/``-ld`` are made (mqm, mode
+   2775: crtmqm does not make them), then under the create lock on EFS
+   (two hosts never both run crtmqm) ``crtmqm -md -ld [-p] NAME``.
+
+Afterwards the real ``Directory``/``DataPath`` come from ``dspmqinf -o
+stanza``, never from the name (crtmqm adds ``.000`` when a leftover directory
+is in the way). This touches EFS and runs MQ commands that write MQ's files,
+so it runs on the worker thread, or in ``mq-prepare@NAME.service`` when the
+queue manager has a unit (MQ's setgid directories cannot be made inside
+mqguard's sandbox).
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import fcntl
+import logging
+import os
+import re
+import stat
+import time
+from typing import Callable, FrozenSet, List, Optional, Tuple
+
+from mqguard.mq.control import DSPMQINF_NOT_FOUND, MqControl, QmLocation
+from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, open_regular, open_state_dir
+
+log = logging.getLogger(__name__)
+
+CREATE_LOCK = "create.lock"
+PARENT_MODE = 0o2775  # IBM's multi-instance recipe: mqm:mqm, ug+rwx; setgid like MQ's own directories
+_LOCK_POLL = 0.5
+
+
+class PrepareError(Exception):
+    """The queue manager cannot be made ready on this host (yet)."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class Prepared(str, enum.Enum):
+    """What preparation did (also mq-unit prepare's exit status: see EXIT_CODES)."""
+
+    KNOWN = "known"
+    REGISTERED = "registered"
+    CREATED = "created"
+
+
+# mq-unit prepare's exit status (mq-prepare@.service: SuccessExitStatus=10 11)
+EXIT_CODES = {Prepared.KNOWN: 0, Prepared.REGISTERED: 10, Prepared.CREATED: 11}
+
+
+def create_lock_path(storage_path: str) -> str:
+    return os.path.join(storage_path, STATE_DIR, CREATE_LOCK)
+
+
+class Preparation:
+    def __init__(self, control: MqControl, create: bool, lock_timeout: float, owners: FrozenSet[int],
+                 chown_to: Optional[Tuple[int, int]] = None) -> None:
+        self.control = control
+        self.create = create
+        self.lock_timeout = lock_timeout
+        self.owners = owners
+        self.chown_to = chown_to  # (uid, gid) of the MQ user when mqguard itself is root
+
+    def run(self) -> Prepared:
+        """Raises PrepareError with the reason when the queue manager cannot be made ready."""
+        self.ensure_root()
+        done = self._known_or_registered()
+        if done is not None:
+            return done
+        if not self.create:
+            raise PrepareError(f"no queue manager data in {self.control.data_parent} and create = false")
+        self._make_parents()
+        # Two instances may race here on a fresh EFS: only one may run crtmqm.
+        with CreateLock(self.control.storage_path, self.lock_timeout, self.owners):
+            done = self._known_or_registered()
+            if done is not None:
+                return done
+            res = self.control.crtmqm()
+            if not res.ok():
+                raise PrepareError(f"crtmqm failed: {res.describe()}", timed_out=res.timed_out)
+        where = self.control.locate()
+        log.info("created queue manager %s: data in %s, logs in %s", self.control.name,
+                 where.data_path if where else "?", self.control.log_parent)
+        return Prepared.CREATED
+
+    def ensure_root(self) -> None:
+        """crtmqdir -s -f when MQ's root has no mqs.ini (an empty file system over /var/mqm)."""
+        root = self.control.mq_root()
+        if os.path.isfile(os.path.join(root, "mqs.ini")):
+            return
+        log.warning("MQ's root %s has no mqs.ini (an empty file system?): preparing it with crtmqdir -s -f", root)
+        res = self.control.crtmqdir()
+        if not res.ok():
+            raise PrepareError(f"crtmqdir failed: {res.describe()}")
+
+    def _known_or_registered(self) -> Optional[Prepared]:
+        res = self.control.dspmqinf()
+        if res.ok((0,)):
+            self.control.locate()
+            return Prepared.KNOWN
+        if res.returncode != DSPMQINF_NOT_FOUND:
+            raise PrepareError(f"dspmqinf failed: {res.describe()}")
+        found = find_data_directories(self.control.data_parent, self.control.directory)
+        if not found:
+            return None
+        if len(found) > 1:
+            raise PrepareError(f"several data directories for {self.control.name} in {self.control.data_parent} "
+                               f"({', '.join(found)}): remove the stale ones (or register the right one with "
+                               "addmqinf) before mqguard can choose")
+        where = QmLocation(found[0], os.path.join(self.control.data_parent, found[0]))
+        add = self.control.addmqinf(where)
+        if not add.ok((0, 45)):
+            raise PrepareError(f"addmqinf failed: {add.describe()}")
+        self.control.locate()
+        log.info("registered existing queue manager %s from %s", self.control.name, where.data_path)
+        return Prepared.REGISTERED
+
+    def _make_parents(self) -> None:
+        """crtmqm does not make missing parents of -md/-ld: make them as MQ's user, mode 2775."""
+        for path in (self.control.data_parent, self.control.log_parent):
+            if os.path.isdir(path):
+                continue
+            try:
+                os.makedirs(path, exist_ok=True)
+                if self.chown_to is not None:
+                    os.chown(path, *self.chown_to)
+                os.chmod(path, PARENT_MODE)
+            except OSError as exc:
+                raise PrepareError(f"cannot create {path} for the queue manager (mode 2775, as the MQ user): "
+                                   f"{exc.strerror}") from None
+            log.info("created %s (mode %04o) for the queue manager", path, PARENT_MODE)
+
+
+def find_data_directories(parent: str, directory: str) -> List[str]:
+    """``directory`` and its ``.NNN`` variants in ``parent`` that hold a qm.ini (never through a link)."""
+    pattern = re.compile(re.escape(directory) + r"(\.\d{3})?")
+    try:
+        names = os.listdir(parent)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in sorted(names):
+        if not pattern.fullmatch(name):
+            continue
+        try:
+            st = os.lstat(os.path.join(parent, name, "qm.ini"))
+            if stat.S_ISREG(st.st_mode) and stat.S_ISDIR(os.lstat(os.path.join(parent, name)).st_mode):
+                found.append(name)
+        except OSError:
+            continue
+    return found
+
+
+class CreateLock:
+    """An exclusive POSIX lock on ``.mqguard/create.lock`` on EFS (NFSv4 locks are cluster-wide).
+
+    Opened like every file in the state directory: relative to its fd, never
+    through a link, a regular file only.
+    """
+
+    def __init__(self, storage_path: str, timeout: float, owners: FrozenSet[int],
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.storage_path = storage_path
+        self.path = create_lock_path(storage_path)
+        self.timeout = timeout
+        self.owners = owners
+        self.sleep = sleep
+        self.fd = -1
+
+    def __enter__(self) -> CreateLock:
+        try:
+            dir_fd = open_state_dir(self.storage_path, self.owners)
+            try:
+                self.fd = open_regular(dir_fd, CREATE_LOCK)
+            finally:
+                os.close(dir_fd)
+        except UnsafePath as exc:
+            raise PrepareError(f"create lock: {exc.strerror}") from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    os.close(self.fd)
+                    raise
+            if time.monotonic() >= deadline:
+                os.close(self.fd)
+                raise PrepareError(f"create lock {self.path} still held by another instance after {self.timeout:.0f}s")
+            log.info("waiting for create lock %s (held by another instance)", self.path)
+            self.sleep(_LOCK_POLL)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self.fd)
+
+
+def preparation_for(qm_create: bool, lock_timeout: float, control: MqControl) -> Preparation:
+    """The preparation for ``control``'s queue manager, as whoever runs it (root makes parents for the MQ user)."""
+    run_as = control.qm.run_as
+    chown_to = None
+    if run_as and os.geteuid() == 0:
+        import pwd
+
+        pw = pwd.getpwnam(run_as)
+        chown_to = (pw.pw_uid, pw.pw_gid)
+    return Preparation(control, qm_create, lock_timeout, allowed_owners(run_as), chown_to)
