@@ -64,6 +64,7 @@ class App:
             self.poller = mqi.PcfPoller(lib, cfg.queue_manager.name, cfg.metrics.queues,  # type: ignore[arg-type]
                                         cfg.health.poll_interval, self.stop_event)
             collectors.append(mqi.PcfCollector(self.poller.snapshot, cfg.queue_manager.name))
+            self.daemon.jobs.before_start.append(self.poller.release)
         elif cfg.metrics.pcf == PcfMode.AUTO:
             log.info("MQI/PCF metrics off: %s; supervising with dspmq only", why)
         self.registry = build_registry(collectors)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Command line: run, check, status, validate-config, pause, resume, switchover, --version.
+"""Command line: run, check, status, validate-config, preflight, pause, resume, switchover, --version.
 
 Exit codes (contract): 0 ok/healthy; 1 unhealthy or runtime error; 2 degraded
 or starting; 64 usage error; 78 configuration error.
@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how long (e.g. 30m, 2h; default 1h, at most [control] pause_max)")
     pause.add_argument("--reason", metavar="TEXT", default="", help="why (shown in status, logs and metrics)")
     add("resume", "end a pause: supervision starts again from a clean slate")
+    pre = add("preflight", "check this host for IBM MQ with mqguard: PASS/WARN/FAIL, each with its fix")
+    pre.add_argument("--image", action="store_true",
+                     help="only what an image build can check (no configuration, mount or queue manager needed)")
+    pre.add_argument("--write-sysctl", metavar="FILE",
+                     help="write a sysctl.d file that raises only the kernel parameters below IBM's minimums, and exit")
+    pre.add_argument("--proc-sys", default="/proc/sys", help=argparse.SUPPRESS)  # tests: a simulated host
+    pre.add_argument("--mountinfo", default="/proc/self/mountinfo", help=argparse.SUPPRESS)
     switch = add("switchover", "multi-instance: hand the active instance to the standby on the other host")
     switch.add_argument("--force", action="store_true", help="without a running standby (MQ is then down)")
     return parser
@@ -67,6 +74,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_check(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "preflight":
+            return cmd_preflight(args)
         if args.command in ("pause", "resume", "switchover"):
             from mqguard.controlcmd import run_control
 
@@ -102,6 +111,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return checks.exit_code(lines)
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from mqguard.preflight import kernel
+    from mqguard.preflight.checks import Host
+    from mqguard.preflight.run import exit_code, render, run_preflight
+
+    if args.write_sysctl:
+        text = kernel.sysctl_file(args.proc_sys)
+        with open(args.write_sysctl, "w", encoding="ascii") as fh:
+            fh.write(text)
+        print(text, end="")
+        return EX_OK
+    cfg = None if args.image else _load(args.config)
+    findings = run_preflight(cfg, Host(proc_sys=args.proc_sys, mountinfo=args.mountinfo), image=args.image)
+    print(render(findings))
+    return exit_code(findings)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -141,6 +141,15 @@ class MqguardCollector(Collector):
         for result in HOOK_RESULTS:
             hooks.add_metric([result], tel.hook_runs.get(result, 0))
         yield hooks
+        mq_msgs = CounterMetricFamily("mqguard_mq_error_messages", "Messages MQ wrote to its error logs "
+                                      "(queue manager and system) that mqguard read, by severity.",
+                                      labels=["severity"])
+        for severity in ("I", "W", "E", "S"):
+            mq_msgs.add_metric([severity], tel.mq_messages.get(severity, 0))
+        yield mq_msgs
+        fdc = CounterMetricFamily("mqguard_mq_fdc_files", "FDC files MQ created that mqguard saw.")
+        fdc.add_metric([], tel.fdc_files)
+        yield fdc
 
 
 HOOK_RESULTS = ("ok", "failed", "timeout", "error")

@@ -155,6 +155,9 @@ def map_channels(replies: Sequence[Dict[int, Any]], known: Dict[str, int]) -> Di
     return out
 
 
+QUIET_AFTER_RELEASE = 15.0  # seconds without a bindings connection after release() (strmqm checks at its start)
+
+
 class PcfPoller:
     """Keeps a bindings connection and refreshes the view every ``interval``."""
 
@@ -172,6 +175,34 @@ class PcfPoller:
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._backoff = Backoff(base=interval, cap=max(60.0, interval))
+        self._wake = threading.Event()
+        self._released = threading.Event()
+        self._quiet_until = 0.0
+
+    def release(self, timeout: float = 5.0) -> bool:
+        """Drop the bindings connection before a start of the queue manager, and stay off for a while.
+
+        A bindings connection makes mqguard's process one of the queue manager's
+        connected processes: after a crash it keeps strmqm failing with AMQ8041
+        (exit 24) until it disconnects. True once the poller holds no connection.
+        """
+        with self._lock:
+            self._quiet_until = time.monotonic() + QUIET_AFTER_RELEASE
+        self._released.clear()
+        self._wake.set()
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._disconnect()
+            return True
+        return self._released.wait(timeout)
+
+    def _quiet_for(self) -> float:
+        with self._lock:
+            return self._quiet_until - time.monotonic()
+
+    def _sleep(self, delay: float) -> None:
+        self._wake.wait(delay)
+        self._wake.clear()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="mqi-pcf", daemon=True)
@@ -186,6 +217,15 @@ class PcfPoller:
     def _loop(self) -> None:
         failures = 0
         while not self.stop.is_set():
+            quiet = self._quiet_for()
+            if quiet > 0:  # released for a start: no connection until it has begun
+                self._disconnect()
+                with self._lock:
+                    self.view.connected = False
+                    self.view.error = "disconnected while the queue manager is being started"
+                self._released.set()
+                self._sleep(quiet)
+                continue
             try:
                 self.poll_once()
                 failures = 0
@@ -199,7 +239,9 @@ class PcfPoller:
                 level = logging.INFO if failures == 1 else logging.DEBUG
                 log.log(level, "MQI view of %s unavailable (%s); retrying with backoff", self.qmgr, exc)
                 delay = self._backoff.delay(failures)
-            self.stop.wait(delay)
+            if self._pcf is None:
+                self._released.set()
+            self._sleep(delay)
         self._disconnect()
 
     def poll_once(self) -> None:

@@ -86,6 +86,13 @@ def render(doc: Dict[str, Any]) -> str:
     )
     lines = [doc.get("summary") or doc.get("state", "?"), ""]
     lines += [f"  {k:<14} {v}" for k, v in rows]
+    errors = doc.get("mq_errors")
+    if doc.get("state") != "running" and isinstance(errors, list) and errors:
+        lines += ["", "  MQ's last messages (error logs and FDC files):"]
+        for err in errors[-5:]:
+            if isinstance(err, dict):
+                lines.append(f"    {loggable(str(err.get('time', '')), 30)}  {loggable(str(err.get('id', '')), 20)}  "
+                             f"{loggable(str(err.get('text', '')), 160)}")
     return "\n".join(lines)
 
 

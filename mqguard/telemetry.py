@@ -62,6 +62,16 @@ class Telemetry:
         self.cycle_seconds = Histogram(CYCLE_BUCKETS)
         self.mqsc_failures = 0
         self.hook_runs: DefaultDict[str, int] = defaultdict(int)  # on_state_change runs by result
+        self.mq_messages: DefaultDict[str, int] = defaultdict(int)  # MQ error-log messages by severity I/W/E/S
+        self.fdc_files = 0
+
+    def mq_message(self, severity: str, n: int) -> None:
+        with self._lock:
+            self.mq_messages[severity] += n
+
+    def fdc(self, n: int) -> None:
+        with self._lock:
+            self.fdc_files += n
 
     def hook_run(self, result: str) -> None:
         with self._lock:
@@ -100,4 +110,6 @@ class Telemetry:
             copy.cycle_seconds = self.cycle_seconds.copy()
             copy.mqsc_failures = self.mqsc_failures
             copy.hook_runs = defaultdict(int, self.hook_runs)
+            copy.mq_messages = defaultdict(int, self.mq_messages)
+            copy.fdc_files = self.fdc_files
             return copy

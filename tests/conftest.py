@@ -135,7 +135,9 @@ class Harness:
         self.qmgr = qmgr
         self.bindir = str(tmp / f"bin-{host}")
         self.prefix = str(tmp / f"var-{host}")
-        self.port = free_port()
+        # every host of one queue manager serves the same listener port (crtmqm -p fixed it), as on AWS
+        self.port = getattr(efs, "listener_port", None) or free_port()
+        efs.listener_port = self.port  # type: ignore[attr-defined]
         self.ctl = mqsim.install(self.bindir, self.prefix, host=host)
         self.mqsc_dir = tmp / "mqsc.d"
         self.mqsc_dir.mkdir(exist_ok=True)
@@ -255,6 +257,15 @@ class Harness:
         """crtmqdir -s -f, as MQ's installer does on a host whose /var/mqm is local (the simulated root starts
         empty, like an EFS mounted over /var/mqm)."""
         res = subprocess.run([f"{self.bindir}/crtmqdir", "-s", "-f"], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+    def create_by_hand(self, *extra: str) -> None:
+        """What an operator (or a dead earlier host) did: crtmqdir, the parents, crtmqm -md -ld -p on the EFS."""
+        self.prepare_root()
+        for sub in ("qmgrs", "logs"):
+            os.makedirs(f"{self.efs.path}/{sub}", exist_ok=True)
+        res = subprocess.run([f"{self.bindir}/crtmqm", "-md", f"{self.efs.path}/qmgrs", "-ld", f"{self.efs.path}/logs",
+                              "-p", str(self.port), *extra, self.qmgr], capture_output=True, text=True, timeout=30)
         assert res.returncode == 0, res.stdout + res.stderr
 
     def dspmq(self) -> str:

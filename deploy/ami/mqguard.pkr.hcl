@@ -71,6 +71,26 @@ variable "mqguard_rpm" {
   description = "The mqguard RPM (make rpm)."
 }
 
+variable "mqm_uid" {
+  type        = number
+  default     = 936
+  description = "UID of the mqm user: the SAME in every AMI that mounts the file system (IBM: essential for shared data), below 1000."
+  validation {
+    condition     = var.mqm_uid >= 200 && var.mqm_uid < 1000
+    error_message = "The mqm_uid must be a system UID from 200 to 999, which logind never treats as a regular user."
+  }
+}
+
+variable "mqm_gid" {
+  type        = number
+  default     = 936
+  description = "GID of the mqm group: the same in every AMI, below 1000."
+  validation {
+    condition     = var.mqm_gid >= 200 && var.mqm_gid < 1000
+    error_message = "The mqm_gid must be a system GID from 200 to 999."
+  }
+}
+
 variable "kms_key_id" {
   type        = string
   default     = ""
@@ -147,13 +167,17 @@ build {
     environment_vars = [
       "MQ_SOURCE=${var.mq_source}",
       "BASE=${var.base}",
+      "MQM_UID=${var.mqm_uid}",
+      "MQM_GID=${var.mqm_gid}",
     ]
     execute_command = "sudo -E sh -eux '{{ .Path }}'"
     scripts = [
       "${path.root}/scripts/10-packages.sh",
+      "${path.root}/scripts/15-mqm-user.sh",
       "${path.root}/scripts/20-install-mq.sh",
-      "${path.root}/scripts/30-mq-kernel-and-limits.sh",
-      "${path.root}/scripts/40-install-mqguard.sh",
+      "${path.root}/scripts/30-install-mqguard.sh",
+      "${path.root}/scripts/40-mq-kernel-and-limits.sh",
+      "${path.root}/scripts/90-preflight.sh",
     ]
   }
 }

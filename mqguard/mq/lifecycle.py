@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from mqguard.mq.control import (
     mqsc_files,
 )
 from mqguard.mq.prepare import PrepareError
+from mqguard.mq.runner import CommandResult
 from mqguard.mq.service import QueueManagerService, Role
 from mqguard.mq.status import QmStatus
 from mqguard.statedir import allowed_owners
@@ -104,7 +106,9 @@ class Lifecycle:
                 summary.failed.append(path)
                 continue
             res = self.control.runmqsc(script)
-            if res.ok():
+            if res.ok() or only_benign_errors(res):
+                if not res.ok():
+                    log.info("MQSC %s: the listener was already running (AMQ8730E): not an error", path)
                 log.info("applied MQSC %s", path)
                 summary.applied.append(path)
             else:
@@ -123,6 +127,19 @@ class Lifecycle:
     def end_after_exit(self, role: Role, stop_timeout: float) -> bool:
         """End it as mqguard exits: its unit is stopped by systemd once mqguard is gone."""
         return self.service.end_after_exit(Role(role), stop_timeout)
+
+
+# Errors that mean "already so": START LISTENER on a listener that crtmqm -p already runs (contract section 21)
+BENIGN_MQSC_ERRORS = frozenset({"AMQ8730E"})
+_MESSAGE_ID = re.compile(r"^(AMQ\d{4}[EWS])\b", re.M)
+
+
+def only_benign_errors(res: CommandResult) -> bool:
+    """runmqsc exit 10 whose only errors are benign ones (no syntax error)."""
+    if res.returncode != RUNMQSC_PARTIAL or "No commands have a syntax error." not in res.output:
+        return False
+    errors = {m for m in _MESSAGE_ID.findall(res.output) if not m.endswith("W")}
+    return bool(errors) and errors <= BENIGN_MQSC_ERRORS
 
 
 MQSC_MAX_BYTES = 16 * 1024 * 1024

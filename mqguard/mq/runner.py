@@ -61,6 +61,13 @@ class CommandResult:
     def ok(self, codes: Sequence[int] = (0,)) -> bool:
         return not self.timed_out and not self.error and self.returncode in codes
 
+    @property
+    def outcome(self) -> str:
+        """How it ended, in two words: "exit 71", "timed out", or why it could not run."""
+        if self.error:
+            return self.error
+        return "timed out" if self.timed_out else f"exit {self.returncode}"
+
     def describe(self) -> str:
         cmd = " ".join(self.argv)
         if self.error:

@@ -24,12 +24,13 @@ from mqguard.aws.imds import Imds
 from mqguard.aws.termination import SPOT, TERMINATING, TerminationWatch
 from mqguard.clock import Clock, SystemClock
 from mqguard.config import Config, ReportMode, StopOnExit
-from mqguard.listener import probe_listener
+from mqguard.listener import ListenerProbe
 from mqguard.mq.control import MqControl
+from mqguard.mq.diagnostics import Diagnostics
 from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.pidwatch import ControllerWatch
 from mqguard.mq.prepare import preparation_for
-from mqguard.mq.runner import build_runner
+from mqguard.mq.runner import CommandResult, build_runner
 from mqguard.mq.service import Role, build_service, role_of
 from mqguard.mq.status import QmStatus
 from mqguard.notify import Notifier
@@ -41,6 +42,7 @@ from mqguard.supervisor.jobs import Jobs
 from mqguard.supervisor.machine import (
     Action,
     ActionKind,
+    JobOutcome,
     Machine,
     Observation,
     State,
@@ -56,6 +58,8 @@ from mqguard.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
+# MQ's own commands: a failure of one of these is worth a look at MQ's error logs (not systemctl's)
+MQ_COMMANDS = frozenset({"crtmqm", "strmqm", "endmqm", "dspmq", "dspmqinf", "addmqinf", "runmqsc", "crtmqdir"})
 JOB_DRAIN_TIMEOUT = 10.0  # at shutdown, how long to let a running job finish
 _ROLES = {QmStatus.RUNNING: "active", QmStatus.RUNNING_AS_STANDBY: "standby"}  # MQGUARD_ROLE for hooks
 SHUTDOWN_IMDS_DEADLINE = 1.5  # per path: a slow IMDS must not hold up a stop (the answer then is "stays")
@@ -79,16 +83,21 @@ class Daemon:
         self.telemetry = telemetry or Telemetry()
         self.runner = build_runner(cfg)
         self.runner.observers.append(lambda res, ok: self.telemetry.command(res.name, res.duration, ok))
+        self.runner.observers.append(self._on_command)
         qm = cfg.queue_manager
         self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
         preparation = preparation_for(qm.create, qm.start_timeout, self.control)
         self.service = build_service(cfg, self.control, os.environ, preparation)
         self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, self.service)
+        self.diagnostics = Diagnostics(self._qmgr_errors, self._root_errors, self.telemetry.mq_message,
+                                       self.telemetry.fdc)
+        self._diagnostics_started = False
         self.owners = allowed_owners(qm.run_as)
         self.prober = StorageProber(cfg.storage.path, self.owners)
         self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self.wake)  # shared by the pair, on EFS
         self.state_listeners: List[Callable[[State, State, str, str], None]] = []  # (new, old, reason, role)
         self.watch = ControllerWatch(qm.name)
+        self.listener = ListenerProbe(qm.listener_port, self.clock.monotonic)
         self.stop_event = threading.Event()  # set when shutting down: ends retries
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.worker = Worker(self.wake)
@@ -133,6 +142,16 @@ class Daemon:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
             pass  # pipe full: a wake-up is already pending
+
+    def _qmgr_errors(self) -> Optional[str]:
+        return os.path.join(self.control.data_path, "errors") if self.jobs.prepared else None
+
+    def _root_errors(self) -> Optional[str]:
+        return os.path.join(self.control.mq_root(), "errors") if self.jobs.prepared else None
+
+    def _on_command(self, res: CommandResult, ok: bool) -> None:
+        if not ok and res.name in MQ_COMMANDS and self._diagnostics_started:
+            self.diagnostics.collect(f"a failed {res.name} ({res.outcome})")
 
     def _on_stop_signal(self, signum: int, frame: Optional[FrameType]) -> None:
         self._stop_requested = True
@@ -234,6 +253,7 @@ class Daemon:
                 "queue manager %s: execution controller amqzxma0 (pid %s) exited; checking now",
                 self.cfg.queue_manager.name, self.watch.pid,
             )
+            self.diagnostics.collect(f"the exit of amqzxma0 (pid {self.watch.pid})")
             self.watch.close()
 
     # -------------------------------------------------------------- observe
@@ -250,6 +270,11 @@ class Daemon:
             storage_ok = probe.ok
             storage_detail = mount.detail if probe.ok else probe.detail
         stage, result = self.worker.take()
+        if self.jobs.prepared and not self._diagnostics_started:
+            self._diagnostics_started = True
+            self.diagnostics.start()
+        if result is not None and result.outcome in (JobOutcome.FAILED, JobOutcome.TIMED_OUT):
+            self.diagnostics.collect(f"a failed start ({result.detail})")
         qmgr: Optional[QmStatus] = None
         qmgr_detail = ""
         if storage_ok and self.jobs.prepared:
@@ -262,7 +287,7 @@ class Daemon:
         listener: Optional[bool] = None
         port = cfg.queue_manager.listener_port
         if qmgr == QmStatus.RUNNING and port > 0:
-            listener = probe_listener(port)
+            listener = self.listener.probe()
         return Observation(
             now=now,
             storage_ok=storage_ok,
@@ -298,6 +323,7 @@ class Daemon:
         elif action.kind == ActionKind.REPORT_UNHEALTHY:
             episode = self.machine.episode
             self.reporter.report(action.reason, lambda: self.machine.still_bad(episode))
+            self.diagnostics.collect("the Unhealthy decision")
         elif action.kind == ActionKind.MQ_READY and self.hooks is not None:
             self.hooks.complete_launch()
         elif action.kind == ActionKind.WARM_READY and self.hooks is not None:

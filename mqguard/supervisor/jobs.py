@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.control import StartResult
@@ -35,6 +35,7 @@ class Jobs:
         self.role = role
         self.going_away = going_away
         self.prepared = False  # the queue manager is known on this host (dspmqinf / addmqinf / crtmqm done)
+        self.before_start: List[Callable[[], object]] = []
 
     def bring_up(self, set_stage: StageSetter) -> JobResult:
         name = self.qm().name
@@ -52,6 +53,8 @@ class Jobs:
             self.prepared = True
             self.wake()  # let the loop start observing dspmq now
         set_stage(JobStage.STARTING)
+        for hook in self.before_start:  # e.g. the MQI view drops its bindings connection (AMQ8041)
+            hook()
         outcome = self.lifecycle.start()
         if outcome.result == StartResult.FAILED:
             log.error("start of queue manager %s failed: %s", name, outcome.detail)

@@ -48,6 +48,7 @@ class _Judgement:
     active: bool
     healthy_qm: bool
     busy: bool
+    waiting: str = ""  # why this is "not yet" beyond a start (the lock wait)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Machine:
     deliberate_since: Optional[float] = None  # first seen ended normally/immediately (an operator's endmqm?)
     deliberate_wait: bool = True  # wait deliberate_end_delay before restarting after a deliberate end
     ended_from_live: bool = False  # this observation saw it end (the one before it was up)
+    elsewhere_since: Optional[float] = None  # single instance: first seen "running elsewhere" (lock_wait)
 
     def step(self, obs: Observation) -> Verdict:
         """The rules, in order; the first that settles the verdict returns it."""
@@ -93,6 +95,8 @@ class Machine:
         if self._rule_local_recovery(obs, j, actions, notes):
             j.busy = True
         self._rule_report_after_grace(obs, j, actions)
+        if j.waiting:
+            notes.append(j.waiting)
         state = self._not_good_state(obs, j.busy, j.not_yet)
         return self._verdict(state, False, j.bad, actions, obs, notes)
 
@@ -183,6 +187,8 @@ class Machine:
             self.last_status = status
         if status not in (QmStatus.ENDED_NORMALLY, QmStatus.ENDED_IMMEDIATELY):
             self.deliberate_since = None
+        if status != QmStatus.RUNNING_ELSEWHERE:
+            self.elsewhere_since = None
         healthy_qm = counts_healthy(status, s.multi_instance)
         j = _Judgement([], False, status == QmStatus.RUNNING, healthy_qm, obs.job_stage is not None)
         if not obs.storage_ok:
@@ -197,6 +203,8 @@ class Machine:
                     actions.append(self._report(obs, j.bad[-1]))
             else:
                 j.not_yet = True
+        elif status == QmStatus.RUNNING_ELSEWHERE and not s.multi_instance and self._waiting_for_lock(obs, j):
+            self.starting_since = None
         else:
             self.starting_since = None
             if obs.storage_ok and status is None:
@@ -206,6 +214,20 @@ class Machine:
         if j.active and s.listener_probe and obs.listener_ok is False:
             j.bad.append("listener not accepting connections")
         return j
+
+    def _waiting_for_lock(self, obs: Observation, j: _Judgement) -> bool:
+        """Single instance, "running elsewhere": another host (or a dead host's NFS lock, held until its lease
+        expires) has the queue manager. Wait up to lock_wait ("not yet"); past it, it counts as bad."""
+        if self.elsewhere_since is None:
+            self.elsewhere_since = obs.now
+        waited = obs.now - self.elsewhere_since
+        if waited < self.settings.lock_wait:
+            j.not_yet = True
+            j.waiting = ("waiting for the queue manager's lock: it runs elsewhere (another host, or a dead host's "
+                         f"stale lock) for up to lock_wait {format_duration(self.settings.lock_wait)}")
+            return True
+        j.bad.append(f"queue manager running elsewhere (past lock_wait {format_duration(self.settings.lock_wait)})")
+        return True
 
     def _rule_fully_good(self, obs: Observation, j: _Judgement, actions: List[Action]) -> Verdict:
         """Fully good: the episode (if any) ends; a takeover gets its MQSC; the first time, MQ is ready."""
@@ -353,6 +375,8 @@ class Machine:
             times.append(self.last_job_end + s.restart_spacing)
         if self.deliberate_since is not None:
             times.append(self.deliberate_since + s.deliberate_end_delay)
+        if self.elsewhere_since is not None:
+            times.append(self.elsewhere_since + s.lock_wait)
         if self.bad_since is not None and self.restart_times and len(self.restart_times) >= s.restart_limit:
             times.append(self.restart_times[0] + s.restart_window)  # the budget frees a restart
         future = [t for t in times if t > now]

@@ -91,6 +91,7 @@ class Settings:
     restart_limit: int = 6  # local restarts allowed in any restart_window (the restart budget)
     restart_window: float = 3600.0
     deliberate_end_delay: float = 2.0  # after "ended normally/immediately": an operator may be restarting it
+    lock_wait: float = 180.0  # single instance: "running elsewhere" (a stale NFS lock?) is waited for this long
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ def settings_from(cfg: Config) -> Settings:
         restart_limit=cfg.health.restart_limit,
         restart_window=cfg.health.restart_window,
         deliberate_end_delay=max(cfg.health.poll_interval, 2.0),
+        lock_wait=cfg.queue_manager.lock_wait,
     )
 
 

@@ -39,6 +39,7 @@ class Snapshot:
     aws_error: Optional[Dict[str, Any]] = None  # the last AWS error retrying cannot fix, until fixed
     paused: Optional[Dict[str, Any]] = None  # {"until", "reason", "by", "since"} while a pause is in force
     going_away: bool = False  # the instance is being terminated (or a spot interruption is announced)
+    mq_errors: List[Dict[str, str]] = field(default_factory=list)  # MQ's last messages: {"time","id","text","source"}
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)

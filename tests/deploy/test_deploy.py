@@ -117,8 +117,21 @@ def test_ami_recipe_validates_and_keeps_imdsv2(tmp_path: Path) -> None:
                doc["build"][0]["provisioner"][2]["shell"]["scripts"]]
     for script in scripts:
         assert script.exists() and subprocess.run(["sh", "-n", str(script)]).returncode == 0
-    assert "systemctl enable mqguard.service" in scripts[-1].read_text()
-    assert "--now" not in scripts[-1].read_text(), "enabled, not started, in the image"
+    by_name = {s.name: s.read_text() for s in scripts}
+    install = by_name["30-install-mqguard.sh"]
+    assert "systemctl enable mqguard.service" in install
+    assert "--now" not in install, "enabled, not started, in the image"
+    # issue 15 items 11 and 12: mqm's ids pinned before MQ's installer runs; kernel values only raised
+    names = [s.name for s in scripts]
+    assert names.index("15-mqm-user.sh") < names.index("20-install-mq.sh")
+    assert int(variables["mqm_uid"]["default"]) < 1000 and int(variables["mqm_gid"]["default"]) < 1000
+    assert '--uid "$MQM_UID"' in by_name["15-mqm-user.sh"] and '--gid "$MQM_GID"' in by_name["15-mqm-user.sh"]
+    kernel = by_name["40-mq-kernel-and-limits.sh"]
+    assert "mqguard preflight --write-sysctl /etc/sysctl.d/30-ibmmq.conf" in kernel
+    assert "kernel.shmall =" not in kernel and "kernel.sem =" not in kernel, "no fixed values that could lower"
+    assert names.index("30-install-mqguard.sh") < names.index("40-mq-kernel-and-limits.sh")
+    assert "mqguard preflight --image" in by_name["90-preflight.sh"] and "mount.efs" in by_name["90-preflight.sh"]
+    assert "|| true" not in by_name["10-packages.sh"].split("amazon-efs-utils", 1)[1].split("fi", 1)[0]
     # packer 1.6 predates metadata_options, imds_support and required_plugins: validate the rest
     text = (ami / "mqguard.pkr.hcl").read_text()
     old = _strip_blocks(text, ("packer {", "  metadata_options {"))

@@ -18,6 +18,7 @@ from pathlib import Path
 from tests.conftest import Harness, wait_until
 from tests.peers.aws import FaultProxy, MotoAsg
 from tests.peers.imds import ImdsServer
+from tests.sim import mqsim
 
 
 def figure(name: str, value: float, unit: str = "s") -> None:
@@ -36,16 +37,20 @@ def set_health_calls(proxy: FaultProxy) -> int:
 
 
 def test_fresh_efs_creates_starts_and_applies_mqsc(harness: Harness) -> None:
-    (harness.mqsc_dir / "10-app.mqsc").write_text("DEFINE QLOCAL(APP.Q) REPLACE\nDEFINE LISTENER(L1) TRPTYPE(TCP)\n")
+    # MQSC written for a queue manager without crtmqm -p: starting the (already running) listener again
+    (harness.mqsc_dir / "10-app.mqsc").write_text("DEFINE QLOCAL(APP.Q) REPLACE\nSTART LISTENER(SYSTEM.LISTENER.TCP.1)\n")
     harness.start()
     harness.wait_log(r"QM1: running", timeout=30)
     crt = harness.calls("crtmqm")
     assert len(crt) == 1
-    assert crt[0]["argv"] == ["-md", f"{harness.efs.path}/qmgrs", "-ld", f"{harness.efs.path}/logs", "QM1"]
+    assert crt[0]["argv"] == ["-md", f"{harness.efs.path}/qmgrs", "-ld", f"{harness.efs.path}/logs",
+                              "-p", str(harness.port), "QM1"]
     assert Path(harness.efs.src, "qmgrs", "QM1", "qm.ini").is_file(), "data must land on the EFS"
     assert Path(harness.efs.src, "logs", "QM1").is_dir()
     mqsc = Path(harness.efs.src, "qmgrs", "QM1", "mqsc.log").read_text().splitlines()
-    assert mqsc == ["DEFINE QLOCAL(APP.Q) REPLACE", "DEFINE LISTENER(L1) TRPTYPE(TCP)"]
+    assert mqsc == ["DEFINE QLOCAL(APP.Q) REPLACE", "START LISTENER(SYSTEM.LISTENER.TCP.1)"]
+    harness.wait_log(r"applied MQSC .*10-app.mqsc")
+    assert "AMQ8730E" in harness.log_text() and "some commands failed" not in harness.log_text()
     assert len(harness.controllers()) == 1
     assert harness.stop() == 0
     assert len(harness.controllers()) == 1, "stop_on_exit = never leaves MQ running"
@@ -55,17 +60,14 @@ def test_data_on_efs_but_not_registered_uses_addmqinf_never_crtmqm(harness: Harn
     # host0 created the queue manager earlier (and died); this host has never seen it.
     creator = Harness(harness.tmp, harness.efs, host="host0")
     try:
-        res = subprocess.run(
-            [f"{creator.bindir}/crtmqm", "-md", f"{harness.efs.path}/qmgrs", "-ld", f"{harness.efs.path}/logs", "QM1"],
-            capture_output=True, text=True, timeout=30,
-        )
-        assert res.returncode == 0
+        creator.create_by_hand()
     finally:
         creator.cleanup()
     harness.start()
     harness.wait_log(r"QM1: running", timeout=30)
     assert harness.calls("crtmqm") == []
-    order = [c["cmd"] for c in harness.calls() if c["cmd"] in ("dspmqinf", "addmqinf", "strmqm")]
+    order = [c["cmd"] for c in harness.calls() if c["cmd"] in ("dspmqinf", "addmqinf", "strmqm")
+             and c["argv"][:1] != ["-o"]]  # the read-back of Directory/DataPath aside
     assert order[:3] == ["dspmqinf", "addmqinf", "strmqm"]
     assert "registered existing queue manager QM1" in harness.log_text()
     harness.stop()
@@ -141,7 +143,8 @@ def test_frozen_efs_keeps_cycling_and_reports_after_grace(
         threads_after = len(os.listdir(f"/proc/{pid}/task"))
         figure("cycles completed while frozen", cycles, "cycles")
         assert cycles >= 8, "the loop must keep cycling while EFS hangs"
-        assert threads_after <= threads_before + 2, "stuck probes must not pile up"
+        # at most one stuck thread each: the storage probe, the pause read, MQ's diagnostics (read after the report)
+        assert threads_after <= threads_before + 3, "stuck probes must not pile up"
         assert "still stuck" in harness.log_text()
         assert set_health_calls(aws) == 1
         kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
@@ -196,7 +199,7 @@ def test_sigterm_with_always_ends_mq_and_escalates(harness: Harness) -> None:
     start = time.monotonic()
     assert harness.stop(timeout=60) == 0
     figure("stop with -w hanging (stop_timeout 1s)", time.monotonic() - start)
-    assert [c["argv"][0] for c in harness.calls("endmqm")] == ["-w", "-i"]
+    assert [c["argv"][:-1] for c in harness.calls("endmqm")] == [["-r", "-w"], ["-r", "-i"]]
     assert harness.controllers() == []
     assert "ENDED IMMEDIATELY" in harness.dspmq()
 
@@ -206,7 +209,7 @@ def test_sigterm_with_always_ends_cleanly_with_w(harness: Harness) -> None:
     harness.start()
     harness.wait_log(r"QM1: running", timeout=30)
     assert harness.stop() == 0
-    assert [c["argv"] for c in harness.calls("endmqm")] == [["-w", "QM1"]]
+    assert [c["argv"] for c in harness.calls("endmqm")] == [["-r", "-w", "QM1"]]
     assert "ENDED NORMALLY" in harness.dspmq()
 
 
@@ -313,7 +316,9 @@ def test_check_reports_each_aspect_and_exit_codes(harness: Harness) -> None:
     assert "QM1 running" in res.stdout and "accepts connections" in res.stdout
     assert {c["cmd"] for c in harness.calls()[before:]} == {"dspmq"}, "check must have no side effects"
     harness.knob("listener.off")
+    harness.knob("children.linger", "0")  # the operator's strmqm below must not meet AMQ8041 leftovers
     os.kill(harness.controllers()[0], signal.SIGKILL)
+    time.sleep(0.5)
     subprocess.run([f"{harness.bindir}/strmqm", "QM1"], capture_output=True, timeout=30)
     res = harness.cli("check", "--config", str(harness.conf))
     assert res.returncode == 1 and "refuses" in res.stdout
@@ -351,3 +356,57 @@ def test_json_log_format(harness: Harness) -> None:
     for line in harness.log_text().splitlines():
         doc = json.loads(line)
         assert {"ts", "level", "logger", "msg"} <= set(doc)
+
+
+def test_a_dead_hosts_stale_lock_is_waited_for_then_the_queue_manager_starts_here(harness: Harness) -> None:
+    """Issue 15: single-instance "Running elsewhere" (a dead host's NFS lock, until its lease expires) is a wait
+    (lock_wait), not a fault: no report although it outlasts grace_period, and a start once the lock clears."""
+    creator = Harness(harness.tmp, harness.efs, host="host0")
+    try:
+        creator.create_by_hand()
+    finally:
+        creator.cleanup()
+    holder = mqsim.hold_stale_lock(f"{harness.efs.path}/qmgrs/QM1", "host0", 8.0)
+    try:
+        harness.configure(health={"grace_period": "3s"}, queue_manager={"lock_wait": "1m"})
+        harness.start()
+        harness.wait_log(r"waiting for the queue manager's lock", timeout=30)
+        assert harness.calls("strmqm") == []
+        holder.wait(timeout=30)  # the lease expires
+        harness.wait_log(r"QM1: running", timeout=30)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "instance is unhealthy" not in harness.log_text() and "QM1: failed" not in harness.log_text()
+    assert [c["argv"] for c in harness.calls("strmqm")] == [["QM1"]]
+    harness.stop()
+
+
+def test_the_listener_probe_does_not_flood_mqs_error_log(harness: Harness) -> None:
+    """Issue 15 item 14: a bare TCP connect every poll makes MQ log AMQ9209E each time (the simulator does too)."""
+    harness.configure(health={"poll_interval": "0.5s"})
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    time.sleep(10)  # 20 polls
+    amqerr = mqsim.error_log(f"{harness.efs.path}/qmgrs/QM1/errors")
+    figure("AMQ9209E entries in 10 s of 0.5 s polls", amqerr.count("AMQ9209E"))
+    assert amqerr.count("AMQ9209E") <= 1
+    harness.stop()
+
+
+def test_mqs_own_diagnostics_of_a_failed_start_reach_the_log_status_and_metrics(harness: Harness) -> None:
+    """Issue 15 item 13 / section 22: the real cause is in AMQERR01.LOG and FDC files, not in strmqm's output."""
+    from tests.conftest import free_port
+    harness.configure(metrics={"listen": f"127.0.0.1:{free_port()}"}, health={"grace_period": "30s"})
+    harness.knob("strmqm.exit", "71")
+    harness.start()
+    line = harness.wait_log(r"MQ's own diagnostics after a failed (start|strmqm)[^\n]*", timeout=30).group(0)
+    assert "AMQ6109E" in line and "FDC file AMQ" in line and "probe id XC130003" in line
+    wait_until(lambda: any(e["id"] == "AMQ6109E" and e["source"] == "qmgr"
+                           for e in json.loads(harness.get("/status")[1])["mq_errors"]), 10, "mq_errors in /status")
+    _, metrics = harness.get("/metrics")
+    assert re.search(rb'^mqguard_mq_error_messages_total\{severity="E"\} [1-9]', metrics, re.M)
+    assert re.search(rb"^mqguard_mq_fdc_files_total [1-9]", metrics, re.M)
+    status = harness.cli("status", "--config", str(harness.conf))
+    assert "MQ's last messages" in status.stdout and "AMQ6109E" in status.stdout
+    harness.stop()

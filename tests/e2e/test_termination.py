@@ -55,7 +55,7 @@ def test_termination_ends_mq_cleanly_then_completes_the_hook(
     imds.paths[LIFECYCLE] = "Terminated"
     harness.wait_log(r"completed lifecycle hook mq-terminate with CONTINUE", timeout=30)
     print(f"\nFIGURE Terminated in IMDS to hook completed after a clean end: {time.monotonic() - announced:.2f} s")
-    assert [c["argv"] for c in harness.calls("endmqm")] == [["-w", "QM1"]]
+    assert [c["argv"] for c in harness.calls("endmqm")] == [["-r", "-w", "QM1"]]
     assert "ENDED NORMALLY" in harness.dspmq()
     assert completed(aws, "mq-terminate")[0]["LifecycleActionResult"] == "CONTINUE"
     harness.wait_log(r"QM1: stopping")
@@ -77,7 +77,7 @@ def test_heartbeats_while_a_slow_end_takes_its_time(harness: Harness, aws: Fault
     harness.wait_log(r"completed lifecycle hook mq-terminate", timeout=40)
     beats = [p for p in aws.lifecycle if p["Action"] == "RecordLifecycleActionHeartbeat"]
     assert len(beats) >= 2 and beats[0]["LifecycleHookName"] == "mq-terminate"
-    assert [c["argv"][0] for c in harness.calls("endmqm")] == ["-w", "-i"]
+    assert [c["argv"][:-1] for c in harness.calls("endmqm")] == [["-r", "-w"], ["-r", "-i"]]
     first_complete = aws.lifecycle.index(completed(aws, "mq-terminate")[0])
     assert all(aws.lifecycle.index(b) < first_complete for b in beats), "heartbeats only before completion"
     harness.stop()
@@ -122,7 +122,7 @@ def test_sigterm_with_auto_while_imds_says_terminated(harness: Harness, aws: Fau
     harness.wait_log(r"QM1: running", timeout=30)
     imds.paths[LIFECYCLE] = "Terminated"
     assert harness.stop() == 0
-    assert [c["argv"] for c in harness.calls("endmqm")] == [["-w", "QM1"]]
+    assert [c["argv"] for c in harness.calls("endmqm")] == [["-r", "-w", "QM1"]]
     assert harness.controllers() == []
 
 
@@ -156,6 +156,6 @@ def test_termination_still_ends_mq_cleanly_while_paused(
     harness.wait_log(r"QM1: paused")
     imds.paths[LIFECYCLE] = "Terminated"
     harness.wait_log(r"completed lifecycle hook mq-terminate with CONTINUE", timeout=30)
-    assert [c["argv"] for c in harness.calls("endmqm")] == [["-w", "QM1"]], "ending MQ protects data: not supervision"
+    assert [c["argv"] for c in harness.calls("endmqm")] == [["-r", "-w", "QM1"]], "ending MQ protects data: not supervision"
     assert "ENDED NORMALLY" in harness.dspmq()
     assert not any(action == "SetInstanceHealth" for action, _ in aws.seen)

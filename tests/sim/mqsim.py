@@ -72,7 +72,7 @@ from typing import Dict, List, Optional, Tuple
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._/%]{1,48}$")
 CHILDREN = ("amqzmuc0", "amqzfuma", "amqzmgr0")  # ref: strmqm (an active runs these and more)
-COMMANDS = ("crtmqdir", "dspmqver", "crtmqm", "strmqm", "endmqm", "dspmq", "dspmqinf", "addmqinf", "rmvmqinf",
+COMMANDS = ("amqmfsck", "crtmqdir", "dspmqver", "crtmqm", "strmqm", "endmqm", "dspmq", "dspmqinf", "addmqinf", "rmvmqinf",
             "runmqsc", "amqzxma0") + CHILDREN
 LIVE = ("starting", "running", "quiescing", "ending_immediately", "ending_pre_emptively")
 WORDS = {  # status key -> (translated, -n)
@@ -430,6 +430,29 @@ def cmd_crtmqdir(sim: Sim, argv: List[str]) -> int:
         err(f"AMQ6119S: An internal IBM MQ error has occurred ({exc.strerror}: {exc.filename}).")
         return 71
     out("The filesystem was verified as correct.")
+    return 0
+
+
+def cmd_amqmfsck(sim: Sim, argv: List[str]) -> int:
+    """IBM's shared-file-system check, its basic test only: the directory is writable and locks work."""
+    args = [a for a in argv if not a.startswith("-")]
+    if len(args) != 1:
+        err("Usage: amqmfsck [-c | -w] [-f NumberOfFiles] [-i] [-v] [-x] DirectoryName")
+        return 1
+    probe = os.path.join(args[0], f"amqmfsck.{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o660)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        err(f"AMQ6245E: Error executing system call on file '{probe}' ({exc.strerror}).")
+        return 1
+    out("The tests on the directory completed successfully.")
     return 0
 
 
@@ -1226,7 +1249,7 @@ def cmd_rmvmqinf(sim: Sim, argv: List[str]) -> int:
 
 
 HANDLERS = {
-    "crtmqdir": cmd_crtmqdir, "dspmqver": cmd_dspmqver,
+    "amqmfsck": cmd_amqmfsck, "crtmqdir": cmd_crtmqdir, "dspmqver": cmd_dspmqver,
     "dspmq": cmd_dspmq, "dspmqinf": cmd_dspmqinf, "addmqinf": cmd_addmqinf, "crtmqm": cmd_crtmqm,
     "strmqm": cmd_strmqm, "endmqm": cmd_endmqm, "runmqsc": cmd_runmqsc, "rmvmqinf": cmd_rmvmqinf,
     "amqzxma0": cmd_amqzxma0, **{child: cmd_child for child in CHILDREN},

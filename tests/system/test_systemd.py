@@ -310,6 +310,27 @@ def test_waits_for_a_late_efs_mount_then_runs_mq_in_its_own_unit(guest: Guest) -
     assert [c["argv"] for c in mqsim.calls(ctl(g), "strmqm")] == [[QMGR]]
 
 
+def test_crtmqm_made_setgid_directories_through_the_prepare_unit_which_mqguards_sandbox_forbids(guest: Guest) -> None:
+    """Issue 15 item 2: crtmqm (setgid directories, IBM's limits) ran in mq-prepare@QM1.service, not in mqguard's
+    sandbox; the same crtmqm under mqguard.service's RestrictSUIDSGID= and LimitNOFILE=1024 fails as MQ's would."""
+    g = guest
+    prep = g.show("ActiveState", "Result", "ExecMainStatus", unit=f"mq-prepare@{QMGR}.service")
+    assert prep["Result"] == "success" and prep["ExecMainStatus"] == "11", prep  # 11: created
+    assert [c["argv"] for c in mqsim.calls(ctl(g), "crtmqdir")] == [["-s", "-f"]]
+    crt = mqsim.calls(ctl(g), "crtmqm")
+    assert len(crt) == 1 and crt[0]["argv"][4:6] == ["-p", str(g.port)]  # type: ignore[attr-defined]
+    for sub in ("qmgrs/QM1", "logs/QM1"):
+        assert Path(g.efs, sub).stat().st_mode & 0o2000, sub  # type: ignore[attr-defined]
+    sandboxed = g.run("systemd-run", "--wait", "--pipe", "--quiet", "--uid=mqm", "--gid=mqm",
+                      "-p", "RestrictSUIDSGID=yes", "-p", "LimitNOFILE=1024:1024",
+                      f"{g.shared}/bin/crtmqm", "-md", f"{EFS}/qmgrs", "-ld", f"{EFS}/logs", "QMX")  # type: ignore[attr-defined]
+    assert sandboxed.returncode != 0, sandboxed.stdout
+    sandboxed = g.run("systemd-run", "--wait", "--pipe", "--quiet", "--uid=mqm", "--gid=mqm",
+                      "-p", "RestrictSUIDSGID=yes", "-p", "LimitNOFILE=10240",
+                      f"{g.shared}/bin/crtmqm", "-md", f"{EFS}/qmgrs", "-ld", f"{EFS}/logs", "QMY")  # type: ignore[attr-defined]
+    assert sandboxed.returncode != 0 and "Operation not permitted" in sandboxed.stderr, sandboxed.stderr
+
+
 def test_polkit_lets_the_mq_user_manage_mq_units_and_nothing_else(guest: Guest) -> None:
     g = guest
     as_mqm = ["setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups", "systemctl", "--no-ask-password"]
@@ -354,13 +375,19 @@ def test_rpm_upgrade_leaves_the_queue_manager_running(guest: Guest) -> None:
 
 
 def test_a_killed_queue_manager_is_started_again_in_its_unit(guest: Guest) -> None:
+    """Issue 15 item 7: its children ignore SIGTERM and would live on (here: 10 minutes); the unit's stop kills
+    them with SIGKILL, so the new start comes within seconds, not after TimeoutStopSec, and without exit 24."""
     g = guest
+    Path(ctl(g), "children.linger").write_text("600")
     old = the_controller(g)
     starts = len(mqsim.calls(ctl(g), "strmqm"))
     killed = time.monotonic()
     os.kill(old, 9)
     g.wait_for(lambda: [p for p in amqzxma0(g) if p != old and cgroup_of(p) == UNIT], 30, "a new amqzxma0 in the unit")
-    print(f"\nFIGURE kill -9 amqzxma0 to a new one in {UNIT}: {time.monotonic() - killed:.2f} s", file=sys.stderr)
+    took = time.monotonic() - killed
+    print(f"\nFIGURE kill -9 amqzxma0 (children ignoring SIGTERM) to a new one in {UNIT}: {took:.2f} s", file=sys.stderr)
+    assert took < 20, "leftovers must be SIGKILLed, not waited for"
+    Path(ctl(g), "children.linger").unlink()
     g.wait_for(lambda: running(g), 30, "running after the crash")
     assert len(mqsim.calls(ctl(g), "strmqm")) == starts + 1
     assert g.show("ActiveState", unit=UNIT)["ActiveState"] == "active"
@@ -373,7 +400,7 @@ def test_a_queue_manager_started_by_hand_is_adopted_not_fought(guest: Guest) -> 
     ends = len(mqsim.calls(ctl(g), "endmqm"))
     g.ok("systemctl", "stop", UNIT)  # the unit's ExecStop ends MQ: endmqm -w
     assert amqzxma0(g) == []
-    assert [c["argv"] for c in mqsim.calls(ctl(g), "endmqm")[ends:]] == [["-w", QMGR]]
+    assert [c["argv"] for c in mqsim.calls(ctl(g), "endmqm")[ends:]] == [["-r", "-w", QMGR]]
     # the operator starts it by hand, outside any unit
     g.ok("setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups", f"{g.shared}/bin/strmqm", QMGR)  # type: ignore[attr-defined]
     by_hand = the_controller(g)
@@ -383,6 +410,17 @@ def test_a_queue_manager_started_by_hand_is_adopted_not_fought(guest: Guest) -> 
     g.wait_for(lambda: running(g), 60, "running, adopted")
     assert the_controller(g) == by_hand and len(mqsim.calls(ctl(g), "strmqm")) == starts
     assert g.show("ActiveState", unit=UNIT)["ActiveState"] == "inactive"
+    # Issue 15 item 9: a stale "ended" view makes mqguard start the unit while the queue manager runs
+    # outside it: strmqm exits 5, the unit must fail (a success would leave systemd without a main process,
+    # and its ExecStop would end the queue manager mqguard means to adopt)
+    ends = len(mqsim.calls(ctl(g), "endmqm"))
+    Path(ctl(g), "dspmq.output").write_text(f"{'QMNAME(' + QMGR + ')':<58}STATUS(Ended unexpectedly)\n")
+    g.wait_for(lambda: "status=5/" in g.show("ExecStart", unit=UNIT).get("ExecStart", ""), 30,
+               "mq-unit start to fail with strmqm's 5")
+    Path(ctl(g), "dspmq.output").unlink()
+    g.wait_for(lambda: running(g), 60, "running, adopted again")
+    assert the_controller(g) == by_hand and len(mqsim.calls(ctl(g), "endmqm")) == ends
+    assert g.show("ActiveState", unit=UNIT)["ActiveState"] != "active"
     # when it crashes, mqguard starts it again, now in its unit
     os.kill(by_hand, 9)
     g.wait_for(lambda: [p for p in amqzxma0(g) if cgroup_of(p) == UNIT], 30, "amqzxma0 in the unit")
@@ -513,7 +551,7 @@ def test_termination_ends_mq_in_its_unit_before_completing_the_hook(guest: Guest
 
     g.wait_for(completed, 60, "the termination hook to be completed")
     calls = mqsim.calls(ctl(g), "endmqm")[ends:]
-    assert [c["argv"] for c in calls] == [["-w", QMGR]], calls
+    assert [c["argv"] for c in calls] == [["-r", "-w", QMGR]], calls
     arrived = proxy.lifecycle_at[proxy.lifecycle.index(completed()[0])]
     assert float(calls[0]["t"]) < arrived, "MQ ended before the hook was completed"  # type: ignore[arg-type]
     assert completed()[0]["LifecycleActionResult"] == "CONTINUE"
@@ -580,7 +618,7 @@ def test_stop_on_exit_always_ends_mq_through_its_unit_after_mqguard_stopped(gues
     g.wait_for(lambda: g.show("ActiveState", unit=UNIT)["ActiveState"] == "inactive", 60, "MQ's unit to stop")
     print(f"\nFIGURE systemctl stop mqguard to MQ ended (stop_on_exit = always): {time.monotonic() - stopping:.2f} s",
           file=sys.stderr)
-    assert [c["argv"] for c in mqsim.calls(ctl(g), "endmqm")[ends:]] == [["-w", QMGR]]
+    assert [c["argv"] for c in mqsim.calls(ctl(g), "endmqm")[ends:]] == [["-r", "-w", QMGR]]
     assert qm not in amqzxma0(g)
     g.ok("rm", "/etc/mqguard/conf.d/95-always.conf")
     g.ok("systemctl", "start", "mqguard")
@@ -593,7 +631,7 @@ def test_host_shutdown_ends_the_queue_manager_cleanly_before_efs_goes(guest: Gue
     before = len(mqsim.calls(ctl(g), "endmqm"))
     assert g.poweroff() is not None
     ends = mqsim.calls(ctl(g), "endmqm")[before:]
-    assert [e["argv"] for e in ends] == [["-w", QMGR]], ends
+    assert [e["argv"] for e in ends] == [["-r", "-w", QMGR]], ends
     # written through the EFS mount, so it happened before the mount went away
     state = Path(g.efs, "qmgrs", QMGR, "qmstatus.json").read_text()  # type: ignore[attr-defined]
     assert '"ended_normally"' in state

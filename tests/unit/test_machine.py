@@ -79,7 +79,7 @@ def test_persistent_start_failure_uses_budget_then_reports_once_after_grace() ->
 
 
 def test_no_restart_after_report_in_same_episode() -> None:
-    d = Driver(grace_period=10, restart_attempts=100, restart_spacing=1)
+    d = Driver(grace_period=10, restart_attempts=100, restart_spacing=1, lock_wait=0)
     d.up()
     d.step(after=1, qmgr=QmStatus.RUNNING_ELSEWHERE)
     d.step(after=11, qmgr=ENDED)  # reported here (elsewhere/ended for 11s)
@@ -91,7 +91,7 @@ def test_no_restart_after_report_in_same_episode() -> None:
 
 
 def test_running_elsewhere_is_bad_but_never_started_single_instance() -> None:
-    d = Driver(grace_period=30)
+    d = Driver(grace_period=30, lock_wait=0)
     d.up()
     for _ in range(7):  # the episode starts at the first bad observation: 6 x 5 s later it is 30 s old
         v = d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
@@ -222,7 +222,7 @@ def test_standby_is_bad_without_multi_instance() -> None:
 
 
 def test_next_deadline_is_the_grace_expiry_and_only_in_the_future() -> None:
-    d = Driver(grace_period=60, restart_attempts=0)
+    d = Driver(grace_period=60, restart_attempts=0, lock_wait=0)
     d.up()
     d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
     start = d.m.bad_since
@@ -234,7 +234,7 @@ def test_next_deadline_is_the_grace_expiry_and_only_in_the_future() -> None:
 
 
 def test_verdict_key_ignores_episode_age() -> None:
-    d = Driver(grace_period=600, restart_attempts=0)
+    d = Driver(grace_period=600, restart_attempts=0, lock_wait=0)
     d.up()
     a = d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
     b = d.step(after=5, qmgr=QmStatus.RUNNING_ELSEWHERE)
@@ -334,3 +334,48 @@ def test_zero_restart_limit_never_restarts_locally() -> None:
     d.up()
     assert kinds(d.step(after=1, qmgr=ENDED)) == []
     assert kinds(d.step(after=10, qmgr=ENDED)) == [ActionKind.REPORT_UNHEALTHY]
+
+
+# -- issue 15: "Running elsewhere" on a single instance is a wait (lock_wait), not a fault ------------------
+
+ELSEWHERE = QmStatus.RUNNING_ELSEWHERE
+ELSEWHERE_JOB = JobResult(JobOutcome.ELSEWHERE, "an active instance runs elsewhere (exit 43)")
+
+
+def test_a_stale_lock_elsewhere_is_waited_for_then_the_queue_manager_is_started_here() -> None:
+    """A dead host's NFS lock lasts until its lease expires: wait (no episode, no report), start once it clears."""
+    d = Driver(grace_period=10.0, lock_wait=180.0)
+    assert kinds(d.step()) == [ActionKind.BRING_UP]
+    d.step(after=1, stage=JobStage.STARTING)
+    v = d.step(after=1, qmgr=ELSEWHERE, result=ELSEWHERE_JOB)
+    for _ in range(17):  # 170 s: far past grace_period, still inside lock_wait
+        v = d.step(after=10, qmgr=ELSEWHERE)
+        assert v.state is State.STARTING and not v.bad_reasons and d.m.bad_since is None, v.line
+    assert d.reports() == 0 and "lock" in v.line
+    v = d.step(after=5, qmgr=QmStatus.ENDED_UNEXPECTEDLY)  # the lease expired: the lock is gone
+    assert kinds(v) == [ActionKind.BRING_UP]
+    d.step(after=1, stage=JobStage.STARTING)
+    assert d.step(after=1, qmgr=R, result=UP).state is State.RUNNING
+    assert d.reports() == 0
+
+
+def test_running_elsewhere_past_lock_wait_counts_as_bad_and_is_reported_after_the_grace_period() -> None:
+    d = Driver(grace_period=10.0, lock_wait=30.0)
+    d.step()
+    d.step(after=1, stage=JobStage.STARTING)
+    d.step(after=1, qmgr=ELSEWHERE, result=ELSEWHERE_JOB)
+    v = d.step(after=29, qmgr=ELSEWHERE)
+    assert not v.bad_reasons and d.m.next_deadline(d.clock.monotonic()) is not None
+    v = d.step(after=1.5, qmgr=ELSEWHERE)
+    assert v.bad_reasons and "elsewhere" in v.bad_reasons[0] and d.reports() == 0
+    assert ActionKind.BRING_UP not in kinds(v), "never strmqm against another host's instance"
+    d.step(after=10, qmgr=ELSEWHERE)
+    assert d.reports() == 1
+
+
+def test_lock_wait_does_not_apply_to_multi_instance() -> None:
+    d = Driver(multi_instance=True, lock_wait=180.0)
+    d.step()
+    d.step(after=1, stage=JobStage.STARTING)
+    v = d.step(after=1, qmgr=ELSEWHERE, result=ELSEWHERE_JOB)
+    assert v.bad_reasons or kinds(v) == [ActionKind.BRING_UP]  # a missing standby is started at once

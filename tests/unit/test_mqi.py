@@ -161,3 +161,23 @@ def test_broken_connection_is_reconnected_and_shown_in_metrics() -> None:
         assert p.snapshot().connected
     finally:
         p.stop.set()
+
+
+def test_a_start_releases_the_bindings_connection_first_and_it_stays_off_meanwhile() -> None:
+    """Issue 15 item 15: mqguard's bindings connection would keep strmqm failing with AMQ8041 after a crash."""
+    lib = recorded_library({})
+    p = poller(lib)
+    p.start()
+    try:
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=5)
+        while not p.snapshot().connected and datetime.datetime.now() < deadline:
+            threading.Event().wait(0.01)
+        assert p.snapshot().connected and lib.state["disconnects"] == 0
+        assert p.release(timeout=5)
+        assert lib.state["disconnects"] == 1 and not p.snapshot().connected
+        connects = lib.state["connects"]
+        threading.Event().wait(0.3)  # 30 poll intervals: still off while the queue manager starts
+        assert lib.state["connects"] == connects and "being started" in p.snapshot().error
+    finally:
+        p.stop.set()
+        p.release(timeout=1)

@@ -64,6 +64,18 @@ def test_queue_manager_unit_has_what_mq_needs() -> None:
                    "CapabilityBoundingSet=", "PrivateTmp=yes"):
         assert not re.search(rf"^{re.escape(unsafe)}$", unit, re.M), unsafe
     assert "[Install]" not in unit, "started by mqguard only, never enabled on its own"
+    # MQ ignores SIGTERM: leftovers after ExecStop (or a crash) get SIGKILL at once, not a 20-minute wait (item 7)
+    assert re.search(r"^KillSignal=SIGKILL$", unit, re.M) and re.search(r"^KillMode=control-group$", unit, re.M)
+
+
+def test_prepare_unit_runs_mqs_creating_commands_outside_mqguards_sandbox() -> None:
+    """Item 2: crtmqm's setgid directories and IBM's limits: a oneshot of its own, never mqguard's sandbox."""
+    unit = (ROOT / "systemd" / "mq-prepare@.service").read_text()
+    for line in ("Type=oneshot", "User=mqm", "ExecStart=/usr/libexec/mqguard/mq-unit prepare %I",
+                 "SuccessExitStatus=10 11", "LimitNOFILE=10240", "LimitNPROC=4096", "RemoveIPC=no"):
+        assert re.search(rf"^{re.escape(line)}$", unit, re.M), line
+    for unsafe in ("RestrictSUIDSGID=yes", "NoNewPrivileges=yes", "LimitNOFILE=1024"):
+        assert not re.search(rf"^{re.escape(unsafe)}$", unit, re.M), unsafe
 
 
 def test_polkit_rule_grants_mq_units_only() -> None:
@@ -73,7 +85,9 @@ def test_polkit_rule_grants_mq_units_only() -> None:
     assert pattern
     allowed = re.compile(f"^{pattern.group(1)}$")  # this JS pattern means the same in Python
     assert allowed.match("mq@QM1.service") and allowed.match(r"mq@A-B\x25C.service")
-    for other in ("mqguard.service", "mq@.service", "sshd.service", "mq@x.service.d", "xmq@QM1.service"):
+    assert allowed.match("mq-prepare@QM1.service")
+    for other in ("mqguard.service", "mq@.service", "sshd.service", "mq@x.service.d", "xmq@QM1.service",
+                  "mq-other@QM1.service", "mq-prepare@.service"):
         assert not allowed.match(other), other
 
 

@@ -6,9 +6,13 @@ dnf -y update
 if [ "$BASE" = al2023 ]; then
   dnf -y install amazon-efs-utils python3-systemd awscli-2 amazon-ssm-agent nfs-utils
 else
-  # RHEL 9: efs-utils from its RPM release (build it, or use your mirror); the kernel NFS client
-  # covers the nfs4.1 mount mode of the stack.
+  # RHEL 9: amazon-efs-utils is not in RHEL's repositories: build its RPM from aws/efs-utils
+  # (make rpm) into a repository this build can reach. Without it TLS mounts of EFS fail: stop here.
   dnf -y install python3-systemd nfs-utils unzip
+  dnf -y install amazon-efs-utils || {
+    echo "amazon-efs-utils is not in the enabled repositories: build it from aws/efs-utils and add it" >&2
+    exit 1
+  }
   if ! command -v aws >/dev/null; then
     curl -fsS https://awscli.amazonaws.com/awscli-exe-linux-x86_64.zip -o /tmp/awscli.zip
     unzip -q /tmp/awscli.zip -d /tmp && /tmp/aws/install && rm -rf /tmp/aws /tmp/awscli.zip
