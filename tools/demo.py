@@ -85,7 +85,7 @@ def main() -> int:
         mqsc = tmp / "mqsc.d"
         mqsc.mkdir()
         (mqsc / "10-app.mqsc").write_text(
-            "DEFINE QLOCAL(APP.ORDERS) REPLACE\nDEFINE LISTENER(TCP.LSR) TRPTYPE(TCP) CONTROL(QMGR)\n"
+            "DEFINE QLOCAL(APP.ORDERS) REPLACE\nDEFINE QLOCAL(APP.REPLIES) REPLACE\n"
         )
         conf = tmp / "mqguard.conf"
         conf.write_text(

@@ -120,6 +120,14 @@ class MqControl:
         """The queue manager's data directory: as MQ says once known, else the name's directory."""
         return self.location.data_path if self.location else os.path.join(self.data_parent, self.directory)
 
+    def qmgr_errors_dir(self) -> Optional[str]:
+        """The queue manager's own error logs (<DataPath>/errors), once MQ has said where it lives."""
+        return os.path.join(self.location.data_path, "errors") if self.location else None
+
+    def root_errors_dir(self) -> Optional[str]:
+        """MQ's system error log and FDC files (<MQ root>/errors), once the queue manager is known here."""
+        return os.path.join(self.mq_root(), "errors") if self.location else None
+
     def mq_root(self) -> str:
         """MQ's own root (mqs.ini, errors/): $MQ_DATA_PATH, else dspmqver's DataPath (asked once)."""
         if self._root is None:

@@ -193,6 +193,9 @@ class UnitService:
         if res.timed_out:
             return StartOutcome(StartResult.FAILED, f"systemctl {verb} {self.unit.name} did not finish within "
                                                     f"{budget:.0f}s", timed_out=True)
+        if res.returncode is None or res.returncode < 0:  # interrupted (mqguard is stopping): the start goes on
+            return StartOutcome(StartResult.FAILED, f"systemctl {verb} {self.unit.name} was interrupted "
+                                                    f"({res.outcome}); the unit's start goes on without mqguard")
         after = self.unit.show(self.control.command_timeout)
         code = after.start_status if after is not None else None
         if code is None:

@@ -78,7 +78,9 @@ class UnitState:
     main_status: Optional[int] = None  # ExecMainStatus= (a oneshot's exit code)
 
 
-_STATUS = re.compile(r"\bstatus=(\d+)/")
+# Only an ExecStart that has exited has a status. systemd 252 prints "... ; pid=143 ; code=exited ; status=5 }"
+# (seen in the system tests' real systemd), and "code=(null) ; status=0/0" while it still runs.
+_STATUS = re.compile(r"\bcode=exited ; status=(\d+)\b")
 
 
 def parse_show(text: str) -> UnitState:

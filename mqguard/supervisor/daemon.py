@@ -89,8 +89,8 @@ class Daemon:
         preparation = preparation_for(qm.create, qm.start_timeout, self.control)
         self.service = build_service(cfg, self.control, os.environ, preparation)
         self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, self.service)
-        self.diagnostics = Diagnostics(self._qmgr_errors, self._root_errors, self.telemetry.mq_message,
-                                       self.telemetry.fdc)
+        self.diagnostics = Diagnostics(self.control.qmgr_errors_dir, self.control.root_errors_dir,
+                                       self.telemetry.mq_message, self.telemetry.fdc)
         self._diagnostics_started = False
         self.owners = allowed_owners(qm.run_as)
         self.prober = StorageProber(cfg.storage.path, self.owners)
@@ -142,12 +142,6 @@ class Daemon:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
             pass  # pipe full: a wake-up is already pending
-
-    def _qmgr_errors(self) -> Optional[str]:
-        return os.path.join(self.control.data_path, "errors") if self.jobs.prepared else None
-
-    def _root_errors(self) -> Optional[str]:
-        return os.path.join(self.control.mq_root(), "errors") if self.jobs.prepared else None
 
     def _on_command(self, res: CommandResult, ok: bool) -> None:
         if not ok and res.name in MQ_COMMANDS and self._diagnostics_started:

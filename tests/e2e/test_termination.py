@@ -94,7 +94,7 @@ def test_spot_interruption_ends_mq_without_hooks(harness: Harness, moto: MotoAsg
     harness.wait_log(r"QM1: running", timeout=30)
     imds.paths["meta-data/spot/instance-action"] = json.dumps({"action": "terminate", "time": "2026-11-25T23:59:00Z"})
     harness.wait_log(r"a spot interruption is announced \(terminate at 2026-11-25T23:59:00Z\)", timeout=20)
-    harness.wait_log(r"queue manager QM1 ended \(endmqm -w\)", timeout=30)
+    harness.wait_log(r"queue manager QM1 ended \(endmqm -r -w\)", timeout=30)
     assert harness.controllers() == []
     harness.stop()
 

@@ -174,7 +174,8 @@ def guest(moto_session: MotoAsg) -> Iterator[Guest]:
 
 def amqzxma0(g: Guest) -> List[int]:
     """amqzxma0 PIDs as the host sees them (the guest's PID namespace is below ours)."""
-    return [p for p in mqsim.controller_pids(QMGR) if str(g.shared) in Path(f"/proc/{p}/cmdline").read_text()]
+    ours = f"{g.shared}/bin/"  # type: ignore[attr-defined]
+    return [p for p in mqsim.controller_pids(QMGR) if ours in Path(f"/proc/{p}/cmdline").read_text()]
 
 
 def the_controller(g: Guest) -> int:
@@ -314,8 +315,10 @@ def test_crtmqm_made_setgid_directories_through_the_prepare_unit_which_mqguards_
     """Issue 15 item 2: crtmqm (setgid directories, IBM's limits) ran in mq-prepare@QM1.service, not in mqguard's
     sandbox; the same crtmqm under mqguard.service's RestrictSUIDSGID= and LimitNOFILE=1024 fails as MQ's would."""
     g = guest
-    prep = g.show("ActiveState", "Result", "ExecMainStatus", unit=f"mq-prepare@{QMGR}.service")
-    assert prep["Result"] == "success" and prep["ExecMainStatus"] == "11", prep  # 11: created
+    prep = g.show("Result", unit=f"mq-prepare@{QMGR}.service")
+    assert prep["Result"] == "success", prep
+    journal = g.ok("journalctl", "-u", f"mq-prepare@{QMGR}.service", "--no-pager", "-o", "cat")
+    assert f"queue manager {QMGR}: created" in journal, journal
     assert [c["argv"] for c in mqsim.calls(ctl(g), "crtmqdir")] == [["-s", "-f"]]
     crt = mqsim.calls(ctl(g), "crtmqm")
     assert len(crt) == 1 and crt[0]["argv"][4:6] == ["-p", str(g.port)]  # type: ignore[attr-defined]
@@ -393,6 +396,31 @@ def test_a_killed_queue_manager_is_started_again_in_its_unit(guest: Guest) -> No
     assert g.show("ActiveState", unit=UNIT)["ActiveState"] == "active"
 
 
+def test_restarting_mqguard_during_a_long_start_neither_aborts_nor_repeats_it(guest: Guest) -> None:
+    """Issue 15 item 8: `systemctl restart mqguard` (an RPM upgrade) 5 s into a 45 s start (log replay): the new
+    mqguard adopts the start in progress; exactly one strmqm, and the queue manager runs."""
+    g = guest
+    g.wait_for(lambda: running(g), 60, "running before the test")
+    Path(ctl(g), "strmqm.delay").write_text("45")  # the old mqguard may take 10 s to stop: still starting after
+    try:
+        starts = len(mqsim.calls(ctl(g), "strmqm"))
+        g.ok("systemctl", "stop", UNIT)  # MQ ends; mqguard starts it again (through the unit) after a moment
+        g.wait_for(lambda: len(mqsim.calls(ctl(g), "strmqm")) == starts + 1, 30, "the new start")
+        time.sleep(5)
+        assert "STATUS(STARTING)" in g.ok(f"{g.shared}/bin/dspmq", "-n", "-m", QMGR)  # type: ignore[attr-defined]
+        g.ok("systemctl", "restart", "mqguard")
+        g.wait_for(lambda: running(g), 120, "running after the adopted start")
+        assert len(mqsim.calls(ctl(g), "strmqm")) == starts + 1, "the start in progress must not be repeated"
+        assert len(amqzxma0(g)) == 1 and g.show("ActiveState", unit=UNIT)["ActiveState"] == "active"
+        # mq@.service is ordered Before=mqguard.service, so systemd itself holds the new mqguard's start job
+        # until the unit's start job (the replay) has finished; without a unit (or had it begun earlier) mqguard
+        # adopts the start in progress and waits for it (tests/unit/test_lifecycle.py covers that path)
+        journal = g.ok("journalctl", "-u", "mqguard", "--no-pager", "-o", "cat")
+        assert re.search(r"adopted (a start in progress|the running queue manager)", journal), journal[-3000:]
+    finally:
+        Path(ctl(g), "strmqm.delay").unlink(missing_ok=True)
+
+
 def test_a_queue_manager_started_by_hand_is_adopted_not_fought(guest: Guest) -> None:
     g = guest
     g.ok("systemctl", "stop", "mqguard")  # stop_on_exit = auto: MQ stays
@@ -415,7 +443,7 @@ def test_a_queue_manager_started_by_hand_is_adopted_not_fought(guest: Guest) -> 
     # and its ExecStop would end the queue manager mqguard means to adopt)
     ends = len(mqsim.calls(ctl(g), "endmqm"))
     Path(ctl(g), "dspmq.output").write_text(f"{'QMNAME(' + QMGR + ')':<58}STATUS(Ended unexpectedly)\n")
-    g.wait_for(lambda: "status=5/" in g.show("ExecStart", unit=UNIT).get("ExecStart", ""), 30,
+    g.wait_for(lambda: "code=exited ; status=5 }" in g.show("ExecStart", unit=UNIT).get("ExecStart", ""), 30,
                "mq-unit start to fail with strmqm's 5")
     Path(ctl(g), "dspmq.output").unlink()
     g.wait_for(lambda: running(g), 60, "running, adopted again")
@@ -570,17 +598,15 @@ def test_multi_instance_standby_runs_in_the_unit_and_takes_over(guest: Guest) ->
     g.ok("systemctl", "stop", "mqguard")
     g.ok("systemctl", "stop", UNIT)
     assert amqzxma0(g) == []
-    # another "host" (on the test's side of the namespace) holds the active instance
-    work = Path(g.shared).parent  # type: ignore[attr-defined]
-    other = work / "host2"
+    # another "host" (its own MQ installation and root, the same EFS path as real hosts have) holds the active
+    other = Path(g.shared) / "host2"  # type: ignore[attr-defined]
     mqsim.install(str(other / "bin"), str(other / "var-mqm"), host="host2", interpreter=PYTHON)
     subprocess.run(["chown", "-R", "mqm:mqm", str(other)], check=True)
     as_mqm = ["setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups"]
-    data = Path(g.efs, "qmgrs", QMGR)  # type: ignore[attr-defined]
-    subprocess.run([*as_mqm, str(other / "bin" / "addmqinf"), "-s", "QueueManager", "-v", f"Name={QMGR}",
-                    "-v", f"Directory={QMGR}", "-v", "Prefix=/var/mqm", "-v", f"DataPath={data}"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_mqm, str(other / "bin" / "strmqm"), "-x", QMGR], check=True, capture_output=True)
+    g.ok(*as_mqm, str(other / "bin" / "crtmqdir"), "-s", "-f")
+    g.ok(*as_mqm, str(other / "bin" / "addmqinf"), "-s", "QueueManager", "-v", f"Name={QMGR}", "-v",
+         f"Directory={QMGR}", "-v", "Prefix=/var/mqm", "-v", f"DataPath={EFS}/qmgrs/{QMGR}")
+    g.ok(*as_mqm, str(other / "bin" / "strmqm"), "-x", QMGR)
     active = [p for p in mqsim.controller_pids(QMGR) if str(other) in Path(f"/proc/{p}/cmdline").read_text()]
     assert len(active) == 1
     starts = len(mqsim.calls(ctl(g), "strmqm"))

@@ -59,12 +59,20 @@ def test_config_key_unit_is_validated(tmp_path: Path) -> None:
 def test_systemctl_show_is_parsed_including_the_exit_status_of_execstart() -> None:
     text = ("LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nMainPID=0\n"
             "ExecStart={ path=/usr/libexec/mqguard/mq-unit ; argv[]=/usr/libexec/mqguard/mq-unit start QM1 ; "
-            "ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=77 ; code=exited ; status=31/n/a }\n")
+            "ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=77 ; code=exited ; status=31 }\n")
     state = parse_show(text)
     assert (state.load_state, state.active_state, state.result, state.start_status) == ("loaded", "failed",
                                                                                         "exit-code", 31)
     never = parse_show("LoadState=loaded\nActiveState=inactive\nMainPID=\nExecStart=\n")
     assert never.start_status is None and never.main_pid == 0
+
+
+def test_an_execstart_still_running_has_no_exit_status() -> None:
+    """While strmqm runs systemd shows status=0/0: that is not "strmqm exited 0" (it misled a stopping mqguard)."""
+    running = ("ExecStart={ path=/usr/libexec/mqguard/mq-unit ; argv[]=/usr/libexec/mqguard/mq-unit start QM1 ; "
+               "ignore_errors=no ; start_time=[Fri 2026-12-04] ; stop_time=[n/a] ; pid=77 ; code=(null) ; "
+               "status=0/0 }\nActiveState=activating\n")
+    assert parse_show(running).start_status is None
 
 
 def test_requires_mounts_for_covers_the_storage_path_or_below() -> None:
