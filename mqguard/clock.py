@@ -56,5 +56,8 @@ def iso_utc(wall: float | None) -> str | None:
     """ISO 8601 UTC with a Z suffix, or None."""
     if wall is None:
         return None
-    dt = datetime.datetime.fromtimestamp(wall, tz=datetime.timezone.utc)
+    try:
+        dt = datetime.datetime.fromtimestamp(wall, tz=datetime.timezone.utc)
+    except (OverflowError, ValueError, OSError):  # a value from outside that no date can show: never raise
+        return "invalid time"
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -11,8 +11,11 @@ value read stays in force until a read succeeds.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
 import logging
+import math
 import os
 import pwd
 import socket
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 PAUSE_FILE = "pause"
 MAX_RECORD = 4096
 MAX_REASON = 500
+EARLIEST = 946684800.0  # 2000-01-01: no pause was written before mqguard existed
+LONGEST = 7 * 86400.0  # [control] pause_max's own upper bound: no record may ask for more
+CLOCK_SKEW = 86400.0  # another host's clock may be this far ahead
 
 
 @dataclass(frozen=True)
@@ -46,15 +52,32 @@ class Pause:
         return json.dumps({"version": 1, **asdict(self)})
 
 
-def parse(text: str) -> Pause:
-    """A pause record; ValueError for anything else (it then counts as no pause)."""
-    doc = json.loads(text)
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def parse(text: str, now: Optional[float] = None) -> Pause:
+    """A pause record; ValueError for anything else (it then counts as no pause).
+
+    Any host that mounts the EFS can write it, so every field is bounded here,
+    at read time: finite numbers (JSON's Infinity/NaN refused), ``since`` not
+    in the future (beyond clock skew), ``until`` no further ahead than the
+    longest pause any configuration allows. What passes can be formatted.
+    """
+    now = time.time() if now is None else now
+    doc = json.loads(text, parse_constant=_no_constant)
     if not isinstance(doc, dict) or doc.get("version") != 1:
         raise ValueError("not a version 1 pause record")
     until, since = doc.get("until"), doc.get("since")
     reason, by = doc.get("reason", ""), doc.get("by", "")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (until, since)):
         raise ValueError("until and since must be numbers")
+    if not all(math.isfinite(v) for v in (until, since)):  # type: ignore[arg-type]
+        raise ValueError("until and since must be finite")
+    if not EARLIEST <= since <= now + CLOCK_SKEW:  # type: ignore[operator]
+        raise ValueError(f"since {since!r} is outside {EARLIEST:.0f}..now + 1 day")
+    if not EARLIEST <= until <= now + LONGEST + CLOCK_SKEW:  # type: ignore[operator]
+        raise ValueError(f"until {until!r} is further ahead than any pause may last ({LONGEST / 86400:.0f} days)")
     if not isinstance(reason, str) or not isinstance(by, str):
         raise ValueError("reason and by must be strings")
     return Pause(float(until), loggable(reason)[:MAX_REASON], loggable(by)[:200], float(since))  # type: ignore[arg-type]
@@ -104,14 +127,19 @@ def read(storage_path: str, owners: FrozenSet[int]) -> Optional[Pause]:
     """The record, None when there is none; ValueError when it is not one; OSError from the file system."""
     dir_fd = open_state_dir(storage_path, owners)
     try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         try:
-            fd = os.open(PAUSE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+            fd = os.open(PAUSE_FILE, flags, dir_fd=dir_fd)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ValueError("it is a symbolic link (refused)") from None
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise UnsafePath(0, f"refusing {PAUSE_FILE}: not a regular file")
+                raise ValueError(f"it is not a regular file ({stat.filemode(st.st_mode)}; refused)")
             if st.st_uid not in owners:
                 raise ValueError(f"owned by uid {st.st_uid}, not root or the MQ user")
             data = os.read(fd, MAX_RECORD + 1)
@@ -124,17 +152,28 @@ def read(storage_path: str, owners: FrozenSet[int]) -> Optional[Pause]:
     return parse(data.decode("utf-8", errors="replace"))
 
 
+def first_sight_bound(pause: Pause, first_seen: float, pause_max: float) -> Pause:
+    """A pause holds at most pause_max after this host first saw it, whatever its record says."""
+    limit = first_seen + pause_max
+    return pause if pause.until <= limit else dataclasses.replace(pause, until=limit)
+
+
 class PauseWatch:
     """Reads the record in the background; ``current`` is the last value known (never blocks)."""
 
     def __init__(self, storage_path: str, owners: FrozenSet[int], on_change: Callable[[], None],
-                 reader: Callable[[str, FrozenSet[int]], Optional[Pause]] = read) -> None:
+                 reader: Callable[[str, FrozenSet[int]], Optional[Pause]] = read, pause_max: float = LONGEST,
+                 wall: Callable[[], float] = time.time) -> None:
         self.storage_path = storage_path
         self.owners = owners
         self.on_change = on_change
         self.reader = reader
+        self.pause_max = pause_max
+        self.wall = wall
         self._lock = threading.Lock()
         self._current: Optional[Pause] = None
+        self._seen: Optional[Pause] = None  # the record as read, and when this host first saw it
+        self._first_seen = 0.0
         self._thread: Optional[threading.Thread] = None
         self._bad = ""  # the last complaint about the record, logged once
 
@@ -163,7 +202,7 @@ class PauseWatch:
         try:
             pause = self.reader(self.storage_path, self.owners)
         except (OSError, ValueError) as exc:
-            if isinstance(exc, ValueError):
+            if isinstance(exc, (ValueError, UnsafePath)):
                 complaint = f"ignoring the pause record in {self.storage_path}/.mqguard: {exc}"
                 if complaint != self._bad:
                     self._bad = complaint
@@ -173,4 +212,8 @@ class PauseWatch:
             log.debug("pause read failed after %.2fs: %s", time.monotonic() - started, exc)
             return
         self._bad = ""
+        if pause is not None:
+            if pause != self._seen:
+                self._seen, self._first_seen = pause, self.wall()
+            pause = first_sight_bound(pause, self._first_seen, self.pause_max)
         self.set(pause)

@@ -94,7 +94,8 @@ class Daemon:
         self._diagnostics_started = False
         self.owners = allowed_owners(qm.run_as)
         self.prober = StorageProber(cfg.storage.path, self.owners)
-        self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self.wake)  # shared by the pair, on EFS
+        self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self.wake,  # shared by the pair, on EFS
+                                      pause_max=cfg.control.pause_max, wall=self.clock.wall)
         self.state_listeners: List[Callable[[State, State, str, str], None]] = []  # (new, old, reason, role)
         self.watch = ControllerWatch(qm.name)
         self.listener = ListenerProbe(qm.listener_port, self.clock.monotonic)

@@ -10,6 +10,7 @@ thread waits for its result to answer the operator.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Callable, FrozenSet, List, Optional, Tuple, TypeVar
@@ -75,8 +76,9 @@ class Operations:
     def pause(self, req: Request) -> Reply:
         cfg = self.cfg()
         seconds, reason = req.args.get("seconds"), req.args.get("reason", "")
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
-            return False, "bad request: seconds must be a positive number"
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds) \
+                or seconds <= 0:
+            return False, "bad request: seconds must be a positive, finite number"
         if not isinstance(reason, str):
             return False, "bad request: reason must be text"
         if seconds > cfg.control.pause_max:

@@ -309,3 +309,26 @@ def test_switchover_refused_in_single_instance_mode(harness: Harness) -> None:
     running(harness)
     res = ctl(harness, "switchover")
     assert res.returncode == 1 and "single-instance" in res.stderr and "termination hook" in res.stderr
+
+
+def test_hostile_pause_records_on_efs_neither_crash_nor_pause_mqguard(harness: Harness) -> None:
+    """Issue 16 items 1 and 6: until 1e300 / Infinity / year 10000, since 1e300: mqguard exited 1 within 0.5 s
+    (and after every restart); now each is "no pause", said once, and supervision and /status go on."""
+    _json = json
+    harness.configure(metrics={"listen": f"127.0.0.1:{free_port()}"})
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    record = Path(harness.efs.path, ".mqguard", "pause")
+    now = time.time()
+    for text in ('{"version":1,"until":1e300,"since":0,"reason":"x","by":"y"}',
+                 '{"version":1,"until":Infinity,"since":0,"reason":"x","by":"y"}',
+                 _json.dumps({"version": 1, "until": 253402300800.0, "since": now, "reason": "x", "by": "y"}),
+                 _json.dumps({"version": 1, "until": now + 600, "since": 1e300, "reason": "x", "by": "y"})):
+        record.write_text(text)
+        time.sleep(1.5)
+        assert harness.proc is not None and harness.proc.poll() is None, harness.log_text()[-3000:]
+        code, body = harness.get("/status")
+        assert code == 200 and _json.loads(body)["paused"] is None and _json.loads(body)["state"] == "running"
+    assert harness.log_text().count("ignoring the pause record") >= 3
+    record.unlink()
+    assert harness.stop() == 0

@@ -112,10 +112,11 @@ def test_a_switchover_is_not_a_bad_episode() -> None:
 
 def test_pause_record_round_trip_and_expiry_at_the_second(tmp_path: Path) -> None:
     owners = allowed_owners()
-    record = Pause(until=1000.0, reason="fix pack", by="root (uid 0) on h", since=400.0)
+    now = time.time()
+    record = Pause(until=now + 600, reason="fix pack", by="root (uid 0) on h", since=now)
     pause_mod.write(str(tmp_path), owners, record)
     assert pause_mod.read(str(tmp_path), owners) == record
-    assert record.active(999.999) and not record.active(1000.0)
+    assert record.active(now + 599.999) and not record.active(now + 600)
     assert pause_mod.clear(str(tmp_path), owners) and not pause_mod.clear(str(tmp_path), owners)
     assert pause_mod.read(str(tmp_path), owners) is None
 
@@ -129,12 +130,12 @@ def test_a_garbled_pause_record_is_no_pause(text: str) -> None:
 
 
 def test_pause_record_control_characters_are_escaped() -> None:
-    doc = {"version": 1, "until": 5, "since": 1, "reason": "a\nb\x1b[31m", "by": "x"}
+    doc = {"version": 1, "until": time.time() + 5, "since": time.time(), "reason": "a\nb\x1b[31m", "by": "x"}
     assert "\n" not in pause_mod.parse(json.dumps(doc)).reason
 
 
 def test_pause_watch_never_blocks_and_keeps_the_last_value_while_efs_hangs() -> None:
-    record = Pause(until=2e9, reason="", by="x", since=1.0)
+    record = Pause(until=time.time() + 3600, reason="", by="x", since=time.time())
     gate = threading.Event()
     answers: List[Optional[Pause]] = [record]
 
@@ -208,6 +209,6 @@ def test_pause_write_never_follows_a_link_planted_at_its_temporary_name(tmp_path
     victim = tmp_path / "victim"
     victim.write_text("keep me")
     os.symlink(victim, tmp_path / ".mqguard" / f".pause.{socket.gethostname()}.{os.getpid()}")
-    record = Pause(until=10.0, reason="r", by="b", since=1.0)
+    record = Pause(until=time.time() + 10, reason="r", by="b", since=time.time())
     pause_mod.write(str(tmp_path), owners, record)
     assert victim.read_text() == "keep me" and pause_mod.read(str(tmp_path), owners) == record
