@@ -147,6 +147,9 @@ class MqguardCollector(Collector):
         for severity in ("I", "W", "E", "S"):
             mq_msgs.add_metric([severity], tel.mq_messages.get(severity, 0))
         yield mq_msgs
+        yield GaugeMetricFamily("mqguard_state_dir_ok", "1 while mqguard's own <storage.path>/.mqguard is usable "
+                                "(pause, create lock); never part of the storage verdict.",
+                                value=0 if snap is not None and snap.state_dir_ok is False else 1)
         fdc = CounterMetricFamily("mqguard_mq_fdc_files", "FDC files MQ created that mqguard saw.")
         fdc.add_metric([], tel.fdc_files)
         yield fdc

@@ -5,17 +5,20 @@ could plant a symlink where mqguard (possibly root) is about to write. So every
 file in the directory is opened relative to a directory file descriptor, with
 ``O_NOFOLLOW``; the directory itself must be a real directory (not a link),
 owned by root, mqguard's own user or the MQ user, and writable by its owner
-only. mqguard creates it with mode 0755. A refusal says why in words and the
-caller counts it as storage bad.
+only. mqguard creates it with mode 0755. A refusal says why in words; it is
+mqguard's own problem (``state_dir_ok``), never a verdict on MQ's storage.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import pwd
 import stat
 from typing import FrozenSet, Iterable, Optional
+
+log = logging.getLogger(__name__)
 
 STATE_DIR = ".mqguard"
 DIR_MODE = 0o755
@@ -113,3 +116,21 @@ def open_regular(dir_fd: int, name: str, mode: int = 0o644) -> int:
         os.close(fd)
         raise UnsafePath(errno.EPERM, f"refusing {name}: it is not a regular file")
     return fd
+
+
+class StateDirStatus:
+    """Whether .mqguard is usable, as the last storage probe found; logged once per change (contract §24)."""
+
+    def __init__(self) -> None:
+        self.ok: Optional[bool] = None
+        self.detail = "not checked yet"
+
+    def update(self, ok: Optional[bool], detail: str) -> None:
+        if ok is None or (ok, detail) == (self.ok, self.detail):
+            return
+        was, self.ok, self.detail = self.ok, ok, detail
+        if ok and was is False:
+            log.info("mqguard's directory on EFS is usable again: %s", detail)
+        elif not ok:
+            log.error("mqguard's own directory on EFS is unusable: %s; pause, create lock and history are off until "
+                      "it is fixed; the queue manager's storage is fine and nothing is reported for this", detail)

@@ -4,19 +4,26 @@ Mount detection reads /proc/self/mountinfo only (never stat()s the mount point,
 which would hang on a dead NFS server). The probe runs on its own thread so a
 hung file system costs one stuck thread, never a stuck daemon, and a new probe
 is not started while the previous one is still stuck.
+
+The storage verdict is about what MQ needs: a file with an unpredictable name
+is created exclusively, written, fsynced, read back and removed in the queue
+manager's data and log directories (their parents until they exist). mqguard's
+own ``.mqguard`` is checked in the same pass but reported apart
+(``state_dir_ok``): a broken or hostile ``.mqguard`` on the shared EFS must be
+loud, never a reason to replace a host whose queue manager is fine (contract §24).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import socket
+import secrets
 import threading
 import time
 from dataclasses import dataclass
 from typing import FrozenSet, List, Optional, Sequence, Tuple
 
-from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, create_exclusive, open_state_dir
+from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, open_state_dir
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -90,38 +97,61 @@ def check_mount(path: str, fstypes: Sequence[str], mountinfo: str = MOUNTINFO) -
 
 @dataclass(frozen=True)
 class ProbeReading:
-    ok: bool
+    ok: bool  # what MQ needs: its data and log directories take a write, fsync and read in time
     seconds: Optional[float]  # None when it did not finish
     detail: str
+    state_dir_ok: Optional[bool] = None  # mqguard's own .mqguard (None: not known this time)
+    state_dir_detail: str = ""
 
 
-def probe_name() -> str:
-    return f"probe-{socket.gethostname()}-{os.getpid()}"
+PROBE_PREFIX = ".mqguard-probe-"
 
 
-def probe_file(path: str) -> str:
-    return os.path.join(path, STATE_DIR, probe_name())
-
-
-def _probe_once(path: str, owners: FrozenSet[int]) -> None:
-    """create / write / fsync / read back / unlink a small file, never through a link."""
-    dir_fd = open_state_dir(path, owners)
+def _write_probe(dir_fd: int) -> None:
+    """create / write / fsync / read back / unlink a small file with an unpredictable name, never through a link."""
+    name = PROBE_PREFIX + secrets.token_hex(8)
+    payload = f"mqguard {os.getpid()} {time.time():.6f}\n".encode()
+    fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
-        name = probe_name()
-        payload = f"mqguard {os.getpid()} {time.time():.6f}\n".encode()
-        fd = create_exclusive(dir_fd, name)
-        try:
-            os.write(fd, payload)
-            os.fsync(fd)
-            os.lseek(fd, 0, os.SEEK_SET)
-            back = os.read(fd, len(payload) + 1)
-        finally:
-            os.close(fd)
-        os.unlink(name, dir_fd=dir_fd)
+        os.write(fd, payload)
+        os.fsync(fd)
+        os.lseek(fd, 0, os.SEEK_SET)
+        back = os.read(fd, len(payload) + 1)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
+        os.unlink(name, dir_fd=dir_fd)
     if back != payload:
         raise OSError(f"read back {len(back)} bytes that differ from what was written")
+
+
+def probe_targets(path: str, dirs: Sequence[str]) -> List[str]:
+    """MQ's directories that exist (the data and log parents), else the storage path itself (before a create)."""
+    found = [d for d in dirs if os.path.isdir(d)]
+    return found or [path]
+
+
+def _probe_mq(targets: Sequence[str]) -> None:
+    for target in targets:
+        dir_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _write_probe(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _probe_state_dir(path: str, owners: FrozenSet[int]) -> Tuple[bool, str]:
+    """Is <path>/.mqguard usable (a real directory, right owner and mode, writable)? Never MQ's verdict."""
+    try:
+        dir_fd = open_state_dir(path, owners)
+        try:
+            _write_probe(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except UnsafePath as exc:
+        return False, str(exc.strerror)
+    except OSError as exc:
+        return False, f"{os.path.join(path, STATE_DIR)} is not writable: {exc.strerror or exc}"
+    return True, f"{os.path.join(path, STATE_DIR)} ok"
 
 
 def _hint(exc: OSError) -> str:
@@ -134,13 +164,14 @@ def _hint(exc: OSError) -> str:
 class StorageProber:
     """Runs probes on a helper thread; at most one is ever outstanding."""
 
-    def __init__(self, path: str, owners: Optional[FrozenSet[int]] = None) -> None:
+    def __init__(self, path: str, owners: Optional[FrozenSet[int]] = None, dirs: Sequence[str] = ()) -> None:
         self.path = path
         self.owners = owners if owners is not None else allowed_owners()
+        self.dirs = tuple(dirs)  # MQ's directories to probe (data and log parents); the path until they exist
         self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
         self._started = 0.0
-        self._result: Optional[Tuple[bool, float, str]] = None
+        self._result: Optional[Tuple[bool, float, str, Optional[bool], str]] = None
         self._done = threading.Event()
 
     def probe(self, timeout: float) -> ProbeReading:
@@ -159,23 +190,25 @@ class StorageProber:
         result = self._take_result()
         if result is None:  # cannot happen: done is set only after _result
             return ProbeReading(False, None, "probe finished without a result")
-        ok, seconds, detail = result
+        ok, seconds, detail, state_ok, state_detail = result
         if ok and seconds > timeout:
-            return ProbeReading(False, seconds, f"probe took {seconds:.2f}s (limit {timeout:g}s)")
-        return ProbeReading(ok, seconds, detail)
+            return ProbeReading(False, seconds, f"probe took {seconds:.2f}s (limit {timeout:g}s)", state_ok,
+                                state_detail)
+        return ProbeReading(ok, seconds, detail, state_ok, state_detail)
 
-    def _take_result(self) -> Optional[Tuple[bool, float, str]]:
-        return self._result
+    def _take_result(self) -> Optional[Tuple[bool, float, str, Optional[bool], str]]:
+        return self._result  # (a method: mypy would keep the None assigned above in probe())
 
     def _run(self, done: threading.Event) -> None:
         start = time.monotonic()
         try:
-            _probe_once(self.path, self.owners)
-            self._result = (True, time.monotonic() - start, "probe ok")
-        except UnsafePath as exc:
-            self._result = (False, time.monotonic() - start, str(exc.strerror))
+            targets = probe_targets(self.path, self.dirs)
+            _probe_mq(targets)
+            ok, seconds, detail = True, time.monotonic() - start, "probe ok"
         except OSError as exc:
-            self._result = (False, time.monotonic() - start, f"probe failed: {exc}{_hint(exc)}")
+            ok, seconds, detail = False, time.monotonic() - start, f"probe failed: {exc}{_hint(exc)}"
+        state_ok, state_detail = _probe_state_dir(self.path, self.owners) if ok else (None, "")
+        self._result = (ok, seconds, detail, state_ok, state_detail)
         done.set()
 
     @property

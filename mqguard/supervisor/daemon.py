@@ -35,7 +35,7 @@ from mqguard.mq.service import Role, build_service, role_of
 from mqguard.mq.status import QmStatus
 from mqguard.notify import Notifier
 from mqguard.pause import Pause, PauseWatch
-from mqguard.statedir import allowed_owners
+from mqguard.statedir import StateDirStatus, allowed_owners
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount
 from mqguard.supervisor.hooks import Hooks
 from mqguard.supervisor.jobs import Jobs
@@ -93,7 +93,8 @@ class Daemon:
                                        self.telemetry.mq_message, self.telemetry.fdc)
         self._diagnostics_started = False
         self.owners = allowed_owners(qm.run_as)
-        self.prober = StorageProber(cfg.storage.path, self.owners)
+        self.prober = StorageProber(cfg.storage.path, self.owners, (self.control.data_parent, self.control.log_parent))
+        self.state_dir = StateDirStatus()  # .mqguard: said once per change, never MQ's storage verdict
         self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self.wake,  # shared by the pair, on EFS
                                       pause_max=cfg.control.pause_max, wall=self.clock.wall)
         self.state_listeners: List[Callable[[State, State, str, str], None]] = []  # (new, old, reason, role)
@@ -260,6 +261,7 @@ class Daemon:
         if mount.ok:
             self.pause_watch.refresh()  # in the background; the last value read holds meanwhile
             probe = self.prober.probe(cfg.storage.probe_timeout)
+            self.state_dir.update(probe.state_dir_ok, probe.state_dir_detail)
             if probe.seconds is not None:
                 self.telemetry.probe(probe.seconds)
             storage_ok = probe.ok

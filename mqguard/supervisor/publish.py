@@ -47,6 +47,8 @@ def compose(d: Daemon, obs: Optional[Observation], verdict: Optional[Verdict]) -
         qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, cfg.queue_manager.multi_instance)),
         paused=asdict(pause) if pause else None,
         going_away=d.going_away is not None,
+        state_dir_ok=d.state_dir.ok,
+        state_dir_detail=d.state_dir.detail,
         mq_errors=[{"time": m.time, "id": m.id, "text": m.text, "source": m.source} for m in d.diagnostics.recent()],
     )
     return replace(snap, summary=summary_line(

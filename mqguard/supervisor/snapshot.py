@@ -39,6 +39,8 @@ class Snapshot:
     aws_error: Optional[Dict[str, Any]] = None  # the last AWS error retrying cannot fix, until fixed
     paused: Optional[Dict[str, Any]] = None  # {"until", "reason", "by", "since"} while a pause is in force
     going_away: bool = False  # the instance is being terminated (or a spot interruption is announced)
+    state_dir_ok: Optional[bool] = None  # <storage.path>/.mqguard usable (None: not checked yet)
+    state_dir_detail: str = ""
     mq_errors: List[Dict[str, str]] = field(default_factory=list)  # MQ's last messages: {"time","id","text","source"}
 
     def to_json(self) -> Dict[str, Any]:

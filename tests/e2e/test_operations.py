@@ -332,3 +332,30 @@ def test_hostile_pause_records_on_efs_neither_crash_nor_pause_mqguard(harness: H
     assert harness.log_text().count("ignoring the pause record") >= 3
     record.unlink()
     assert harness.stop() == 0
+
+
+def test_a_broken_state_directory_is_loud_but_never_a_reason_to_report(harness: Harness) -> None:
+    """Issue 16 item 3: a .mqguard made 0777, owned by another uid or replaced by a file made storage count as bad
+    and every instance (and every replacement) was reported after the grace period."""
+    harness.configure(metrics={"listen": f"127.0.0.1:{free_port()}"}, health={"grace_period": "2s"})
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    state = Path(harness.efs.path, ".mqguard")
+    os.chmod(state, 0o777)
+    wait_until(lambda: json.loads(harness.get("/status")[1])["state_dir_ok"] is False, 10, "state_dir_ok false")
+    time.sleep(3)  # past the grace period
+    doc = json.loads(harness.get("/status")[1])
+    assert doc["state"] == "running" and doc["storage_ok"] and "lets others write" in doc["state_dir_detail"]
+    assert b"mqguard_state_dir_ok 0.0" in harness.get("/metrics")[1]
+    os.chmod(state, 0o755)
+    shutil.rmtree(state)
+    state.write_text("not a directory")
+    wait_until(lambda: "not a directory" in json.loads(harness.get("/status")[1])["state_dir_detail"], 10, "file")
+    time.sleep(3)
+    assert json.loads(harness.get("/status")[1])["state"] == "running"
+    state.unlink()
+    wait_until(lambda: json.loads(harness.get("/status")[1])["state_dir_ok"] is True, 10, "usable again")
+    log = harness.log_text()
+    assert "instance is unhealthy" not in log and "QM1: failed" not in log
+    assert log.count("mqguard's own directory on EFS is unusable") == 2  # once per change, not per cycle
+    assert harness.stop() == 0

@@ -1,4 +1,8 @@
-"""The .mqguard directory on a real FUSE "EFS", probed as an attacker with write access to EFS would."""
+"""The .mqguard directory on a real FUSE "EFS", probed as an attacker with write access to EFS would.
+
+Issue 16 item 3: each broken .mqguard below made storage count as bad before (and the instance was reported
+after the grace period); now the storage verdict is MQ's and .mqguard is reported apart (state_dir_ok).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 
 from mqguard.mq.prepare import CreateLock, PrepareError
 from mqguard.statedir import allowed_owners
-from mqguard.storage import StorageProber, probe_file
+from mqguard.storage import PROBE_PREFIX, StorageProber
 from tests.peers.efs import FakeEfs
 
 OWNERS = allowed_owners()
@@ -29,14 +33,15 @@ def test_a_new_state_directory_is_created_writable_by_its_owner_only(efs: FakeEf
     assert stat.S_IMODE(st.st_mode) & 0o022 == 0 and st.st_uid == os.geteuid()
 
 
-def test_symlink_planted_at_the_probe_path_is_not_written_through(efs: FakeEfs, tmp_path: Path) -> None:
-    target = victim(tmp_path)
-    os.makedirs(Path(efs.path, ".mqguard"), mode=0o755, exist_ok=True)
-    os.symlink(target, probe_file(efs.path))
-    reading = StorageProber(efs.path, OWNERS).probe(3.0)
-    assert reading.ok, reading.detail
-    assert target.read_text() == "precious\n"
-    assert not os.path.lexists(probe_file(efs.path))  # the planted link is gone, and our probe file too
+def test_probe_names_are_unpredictable_and_a_directory_at_the_old_name_changes_nothing(efs: FakeEfs) -> None:
+    os.makedirs(Path(efs.path, ".mqguard", f"probe-{os.uname().nodename}-{os.getpid()}"))  # the old, guessable name
+    names = set()
+    for _ in range(3):
+        reading = StorageProber(efs.path, OWNERS).probe(3.0)
+        assert reading.ok and reading.state_dir_ok, reading
+    for entry in os.listdir(efs.path):
+        names.add(entry)
+    assert not [n for n in names if n.startswith(PROBE_PREFIX)], "probe files are removed"
 
 
 def test_state_directory_that_is_a_symlink_is_refused(efs: FakeEfs, tmp_path: Path) -> None:
@@ -44,7 +49,7 @@ def test_state_directory_that_is_a_symlink_is_refused(efs: FakeEfs, tmp_path: Pa
     elsewhere.mkdir()
     os.symlink(elsewhere, Path(efs.path, ".mqguard"))
     reading = StorageProber(efs.path, OWNERS).probe(3.0)
-    assert not reading.ok and "symbolic link" in reading.detail
+    assert reading.ok and reading.state_dir_ok is False and "symbolic link" in reading.state_dir_detail
     assert list(elsewhere.iterdir()) == []
 
 
@@ -53,7 +58,7 @@ def test_state_directory_owned_by_someone_else_is_refused(efs: FakeEfs) -> None:
     d.mkdir(mode=0o755)
     os.chown(d, 54321, 54321)
     reading = StorageProber(efs.path, OWNERS).probe(3.0)
-    assert not reading.ok and "owned by uid 54321" in reading.detail
+    assert reading.ok and reading.state_dir_ok is False and "owned by uid 54321" in reading.state_dir_detail
 
 
 def test_state_directory_writable_by_others_is_refused(efs: FakeEfs) -> None:
@@ -61,13 +66,13 @@ def test_state_directory_writable_by_others_is_refused(efs: FakeEfs) -> None:
     d.mkdir()
     os.chmod(d, 0o777)
     reading = StorageProber(efs.path, OWNERS).probe(3.0)
-    assert not reading.ok and "lets others write" in reading.detail
+    assert reading.ok and reading.state_dir_ok is False and "lets others write" in reading.state_dir_detail
 
 
 def test_state_directory_that_is_a_file_is_refused(efs: FakeEfs) -> None:
     Path(efs.path, ".mqguard").write_text("x")
     reading = StorageProber(efs.path, OWNERS).probe(3.0)
-    assert not reading.ok and "not a directory" in reading.detail
+    assert reading.ok and reading.state_dir_ok is False and "not a directory" in reading.state_dir_detail
 
 
 def test_create_lock_never_follows_a_planted_link(efs: FakeEfs, tmp_path: Path) -> None:

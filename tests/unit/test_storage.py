@@ -42,7 +42,8 @@ def test_probe_on_real_fuse_mount(efs: FakeEfs) -> None:
     assert not check_mount(efs.path, ("nfs4",)).ok
     reading = StorageProber(efs.path).probe(2.0)
     assert reading.ok and reading.seconds is not None and reading.seconds < 2.0
-    assert list(Path(efs.src, ".mqguard").iterdir()) == []  # the probe file is removed
+    assert list(Path(efs.src, ".mqguard").iterdir()) == []  # the probe files are removed
+    assert not [p for p in Path(efs.src).iterdir() if p.name.startswith(".mqguard-probe-")]
 
 
 def test_frozen_mount_times_out_and_never_piles_up(efs: FakeEfs) -> None:
@@ -73,4 +74,7 @@ def test_probe_failure_on_unwritable_storage(tmp_path: Path) -> None:
     target.mkdir()
     (target / ".mqguard").write_text("not a directory")
     reading = StorageProber(str(target)).probe(2.0)
-    assert not reading.ok and "not a directory" in reading.detail
+    assert reading.ok and not reading.state_dir_ok and "not a directory" in reading.state_dir_detail
+    (target / "logs").write_text("a file where MQ's log directory should be")
+    reading = StorageProber(str(target), dirs=(str(target / "logs"), str(target / "missing"))).probe(2.0)
+    assert reading.ok, "only existing directories are MQ's: before they exist the storage path is probed"
