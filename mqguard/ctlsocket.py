@@ -38,6 +38,7 @@ OPERATIONS = ("pause", "resume", "switchover")
 MAX_LINE = 16 * 1024
 REQUEST_DEADLINE = 5.0  # to send the request line
 MAX_HANDLERS = 4
+ROOT_HANDLERS = 2
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class ControlServer:
         self.sock: Optional[socket.socket] = None
         self._stop = threading.Event()
         self._slots = threading.BoundedSemaphore(MAX_HANDLERS)
+        self._root_slots = threading.BoundedSemaphore(ROOT_HANDLERS)  # root is never locked out by others
+        self._refusals = 0
+        self._last_refusal_log = -1.0
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
@@ -178,26 +182,46 @@ class ControlServer:
                     return
                 time.sleep(0.1)  # e.g. EMFILE: do not spin
                 continue
-            if not self._slots.acquire(blocking=False):
-                _reply(conn, False, "busy: other control requests are being served; try again")
-                conn.close()
-                continue
-            threading.Thread(target=self._handle, args=(conn,), name="control-request", daemon=True).start()
+            self._admit(conn)
 
-    def _handle(self, conn: socket.socket) -> None:
+    def _admit(self, conn: socket.socket) -> None:
+        """Who is it (SO_PEERCRED, instant), before any slot is taken or anything is read: a refused peer costs
+        nothing, and root has slots of its own, so silent connections of others never lock root out."""
+        try:
+            peer = peer_of(conn)
+        except OSError:
+            conn.close()
+            return
+        if not may_control(peer, self.group):
+            self._refused(peer)
+            _reply(conn, False, f"permission denied: only root and members of group {self.group} may pause, "
+                                "resume or switch over", timeout=0.5)
+            conn.close()
+            return
+        slots = self._root_slots if peer.uid == 0 else self._slots
+        if not slots.acquire(blocking=False):
+            _reply(conn, False, "busy: other control requests are being served; try again", timeout=0.5)
+            conn.close()
+            return
+        threading.Thread(target=self._handle, args=(conn, peer, slots), name="control-request", daemon=True).start()
+
+    def _refused(self, peer: Peer) -> None:
+        now = time.monotonic()
+        self._refusals += 1
+        if now - self._last_refusal_log >= 1.0:  # a flood of refused connects must not flood the log
+            log.warning("control socket: refused a request from %s (uid %d, pid %d): not root or a member of "
+                        "group %s (%d refused since the last such line)", peer.name, peer.uid, peer.pid, self.group,
+                        self._refusals)
+            self._last_refusal_log, self._refusals = now, 0
+
+    def _handle(self, conn: socket.socket, peer: Peer, slots: threading.BoundedSemaphore) -> None:
         try:
             with conn:
-                peer = peer_of(conn)
                 line = _read_line(conn, time.monotonic() + REQUEST_DEADLINE)
                 try:
                     op, args = parse_request(line)
                 except ValueError as exc:
                     _reply(conn, False, f"bad request: {exc}")
-                    return
-                if not may_control(peer, self.group):
-                    log.warning("control socket: refused %s from %s (uid %d, pid %d): not root or a member of "
-                                "group %s", op, peer.name, peer.uid, peer.pid, self.group)
-                    _reply(conn, False, f"permission denied: only root and members of group {self.group} may {op}")
                     return
                 try:
                     ok, message = self.handler(Request(op, peer, args))
@@ -208,7 +232,7 @@ class ControlServer:
         except OSError as exc:
             log.info("control socket: a client went away: %s", exc)
         finally:
-            self._slots.release()
+            slots.release()
 
 
 def _read_line(conn: socket.socket, deadline: float) -> bytes:
@@ -225,9 +249,9 @@ def _read_line(conn: socket.socket, deadline: float) -> bytes:
     return buf.split(b"\n", 1)[0]
 
 
-def _reply(conn: socket.socket, ok: bool, message: str) -> None:
+def _reply(conn: socket.socket, ok: bool, message: str, timeout: float = 5.0) -> None:
     try:
-        conn.settimeout(5.0)
+        conn.settimeout(timeout)
         conn.sendall(json.dumps({"v": PROTOCOL, "ok": ok, "message": message}).encode() + b"\n")
     except OSError:
         pass

@@ -209,7 +209,7 @@ def test_control_socket_admits_root_and_group_members_only(harness: Harness, use
         # a process that holds the group without being a member in the user database: the daemon refuses and logs
         res = as_user(other, f"--groups={group}")
         assert res.returncode == 1 and "permission denied" in res.stderr, res.stderr
-        h.wait_log(rf"control socket: refused pause from {other}")
+        h.wait_log(rf"control socket: refused a request from {other}")
         res = as_user(member)
         assert res.returncode == 0, res.stderr
         h.wait_log(r"QM1: paused")

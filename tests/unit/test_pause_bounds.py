@@ -131,3 +131,44 @@ def test_the_control_socket_refuses_seconds_that_are_not_a_positive_finite_numbe
     assert not (tmp_path / ".mqguard" / "pause").exists() and watch.current is None
     ok, message = ops.pause(Request("pause", Peer(1, 0, 0), {"seconds": 60, "reason": "x"}))
     assert ok and json.loads((tmp_path / ".mqguard" / "pause").read_text())["until"] > time.time()
+
+
+def test_silent_connections_of_group_members_never_lock_root_out() -> None:
+    """Item 8: four silent connections from any mqm process took every slot before the read and the permission
+    check, and root got "busy" for as long as they stayed."""
+    import grp
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    from mqguard.ctlsocket import ControlServer, ask
+
+    try:
+        grp.getgrnam("nogroup")
+    except KeyError:
+        pytest.skip("no group nogroup on this machine (the test runs a member of it as nobody)")
+    if os.geteuid() != 0:
+        pytest.skip("needs root: connects as nobody and as root")
+    where = tempfile.mkdtemp(dir="/tmp")
+    os.chmod(where, 0o755)
+    path = os.path.join(where, "ctl.sock")
+    server = ControlServer(path, "nogroup", lambda req: (True, f"{req.op} by uid {req.peer.uid}"))
+    server.start()
+    silent = [subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+                                "-c", "import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
+                                "print('in', flush=True); time.sleep(20)", path], stdout=subprocess.PIPE)
+              for _ in range(6)]
+    try:
+        for proc in silent:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == b"in"
+        time.sleep(0.3)
+        ok, message = ask(path, "resume", 3.0)
+        assert ok and message == "resume by uid 0", message
+    finally:
+        for proc in silent:
+            proc.kill()
+            proc.wait()
+        server.stop()
+        shutil.rmtree(where, ignore_errors=True)
