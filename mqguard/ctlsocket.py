@@ -272,7 +272,10 @@ def ask(path: str, op: str, timeout: float, **args: Any) -> Reply:
             sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError):
             raise NotRunning(f"mqguard is not running (nothing answers on {path})") from None
-        sock.sendall(json.dumps({"v": PROTOCOL, "op": op, **args}).encode() + b"\n")
+        try:
+            sock.sendall(json.dumps({"v": PROTOCOL, "op": op, **args}).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before it read anything (permission denied, busy): its answer is waiting to be read
         line = _read_line(sock, time.monotonic() + timeout)
     finally:
         sock.close()
