@@ -73,7 +73,9 @@ def make_client(region: str, endpoint_url: str, imds_url: str = "") -> Any:
         region_name=region,
         connect_timeout=3,
         read_timeout=10,
-        retries={"mode": "standard", "max_attempts": 3},
+        # one HTTP attempt per call: mqguard's own loop (call_until_done) retries with backoff and asks
+        # before each attempt whether it is still wanted (a report for an episode that ended must not go out)
+        retries={"mode": "standard", "total_max_attempts": 1},  # ("max_attempts" would count RETRIES)
         user_agent_extra="mqguard",
     )
     return boto3.session.Session(botocore_session=core).client(

@@ -87,8 +87,8 @@ def test_set_unhealthy_flips_health_in_moto(moto: MotoAsg, imds: ImdsServer) -> 
 
 
 def test_throttling_and_5xx_are_retried_and_counted(moto: MotoAsg, imds: ImdsServer) -> None:
-    # botocore's standard retries (3 attempts) absorb the first failures; our
-    # outer loop takes over when a whole boto call fails. Every attempt is counted.
+    # botocore makes one attempt per call (its retries are off): mqguard's loop retries,
+    # asking again before each attempt. Every attempt is counted.
     proxy = FaultProxy(moto.url, ["throttle", "500", "reset"]).start()
     try:
         calls: list = []  # type: ignore[type-arg]
@@ -203,6 +203,23 @@ def test_a_report_for_an_episode_that_ended_is_not_sent(moto: MotoAsg, imds: Imd
         assert not reporter.reported
         assert moto.health() == "Healthy"
         assert not [a for a, step in proxy.seen if a == "SetInstanceHealth" and step == "pass"]
+    finally:
+        proxy.stop()
+
+
+def test_the_episode_is_asked_again_before_every_http_attempt(moto: MotoAsg, imds: ImdsServer) -> None:
+    """Issue 16 item 4: botocore retried inside one mqguard attempt, so a report reached AWS seconds after the
+    queue manager ran again. Now mqguard owns every retry and asks "still bad?" before each HTTP attempt."""
+    proxy = FaultProxy(moto.url, ["500"]).start()
+    try:
+        calls: list = []  # type: ignore[type-arg]
+        asg = asg_for(moto, imds, proxy.url, calls)
+        reporter = Reporter(ReportMode.AUTOSCALING, asg, True, threading.Event(), backoff=Backoff(base=0.2, cap=0.3))
+        answers = [True]  # bad when the first attempt goes out; recovered right after it
+        reporter.report("test", lambda: answers.pop(0) if answers else False)
+        reporter.join(15)
+        assert [step for action, step in proxy.seen if action == "SetInstanceHealth"] == ["500"], proxy.seen
+        assert not reporter.reported and moto.health() == "Healthy"
     finally:
         proxy.stop()
 
