@@ -82,7 +82,8 @@ class App:
         if cfg.metrics.listen is not None:
             host, port = cfg.metrics.listen
             self.http = HttpEndpoint(host, port, self.daemon.snapshot, self.registry,
-                                     lambda: stale_after(self.daemon.cfg))  # follows a reloaded poll_interval
+                                     lambda: stale_after(self.daemon.cfg),  # follows a reloaded poll_interval
+                                     count=self.telemetry.http_connection)
 
     def _instance_id(self) -> Optional[str]:
         asg = self.daemon.autoscaling

@@ -7,9 +7,9 @@ even while EFS hangs.
 The port may be reachable by clients that are not friendly. Nothing a client
 does may make mqguard unhealthy or report the instance, so the endpoint is one
 thread with a selector and fixed bounds: at most ``max_connections`` open (when
-full, the longest-idle connection without an answer in flight makes room, so a
-crowd of idle or dripping clients cannot lock a load balancer out; if every
-one is busy the newcomer is closed at once), request headers of at most ``MAX_HEADER``
+full, the connection whose last request is oldest makes room, idle or with an
+answer it never reads, so a crowd of idle, dripping or pipelining clients cannot
+lock a load balancer out; evictions counted), request headers of at most ``MAX_HEADER``
 bytes (else 431), a deadline for a request's headers and an idle limit between
 keep-alive requests, GET and HEAD only, and no request body. ``/metrics`` is
 rendered at most once per ``METRICS_TTL`` and shared by every scraper, so a
@@ -108,8 +108,9 @@ class _Conn:
 class HttpEndpoint:
     def __init__(self, host: str, port: int, snapshot: SnapshotSource, registry: CollectorRegistry,
                  stale_after: float | Callable[[], float], wall: Callable[[], float] = time.time,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS, count: Callable[[str], None] = lambda result: None) -> None:
         self.snapshot = snapshot
+        self.count = count  # evicted / refused, for mqguard_http_connections_total
         self.registry = registry
         # a callable follows a reloaded poll_interval
         self._stale_after = stale_after if callable(stale_after) else (lambda: float(stale_after))
@@ -132,6 +133,7 @@ class HttpEndpoint:
         self._conns: Dict[int, _Conn] = {}
         self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._accept_paused_until = 0.0
+        self._pressure_said = -60.0
         self.thread: Optional[threading.Thread] = None
 
     @property
@@ -202,6 +204,8 @@ class HttpEndpoint:
                 return
             if len(self._conns) >= self.max_connections and not self._make_room():
                 self.refused += 1
+                self.count("refused")
+                self._say_pressure()
                 sock.close()  # refused at once, never queued behind the others
                 continue
             sock.setblocking(False)
@@ -211,13 +215,26 @@ class HttpEndpoint:
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
     def _make_room(self) -> bool:
-        """Close the connection that has waited longest without asking anything; False if all are busy."""
-        idle = [c for c in self._conns.values() if not c.outbuf and not c.close_after]
-        if not idle:
+        """Close an idle connection, else the one whose last request is oldest even with an answer in flight: a
+        crowd that pipelines requests and never reads its answers must not lock out a load balancer's fresh
+        check (a newcomer is always the youngest, so it is never the one closed for the next)."""
+        if not self._conns:
             return False
-        self._close(min(idle, key=lambda c: c.last_request))
+        idle = [c for c in self._conns.values() if not c.outbuf and not c.close_after]
+        oldest = min(idle or list(self._conns.values()), key=lambda c: c.last_request)
+        self._close(oldest)
         self.evicted += 1
+        self.count("evicted")
+        self._say_pressure()
         return True
+
+    def _say_pressure(self) -> None:
+        now = time.monotonic()
+        if now - self._pressure_said >= 60.0:  # rate-limited: a flood must not flood the log too
+            self._pressure_said = now
+            log.warning("http: at the connection cap (%d): %d connections evicted and %d refused so far "
+                        "(mqguard_http_connections_total{result}); a flood?", self.max_connections, self.evicted,
+                        self.refused)
 
     def _read(self, conn: _Conn) -> None:
         data = conn.sock.recv(16384)

@@ -150,6 +150,11 @@ class MqguardCollector(Collector):
         yield GaugeMetricFamily("mqguard_state_dir_ok", "1 while mqguard's own <storage.path>/.mqguard is usable "
                                 "(pause, create lock); never part of the storage verdict.",
                                 value=0 if snap is not None and snap.state_dir_ok is False else 1)
+        http = CounterMetricFamily("mqguard_http_connections", "HTTP connections closed at the connection cap: "
+                                   "evicted to make room, or refused.", labels=["result"])
+        for result in ("evicted", "refused"):
+            http.add_metric([result], tel.http_connections.get(result, 0))
+        yield http
         fdc = CounterMetricFamily("mqguard_mq_fdc_files", "FDC files MQ created that mqguard saw.")
         fdc.add_metric([], tel.fdc_files)
         yield fdc

@@ -64,6 +64,11 @@ class Telemetry:
         self.hook_runs: DefaultDict[str, int] = defaultdict(int)  # on_state_change runs by result
         self.mq_messages: DefaultDict[str, int] = defaultdict(int)  # MQ error-log messages by severity I/W/E/S
         self.fdc_files = 0
+        self.http_connections: DefaultDict[str, int] = defaultdict(int)  # closed for room: evicted, refused
+
+    def http_connection(self, result: str) -> None:
+        with self._lock:
+            self.http_connections[result] += 1
 
     def mq_message(self, severity: str, n: int) -> None:
         with self._lock:
@@ -112,4 +117,5 @@ class Telemetry:
             copy.hook_runs = defaultdict(int, self.hook_runs)
             copy.mq_messages = defaultdict(int, self.mq_messages)
             copy.fdc_files = self.fdc_files
+            copy.http_connections = defaultdict(int, self.http_connections)
             return copy

@@ -138,7 +138,6 @@ def test_silent_connections_of_group_members_never_lock_root_out() -> None:
     check, and root got "busy" for as long as they stayed."""
     import grp
     import shutil
-    import socket
     import subprocess
     import sys
     import tempfile
