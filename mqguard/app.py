@@ -75,7 +75,8 @@ class App:
         self.hook: Optional[StateHook] = None
         if cfg.hooks.on_state_change:
             self.hook = StateHook(cfg.hooks.on_state_change, cfg.hooks.timeout, cfg.queue_manager.name,
-                                  self._instance_id, self.telemetry.hook_run)
+                                  self._instance_id, self.telemetry.hook_run,
+                                  pass_aws_credentials=cfg.hooks.pass_aws_credentials)
             hook = self.hook
             d.state_listeners.append(lambda new, old, reason, role: hook.notify(new.value, old.value, reason, role))
         self.http: Optional[HttpEndpoint] = None

@@ -167,6 +167,7 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
     "hooks": {
         "on_state_change": Option("", _optional_abs_path, "program run on each state change; empty = none"),
         "timeout": Option("30s", duration(1, HOUR), "a hook still running after this is killed"),
+        "pass_aws_credentials": Option("false", parse_bool, "give hooks mqguard's static AWS_* credentials"),
     },
 }
 

@@ -97,6 +97,7 @@ class ControlConfig:
 class HooksConfig:
     on_state_change: str
     timeout: float
+    pass_aws_credentials: bool
 
 
 @dataclass(frozen=True)

@@ -116,10 +116,32 @@ def test_no_shell_a_state_name_cannot_inject(tmp_path: Path) -> None:
 def test_environment_keeps_only_what_a_hook_needs() -> None:
     from mqguard.statehook import hook_environment
 
-    env = hook_environment(Change("running", "starting", "why", "active"), None,
-                           {"PATH": "/bin", "AWS_REGION": "eu-west-1", "NOTIFY_SOCKET": "/run/x", "SECRET": "s",
-                            "WATCHDOG_USEC": "1"})
+    base = {"PATH": "/bin", "AWS_REGION": "eu-west-1", "NOTIFY_SOCKET": "/run/x", "SECRET": "s",
+            "WATCHDOG_USEC": "1", "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "k", "AWS_SESSION_TOKEN": "t"}
+    env = hook_environment(Change("running", "starting", "why", "active"), None, base)
+    # issue 16 item 10: mqguard's static credentials reached every hook
     assert env == {"PATH": "/bin", "AWS_REGION": "eu-west-1", "MQGUARD_REASON": "why", "MQGUARD_ROLE": "active"}
+    env = hook_environment(Change("running", "starting", "why", "active"), None, base, credentials=True)
+    assert env["AWS_SECRET_ACCESS_KEY"] == "k" and env["AWS_SESSION_TOKEN"] == "t"
+
+
+def test_a_hooks_processes_in_other_sessions_are_ended_at_the_timeout(tmp_path: Path) -> None:
+    """Issue 16 item 10: grandchildren that called setsid survived the timeout (3 left running)."""
+    import subprocess
+
+    script = tmp_path / "hook"
+    script.write_text("#!/bin/sh\nfor i in 1 2 3; do setsid sleep 300 & done\nsleep 300\n")
+    script.chmod(0o755)
+    counter = Counter()
+    hook = StateHook(str(script), 1, "QM1", lambda: None, counter, base_env={"PATH": os.environ["PATH"]})
+    try:
+        hook.notify("running", "starting", "x", "active")
+        wait_until(lambda: counter.results == ["timeout"], 15, "the timeout")
+    finally:
+        hook.stop()
+    left = subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True, text=True).stdout.split()
+    mine = [p for p in left if b"MQGUARD_HOOK_RUN=" in Path(f"/proc/{p}/environ").read_bytes()]
+    assert mine == [], f"setsid'd children of the hook still run: {mine}"
 
 
 @pytest.mark.skipif(shutil.which("aws") is None, reason="the AWS CLI is not installed (pip install awscli)")
@@ -142,7 +164,8 @@ def test_elastic_ip_example_moves_the_address_in_moto_ec2(tmp_path: Path, moto_s
         return str(ec2.describe_addresses(AllocationIds=[allocation])["Addresses"][0].get("InstanceId", ""))
 
     for instance in (first, second):  # the active role moves from one host to the other
-        hook = StateHook(str(script), 60, "QM1", lambda i=instance: i, counter, base_env=env)  # type: ignore[misc]
+        hook = StateHook(str(script), 60, "QM1", lambda i=instance: i, counter, base_env=env,  # type: ignore[misc]
+                         pass_aws_credentials=True)  # moto wants keys; on EC2 the CLI uses the instance role
         try:
             began = time.monotonic()
             hook.notify("running", "standby", "took over", "active")
