@@ -51,7 +51,7 @@ def xform_name(operation: str) -> str:
     return str(xform(operation))
 
 
-def make_client(region: str, endpoint_url: str, imds_url: str = "") -> Any:
+def make_client(region: str, endpoint_url: str, imds: Optional[Imds] = None) -> Any:
     # botocore imports urllib3's pyOpenSSL shim only to find the standard SSLContext
     # again; where the distribution ships pyOpenSSL and cryptography that import
     # costs ~6 MiB of resident memory for nothing (urllib3 then uses the standard
@@ -61,13 +61,16 @@ def make_client(region: str, endpoint_url: str, imds_url: str = "") -> Any:
     import botocore.session
     from botocore.config import Config as BotoConfig
 
+    from mqguard.aws import credentials
+
     core = botocore.session.get_session()
-    # The instance-role credentials come from IMDS too: there, as in mqguard's
-    # own client, IMDSv2 only (botocore would otherwise fall back to v1 when the
-    # token PUT fails), at the configured address.
+    # Whatever botocore still asks IMDS itself: IMDSv2 only (it would otherwise fall
+    # back to v1 when the token PUT fails), at the configured address.
     core.set_config_variable("ec2_metadata_v1_disabled", True)
-    if imds_url:
-        core.set_config_variable("ec2_metadata_service_endpoint", imds_url)
+    if imds is not None:
+        core.set_config_variable("ec2_metadata_service_endpoint", imds.base_url)
+        # the instance role's credentials: through mqguard's own bounded IMDSv2 client
+        credentials.install(core, imds)
 
     cfg = BotoConfig(
         region_name=region,
@@ -103,7 +106,7 @@ class AutoScaling:
         self._region = region
         self._endpoint_url = endpoint_url
         self._observe = observe or (lambda op, res: None)
-        self._client_factory = client_factory or (lambda region, url: make_client(region, url, imds.base_url))
+        self._client_factory = client_factory or (lambda region, url: make_client(region, url, imds))
         self._client: Any = None
         self._identity: Optional[InstanceIdentity] = None
         self._group = ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -316,8 +317,8 @@ def test_boto_credential_chain_never_falls_back_to_imdsv1(imds: ImdsServer, tmp_
     """With the token PUT refused, botocore's instance-role provider must not GET without a token."""
     imds.refuse_token = True
     script = (
-        "import sys; from mqguard.aws.autoscaling import make_client\n"
-        "try:\n    make_client('us-east-1', 'http://127.0.0.1:9', sys.argv[1]).describe_auto_scaling_instances()\n"
+        "import sys; from mqguard.aws.autoscaling import make_client; from mqguard.aws.imds import Imds\n"
+        "try:\n    make_client('us-east-1', 'http://127.0.0.1:9', Imds(sys.argv[1])).describe_auto_scaling_instances()\n"
         "except Exception as e:\n    print(type(e).__name__)\n"
     )
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
@@ -341,3 +342,44 @@ def test_the_iam_policy_example_allows_exactly_the_calls_mqguard_makes() -> None
         actions = statement["Action"]
         allowed |= set([actions] if isinstance(actions, str) else actions)
     assert allowed == {iam_action(op) for op in OPERATIONS}
+
+
+def _credentials_probe(imds_url: str, moto_url: str, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    """In a fresh process without static credentials: one Auto Scaling call, then RSS and the time it took."""
+    script = (
+        "import sys, time; from mqguard.aws.autoscaling import make_client; from mqguard.aws.imds import Imds\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    make_client('us-east-1', sys.argv[2], Imds(sys.argv[1])).describe_auto_scaling_instances()\n"
+        "    print('ok', end=' ')\n"
+        "except Exception as e:\n    print(type(e).__name__, end=' ')\n"
+        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "print(round(time.monotonic() - t, 1), hwm // 1024)\n"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    return subprocess.run([sys.executable, "-c", script, imds_url, moto_url], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_instance_role_credentials_come_through_mqguards_bounded_imds_client(imds: ImdsServer, moto: MotoAsg,
+                                                                            tmp_path: Path) -> None:
+    """Issue 16 item 9: botocore's own IMDS fetch read a 300 MB answer whole (RSS 28 -> 673 MiB) and a dripping
+    one stalled the report for ever; the role's credentials now come through mqguard's IMDSv2 client."""
+    role = "mq-instance-role"
+    imds.paths["meta-data/iam/security-credentials/"] = role
+    creds = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAEXAMPLEEXAMPLE12",
+             "SecretAccessKey": "x" * 40, "Token": "t" * 900, "Expiration": "2099-01-01T00:00:00Z"}
+    imds.paths[f"meta-data/iam/security-credentials/{role}"] = json.dumps(creds)
+    res = _credentials_probe(imds.url, moto.url, tmp_path)
+    assert res.stdout.startswith("ok "), res.stdout + res.stderr
+    assert f"GET /latest/meta-data/iam/security-credentials/{role} 200" in imds.requests
+    imds.paths[f"meta-data/iam/security-credentials/{role}"] = json.dumps({**creds, "Token": "t" * 50_000_000})
+    res = _credentials_probe(imds.url, moto.url, tmp_path)
+    outcome, took, rss_mib = res.stdout.split()
+    assert outcome != "ok" and float(rss_mib) < 120, res.stdout + res.stderr  # refused, never read whole
+    imds.paths[f"meta-data/iam/security-credentials/{role}"] = json.dumps(creds)
+    imds.drip = 0.5
+    res = _credentials_probe(imds.url, moto.url, tmp_path)
+    outcome, took, _ = res.stdout.split()
+    assert outcome != "ok" and float(took) < 30, res.stdout + res.stderr  # bounded, not a stall
