@@ -14,6 +14,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
@@ -358,4 +359,67 @@ def test_a_broken_state_directory_is_loud_but_never_a_reason_to_report(harness: 
     log = harness.log_text()
     assert "instance is unhealthy" not in log and "QM1: failed" not in log
     assert log.count("mqguard's own directory on EFS is unusable") == 2  # once per change, not per cycle
+    assert harness.stop() == 0
+
+
+def test_chaos_of_hostile_records_in_the_state_directory(harness: Harness) -> None:
+    """Issue 16 "done when": hostile writers of .mqguard (huge, infinite, NaN, far-future, wrong types, planted
+    links, FIFOs, wrong modes and owners) while MQ is healthy: mqguard never exits, never reports, and the one
+    record it obeys (a pause of days) ends within pause_max of its first sight."""
+    harness.configure(metrics={"listen": f"127.0.0.1:{free_port()}"}, control={"pause_max": "60s"},
+                      health={"grace_period": "2s"})
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    state = Path(harness.efs.path, ".mqguard")
+    record = state / "pause"
+    now = time.time()
+
+    def status() -> dict:  # type: ignore[type-arg]
+        code, body = harness.get("/status")
+        assert code == 200
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    def hostile(make: object, label: str) -> None:
+        make()  # type: ignore[operator]
+        time.sleep(1.2)
+        assert harness.proc is not None and harness.proc.poll() is None, f"{label}: {harness.log_text()[-2000:]}"
+        doc = status()
+        assert doc["paused"] is None and doc["state"] == "running", (label, doc)
+        for leftover in (record,):
+            if leftover.is_symlink() or leftover.exists():
+                leftover.unlink()
+
+    base = {"version": 1, "reason": "x", "by": "y"}
+    for label, text in [
+        ("huge", "{" + " " * 1_000_000 + "}"),
+        ("until Infinity", '{"version":1,"until":Infinity,"since":0,"reason":"x","by":"y"}'),
+        ("until NaN", '{"version":1,"until":NaN,"since":0,"reason":"x","by":"y"}'),
+        ("until 1e300", json.dumps({**base, "until": 1e300, "since": now})),
+        ("since 1e300", json.dumps({**base, "until": now + 600, "since": 1e300})),
+        ("year 10000", json.dumps({**base, "until": 253402300800.0, "since": now})),
+        ("wrong types", json.dumps({**base, "until": "tomorrow", "since": [now]})),
+        ("not an object", "[1, 2, 3]"),
+        ("binary", "\x00\xff\x1b[31m"),
+    ]:
+        hostile(lambda t=text: record.write_text(t, errors="surrogateescape"), label)
+    outside = harness.tmp / "outside.json"
+    outside.write_text(json.dumps({**base, "until": now + 600, "since": now}))
+    hostile(lambda: record.symlink_to(outside), "planted link")
+    hostile(lambda: os.mkfifo(record), "FIFO")
+    hostile(lambda: (record.write_text(json.dumps({**base, "until": now + 600, "since": now})),
+                     os.chown(record, 4321, 4321)), "foreign owner")
+    os.chmod(state, 0o777)
+    time.sleep(1.5)
+    assert status()["state_dir_ok"] is False and status()["state"] == "running"
+    os.chmod(state, 0o755)
+    # a pause of six days, written by some host: obeyed, but only for pause_max after this host first saw it
+    record.write_text(json.dumps({**base, "until": time.time() + 6 * 86400, "since": time.time()}))
+    wait_until(lambda: status()["paused"] is not None, 10, "the pause obeyed")
+    seen = time.monotonic()
+    wait_until(lambda: status()["paused"] is None and status()["state"] == "running", 75, "the pause to expire")
+    lasted = time.monotonic() - seen
+    print(f"\nFIGURE a 6-day pause record with pause_max 60s held for {lasted:.1f} s", file=sys.stderr)
+    assert lasted <= 64
+    log = harness.log_text()
+    assert "instance is unhealthy" not in log and "Traceback" not in log
     assert harness.stop() == 0
