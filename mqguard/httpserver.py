@@ -215,14 +215,13 @@ class HttpEndpoint:
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
     def _make_room(self) -> bool:
-        """Close an idle connection, else the one whose last request is oldest even with an answer in flight: a
-        crowd that pipelines requests and never reads its answers must not lock out a load balancer's fresh
-        check (a newcomer is always the youngest, so it is never the one closed for the next)."""
+        """Close the connection whose last request (or connect) is oldest, idle or with an answer in flight: a
+        crowd that pipelines requests and never reads its answers, or that drips, must not lock out a load
+        balancer's fresh check. A newcomer is the youngest, so it is never the one closed for the next (closing
+        idle ones first did exactly that to a check whose request had not arrived yet)."""
         if not self._conns:
             return False
-        idle = [c for c in self._conns.values() if not c.outbuf and not c.close_after]
-        oldest = min(idle or list(self._conns.values()), key=lambda c: c.last_request)
-        self._close(oldest)
+        self._close(min(self._conns.values(), key=lambda c: c.last_request))
         self.evicted += 1
         self.count("evicted")
         self._say_pressure()
