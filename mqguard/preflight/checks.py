@@ -25,7 +25,8 @@ PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 POLKIT_DIRS = ("/usr/share/polkit-1/rules.d", "/etc/polkit-1/rules.d")
 POLKIT_RULE = "50-mqguard.rules"
 MIN_NOFILE, MIN_NPROC = 10240, 4096  # IBM's minimums for the queue manager's processes
-EFS_OPTIONS = (("vers", "4.1"), ("hard", None), ("timeo", "600"), ("retrans", "2"), ("noresvport", None))
+EFS_OPTIONS = (("vers", "4.1"), ("hard", None), ("timeo", "600"), ("retrans", "2"), ("noresvport", None),
+               ("nodev", None), ("nosuid", None))  # the last two: a writer of EFS plants no devices or setuid files
 
 
 @dataclass(frozen=True)
@@ -149,10 +150,11 @@ def efs_mount(path: str, host: Host) -> List[Finding]:
                            "mount with hard (AWS and IBM both say so)"))
     elif missing:
         out.append(Finding("EFS mount", WARN, f"{path} ({entry.source}) lacks {', '.join(missing)}",
-                           "mount with nfsvers=4.1,hard,timeo=600,retrans=2,noresvport,_netdev (or efs-utils, tls)"))
+                           "mount with nfsvers=4.1,hard,timeo=600,retrans=2,noresvport,nodev,nosuid,_netdev (or "
+                           "efs-utils with tls,nodev,nosuid)"))
     else:
         out.append(Finding("EFS mount", PASS, f"{path} ({entry.source}, {'TLS via efs-utils' if tls else 'NFS 4.1'}, "
-                           "hard, timeo=600, retrans=2, noresvport)"))
+                           "hard, timeo=600, retrans=2, noresvport, nodev, nosuid)"))
     return out
 
 

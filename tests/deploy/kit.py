@@ -30,8 +30,9 @@ RULES = ROOT / "deploy" / "cloudformation" / "rules" / "mqguard.guard"
 CHECKOV = ROOT / "build" / "checkov-venv" / "bin" / "checkov"
 CFN_GUARD = ROOT / "build" / "cfn-guard" / "cfn-guard"
 REGION = "us-east-1"
-NFS_OPTIONS = {"nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "_netdev"}
-TLS_OPTIONS = {"tls", "iam", "_netdev"}
+# nodev,nosuid: whoever writes the shared file system must not plant devices or setuid programs for this host
+NFS_OPTIONS = {"nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "_netdev", "nodev", "nosuid"}
+TLS_OPTIONS = {"tls", "iam", "_netdev", "nodev", "nosuid"}
 MQGUARD_CALLS = {"autoscaling:SetInstanceHealth", "autoscaling:CompleteLifecycleAction",
                  "autoscaling:RecordLifecycleActionHeartbeat"}
 

@@ -22,7 +22,7 @@ GOOD: Dict[str, str] = {
     "kernel/sem": "32000\t1024000000\t500\t32000", "fs/file-max": "9223372036854775807",
     "kernel/pid_max": "4194304", "kernel/threads-max": "127704", "net/ipv4/tcp_keepalive_time": "300",
 }
-NFS_OPTS = "rw,relatime - nfs4 fs-0123.efs.eu-west-1.amazonaws.com:/ rw,vers=4.1,rsize=1048576,hard,timeo=600,retrans=2,noresvport"
+NFS_OPTS = "rw,nosuid,nodev,relatime - nfs4 fs-0123.efs.eu-west-1.amazonaws.com:/ rw,vers=4.1,rsize=1048576,hard,timeo=600,retrans=2,noresvport"
 
 
 def proc_sys(tmp: Path, **changes: str) -> str:
