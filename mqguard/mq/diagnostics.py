@@ -28,6 +28,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Set, Tuple
 
+from mqguard.mq.runner import CommandResult
 from mqguard.untrusted import loggable
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ MAX_FDC_NAMES = 100  # new FDC files named per look
 KEEP = 10  # /status mq_errors
 LOG_ENTRY = 4000  # characters of the one journal entry per look
 SEVERITIES = ("I", "W", "E", "S")
+# MQ's own commands: a failure of one of these is worth a look at MQ's error logs (systemctl's is not)
+MQ_COMMANDS = frozenset({"crtmqm", "strmqm", "endmqm", "dspmq", "dspmqinf", "addmqinf", "runmqsc", "crtmqdir"})
 
 _MESSAGE = re.compile(r"^(AMQ\d{4}([IWES])): (.*)$")
 _TIME = re.compile(r"Time\((\d{4}-\d\d-\d\dT[\d:.]+Z)\)")
@@ -206,6 +209,7 @@ class Diagnostics:
         self._lock = threading.Lock()
         self._busy = threading.Event()
         self._pending: Optional[str] = None  # an event that came while a look was running
+        self.started = False  # the baseline was taken (the queue manager is known here)
 
     def recent(self) -> List[MqMessage]:
         with self._lock:
@@ -213,7 +217,13 @@ class Diagnostics:
 
     def start(self) -> None:
         """Take the current ends as the baseline (in the background: EFS may hang)."""
+        self.started = True
         self._launch("", baseline=True)
+
+    def on_command(self, res: CommandResult, ok: bool) -> None:
+        """The command runner's observer: a failed MQ command is worth a look at MQ's own logs."""
+        if not ok and self.started and res.name in MQ_COMMANDS:
+            self.collect(f"a failed {res.name} ({res.outcome})")
 
     def collect(self, reason: str) -> bool:
         """Look for what MQ wrote since the last look and log it; False when a look is still running."""

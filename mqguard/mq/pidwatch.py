@@ -25,9 +25,18 @@ def _is_zombie(stat: bytes) -> bool:
     return stat.rsplit(b")", 1)[-1].split()[:1] == [b"Z"]
 
 
-def find_controller(qmgr: str, proc: str = PROC) -> Optional[int]:
-    """PID of a live amqzxma0 whose arguments include ``-m qmgr``."""
+def _runs(pid: int, program: bytes, proc: str) -> bool:
+    try:
+        return os.fsencode(os.path.realpath(f"{proc}/{pid}/exe")) == os.fsencode(os.path.realpath(program))
+    except OSError:
+        return False
+
+
+def find_controller(qmgr: str, proc: str = PROC, bin_dir: str = "") -> Optional[int]:
+    """PID of a live amqzxma0 whose arguments include ``-m qmgr`` (of the installation in ``bin_dir``, when given:
+    another installation on the host may run a queue manager of the same name)."""
     want = qmgr.encode()
+    program = os.path.join(os.path.normpath(bin_dir), CONTROLLER).encode() if bin_dir else b""
     try:
         pids = [int(p) for p in os.listdir(proc) if p.isdigit()]
     except OSError:
@@ -41,6 +50,8 @@ def find_controller(qmgr: str, proc: str = PROC) -> Optional[int]:
                 continue
         except OSError:
             continue  # exited while we looked
+        if program and program not in args[:2] and not _runs(pid, program, proc):
+            continue  # argv[0] (or argv[1] of an interpreted stand-in), or the executable itself
         if any(a == b"-m" and i + 1 < len(args) and args[i + 1] == want for i, a in enumerate(args)):
             return pid
     return None
@@ -49,9 +60,10 @@ def find_controller(qmgr: str, proc: str = PROC) -> Optional[int]:
 class ControllerWatch:
     """Holds a pidfd for the current amqzxma0, if any."""
 
-    def __init__(self, qmgr: str, proc: str = PROC) -> None:
+    def __init__(self, qmgr: str, proc: str = PROC, bin_dir: str = "") -> None:
         self.qmgr = qmgr
         self.proc = proc
+        self.bin_dir = bin_dir
         self.pid: Optional[int] = None
         self.fd: Optional[int] = None
 
@@ -60,7 +72,7 @@ class ControllerWatch:
         if self.pid is not None and self._alive():
             return self.fd
         self.close()
-        pid = find_controller(self.qmgr, self.proc)
+        pid = find_controller(self.qmgr, self.proc, self.bin_dir)
         if pid is None:
             return None
         try:
@@ -82,3 +94,29 @@ class ControllerWatch:
             os.close(self.fd)
         self.fd = None
         self.pid = None
+
+
+def wait_for_wake(wake_fd: int, watch: Optional[ControllerWatch], timeout: float) -> Optional[int]:
+    """Sleep until ``wake_fd`` is written to (drained here), the watched controller exits, or ``timeout``.
+
+    Returns the controller's PID when it exited (the watch is then closed), else None.
+    """
+    fds = [wake_fd]
+    pidfd = watch.refresh() if watch is not None else None
+    if pidfd is not None:
+        fds.append(pidfd)
+    try:
+        readable, _, _ = select.select(fds, [], [], timeout)
+    except InterruptedError:
+        readable = []
+    if wake_fd in readable:
+        try:
+            while os.read(wake_fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+    if watch is not None and pidfd is not None and pidfd in readable:
+        pid = watch.pid
+        watch.close()
+        return pid
+    return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import threading
 from types import FrameType
@@ -28,9 +27,9 @@ from mqguard.listener import ListenerProbe
 from mqguard.mq.control import MqControl
 from mqguard.mq.diagnostics import Diagnostics
 from mqguard.mq.lifecycle import Lifecycle
-from mqguard.mq.pidwatch import ControllerWatch
+from mqguard.mq.pidwatch import ControllerWatch, wait_for_wake
 from mqguard.mq.prepare import preparation_for
-from mqguard.mq.runner import CommandResult, build_runner
+from mqguard.mq.runner import build_runner
 from mqguard.mq.service import Role, build_service, role_of
 from mqguard.mq.status import QmStatus
 from mqguard.notify import Notifier
@@ -58,8 +57,6 @@ from mqguard.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-# MQ's own commands: a failure of one of these is worth a look at MQ's error logs (not systemctl's)
-MQ_COMMANDS = frozenset({"crtmqm", "strmqm", "endmqm", "dspmq", "dspmqinf", "addmqinf", "runmqsc", "crtmqdir"})
 JOB_DRAIN_TIMEOUT = 10.0  # at shutdown, how long to let a running job finish
 _ROLES = {QmStatus.RUNNING: "active", QmStatus.RUNNING_AS_STANDBY: "standby"}  # MQGUARD_ROLE for hooks
 SHUTDOWN_IMDS_DEADLINE = 1.5  # per path: a slow IMDS must not hold up a stop (the answer then is "stays")
@@ -83,7 +80,6 @@ class Daemon:
         self.telemetry = telemetry or Telemetry()
         self.runner = build_runner(cfg)
         self.runner.observers.append(lambda res, ok: self.telemetry.command(res.name, res.duration, ok))
-        self.runner.observers.append(self._on_command)
         qm = cfg.queue_manager
         self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
         preparation = preparation_for(qm.create, qm.start_timeout, self.control)
@@ -91,14 +87,14 @@ class Daemon:
         self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, self.service)
         self.diagnostics = Diagnostics(self.control.qmgr_errors_dir, self.control.root_errors_dir,
                                        self.telemetry.mq_message, self.telemetry.fdc)
-        self._diagnostics_started = False
+        self.runner.observers.append(self.diagnostics.on_command)
         self.owners = allowed_owners(qm.run_as)
         self.prober = StorageProber(cfg.storage.path, self.owners, (self.control.data_parent, self.control.log_parent))
         self.state_dir = StateDirStatus()  # .mqguard: said once per change, never MQ's storage verdict
         self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self.wake,  # shared by the pair, on EFS
                                       pause_max=cfg.control.pause_max, wall=self.clock.wall)
         self.state_listeners: List[Callable[[State, State, str, str], None]] = []  # (new, old, reason, role)
-        self.watch = ControllerWatch(qm.name)
+        self.watch = ControllerWatch(qm.name, bin_dir=qm.mq_bin_dir)
         self.listener = ListenerProbe(qm.listener_port, self.clock.monotonic)
         self.stop_event = threading.Event()  # set when shutting down: ends retries
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -144,10 +140,6 @@ class Daemon:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
             pass  # pipe full: a wake-up is already pending
-
-    def _on_command(self, res: CommandResult, ok: bool) -> None:
-        if not ok and res.name in MQ_COMMANDS and self._diagnostics_started:
-            self.diagnostics.collect(f"a failed {res.name} ({res.outcome})")
 
     def _on_stop_signal(self, signum: int, frame: Optional[FrameType]) -> None:
         self._stop_requested = True
@@ -229,28 +221,12 @@ class Daemon:
         return verdict
 
     def _wait(self, timeout: float) -> None:
-        fds = [self._wake_r]
         watching = self.machine.last_status in (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY)
-        pidfd = self.watch.refresh() if watching else None
-        if pidfd is not None:
-            fds.append(pidfd)
-        try:
-            readable, _, _ = select.select(fds, [], [], timeout)
-        except InterruptedError:
-            readable = []
-        if self._wake_r in readable:
-            try:
-                while os.read(self._wake_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
-        if pidfd is not None and pidfd in readable:
-            log.warning(
-                "queue manager %s: execution controller amqzxma0 (pid %s) exited; checking now",
-                self.cfg.queue_manager.name, self.watch.pid,
-            )
-            self.diagnostics.collect(f"the exit of amqzxma0 (pid {self.watch.pid})")
-            self.watch.close()
+        exited = wait_for_wake(self._wake_r, self.watch if watching else None, timeout)
+        if exited is not None:
+            log.warning("queue manager %s: execution controller amqzxma0 (pid %s) exited; checking now",
+                        self.cfg.queue_manager.name, exited)
+            self.diagnostics.collect(f"the exit of amqzxma0 (pid {exited})")
 
     # -------------------------------------------------------------- observe
     def observe(self) -> Observation:
@@ -267,8 +243,7 @@ class Daemon:
             storage_ok = probe.ok
             storage_detail = mount.detail if probe.ok else probe.detail
         stage, result = self.worker.take()
-        if self.jobs.prepared and not self._diagnostics_started:
-            self._diagnostics_started = True
+        if self.jobs.prepared and not self.diagnostics.started:
             self.diagnostics.start()
         if result is not None and result.outcome in (JobOutcome.FAILED, JobOutcome.TIMED_OUT):
             self.diagnostics.collect(f"a failed start ({result.detail})")

@@ -60,3 +60,4 @@ def test_not_listening_is_bad_at_once_and_a_listener_that_returns_is_connected_t
     assert probe.probe() is False
     probe.tables = (up,)
     assert probe.probe() is False  # listening again, but the connect (at once) fails: a wedged listener
+
