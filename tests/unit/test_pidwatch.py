@@ -10,7 +10,6 @@ from tests.conftest import Harness
 
 def test_the_controller_watched_is_the_one_of_this_installation(sim: object) -> None:
     """Another installation (or another test's simulator) may run a queue manager of the same name."""
-    from mqguard.mq.pidwatch import find_controller
     from tests.conftest import Harness
 
     h: Harness = sim  # type: ignore[assignment]
