@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.names import directory_name
@@ -65,9 +65,9 @@ class QmLocation:
     data_path: str  # DataPath=, or <root>/qmgrs/<Directory> when MQ has none
 
 
-def parse_stanza(text: str) -> dict:  # type: ignore[type-arg]
+def parse_stanza(text: str) -> Dict[str, str]:
     """``KEY=VALUE`` attribute lines of a dspmqinf stanza (bounded: at most 64 lines)."""
-    attrs = {}
+    attrs: Dict[str, str] = {}
     for line in text.splitlines()[:64]:
         key, sep, value = line.strip().partition("=")
         if sep and key.isalpha():

@@ -14,7 +14,7 @@ import pwd
 import socket
 import stat
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mqguard.mq.runner import CommandRunner
 from mqguard.mq.unit import PREPARE_TEMPLATE, TEMPLATE, UNIT_DIRS
@@ -116,8 +116,8 @@ def unit_limits(qmgr: str, host: Host) -> List[Finding]:
     return out
 
 
-def _options(text: str) -> dict:  # type: ignore[type-arg]
-    out = {}
+def _options(text: str) -> Dict[str, Optional[str]]:
+    out: Dict[str, Optional[str]] = {}
     for item in text.split(","):
         key, _, value = item.partition("=")
         out[key] = value or None

@@ -192,17 +192,21 @@ def test_a_flood_that_pipelines_and_never_reads_cannot_starve_active(ep: HttpEnd
     not, and refusals and evictions are counted."""
     flood: List[socket.socket] = []
     requests = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 200  # far more answers than the socket buffers hold
+
+    def flooder() -> None:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", ep.port))
+        s.setblocking(False)
+        try:
+            s.send(requests[:8000])
+        except OSError:
+            pass
+        flood.append(s)
+
     try:
         for _ in range(60):  # the cap is 16
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.connect(("127.0.0.1", ep.port))
-            s.setblocking(False)
-            try:
-                s.send(requests[:8000])
-            except OSError:
-                pass
-            flood.append(s)
+            flooder()
         time.sleep(0.3)
         answered, slow = 0, 0
         for _ in range(100):
@@ -217,15 +221,7 @@ def test_a_flood_that_pipelines_and_never_reads_cannot_starve_active(ep: HttpEnd
                 pass
             finally:
                 conn.close()
-            s = socket.socket()  # the flood goes on meanwhile
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.connect(("127.0.0.1", ep.port))
-            s.setblocking(False)
-            try:
-                s.send(requests[:8000])
-            except OSError:
-                pass
-            flood.append(s)
+            flooder()  # the flood goes on meanwhile
         print(f"\nFIGURE /active answered during a never-reading pipelining flood: {answered}/100 "
               f"({slow} slower than 50 ms)", file=sys.stderr)
         assert answered >= 99
