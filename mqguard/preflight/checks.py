@@ -144,7 +144,7 @@ def efs_mount(path: str, host: Host) -> List[Finding]:
     out = []
     tls = entry.source.startswith(("127.0.0.1:", "localhost:"))  # efs-utils' stunnel
     missing = [k + (f"={v}" if v else "") for k, v in EFS_OPTIONS if opts.get(k, "?") != v and not
-               (k == "vers" and opts.get("vers", "").startswith("4.")) and not (v is None and k in opts)]
+               (k == "vers" and (opts.get("vers") or "").startswith("4.")) and not (v is None and k in opts)]
     if "soft" in opts:
         out.append(Finding("EFS mount", FAIL, f"{path} is mounted soft: MQ can see I/O errors as corruption",
                            "mount with hard (AWS and IBM both say so)"))
