@@ -33,7 +33,8 @@ def run_check(cfg: Config, runner: CommandRunner, mountinfo: str = MOUNTINFO) ->
     mount = check_mount(st.path, st.fstypes, mountinfo)
     if mount.ok:
         qm = cfg.queue_manager
-        probe = StorageProber(st.path, allowed_owners(qm.run_as), (qm.data_dir, qm.log_dir)).probe(st.probe_timeout)
+        probe = StorageProber(st.path, allowed_owners(qm.run_as), (qm.data_dir, qm.log_dir),
+                              mounted=lambda: check_mount(st.path, st.fstypes, mountinfo).ok).probe(st.probe_timeout)
         detail = f"{mount.detail}; probe {probe.seconds * 1000:.1f} ms" if probe.ok and probe.seconds else probe.detail
         lines.append(Line("storage", OK if probe.ok else BAD, detail))
     else:

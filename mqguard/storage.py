@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import FrozenSet, List, Optional, Sequence, Tuple
+from typing import Callable, FrozenSet, List, Optional, Sequence, Tuple
 
 from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, open_state_dir
 
@@ -164,8 +164,11 @@ def _hint(exc: OSError) -> str:
 class StorageProber:
     """Runs probes on a helper thread; at most one is ever outstanding."""
 
-    def __init__(self, path: str, owners: Optional[FrozenSet[int]] = None, dirs: Sequence[str] = ()) -> None:
+    def __init__(self, path: str, owners: Optional[FrozenSet[int]] = None, dirs: Sequence[str] = (),
+                 mounted: Optional[Callable[[], bool]] = None) -> None:
         self.path = path
+        self.mounted = mounted  # asked again on the probe's thread, right before it writes: never write under an
+        # unmounted mount point (it would be the local disk, and the next mount would find a non-empty directory)
         self.owners = owners if owners is not None else allowed_owners()
         self.dirs = tuple(dirs)  # MQ's directories to probe (data and log parents); the path until they exist
         self._lock = threading.Lock()
@@ -202,6 +205,8 @@ class StorageProber:
     def _run(self, done: threading.Event) -> None:
         start = time.monotonic()
         try:
+            if self.mounted is not None and not self.mounted():
+                raise OSError(errno.ENOENT, f"{self.path} is no longer mounted")
             targets = probe_targets(self.path, self.dirs)
             _probe_mq(targets)
             ok, seconds, detail = True, time.monotonic() - start, "probe ok"

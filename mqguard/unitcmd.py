@@ -49,6 +49,7 @@ def _control(cfg: config_mod.Config) -> MqControl:
 
 def prepare(control: MqControl, cfg: config_mod.Config) -> int:
     try:
+        # mqguard starts this unit only with the storage good; the unit itself RequiresMountsFor= it
         done = preparation_for(cfg.queue_manager.create, cfg.queue_manager.start_timeout, control).run()
     except PrepareError as exc:
         log.error("cannot prepare queue manager %s: %s", control.name, exc)

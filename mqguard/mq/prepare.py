@@ -70,8 +70,9 @@ def create_lock_path(storage_path: str) -> str:
 
 class Preparation:
     def __init__(self, control: MqControl, create: bool, lock_timeout: float, owners: FrozenSet[int],
-                 chown_to: Optional[Tuple[int, int]] = None) -> None:
+                 chown_to: Optional[Tuple[int, int]] = None, mounted: Optional[Callable[[], bool]] = None) -> None:
         self.control = control
+        self.mounted = mounted  # asked right before anything is created: never MQ's directories on the local disk
         self.create = create
         self.lock_timeout = lock_timeout
         self.owners = owners
@@ -133,6 +134,9 @@ class Preparation:
 
     def _make_parents(self) -> None:
         """crtmqm does not make missing parents of -md/-ld: make them as MQ's user, mode 2775."""
+        if self.mounted is not None and not self.mounted():
+            raise PrepareError(f"{self.control.storage_path} is not mounted: nothing is created on the local disk "
+                               "under its mount point")
         for path in (self.control.data_parent, self.control.log_parent):
             if os.path.isdir(path):
                 continue
@@ -214,7 +218,8 @@ class CreateLock:
             os.close(self.fd)
 
 
-def preparation_for(qm_create: bool, lock_timeout: float, control: MqControl) -> Preparation:
+def preparation_for(qm_create: bool, lock_timeout: float, control: MqControl,
+                    mounted: Optional[Callable[[], bool]] = None) -> Preparation:
     """The preparation for ``control``'s queue manager, as whoever runs it (root makes parents for the MQ user)."""
     run_as = control.qm.run_as
     chown_to = None
@@ -223,4 +228,4 @@ def preparation_for(qm_create: bool, lock_timeout: float, control: MqControl) ->
 
         pw = pwd.getpwnam(run_as)
         chown_to = (pw.pw_uid, pw.pw_gid)
-    return Preparation(control, qm_create, lock_timeout, allowed_owners(run_as), chown_to)
+    return Preparation(control, qm_create, lock_timeout, allowed_owners(run_as), chown_to, mounted)

@@ -270,7 +270,10 @@ ERRLOG_MAX = 256 * 1024  # rotate AMQERR01 -> 02 -> 03 past this (MQ's default i
 
 def errlog(directory: str, program: str, message: str, qmgr: str = "", host: str = "") -> None:
     try:
-        os.makedirs(directory, exist_ok=True)
+        if not os.path.isdir(directory):
+            # only the errors/ directory itself, never its parents: a queue manager's data directory that is
+            # missing (an unmounted EFS) must not be recreated on the local disk under the mount point
+            os.mkdir(directory)
         path = os.path.join(directory, "AMQERR01.LOG")
         try:
             if os.path.getsize(path) > ERRLOG_MAX:

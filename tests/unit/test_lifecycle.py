@@ -368,3 +368,11 @@ def test_a_start_in_progress_is_adopted_and_waited_for_never_started_again(sim: 
     finally:
         first.kill()
         first.wait()
+
+
+def test_the_parents_are_never_made_on_the_local_disk_when_efs_is_gone(sim: Harness) -> None:
+    control = control_for(sim)
+    preparation = Preparation(control, True, 5.0, allowed_owners(), mounted=lambda: False)
+    with pytest.raises(PrepareError, match="not mounted"):
+        preparation.run()
+    assert not os.path.exists(control.data_parent) and sim.calls("crtmqm") == []

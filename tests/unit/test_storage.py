@@ -78,3 +78,11 @@ def test_probe_failure_on_unwritable_storage(tmp_path: Path) -> None:
     (target / "logs").write_text("a file where MQ's log directory should be")
     reading = StorageProber(str(target), dirs=(str(target / "logs"), str(target / "missing"))).probe(2.0)
     assert reading.ok, "only existing directories are MQ's: before they exist the storage path is probed"
+
+
+def test_nothing_is_written_under_a_mount_point_that_went_away(tmp_path: Path) -> None:
+    """The mount was checked, then EFS went away before the probe wrote: the probe must not write to the local
+    disk under the mount point (a soak run found a remount refused: "mountpoint is not empty")."""
+    reading = StorageProber(str(tmp_path), mounted=lambda: False).probe(2.0)
+    assert not reading.ok and "no longer mounted" in reading.detail
+    assert list(tmp_path.iterdir()) == []
