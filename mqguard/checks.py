@@ -12,7 +12,7 @@ from mqguard.mq.control import MqControl
 from mqguard.mq.runner import CommandRunner
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.statedir import allowed_owners
-from mqguard.storage import MOUNTINFO, StorageProber, check_mount
+from mqguard.storage import MOUNTINFO, StorageProber, check_mount, mount_check
 
 OK, BAD, NOT_YET = "ok", "BAD", "starting"
 
@@ -34,7 +34,7 @@ def run_check(cfg: Config, runner: CommandRunner, mountinfo: str = MOUNTINFO) ->
     if mount.ok:
         qm = cfg.queue_manager
         probe = StorageProber(st.path, allowed_owners(qm.run_as), (qm.data_dir, qm.log_dir),
-                              mounted=lambda: check_mount(st.path, st.fstypes, mountinfo).ok).probe(st.probe_timeout)
+                              mounted=mount_check(st.path, st.fstypes, mountinfo)).probe(st.probe_timeout)
         detail = f"{mount.detail}; probe {probe.seconds * 1000:.1f} ms" if probe.ok and probe.seconds else probe.detail
         lines.append(Line("storage", OK if probe.ok else BAD, detail))
     else:

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from mqguard import __version__
 from mqguard.aws.autoscaling import OPERATIONS
+from mqguard.mq.diagnostics import SEVERITIES
 from mqguard.mq.status import ALL_STATUSES
 from mqguard.supervisor.machine import State
 from mqguard.supervisor.snapshot import Snapshot
@@ -144,7 +145,7 @@ class MqguardCollector(Collector):
         mq_msgs = CounterMetricFamily("mqguard_mq_error_messages", "Messages MQ wrote to its error logs "
                                       "(queue manager and system) that mqguard read, by severity.",
                                       labels=["severity"])
-        for severity in ("I", "W", "E", "S"):
+        for severity in SEVERITIES:
             mq_msgs.add_metric([severity], tel.mq_messages.get(severity, 0))
         yield mq_msgs
         yield GaugeMetricFamily("mqguard_state_dir_ok", "1 while mqguard's own <storage.path>/.mqguard is usable "

@@ -95,6 +95,11 @@ def check_mount(path: str, fstypes: Sequence[str], mountinfo: str = MOUNTINFO) -
     return MountReading(True, f"{path} mounted ({entry.fstype})", entry.fstype)
 
 
+def mount_check(path: str, fstypes: Sequence[str], mountinfo: str = MOUNTINFO) -> Callable[[], bool]:
+    """``check_mount`` as a question to ask again later (right before writing, on another thread)."""
+    return lambda: check_mount(path, fstypes, mountinfo).ok
+
+
 @dataclass(frozen=True)
 class ProbeReading:
     ok: bool  # what MQ needs: its data and log directories take a write, fsync and read in time

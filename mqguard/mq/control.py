@@ -102,13 +102,13 @@ class MqControl:
     # -- paths -------------------------------------------------------------
     @property
     def data_parent(self) -> str:
-        """Where queue-manager data directories live (crtmqm -md); always on the shared storage."""
-        return self.qm.data_dir or os.path.join(self.storage_path, "qmgrs")
+        """Where queue-manager data directories live (crtmqm -md); config puts it on the shared storage."""
+        return self.qm.data_dir
 
     @property
     def log_parent(self) -> str:
-        """crtmqm -ld; always on the shared storage."""
-        return self.qm.log_dir or os.path.join(self.storage_path, "logs")
+        """crtmqm -ld; config puts it on the shared storage."""
+        return self.qm.log_dir
 
     @property
     def directory(self) -> str:
@@ -126,20 +126,20 @@ class MqControl:
 
     def root_errors_dir(self) -> Optional[str]:
         """MQ's system error log and FDC files (<MQ root>/errors), once the queue manager is known here."""
-        return os.path.join(self.mq_root(), "errors") if self.location else None
+        root = self.mq_root() if self.location else None
+        return os.path.join(root, "errors") if root else None
 
-    def mq_root(self) -> str:
-        """MQ's own root (mqs.ini, errors/): $MQ_DATA_PATH, else dspmqver's DataPath (asked once)."""
+    def mq_root(self) -> Optional[str]:
+        """MQ's own root (mqs.ini, errors/): $MQ_DATA_PATH, else dspmqver's DataPath (asked until it answers).
+
+        None while MQ cannot say: never a guessed /var/mqm (contract section 21)."""
         if self._root is None:
             env = self.runner.environment().get("MQ_DATA_PATH", "")
             if env.startswith("/"):
                 self._root = os.path.normpath(env)
             else:
                 res = self.runner.run([self._bin("dspmqver")], self.command_timeout)
-                root = parse_dspmqver_root(res.output) if res.ok() else None
-                if root is None:  # not cached: asked again next time
-                    return MQ_PREFIX
-                self._root = root
+                self._root = parse_dspmqver_root(res.output) if res.ok() else None
         return self._root
 
     # -- queries -----------------------------------------------------------
@@ -168,7 +168,10 @@ class MqControl:
         directory = attrs.get("Directory", "")
         if not directory or "/" in directory or directory in (".", ".."):
             return self.location
-        data_path = attrs.get("DataPath") or os.path.join(attrs.get("Prefix") or self.mq_root(), "qmgrs", directory)
+        prefix = attrs.get("Prefix") or self.mq_root()
+        data_path = attrs.get("DataPath") or (os.path.join(prefix, "qmgrs", directory) if prefix else "")
+        if not data_path:
+            return self.location
         self.location = QmLocation(directory, os.path.normpath(data_path))
         return self.location
 

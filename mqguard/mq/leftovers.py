@@ -18,24 +18,13 @@ import logging
 import os
 import signal
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List
 
-from mqguard.mq.pidwatch import CONTROLLER, PROC, _is_zombie, _read
+from mqguard.mq.pidwatch import CONTROLLER, PROC, _is_zombie, _read, mq_program, names_qmgr
 
 log = logging.getLogger(__name__)
 
-MQ_PROGRAM_PREFIXES = ("amq", "runmq")
 KILL_WAIT = 5.0  # how long to wait for killed leftovers to disappear
-
-
-def _program(args: List[bytes], bin_dirs: List[bytes]) -> Optional[str]:
-    """The MQ program a command line runs (its first or, for an interpreted script, second word)."""
-    for word in args[:2]:
-        if os.path.dirname(word) in bin_dirs:
-            name = os.path.basename(word).decode("utf-8", "replace")
-            if name.startswith(MQ_PROGRAM_PREFIXES):
-                return name
-    return None
 
 
 def _cmdline(pid: int, proc: str) -> List[bytes]:
@@ -45,22 +34,13 @@ def _cmdline(pid: int, proc: str) -> List[bytes]:
         return []
 
 
-def _is_controller(pid: int, proc: str) -> bool:
-    return any(os.path.basename(w) == CONTROLLER.encode() for w in _cmdline(pid, proc)[:2])
-
-
-def _names_qmgr(args: List[bytes], qmgr: bytes) -> bool:
-    for i, word in enumerate(args):
-        if word == b"-m" and i + 1 < len(args) and args[i + 1] == qmgr:
-            return True
-        if word == b"-m" + qmgr:
-            return True
-    return len(args) >= 2 and args[-1] == qmgr and args[0].endswith(b"amqpcsea")
+def _bin_dirs(bin_dir: str) -> List[bytes]:
+    return [os.path.normpath(d).encode() for d in {bin_dir, "/opt/mqm/bin"}]
 
 
 def find_leftovers(qmgr: str, bin_dir: str, proc: str = PROC) -> List[int]:
     """PIDs of live MQ processes of ``qmgr`` started from ``bin_dir`` (or /opt/mqm/bin)."""
-    dirs = [os.path.normpath(d).encode() for d in {bin_dir, "/opt/mqm/bin"}]
+    dirs = _bin_dirs(bin_dir)
     want = qmgr.encode()
     found = []
     try:
@@ -72,7 +52,7 @@ def find_leftovers(qmgr: str, bin_dir: str, proc: str = PROC) -> List[int]:
             continue
         try:
             args = _read(f"{proc}/{pid}/cmdline").split(b"\0")
-            if _program(args, dirs) is None or not _names_qmgr(args, want):
+            if mq_program(args, dirs) is None or not names_qmgr(args, want):
                 continue
             if _is_zombie(_read(f"{proc}/{pid}/stat")):
                 continue
@@ -88,7 +68,8 @@ def clear_leftovers(qmgr: str, bin_dir: str, proc: str = PROC,
     pids = find_leftovers(qmgr, bin_dir, proc)
     if not pids:
         return 0
-    controllers = [p for p in pids if _is_controller(p, proc)]
+    dirs = _bin_dirs(bin_dir)
+    controllers = [p for p in pids if mq_program(_cmdline(p, proc), dirs) == CONTROLLER]
     if controllers:
         # a live execution controller is an instance, not leftovers (whatever dspmq said): never kill it
         log.warning("queue manager %s: its execution controller runs (pid %s) although no instance was seen; "

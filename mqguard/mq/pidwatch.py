@@ -25,6 +25,30 @@ def _is_zombie(stat: bytes) -> bool:
     return stat.rsplit(b")", 1)[-1].split()[:1] == [b"Z"]
 
 
+MQ_PROGRAM_PREFIXES = ("amq", "runmq")
+
+
+def mq_program(args: List[bytes], bin_dirs: List[bytes]) -> Optional[str]:
+    """The MQ program a command line runs from one of ``bin_dirs`` (its first word or, for an interpreted
+    stand-in, its second), or None."""
+    for word in args[:2]:
+        if os.path.dirname(word) in bin_dirs:
+            name = os.path.basename(word).decode("utf-8", "replace")
+            if name.startswith(MQ_PROGRAM_PREFIXES):
+                return name
+    return None
+
+
+def names_qmgr(args: List[bytes], qmgr: bytes) -> bool:
+    """Whether an MQ process's arguments name ``qmgr`` (``-m NAME``, ``-mNAME``, or amqpcsea's bare name)."""
+    for i, word in enumerate(args):
+        if word == b"-m" and i + 1 < len(args) and args[i + 1] == qmgr:
+            return True
+        if word == b"-m" + qmgr:
+            return True
+    return len(args) >= 2 and args[-1] == qmgr and args[0].endswith(b"amqpcsea")
+
+
 def _runs(pid: int, program: bytes, proc: str) -> bool:
     try:
         return os.fsencode(os.path.realpath(f"{proc}/{pid}/exe")) == os.fsencode(os.path.realpath(program))
@@ -37,6 +61,7 @@ def find_controller(qmgr: str, proc: str = PROC, bin_dir: str = "") -> Optional[
     another installation on the host may run a queue manager of the same name)."""
     want = qmgr.encode()
     program = os.path.join(os.path.normpath(bin_dir), CONTROLLER).encode() if bin_dir else b""
+    dirs = [os.path.normpath(bin_dir).encode()]
     try:
         pids = [int(p) for p in os.listdir(proc) if p.isdigit()]
     except OSError:
@@ -50,9 +75,9 @@ def find_controller(qmgr: str, proc: str = PROC, bin_dir: str = "") -> Optional[
                 continue
         except OSError:
             continue  # exited while we looked
-        if program and program not in args[:2] and not _runs(pid, program, proc):
+        if program and mq_program(args, dirs) != CONTROLLER and not _runs(pid, program, proc):
             continue  # argv[0] (or argv[1] of an interpreted stand-in), or the executable itself
-        if any(a == b"-m" and i + 1 < len(args) and args[i + 1] == want for i, a in enumerate(args)):
+        if names_qmgr(args, want):
             return pid
     return None
 

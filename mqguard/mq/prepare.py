@@ -64,6 +64,11 @@ class Prepared(str, enum.Enum):
 EXIT_CODES = {Prepared.KNOWN: 0, Prepared.REGISTERED: 10, Prepared.CREATED: 11}
 
 
+def prepared_from_exit(code: Optional[int]) -> Prepared:
+    """What mq-prepare@.service did, from its exit status (0 when unknown: it succeeded)."""
+    return next((what for what, c in EXIT_CODES.items() if c == code), Prepared.KNOWN)
+
+
 def create_lock_path(storage_path: str) -> str:
     return os.path.join(storage_path, STATE_DIR, CREATE_LOCK)
 
@@ -103,6 +108,8 @@ class Preparation:
     def ensure_root(self) -> None:
         """crtmqdir -s -f when MQ's root has no mqs.ini (an empty file system over /var/mqm)."""
         root = self.control.mq_root()
+        if root is None:
+            raise PrepareError("MQ does not say where its root is (dspmqver failed); nothing is guessed")
         if os.path.isfile(os.path.join(root, "mqs.ini")):
             return
         log.warning("MQ's root %s has no mqs.ini (an empty file system?): preparing it with crtmqdir -s -f", root)

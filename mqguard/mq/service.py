@@ -24,8 +24,7 @@ from mqguard.mq.control import (
     classify_strmqm_code,
 )
 from mqguard.mq.leftovers import clear_leftovers
-from mqguard.mq.prepare import EXIT_CODES as PREPARE_EXIT_CODES
-from mqguard.mq.prepare import Preparation, Prepared, PrepareError
+from mqguard.mq.prepare import Preparation, Prepared, PrepareError, prepared_from_exit
 from mqguard.mq.runner import CommandRunner
 from mqguard.mq.status import QmStatus
 from mqguard.mq.unit import ACTIVE_STATES, PREPARE_TEMPLATE, SystemdUnit, covers, resolve, unit_name
@@ -159,8 +158,7 @@ class UnitService:
             hint = f"see journalctl -u {name}" if loaded else f"is mq-prepare@.service installed? ({res.describe()})"
             code = f" (exit {after.main_status})" if after is not None and after.main_status is not None else ""
             raise PrepareError(f"{name} failed{code}: {hint}")
-        done = {code: what for what, code in PREPARE_EXIT_CODES.items()}.get(
-            after.main_status if after is not None and after.main_status is not None else 0, Prepared.KNOWN)
+        done = prepared_from_exit(after.main_status if after is not None else None)
         self.control.locate()
         return done
 

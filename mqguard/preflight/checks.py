@@ -178,7 +178,10 @@ def setgid_directories(path: str, owner: Optional[Tuple[int, int]] = None) -> Li
     return [Finding("setgid dirs", PASS, f"setgid directories can be made in {path}")]
 
 
-def mq_root(root: str) -> List[Finding]:
+def mq_root(root: Optional[str]) -> List[Finding]:
+    if root is None:
+        return [Finding("MQ root", WARN, "dspmqver does not say where MQ's root is (MQ not installed yet?)",
+                        "install IBM MQ; mqguard asks dspmqver (or $MQ_DATA_PATH) and never guesses /var/mqm")]
     if os.path.isfile(os.path.join(root, "mqs.ini")):
         return [Finding("MQ root", PASS, f"{root}/mqs.ini exists")]
     return [Finding("MQ root", WARN, f"{root} has no mqs.ini (an empty file system over it?)",

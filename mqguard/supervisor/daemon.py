@@ -35,7 +35,7 @@ from mqguard.mq.status import QmStatus
 from mqguard.notify import Notifier
 from mqguard.pause import Pause, PauseWatch
 from mqguard.statedir import StateDirStatus, allowed_owners
-from mqguard.storage import MOUNTINFO, StorageProber, check_mount
+from mqguard.storage import MOUNTINFO, StorageProber, check_mount, mount_check
 from mqguard.supervisor.hooks import Hooks
 from mqguard.supervisor.jobs import Jobs
 from mqguard.supervisor.machine import (
@@ -82,8 +82,8 @@ class Daemon:
         self.runner.observers.append(lambda res, ok: self.telemetry.command(res.name, res.duration, ok))
         qm = cfg.queue_manager
         self.control = MqControl(qm, cfg.storage.path, self.runner, cfg.health.command_timeout)
-        preparation = preparation_for(qm.create, qm.start_timeout, self.control,
-                                      mounted=lambda: check_mount(cfg.storage.path, cfg.storage.fstypes, mountinfo).ok)
+        mounted = mount_check(cfg.storage.path, cfg.storage.fstypes, mountinfo)  # asked again right before writes
+        preparation = preparation_for(qm.create, qm.start_timeout, self.control, mounted=mounted)
         self.service = build_service(cfg, self.control, os.environ, preparation)
         self.lifecycle = Lifecycle(self.control, qm.mqsc_dir, self.service)
         self.diagnostics = Diagnostics(self.control.qmgr_errors_dir, self.control.root_errors_dir,
@@ -91,7 +91,7 @@ class Daemon:
         self.runner.observers.append(self.diagnostics.on_command)
         self.owners = allowed_owners(qm.run_as)
         self.prober = StorageProber(cfg.storage.path, self.owners, (self.control.data_parent, self.control.log_parent),
-                                    mounted=lambda: check_mount(cfg.storage.path, cfg.storage.fstypes, mountinfo).ok)
+                                    mounted=mounted)
         self.state_dir = StateDirStatus()  # .mqguard: said once per change, never MQ's storage verdict
         self.pause_watch = PauseWatch(cfg.storage.path, self.owners, self.wake,  # shared by the pair, on EFS
                                       pause_max=cfg.control.pause_max, wall=self.clock.wall)
