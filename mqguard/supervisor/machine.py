@@ -211,7 +211,10 @@ class Machine:
                 j.bad.append(f"queue manager: {obs.qmgr_detail or 'status unknown'}")
             elif status is not None and not healthy_qm:
                 j.bad.append(f"queue manager {status.value}")
-        if j.active and s.listener_probe and obs.listener_ok is False:
+        # A switchover or a termination's end stops the listener first, while dspmq still says RUNNING for a
+        # moment: that is the deliberate end in progress, not a fault (MQ ends its listeners as it quiesces)
+        ending = obs.job_stage in (JobStage.SWITCHING, JobStage.ENDING)
+        if j.active and s.listener_probe and obs.listener_ok is False and not ending:
             j.bad.append("listener not accepting connections")
         return j
 

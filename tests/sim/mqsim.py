@@ -195,7 +195,22 @@ class Sim:
     # -- runtime state in the data directory (on the shared file system) -----
     @staticmethod
     def read_state(dp: str) -> Dict[str, object]:
-        return read_json(os.path.join(dp, "qmstatus.json"), {"status": "ended_immediately"})
+        path = os.path.join(dp, "qmstatus.json")
+        # Written by rename; through FUSE a read can meet the moment the old file is gone: look again before
+        # calling it "never started" (a switchover test once saw INSTANCE(None) MODE(Active) from that)
+        for _ in range(20):
+            try:
+                with open(path) as fh:
+                    doc = json.load(fh)
+                if isinstance(doc, dict):
+                    return doc
+            except FileNotFoundError:
+                if not os.path.isdir(dp):
+                    break
+            except ValueError:
+                pass
+            time.sleep(0.005)
+        return {"status": "ended_immediately"}
 
     @staticmethod
     def write_state(dp: str, **doc: object) -> None:

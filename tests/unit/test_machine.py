@@ -379,3 +379,13 @@ def test_lock_wait_does_not_apply_to_multi_instance() -> None:
     d.step(after=1, stage=JobStage.STARTING)
     v = d.step(after=1, qmgr=ELSEWHERE, result=ELSEWHERE_JOB)
     assert v.bad_reasons or kinds(v) == [ActionKind.BRING_UP]  # a missing standby is started at once
+
+
+def test_a_listener_that_stops_during_a_switchover_is_not_a_fault() -> None:
+    """endmqm -s ends the listener while dspmq still says RUNNING: seen once in CI as "recovering"."""
+    d = Driver()
+    d.up()
+    v = d.step(after=1, qmgr=R, listener=False, stage=JobStage.SWITCHING)
+    assert not v.bad_reasons and d.m.bad_since is None and d.reports() == 0
+    v = d.step(after=1, qmgr=R, listener=False)  # no switchover: it is bad again
+    assert v.bad_reasons == ["listener not accepting connections"]
