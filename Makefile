@@ -1,6 +1,6 @@
 # mqguard — see README.md. Every target installs what it needs first.
 PYTHON ?= python3
-APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux systemd python3 python3-systemd python3-venv prometheus libsystemd-dev pkg-config rpm rpmlint man-db polkitd dbus cloud-init packer
+APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux nftables systemd python3 python3-systemd python3-venv prometheus libsystemd-dev pkg-config rpm rpmlint man-db polkitd dbus cloud-init packer
 STAMP = build/.deps-stamp
 
 .PHONY: deps test lint unit e2e systemtest demo bench soak rpm clean

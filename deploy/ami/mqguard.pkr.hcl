@@ -1,6 +1,6 @@
 # The mqguard AMI: Amazon Linux 2023 or RHEL 9 with IBM MQ, the mqguard RPM, and the
-# kernel parameters and limits IBM documents for MQ. mqguard is enabled, not started:
-# each instance's user data writes its configuration and starts it (deploy/cloudformation).
+# kernel parameters and limits IBM documents for MQ. mqguard is installed, not enabled:
+# each instance's user data writes its configuration, then enables and starts it (deploy/cloudformation).
 #
 #   packer init deploy/ami
 #   packer build -var base=al2023 -var region=eu-west-1 \
@@ -104,6 +104,8 @@ locals {
     rhel9  = { name = "RHEL-9.*_HVM-*-x86_64-*-Hourly2-GP3", owner = "309956199498" }
   }
   ssh_user = { al2023 = "ec2-user", rhel9 = "ec2-user" }
+  # the base image's root device (the stack's ImageBase parameter maps the same names)
+  root_device = { al2023 = "/dev/xvda", rhel9 = "/dev/sda1" }
 }
 
 source "amazon-ebs" "mq" {
@@ -135,7 +137,7 @@ source "amazon-ebs" "mq" {
   imds_support = "v2.0"
 
   launch_block_device_mappings {
-    device_name           = "/dev/xvda"
+    device_name           = local.root_device[var.base]
     volume_size           = 30
     volume_type           = "gp3"
     encrypted             = true
@@ -163,12 +165,19 @@ build {
     destination = "/tmp/mq-local.tar.gz"
   }
 
+  # the IMDS owner-match firewall (45-imds-firewall.sh installs it)
+  provisioner "file" {
+    source      = "${path.root}/files/"
+    destination = "/tmp/mqguard-ami-files"
+  }
+
   provisioner "shell" {
     environment_vars = [
       "MQ_SOURCE=${var.mq_source}",
       "BASE=${var.base}",
       "MQM_UID=${var.mqm_uid}",
       "MQM_GID=${var.mqm_gid}",
+      "AWS_REGION=${var.region}",
     ]
     execute_command = "sudo -E sh -eux '{{ .Path }}'"
     scripts = [
@@ -177,7 +186,19 @@ build {
       "${path.root}/scripts/20-install-mq.sh",
       "${path.root}/scripts/30-install-mqguard.sh",
       "${path.root}/scripts/40-mq-kernel-and-limits.sh",
+      "${path.root}/scripts/45-imds-firewall.sh",
       "${path.root}/scripts/90-preflight.sh",
     ]
+  }
+
+  # The source AMI is the newest that matches the filter at build time: record which one it was,
+  # and the new AMI's id, so an image can be traced and rebuilt from the same base.
+  post-processor "manifest" {
+    output     = "build/ami-manifest.json"
+    strip_path = true
+    custom_data = {
+      base       = var.base
+      source_ami = "${build.SourceAMI}"
+    }
   }
 }

@@ -14,7 +14,16 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
-from mqguard.aws.errors import PERMANENT, PERMANENT_FLOOR, AwsErrors, classify, iam_action, is_throttle_code
+from mqguard.aws.errors import (
+    NOT_YET,
+    PERMANENT,
+    PERMANENT_FLOOR,
+    AwsErrors,
+    classify,
+    iam_action,
+    is_throttle_code,
+    not_yet_delay,
+)
 from mqguard.aws.imds import Imds
 from mqguard.retry import Backoff
 
@@ -215,7 +224,14 @@ def call_until_done(
             if max_attempts is not None and (attempt >= max_attempts or err.kind == PERMANENT):
                 raise
             delay = backoff.delay(attempt)
-            if err.kind == PERMANENT:
+            if err.kind == NOT_YET:
+                delay = not_yet_delay(err.message) or delay
+                if said != err.code:
+                    said = err.code
+                    log.warning("%s refused until the group's health-check grace period ends (%s); asking again in "
+                                "%.0fs. With a launch hook, HealthCheckGracePeriod 0 avoids this wait", what,
+                                err.message, delay)
+            elif err.kind == PERMANENT:
                 delay = max(delay, floor)
                 if errors is not None:
                     errors.failed(operation, err)

@@ -1,23 +1,32 @@
 """What a failed AWS call means, and the last one that retrying cannot fix.
 
-Three classes (contract §17):
+Three classes (contract §17), and "not yet":
 - throttled: Throttling and its siblings; retried with backoff;
 - transient: 5xx, connection trouble, instance metadata hiccups; retried with backoff;
 - permanent: AccessDenied, UnauthorizedOperation, ValidationError, other 4xx,
   missing credentials: retrying soon cannot help (someone must fix IAM or the
   configuration), so it is retried no more often than every 30 s, logged at
   ERROR with the missing IAM action, and shown in /status as ``aws_error``.
+- not_yet: SetInstanceHealth refused with ValidationError because the instance is
+  younger than the group's health-check grace period (ShouldRespectGracePeriod).
+  Nothing is wrong with IAM or the call: it is retried when AWS says the period
+  ends (at most 5 minutes ahead, the episode asked again first), logged once.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
-THROTTLED, TRANSIENT, PERMANENT = "throttled", "transient", "permanent"
+THROTTLED, TRANSIENT, PERMANENT, NOT_YET = "throttled", "transient", "permanent", "not_yet"
 PERMANENT_FLOOR = 30.0  # seconds between attempts of a call that failed permanently
+NOT_YET_MAX = 300.0  # never wait longer than this for a grace period to end: ask again then
+
+_GRACE_PERIOD = re.compile(r"grace period of (\d{1,9}) seconds")
+_INSTANCE_AGE = re.compile(r"age of the instance \((\d{1,9}) seconds\)")
 
 _THROTTLE_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException",
                    "SlowDown", "RequestThrottled"}
@@ -59,6 +68,9 @@ def classify(exc: BaseException) -> CallError:
             return CallError(THROTTLED, code, message)
         if code in _ACCESS_CODES:
             return CallError(PERMANENT, code, message, access=True)
+        detail = str(getattr(exc, "response", {}).get("Error", {}).get("Message", "") or message)[:300]
+        if code == "ValidationError" and _GRACE_PERIOD.search(detail):
+            return CallError(NOT_YET, code, detail)
         if status >= 500 or code in ("InternalFailure", "ServiceUnavailable", "InternalError"):
             return CallError(TRANSIENT, code, message)
         return CallError(PERMANENT, code, message)
@@ -66,6 +78,16 @@ def classify(exc: BaseException) -> CallError:
     if names & _PERMANENT_NAMES:
         return CallError(PERMANENT, type(exc).__name__, message)
     return CallError(TRANSIENT, type(exc).__name__, message)
+
+
+def not_yet_delay(message: str) -> Optional[float]:
+    """Seconds until the grace period AWS named ends (+1), within [1, NOT_YET_MAX]; None if unnamed. Pure."""
+    grace = _GRACE_PERIOD.search(message)
+    if not grace:
+        return None
+    age = _INSTANCE_AGE.search(message)
+    left = int(grace.group(1)) - (int(age.group(1)) if age else 0) + 1
+    return float(min(max(left, 1), NOT_YET_MAX))
 
 
 def iam_action(operation: str) -> str:

@@ -31,8 +31,11 @@ CHECKOV = ROOT / "build" / "checkov-venv" / "bin" / "checkov"
 CFN_GUARD = ROOT / "build" / "cfn-guard" / "cfn-guard"
 REGION = "us-east-1"
 # nodev,nosuid: whoever writes the shared file system must not plant devices or setuid programs for this host
-NFS_OPTIONS = {"nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "_netdev", "nodev", "nosuid"}
-TLS_OPTIONS = {"tls", "iam", "_netdev", "nodev", "nosuid"}
+# noauto,nofail: the retrying mount unit mounts it, not boot or cloud-init's one-shot mount -a
+NFS_OPTIONS = {"nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "_netdev", "nodev", "nosuid", "noauto",
+               "nofail"}
+TLS_OPTIONS = {"tls", "iam", "accesspoint", "_netdev", "nodev", "nosuid", "noauto", "nofail"}
+CLIENT_CIDR = "10.20.0.0/16"  # ClientCidr has no default: the tests' clients
 MQGUARD_CALLS = {"autoscaling:SetInstanceHealth", "autoscaling:CompleteLifecycleAction",
                  "autoscaling:RecordLifecycleActionHeartbeat"}
 
@@ -157,7 +160,8 @@ def user_data_problems(user_data: str, tls: bool, tmp: Path) -> List[str]:
     if len(efs) != 1:
         problems.append(f"expected one fstab line for /MQHA, got {mounts}")
     else:
-        options = set(str(efs[0][3]).split(","))
+        given = str(efs[0][3]).split(",")
+        options = {o.split("=", 1)[0] for o in given} | set(given)
         need = TLS_OPTIONS if tls else NFS_OPTIONS
         if not need <= options:
             problems.append(f"fstab options {sorted(options)} lack {sorted(need - options)}")
@@ -183,9 +187,9 @@ def validate_config(text: str, tmp: Path) -> List[str]:
 # ---------------------------------------------------------------- deployment into moto
 
 def patch_moto_nlb() -> Callable[[], None]:
-    """Two small fixes to moto 5.2's CloudFormation, so the deployment is what AWS would make:
-    the load balancer's Type (moto makes an ALB whatever it says) and the group's lifecycle hooks.
-    Returns the undo."""
+    """Small fixes to moto 5.2's CloudFormation, so the deployment is what AWS would make: the
+    load balancer's Type (moto makes an ALB whatever it says), the group's lifecycle hooks, the
+    file system's policy and an access point's Ref. Returns the undo."""
     from moto.elbv2 import models
 
     original = models.FakeLoadBalancer.__dict__["create_from_cloudformation_json"]
@@ -215,9 +219,31 @@ def patch_moto_nlb() -> Callable[[], None]:
 
     asg_models.FakeAutoScalingGroup.create_from_cloudformation_json = classmethod(create_group)  # type: ignore
 
+    # ... and an EFS file system's FileSystemPolicy (moto keeps none, so a policy check would see none)
+    from moto.efs import models as efs_models
+
+    efs_original = efs_models.FileSystem.__dict__["create_from_cloudformation_json"]
+
+    def create_fs(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+                  **kwargs: Any) -> Any:
+        fs = efs_original.__func__(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        policy = cloudformation_json["Properties"].get("FileSystemPolicy")
+        if policy:
+            efs_models.efs_backends[account_id][region_name].put_file_system_policy(
+                fs.file_system_id, json.dumps(policy), False)
+        return fs
+
+    efs_models.FileSystem.create_from_cloudformation_json = classmethod(create_fs)  # type: ignore
+    # ... and Ref of an access point is its id (moto 5.2 gives the object's repr)
+    had_id = "physical_resource_id" in efs_models.AccessPoint.__dict__
+    efs_models.AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)  # type: ignore
+
     def undo() -> None:
         models.FakeLoadBalancer.create_from_cloudformation_json = original  # type: ignore[method-assign]
         asg_models.FakeAutoScalingGroup.create_from_cloudformation_json = asg_original  # type: ignore
+        efs_models.FileSystem.create_from_cloudformation_json = efs_original  # type: ignore
+        if not had_id:
+            del efs_models.AccessPoint.physical_resource_id  # type: ignore[attr-defined]
 
     return undo
 
@@ -231,7 +257,7 @@ class Deployed:
         self.params = params
         cf = client("cloudformation")
         # moto splits only passed list parameters, not defaults: pass every list parameter
-        full = {"SubnetCidrs": "10.42.0.0/24,10.42.1.0/24,10.42.2.0/24", **params}
+        full = {"SubnetCidrs": "10.42.0.0/24,10.42.1.0/24,10.42.2.0/24", "ClientCidr": CLIENT_CIDR, **params}
         cf.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"],
                         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in full.items()])
         desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
@@ -325,43 +351,20 @@ class Deployed:
         return p
 
     def _security_group_problems(self, ec2: Any) -> List[str]:
+        """NFS as deployed: only from the instances' group (every other flow: tests/deploy/network.py)."""
         p: List[str] = []
         inst_sg, efs_sg = self.resources["InstanceSecurityGroup"], self.resources["EfsSecurityGroup"]
         groups = {g["GroupId"]: g for g in ec2.describe_security_groups(GroupIds=[inst_sg, efs_sg])["SecurityGroups"]}
-        vpc_cidr = self.params.get("VpcCidr", "10.42.0.0/16")
-        client_cidr = self.params.get("ClientCidr", "10.0.0.0/8")
-
-        def admits(group: str, port: int) -> List[Dict[str, Any]]:
-            return [r for r in groups[group]["IpPermissions"]
-                    if r.get("FromPort", 0) <= port <= r.get("ToPort", 65535) or r.get("IpProtocol") == "-1"]
-
-        if not any(ip["CidrIp"] == client_cidr for r in admits(inst_sg, 1414) for ip in r.get("IpRanges", [])):
-            p.append(f"clients ({client_cidr}) cannot reach 1414")
-        if not any(ip["CidrIp"] == vpc_cidr for r in admits(inst_sg, 9157) for ip in r.get("IpRanges", [])):
-            p.append(f"the load balancer's health checks (from {vpc_cidr}) cannot reach mqguard's 9157")
-        for r in admits(efs_sg, 2049):
+        nfs = [r for r in groups[efs_sg]["IpPermissions"]
+               if r.get("FromPort", 0) <= 2049 <= r.get("ToPort", 65535) or r.get("IpProtocol") == "-1"]
+        for r in nfs:
             if r.get("IpRanges") or r.get("Ipv6Ranges"):
                 p.append(f"NFS admitted from address ranges {r.get('IpRanges')}")
             if any(pair["GroupId"] != inst_sg for pair in r.get("UserIdGroupPairs", [])):
                 p.append("NFS admitted from another security group than the instances'")
-        if not admits(efs_sg, 2049):
+        if not nfs:
             p.append("the instances cannot reach EFS on 2049")
         return p
-
-
-def tls_policy_needs_tls_mount(d: Deployed) -> List[str]:
-    """A file-system policy that denies non-TLS access is unmountable with plain NFS."""
-    efs = d.client("efs")
-    try:
-        doc = json.loads(efs.describe_file_system_policy(FileSystemId=d.outputs["FileSystemId"])["Policy"])
-    except Exception:  # PolicyNotFound: no policy
-        return []
-    denies_plain = any(st.get("Effect") == "Deny" and "aws:SecureTransport" in json.dumps(st.get("Condition", {}))
-                       for st in doc.get("Statement", []))
-    tls_mount = ",tls" in d.user_data() or '"_netdev,tls' in d.user_data()
-    if denies_plain and not tls_mount:
-        return ["the EFS policy requires TLS but the fstab line mounts without it: the instances cannot mount"]
-    return []
 
 
 # ---------------------------------------------------------------- helpers for variants

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from tests.conftest import ROOT, Harness, free_port, wait_until
-from tests.deploy import kit
+from tests.deploy import kit, network, stackcheck
 from tests.peers.aws import FaultProxy, MotoAsg
 from tests.peers.efs import FakeEfs
 from tests.peers.imds import ImdsServer
@@ -30,17 +31,32 @@ PARAMETER_SETS: Dict[str, Dict[str, str]] = {
                           "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-1111-2222-3333-444455556666",
                           "StopTimeout": "120", "StartTimeout": "600"},
     "single-warm-pool": {"WarmPool": "true", "ClientCidr": "172.16.0.0/12"},
-    "existing-vpc": {"ExistingVpcId": "(made by the test)", "VpcCidr": "10.50.0.0/16"},
+    "existing-vpc-rhel9": {"ExistingVpcId": "(made by the test)", "ImageBase": "rhel9",
+                           "MonitoringSecurityGroupId": "(made by the test)", "MqPeerCidr": "10.60.0.0/16",
+                           "MqPeerPorts": "1414-1415", "LdapCidr": "10.61.0.0/24"},
+}
+# the network as the template resolves it, in both VPC modes and with every optional flow
+NETWORK_SETS: Dict[str, Dict[str, str]] = {
+    "new VPC": {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR},
+    "existing VPC": {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR, "ExistingVpcId": "vpc-0a1b2c3d",
+                     "ExistingSubnetIds": "subnet-0a1b2c3d,subnet-1a1b2c3d",
+                     "MonitoringSecurityGroupId": "sg-0a1b2c3d", "MqPeerCidr": "10.60.0.0/16",
+                     "MqPeerPorts": "1414-1415", "LdapCidr": "10.61.0.0/24"},
+    "multi 3 AZ": {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR, "Mode": "multi-instance",
+                   "AvailabilityZoneCount": "3"},
 }
 
 
 def existing_network(moto: MotoAsg) -> Dict[str, str]:
-    """A VPC with two private subnets in distinct AZs, as a team's existing network."""
+    """A VPC with two private subnets in distinct AZs, and a Prometheus's security group in it,
+    as a team's existing network."""
     ec2 = moto.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.50.{i}.0/24", AvailabilityZone=f"us-east-1{az}")[
         "Subnet"]["SubnetId"] for i, az in enumerate("ab")]
-    return {"ExistingVpcId": vpc, "ExistingSubnetIds": ",".join(subnets)}
+    prometheus = ec2.create_security_group(GroupName=f"prometheus-{uuid.uuid4().hex[:6]}", Description="scrapers",
+                                           VpcId=vpc)["GroupId"]
+    return {"ExistingVpcId": vpc, "ExistingSubnetIds": ",".join(subnets), "MonitoringSecurityGroupId": prometheus}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +95,26 @@ def test_static_checks_are_clean(template: kit.Template, tmp_path: Path) -> None
     assert skips and all(len(c) > 20 for c in comments), "every checkov skip is justified in the template"
 
 
+@pytest.mark.parametrize("mode", list(NETWORK_SETS))
+def test_every_flow_is_open_both_ways_and_nothing_bypasses_the_load_balancer(template: kit.Template,
+                                                                             mode: str) -> None:
+    net = network.Network(template, NETWORK_SETS[mode])
+    assert net.at["lb"] and net.at["instance"] and net.at["efs"]
+    assert net.problems() == []
+    # the model can fail: without the load balancer's egress rule, the health checks cannot leave it
+    broken = kit.mutate(template, lambda t: t["Resources"].pop("LoadBalancerToInstancesHealth"))
+    assert any("lb -> instance on 9157: no egress" in x for x in network.Network(broken, NETWORK_SETS[mode]).problems())
+
+
+def test_group_waits_for_every_mount_target_reports_without_grace_and_rolls_one_at_a_time(
+        template: kit.Template) -> None:
+    assert network.template_problems(template) == []
+    assert network.depends_on(template, "Group", "MountTargetC")
+    assert set(network.ROOT_DEVICE) == {"al2023", "rhel9"}
+    hcl = (ROOT / "deploy" / "ami" / "mqguard.pkr.hcl").read_text()
+    assert 'contains(["al2023", "rhel9"], var.base)' in hcl, "the AMI recipe's bases are the ones checked"
+
+
 def test_hook_timeouts_are_mqguards_timeouts_plus_the_documented_margins(template: kit.Template) -> None:
     maps = template["Mappings"]
     for stop, row in maps["TerminationHook"].items():
@@ -114,13 +150,21 @@ def test_ami_recipe_validates_and_keeps_imdsv2(tmp_path: Path) -> None:
     variables = {k: v for d in doc["variable"] for k, v in d.items()}
     assert variables["mq_accept_license"]["default"] is False, "IBM's license is accepted only on purpose"
     scripts = [Path(str(s).replace("${path.root}", str(ami))) for s in
-               doc["build"][0]["provisioner"][2]["shell"]["scripts"]]
+               next(p["shell"] for p in doc["build"][0]["provisioner"] if "shell" in p)["scripts"]]
     for script in scripts:
         assert script.exists() and subprocess.run(["sh", "-n", str(script)]).returncode == 0
     by_name = {s.name: s.read_text() for s in scripts}
     install = by_name["30-install-mqguard.sh"]
-    assert "systemctl enable mqguard.service" in install
-    assert "--now" not in install, "enabled, not started, in the image"
+    # issue 17: not enabled in the image - started by user data once its configuration and mount are there
+    assert "systemctl enable" not in install and "systemctl disable mqguard.service" in install
+    packages = by_name["10-packages.sh"]
+    rhel = packages.split("else", 1)[1]
+    assert "amazon-ssm-agent.rpm" in rhel, "RHEL has no SSM agent of its own and the stack opens no SSH"
+    assert "systemctl enable amazon-ssm-agent\n" in packages and "amazon-ssm-agent 2>/dev/null || true" not in packages
+    assert source["launch_block_device_mappings"][0]["device_name"] == "${local.root_device[var.base]}"
+    roots = {k: v for d in doc["locals"] for k, v in d.items()}["root_device"]
+    assert roots == network.ROOT_DEVICE, "the AMI's and the stack's root devices are the same"
+    assert doc["build"][0]["post-processor"][0]["manifest"]["output"] == "build/ami-manifest.json"
     # issue 15 items 11 and 12: mqm's ids pinned before MQ's installer runs; kernel values only raised
     names = [s.name for s in scripts]
     assert names.index("15-mqm-user.sh") < names.index("20-install-mq.sh")
@@ -131,6 +175,8 @@ def test_ami_recipe_validates_and_keeps_imdsv2(tmp_path: Path) -> None:
     assert "kernel.shmall =" not in kernel and "kernel.sem =" not in kernel, "no fixed values that could lower"
     assert names.index("30-install-mqguard.sh") < names.index("40-mq-kernel-and-limits.sh")
     assert "mqguard preflight --image" in by_name["90-preflight.sh"] and "mount.efs" in by_name["90-preflight.sh"]
+    assert names.index("15-mqm-user.sh") < names.index("45-imds-firewall.sh"), "mqm's UID is known when it is used"
+    assert "systemctl enable mqguard-imds-firewall.service" in by_name["45-imds-firewall.sh"]
     assert "|| true" not in by_name["10-packages.sh"].split("amazon-efs-utils", 1)[1].split("fi", 1)[0]
     # packer 1.6 predates metadata_options, imds_support and required_plugins: validate the rest
     text = (ami / "mqguard.pkr.hcl").read_text()
@@ -140,6 +186,7 @@ def test_ami_recipe_validates_and_keeps_imdsv2(tmp_path: Path) -> None:
     (copy / "scripts").mkdir(parents=True)
     for script in scripts:
         (copy / "scripts" / script.name).write_text(script.read_text())
+    shutil.copytree(ami / "files", copy / "files")
     (copy / "mqguard.pkr.hcl").write_text(old)
     res = subprocess.run(["packer", "validate", "-syntax-only", "-var", "region=us-east-1", "-var", "mq_source=/x",
                           "-var", "mqguard_rpm=/y", "-var", "mq_accept_license=true", str(copy)],
@@ -185,7 +232,14 @@ def test_deployed_stack_has_what_mqguard_needs(name: str, moto: MotoAsg, templat
     assert d.problems() == []
     tls = params.get("EfsMount", "efs-utils-tls") == "efs-utils-tls"
     assert kit.user_data_problems(d.user_data(), tls, tmp_path) == []
-    assert kit.tls_policy_needs_tls_mount(d) == []
+    assert stackcheck.config_problems(d) == []
+    assert stackcheck.mount_problems(d.user_data()) == []
+    assert stackcheck.efs_policy_problems(d) == []
+    if tls:  # the policy check really ran: moto holds the stack's policy (kit.patch_moto_nlb)
+        policy = json.loads(moto.client("efs").describe_file_system_policy(FileSystemId=d.outputs["FileSystemId"])[
+            "Policy"])
+        assert any(st["Sid"] == "TlsOnly" for st in policy["Statement"])
+    assert network.Network(template, {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR, **params}).problems() == []
     if params.get("WarmPool") == "true":
         # moto's CloudFormation does not implement AWS::AutoScaling::WarmPool (it says so and skips it):
         # check the resource in the template; only a real stack proves the pool itself
@@ -291,7 +345,7 @@ def _user_data_edit(old: str, new: str) -> Callable[[kit.Template], None]:
 
 def _ingress(index_of_port: int, field: str, value: object) -> Callable[[kit.Template], None]:
     def change(t: kit.Template) -> None:
-        rules = t["Resources"]["InstanceSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+        rules = t["Resources"]["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupIngress"]
         rule = next(r for r in rules if r["FromPort"] == index_of_port)
         rule[field] = value
     return change
@@ -307,9 +361,7 @@ BROKEN: Dict[str, Callable[[kit.Template], None]] = {
                                "ToPort": 2049, "CidrIp": "0.0.0.0/0"}),
     "health check on /healthz": _set(TG + ["HealthCheckPath"], "/healthz"),
     "health check on the wrong port": _set(TG + ["HealthCheckPort"], "9158"),
-    "mqguard's port not admitted": lambda t: t["Resources"]["InstanceSecurityGroup"]["Properties"][
-        "SecurityGroupIngress"].__setitem__(slice(None), [r for r in t["Resources"]["InstanceSecurityGroup"][
-            "Properties"]["SecurityGroupIngress"] if r["FromPort"] != 9157]),
+    "mqguard's port not admitted": lambda t: t["Resources"].pop("InstanceFromLoadBalancerHealth"),
     "policy for another group": lambda t: t["Resources"]["InstanceRole"]["Properties"]["Policies"][0][
         "PolicyDocument"]["Statement"][0].__setitem__("Resource", {"Fn::Sub": "arn:${AWS::Partition}:autoscaling:"
                                                                    "${AWS::Region}:${AWS::AccountId}:autoScalingGroup"
@@ -335,24 +387,95 @@ BROKEN: Dict[str, Callable[[kit.Template], None]] = {
     "a mistyped CloudFormation property": lambda t: t["Resources"]["TargetGroup"]["Properties"].__setitem__(
         "HealthCheckPth", "/active"),
     "a reference to nothing": _set(["Resources", "Listener", "Properties", "LoadBalancerArn"], {"Ref": "Nlb"}),
+    # ---- issue 17: values the stack writes into mqguard's config must agree with the stack
+    "launch hook name in the config differs": _user_data_edit("launch_hook = mq-launch", "launch_hook = mq-launching"),
+    "termination hook name in the config differs": _user_data_edit("termination_hook = mq-terminate",
+                                                                   "termination_hook = mq-term"),
+    "asg_name in the config differs": _user_data_edit("asg_name = ${AWS::StackName}-mq",
+                                                      "asg_name = ${AWS::StackName}-mqs"),
+    "fstypes do not fit the mount type": _user_data_edit("fstypes = nfs4", "fstypes = nfs"),
+    "mqguard listens on loopback only": _user_data_edit("listen = 0.0.0.0:9157", "listen = 127.0.0.1:9157"),
+    "mqguard listens on another port": _user_data_edit("listen = 0.0.0.0:9157", "listen = 0.0.0.0:9158"),
+    "multi_instance always true": _set(LT + ["UserData", "Fn::Base64", "Fn::Sub", 1, "MultiInstanceFlag"], "true"),
+    "MQ listener port differs from the target group's": _user_data_edit("name = ${QueueManagerName}\n",
+                                                                         "name = ${QueueManagerName}\n"
+                                                                         "      listener_port = 1415\n"),
+    # ---- every mount retried and ordered before MQ
+    "mq@ has no RequiresMountsFor": _user_data_edit("end it before EFS goes\n      RequiresMountsFor=/MQHA",
+                                                     "end it before EFS goes\n      After=network.target"),
+    "the mount is tried once": _user_data_edit("Restart=on-failure", "Restart=no"),
+    "fstab line without noauto": lambda t: _replace_in(t, "LaunchTemplate", "_netdev,noauto,", "_netdev,"),
+    "mqguard started before daemon-reload": _user_data_edit(
+        "  - [ systemctl, daemon-reload ]\n  - [ systemctl, enable, --now, --no-block, mqha-mount.service ]\n"
+        "  - [ systemctl, enable, --now, --no-block, mqguard.service ]\n",
+        "  - [ systemctl, enable, --now, --no-block, mqguard.service ]\n  - [ systemctl, daemon-reload ]\n"
+        "  - [ systemctl, enable, --now, --no-block, mqha-mount.service ]\n"),
+    # ---- every port open both ways, in both VPC modes, nothing around the load balancer
+    "no egress for instance-to-instance MQ": lambda t: t["Resources"].pop("InstanceToInstanceMqOut"),
+    "no egress for the load balancer's health checks": lambda t: t["Resources"].pop("LoadBalancerToInstancesHealth"),
+    "load balancer without a security group": lambda t: t["Resources"]["LoadBalancer"]["Properties"].pop(
+        "SecurityGroups"),
+    "clients admitted on the instances directly": lambda t: t["Resources"].__setitem__("Direct", {
+        "Type": "AWS::EC2::SecurityGroupIngress", "Properties": {
+            "GroupId": {"Ref": "InstanceSecurityGroup"}, "IpProtocol": "tcp", "FromPort": 1414, "ToPort": 1414,
+            "CidrIp": {"Ref": "ClientCidr"}}}),
+    "health checks admitted from the VPC range": _set(["Resources", "InstanceFromLoadBalancerHealth", "Properties"], {
+        "GroupId": {"Ref": "InstanceSecurityGroup"}, "IpProtocol": "tcp", "FromPort": 9157, "ToPort": 9157,
+        "CidrIp": {"Ref": "VpcCidr"}}),
+    "MQ through the load balancer only in a new VPC": _set(["Resources", "InstanceFromLoadBalancerMq", "Condition"],
+                                                           "CreateVpc"),
+    "no LDAP egress although LdapCidr is given": lambda t: t["Resources"].pop("InstanceToLdap"),
+    # ---- the group, the file system and the image
+    "group health-check grace period back": _set(["Resources", "Group", "Properties", "HealthCheckGracePeriod"],
+                                                 {"Ref": "StartTimeout"}),
+    "group does not wait for the third mount target": lambda t: t["Resources"]["MountTargetsReady"]["Metadata"][
+        "MountTargets"].pop(),
+    "no rolling update": lambda t: t["Resources"]["Group"].pop("UpdatePolicy"),
+    "load balancer deletion protection always on": lambda t: _replace_in(
+        t, "LoadBalancer", '{"Fn::If": ["LoadBalancerProtected", "true", "false"]}', '"true"'),
+    "EFS retained when the first create fails": _set(["Resources", "FileSystem", "DeletionPolicy"], "Retain"),
+    "root access on EFS for the instance role": lambda t: t["Resources"]["FileSystem"]["Properties"][
+        "FileSystemPolicy"]["Fn::If"][1]["Statement"][2]["Action"].append("elasticfilesystem:ClientRootAccess"),
+    "TLS mount without the access point": lambda t: _replace_in(
+        t, "LaunchTemplate", '{"Fn::Sub": "_netdev,noauto,nofail,tls,iam,accesspoint=${AccessPoint},noresvport,nodev,'
+        'nosuid"}', '"_netdev,noauto,nofail,tls,iam,noresvport,nodev,nosuid"'),
+    "RHEL root device mapped as /dev/xvda": _set(["Mappings", "RootDevice", "rhel9", "Name"], "/dev/xvda"),
 }
+
+
+def _replace_in(t: kit.Template, resource: str, old: str, new: str) -> None:
+    text = json.dumps(t["Resources"][resource])
+    assert old in text, old
+    t["Resources"][resource] = json.loads(text.replace(old, new))
 
 
 def first_rejection(variant: kit.Template, moto: MotoAsg, tmp: Path) -> Tuple[str, List[str]]:
     """The first check (cheapest first) that rejects ``variant``: (check, its complaints)."""
     path = kit.write_json(variant, tmp)
     for check, run in (("cfn-guard", lambda: kit.cfn_guard(path)), ("mount targets", lambda: kit.mount_target_problems(
-            variant)), ("cfn-lint", lambda: kit.cfn_lint(path))):
+            variant)), ("template", lambda: network.template_problems(variant))):
         problems = run()
         if problems:
             return check, problems
+    for mode, params in NETWORK_SETS.items():
+        try:
+            problems = network.Network(variant, params).problems()
+        except Exception as exc:  # the variant does not even resolve
+            problems = [f"{type(exc).__name__}: {exc}"]
+        if problems:
+            return f"network ({mode})", problems
+    problems = kit.cfn_lint(path)
+    if problems:
+        return "cfn-lint", problems
     try:
         d = deploy(moto, variant, {})
     except Exception as exc:  # moto refused the stack itself
         return "moto deployment", [str(exc)[:300]]
     for check, run in (("deployed resources", d.problems),
                        ("user data", lambda: kit.user_data_problems(d.user_data(), True, tmp)),
-                       ("EFS policy vs mount", lambda: kit.tls_policy_needs_tls_mount(d))):
+                       ("config vs stack", lambda: stackcheck.config_problems(d)),
+                       ("mounts", lambda: stackcheck.mount_problems(d.user_data())),
+                       ("EFS policy vs mount", lambda: stackcheck.efs_policy_problems(d))):
         problems = run()
         if problems:
             return check, problems
@@ -361,7 +484,7 @@ def first_rejection(variant: kit.Template, moto: MotoAsg, tmp: Path) -> Tuple[st
 
 def test_every_broken_copy_is_rejected_and_we_say_by_what(moto: MotoAsg, template: kit.Template,
                                                            tmp_path: Path) -> None:
-    assert len(BROKEN) >= 15
+    assert len(BROKEN) >= 45
     caught: Dict[str, str] = {}
     missed = []
     for i, (name, change) in enumerate(BROKEN.items()):

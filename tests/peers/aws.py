@@ -70,6 +70,14 @@ _THROTTLE = (
 )
 
 
+# What Auto Scaling answers SetInstanceHealth(ShouldRespectGracePeriod=true) inside the group's
+# health-check grace period (the wording as reported in aws/aws-cli issue 171).
+_GRACE = (
+    b'<ErrorResponse xmlns="https://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type>'
+    b"<Code>ValidationError</Code><Message>The age of the instance (286 seconds) is less than the configured grace "
+    b"period of 300 seconds</Message></Error><RequestId>x</RequestId></ErrorResponse>"
+)
+
 _DENIED = (
     b'<ErrorResponse xmlns="https://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type>'
     b"<Code>AccessDenied</Code><Message>User: arn:aws:sts::123456789012:assumed-role/mq-role/i-0abc is not "
@@ -90,7 +98,8 @@ def _lifecycle_reply(action: str) -> bytes:
 class FaultProxy:
     """Forwards to ``upstream`` after failing the first requests as scripted.
 
-    ``script`` is a list of "throttle" | "500" | "reset" | "denied"; each request takes the
+    ``script`` is a list of "throttle" | "500" | "reset" | "denied" | "grace" (inside the group's
+    health-check grace period); each request takes the
     next entry until the list is empty, then requests pass through.
 
     moto 5.2 does not implement the two lifecycle-hook calls; the proxy answers
@@ -123,6 +132,8 @@ class FaultProxy:
                     self._send(400, _THROTTLE)
                 elif step == "denied":
                     self._send(403, _DENIED)
+                elif step == "grace":
+                    self._send(400, _GRACE)
                 elif step == "500":
                     self._send(500, b"<ErrorResponse><Error><Code>InternalFailure</Code></Error></ErrorResponse>")
                 elif step == "reset":

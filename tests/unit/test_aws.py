@@ -15,7 +15,7 @@ from typing import Optional
 import pytest
 
 from mqguard.aws.autoscaling import AutoScaling, call_until_done
-from mqguard.aws.errors import PERMANENT, THROTTLED, TRANSIENT, AwsErrors, classify
+from mqguard.aws.errors import NOT_YET, PERMANENT, THROTTLED, TRANSIENT, AwsErrors, classify, not_yet_delay
 from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
 from mqguard.clock import FakeClock
 from mqguard.config import ReportMode
@@ -184,6 +184,39 @@ def test_access_denied_is_never_retried_in_a_tight_loop(moto: MotoAsg, imds: Imd
         assert call_until_done("x", "SetInstanceHealth", lambda: asg.set_unhealthy(True), threading.Event(),
                                errors=errors) == moto.instance_id
         assert errors.current() is None
+    finally:
+        proxy.stop()
+
+
+def test_a_report_inside_the_groups_grace_period_is_not_yet_not_a_permission_problem(
+        moto: MotoAsg, imds: ImdsServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 17 item 4: AWS refuses SetInstanceHealth with ValidationError while the instance is younger than
+    the group's grace period. That is "not yet": retried when the period ends (not every 30 s as a permanent
+    error, not shown as aws_error, no IAM hint), and the report goes out then."""
+    assert classify(coded("ValidationError")).kind == PERMANENT
+    grace = classify(Exception.__new__(type("E", (Exception,), {"response": {"Error": {
+        "Code": "ValidationError", "Message": "The age of the instance (286 seconds) is less than the configured "
+        "grace period of 300 seconds"}, "ResponseMetadata": {"HTTPStatusCode": 400}}})))
+    assert grace.kind == NOT_YET and not grace.access
+    assert not_yet_delay(grace.message) == 15.0
+    assert not_yet_delay("less than the configured grace period of 99999 seconds") == 300.0
+    assert not_yet_delay("garbled") is None
+    proxy = FaultProxy(moto.url, ["grace", "grace"]).start()
+    try:
+        calls: list = []  # type: ignore[type-arg]
+        asg = asg_for(moto, imds, proxy.url, calls)
+        errors = AwsErrors()
+        stop = CountingStop(5)
+        with caplog.at_level(logging.INFO):
+            result = call_until_done("SetInstanceHealth(Unhealthy)", "SetInstanceHealth",
+                                     lambda: asg.set_unhealthy(True), stop, Backoff(base=0.01, cap=0.05),
+                                     errors=errors)
+        assert result == moto.instance_id and moto.health() == "Unhealthy"
+        assert stop.waits == [15.0, 15.0], "retried when the grace period ends, as AWS said"
+        assert errors.current() is None, "not a permanent error for /status"
+        text = [r.getMessage() for r in caplog.records]
+        assert not [m for m in text if "IAM action" in m]
+        assert len([m for m in text if "grace period" in m and "HealthCheckGracePeriod" in m]) == 1
     finally:
         proxy.stop()
 

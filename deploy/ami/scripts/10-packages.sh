@@ -17,5 +17,12 @@ else
     curl -fsS https://awscli.amazonaws.com/awscli-exe-linux-x86_64.zip -o /tmp/awscli.zip
     unzip -q /tmp/awscli.zip -d /tmp && /tmp/aws/install && rm -rf /tmp/aws /tmp/awscli.zip
   fi
+  # RHEL images have no SSM agent, and the stack opens no SSH: without it nobody can reach the
+  # instance. AWS publishes the agent's RPM per region (Session Manager docs, "Manually install
+  # SSM Agent on RHEL").
+  if ! rpm -q amazon-ssm-agent >/dev/null; then
+    dnf -y install "https://s3.${AWS_REGION}.amazonaws.com/amazon-ssm-${AWS_REGION}/latest/linux_amd64/amazon-ssm-agent.rpm"
+  fi
 fi
-systemctl enable amazon-ssm-agent 2>/dev/null || true
+# Session Manager is the only way in: a missing agent stops the build
+systemctl enable amazon-ssm-agent

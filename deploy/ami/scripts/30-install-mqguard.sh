@@ -1,9 +1,10 @@
 #!/bin/sh
-# mqguard: enabled, not started. The instance's user data writes /etc/mqguard/conf.d and
-# starts it once EFS is mounted (deploy/cloudformation/mqguard.yaml).
+# mqguard: installed, not enabled. The instance's user data writes /etc/mqguard/conf.d, the
+# EFS mount unit and the drop-ins, reloads systemd and only then enables and starts mqguard
+# (deploy/cloudformation/mqguard.yaml): started earlier, it would run without its configuration.
 set -eu
 dnf -y install /tmp/mqguard.rpm
 rm -f /tmp/mqguard.rpm
-systemctl enable mqguard.service
+systemctl disable mqguard.service 2>/dev/null || :
 mqguard --version
 systemd-analyze security mqguard.service | tail -n 1
