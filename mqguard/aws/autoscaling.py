@@ -225,7 +225,8 @@ def call_until_done(
                 raise
             delay = backoff.delay(attempt)
             if err.kind == NOT_YET:
-                delay = not_yet_delay(err.message) or delay
+                # when AWS says the period ends, but never sooner than the contract's floor for a ValidationError
+                delay = max(not_yet_delay(err.message) or delay, floor)
                 if said != err.code:
                     said = err.code
                     log.warning("%s refused until the group's health-check grace period ends (%s); asking again in "

@@ -10,7 +10,8 @@ Three classes (contract §17), and "not yet":
 - not_yet: SetInstanceHealth refused with ValidationError because the instance is
   younger than the group's health-check grace period (ShouldRespectGracePeriod).
   Nothing is wrong with IAM or the call: it is retried when AWS says the period
-  ends (at most 5 minutes ahead, the episode asked again first), logged once.
+  ends (at most 5 minutes ahead, never sooner than PERMANENT_FLOOR, the episode
+  asked again first), logged once at WARNING, not recorded as the aws_error.
 """
 
 from __future__ import annotations

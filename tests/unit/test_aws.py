@@ -191,8 +191,8 @@ def test_access_denied_is_never_retried_in_a_tight_loop(moto: MotoAsg, imds: Imd
 def test_a_report_inside_the_groups_grace_period_is_not_yet_not_a_permission_problem(
         moto: MotoAsg, imds: ImdsServer, caplog: pytest.LogCaptureFixture) -> None:
     """Issue 17 item 4: AWS refuses SetInstanceHealth with ValidationError while the instance is younger than
-    the group's grace period. That is "not yet": retried when the period ends (not every 30 s as a permanent
-    error, not shown as aws_error, no IAM hint), and the report goes out then."""
+    the group's grace period. That is "not yet": retried when the period ends (no sooner than the contract's
+    30 s floor), logged once at WARNING, not shown as aws_error, no IAM hint; the report goes out then."""
     assert classify(coded("ValidationError")).kind == PERMANENT
     grace = classify(Exception.__new__(type("E", (Exception,), {"response": {"Error": {
         "Code": "ValidationError", "Message": "The age of the instance (286 seconds) is less than the configured "
@@ -201,6 +201,8 @@ def test_a_report_inside_the_groups_grace_period_is_not_yet_not_a_permission_pro
     assert not_yet_delay(grace.message) == 15.0
     assert not_yet_delay("less than the configured grace period of 99999 seconds") == 300.0
     assert not_yet_delay("garbled") is None
+    assert not_yet_delay("The age of the instance (10 seconds) is less than the configured grace period of "
+                         "200 seconds") == 191.0
     proxy = FaultProxy(moto.url, ["grace", "grace"]).start()
     try:
         calls: list = []  # type: ignore[type-arg]
@@ -212,7 +214,7 @@ def test_a_report_inside_the_groups_grace_period_is_not_yet_not_a_permission_pro
                                      lambda: asg.set_unhealthy(True), stop, Backoff(base=0.01, cap=0.05),
                                      errors=errors)
         assert result == moto.instance_id and moto.health() == "Unhealthy"
-        assert stop.waits == [15.0, 15.0], "retried when the grace period ends, as AWS said"
+        assert stop.waits == [30.0, 30.0], "no sooner than the contract's 30 s floor for a ValidationError"
         assert errors.current() is None, "not a permanent error for /status"
         text = [r.getMessage() for r in caplog.records]
         assert not [m for m in text if "IAM action" in m]
