@@ -76,7 +76,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_run(args)
         if args.command == "preflight":
             return cmd_preflight(args)
-        if args.command in ("pause", "resume", "switchover"):
+        from mqguard.ctlsocket import OPERATIONS
+
+        if args.command in OPERATIONS:
             from mqguard.controlcmd import run_control
 
             return run_control(_load(args.config), args)

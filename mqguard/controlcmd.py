@@ -7,7 +7,7 @@ import sys
 
 from mqguard.config import Config
 from mqguard.configvalues import duration
-from mqguard.ctlsocket import NotRunning, ask
+from mqguard.ctlsocket import ControlOp, NotRunning, ask
 from mqguard.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
 
 MAX_REASON = 500
@@ -18,7 +18,7 @@ def run_control(cfg: Config, args: argparse.Namespace) -> int:
     op = args.command
     extra = {}
     timeout = 30.0
-    if op == "pause":
+    if op == ControlOp.PAUSE:
         try:
             seconds = duration(1, 366 * 86400.0)(args.duration)
         except ValueError as exc:
@@ -28,7 +28,7 @@ def run_control(cfg: Config, args: argparse.Namespace) -> int:
             print(f"mqguard pause: --reason is longer than {MAX_REASON} characters", file=sys.stderr)
             return EX_USAGE
         extra = {"seconds": seconds, "reason": args.reason}
-    elif op == "switchover":
+    elif op == ControlOp.SWITCHOVER:
         extra = {"force": bool(args.force)}
         qm = cfg.queue_manager
         # ending (stop_timeout), waiting for the other host (stop_timeout), a new standby (start_timeout)

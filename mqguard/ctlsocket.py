@@ -14,6 +14,7 @@ never on the supervision loop, at most a few at a time.
 
 from __future__ import annotations
 
+import enum
 import errno
 import grp
 import json
@@ -34,7 +35,17 @@ from mqguard.untrusted import loggable
 log = logging.getLogger(__name__)
 
 PROTOCOL = 1
-OPERATIONS = ("pause", "resume", "switchover")
+
+
+class ControlOp(str, enum.Enum):
+    """The operations the control socket takes: the one list (the CLI and the daemon use it)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    SWITCHOVER = "switchover"
+
+
+OPERATIONS = tuple(op.value for op in ControlOp)
 MAX_LINE = 16 * 1024
 REQUEST_DEADLINE = 5.0  # to send the request line
 MAX_HANDLERS = 4

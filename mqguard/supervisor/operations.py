@@ -19,7 +19,7 @@ from mqguard import pause as pause_mod
 from mqguard.clock import iso_utc
 from mqguard.config import Config
 from mqguard.configvalues import format_duration
-from mqguard.ctlsocket import Reply, Request
+from mqguard.ctlsocket import ControlOp, Reply, Request
 from mqguard.mq.control import MqControl, StartResult
 from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.status import QmStatus
@@ -66,11 +66,12 @@ class Operations:
         self.wall = wall
 
     def handle(self, req: Request) -> Reply:
-        if req.op == "pause":
-            return self.pause(req)
-        if req.op == "resume":
-            return self.resume(req)
-        return self.switchover(req)
+        try:
+            op = ControlOp(req.op)
+        except ValueError:
+            return False, f"refused: unknown operation {req.op[:40]!r}"
+        handlers = {ControlOp.PAUSE: self.pause, ControlOp.RESUME: self.resume, ControlOp.SWITCHOVER: self.switchover}
+        return handlers[op](req)
 
     # ---------------------------------------------------------------- pause
     def pause(self, req: Request) -> Reply:

@@ -114,4 +114,6 @@ def _state_line(snap: Snapshot, uptime: float, mount_timeout: str, report_mode: 
         told = "reported Unhealthy to Auto Scaling" if snap.reported_unhealthy else (
             "Unhealthy (report = log: not sent)" if report_mode == "log" else "reporting Unhealthy to Auto Scaling")
         return f"queue manager {q} {status}; FAILED: {told}: {why}"
-    return f"stopping; queue manager {q} {status}"
+    if snap.state == State.STOPPING:
+        return f"stopping; queue manager {q} {status}"
+    return f"{snap.state}; queue manager {q} {status}; {efs}"  # a state this line does not know: say it as it is

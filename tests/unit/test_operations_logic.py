@@ -212,3 +212,38 @@ def test_pause_write_never_follows_a_link_planted_at_its_temporary_name(tmp_path
     record = Pause(until=time.time() + 10, reason="r", by="b", since=time.time())
     pause_mod.write(str(tmp_path), owners, record)
     assert victim.read_text() == "keep me" and pause_mod.read(str(tmp_path), owners) == record
+
+
+def test_an_unknown_control_operation_is_refused_not_taken_for_a_switchover() -> None:
+    """Issue 18 item 7: Operations.handle sent every op it did not know to switchover."""
+    from mqguard.ctlsocket import OPERATIONS, ControlOp, Peer, Request
+    from mqguard.supervisor.operations import Operations
+
+    class Worker:
+        submitted: List[str] = []
+
+        def submit(self, name: str, job: object) -> bool:
+            self.submitted.append(name)
+            return True
+
+    worker = Worker()
+    ops = Operations(cfg=lambda: None, control=None, lifecycle=None, worker=worker,  # type: ignore[arg-type]
+                     watch=None, owners=frozenset(), wake=lambda: None)  # type: ignore[arg-type]
+    ok, message = ops.handle(Request("drill", Peer(pid=1, uid=0, gid=0)))
+    assert not ok and "unknown operation" in message and worker.submitted == []
+    assert OPERATIONS == tuple(op.value for op in ControlOp) == ("pause", "resume", "switchover")
+
+
+def test_the_status_line_names_every_state_and_never_says_stopping_for_one_it_does_not_know() -> None:
+    """Issue 18 item 7: _state_line printed "stopping" for any state it had no branch for."""
+    from mqguard.supervisor.snapshot import summary_line
+
+    firsts = {}
+    for state in State:
+        line = summary_line(snap(state, "running"), 5.0, "10m", "autoscaling")
+        assert line.startswith("stopping") == (state is State.STOPPING), (state, line)
+        firsts[state] = line
+    assert len(set(firsts.values())) == len(State), "each state reads differently"
+    odd = replace(snap(State.RUNNING, "running"), state="drilling")
+    assert "drilling" in summary_line(odd, 5.0, "10m", "autoscaling")
+    assert not summary_line(odd, 5.0, "10m", "autoscaling").startswith("stopping")
