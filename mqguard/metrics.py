@@ -122,6 +122,10 @@ class MqguardCollector(Collector):
         yield aws
 
         yield _histogram("mqguard_cycle_seconds", "Duration of one supervision cycle.", (), (), tel.cycle_seconds)
+        errors = CounterMetricFamily("mqguard_cycle_errors", "Supervision cycles that ended in an exception "
+                                     "(logged; the loop went on).")
+        errors.add_metric([], tel.cycle_errors)
+        yield errors
 
         last = GaugeMetricFamily("mqguard_last_cycle_timestamp_seconds",
                                  "End of the last supervision cycle (Unix time).")

@@ -65,6 +65,7 @@ class Telemetry:
         self.mq_messages: DefaultDict[str, int] = defaultdict(int)  # MQ error-log messages by severity I/W/E/S
         self.fdc_files = 0
         self.http_connections: DefaultDict[str, int] = defaultdict(int)  # closed for room: evicted, refused
+        self.cycle_errors = 0  # cycles that ended in an exception (the loop went on)
 
     def http_connection(self, result: str) -> None:
         with self._lock:
@@ -104,6 +105,10 @@ class Telemetry:
         with self._lock:
             self.cycle_seconds.observe(seconds)
 
+    def cycle_error(self) -> None:
+        with self._lock:
+            self.cycle_errors += 1
+
     def snapshot(self) -> Telemetry:
         """A consistent copy for a scrape."""
         with self._lock:
@@ -118,4 +123,5 @@ class Telemetry:
             copy.mq_messages = defaultdict(int, self.mq_messages)
             copy.fdc_files = self.fdc_files
             copy.http_connections = defaultdict(int, self.http_connections)
+            copy.cycle_errors = self.cycle_errors
             return copy

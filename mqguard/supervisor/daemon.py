@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import threading
 from types import FrameType
@@ -36,6 +37,7 @@ from mqguard.notify import Notifier
 from mqguard.pause import Pause, PauseWatch
 from mqguard.statedir import StateDirStatus, allowed_owners
 from mqguard.storage import MOUNTINFO, StorageProber, check_mount, mount_check
+from mqguard.supervisor.cycleguard import CycleGuard
 from mqguard.supervisor.hooks import Hooks
 from mqguard.supervisor.jobs import Jobs
 from mqguard.supervisor.machine import (
@@ -135,6 +137,7 @@ class Daemon:
         self._snapshot: Optional[Snapshot] = None
         self._last_obs: Optional[Observation] = None
         self.started = self.clock.monotonic()
+        self.cycle_guard = CycleGuard(self.telemetry.cycle_error, self.clock.monotonic)
 
     # ----------------------------------------------------------- plumbing
     def wake(self) -> None:
@@ -173,33 +176,56 @@ class Daemon:
         if self.termination is not None:
             self.termination.check(within=2.0)  # warm pool or going away: known before anything starts
             self.termination.start()
-        while not self._stop_requested:
-            if self._reload_requested:
-                self._reload_requested = False
-                self.reload()
-            started = self.clock.monotonic()
-            self.run_cycle()
-            next_due = started + self.cfg.health.poll_interval
-            if self.notifier.watchdog_interval is not None:
-                # cycle at least twice per WatchdogSec, whatever poll_interval says
-                next_due = min(next_due, started + self.notifier.watchdog_interval)
-            deadline = self.machine.next_deadline(self.clock.monotonic())
-            pause = self.pause_watch.current
-            if pause is not None and pause.active(self.clock.wall()):  # wake at the second it expires
-                expiry = pause.until - self.clock.wall() + self.clock.monotonic()
-                deadline = expiry if deadline is None else min(deadline, expiry)
-            if deadline is not None:
-                # wake when a grace period or budget runs out, not a poll later
-                next_due = min(next_due, deadline + 0.01)
-            self._wait(max(0.0, next_due - self.clock.monotonic()))
-        return self.shutdown()
+        try:
+            while not self._stop_requested:
+                started = self.clock.monotonic()
+                try:  # nothing a cycle raises ends supervision (contract §24)
+                    if self._reload_requested:
+                        self._reload_requested = False
+                        self.reload()
+                    self.run_cycle()
+                    self._wait(max(0.0, self._next_due(started) - self.clock.monotonic()))
+                except Exception as exc:
+                    self.cycle_guard.failed(exc)
+                    select.select([self._wake_r], [], [], self.cfg.health.poll_interval)  # never a tight loop
+                    self._drain_wake()
+        finally:
+            code = self.shutdown()
+        return code
+
+    def _next_due(self, started: float) -> float:
+        next_due = started + self.cfg.health.poll_interval
+        if self.notifier.watchdog_interval is not None:
+            # cycle at least twice per WatchdogSec, whatever poll_interval says
+            next_due = min(next_due, started + self.notifier.watchdog_interval)
+        deadline = self.machine.next_deadline(self.clock.monotonic())
+        pause = self.pause_watch.current
+        if pause is not None and pause.active(self.clock.wall()):  # wake at the second it expires
+            expiry = pause.until - self.clock.wall() + self.clock.monotonic()
+            deadline = expiry if deadline is None else min(deadline, expiry)
+        if deadline is not None:
+            # wake when a grace period or budget runs out, not a poll later
+            next_due = min(next_due, deadline + 0.01)
+        return next_due
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
 
     def run_cycle(self) -> Verdict:
         started = self.clock.monotonic()
         obs = self.observe()
         verdict = self.machine.step(obs)
         for action in verdict.actions:
-            self.execute(action)
+            try:  # one effect that fails neither loses the others nor leaves the machine waiting for it
+                self.execute(action)
+            except Exception as exc:
+                self.cycle_guard.failed(exc)
+                if action.kind == ActionKind.BRING_UP:
+                    self.worker.lost(f"the start could not be begun: {exc}")
         if self._mqsc_pending and not obs.going_away and self.worker.submit("mqsc", self.jobs.apply_mqsc):
             self._mqsc_pending = False
         if obs.going_away and not self._termination_job:

@@ -18,7 +18,7 @@ Vocabulary (see README "How it decides"):
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Deque, List, Optional, Sequence
 
 from mqguard.configvalues import format_duration
@@ -82,6 +82,9 @@ class Machine:
         """The rules, in order; the first that settles the verdict returns it."""
         actions: List[Action] = []
         notes: List[str] = []
+        if obs.job_result is not None and obs.job_result.outcome == JobOutcome.NOT_BEGUN:
+            self._forget_last_bring_up()
+            obs = replace(obs, job_result=None)
         early = (self._rule_going_away(obs, actions) or self._rule_paused(obs) or self._rule_warm(obs, actions)
                  or self._rule_wait_for_storage(obs, actions) or self._rule_first_bring_up(obs, actions))
         if early is not None:
@@ -331,6 +334,15 @@ class Machine:
     def _bring_up(self, reason: str) -> Action:
         self.jobs_started += 1
         return Action(ActionKind.BRING_UP, reason)
+
+    def _forget_last_bring_up(self) -> None:
+        """The last bring-up never began: it is asked for again, and counts as no attempt or restart."""
+        self.jobs_started = max(0, self.jobs_started - 1)
+        if self.attempts > 0:
+            self.attempts -= 1
+            self.restarts_total = max(0, self.restarts_total - 1)
+            if self.restart_times:
+                self.restart_times.pop()
 
     def _open_episode(self, now: float) -> None:
         if self.bad_since is None:

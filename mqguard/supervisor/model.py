@@ -40,6 +40,7 @@ class JobOutcome(str, enum.Enum):
     ELSEWHERE = "elsewhere"  # an active instance runs on another host
     FAILED = "failed"
     TIMED_OUT = "timed_out"  # strmqm/crtmqm overran start_timeout
+    NOT_BEGUN = "not_begun"  # the job could not even be started (an exception in mqguard): ask again
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from mqguard.supervisor.machine import (
 )
 from tests.unit.machine_driver import ENDED, FAILED, UP, Driver, R, kinds
 
+CRASHED = QmStatus.ENDED_UNEXPECTEDLY
+
 
 def test_waits_for_storage_then_brings_up_once() -> None:
     d = Driver()
@@ -389,3 +391,28 @@ def test_a_listener_that_stops_during_a_switchover_is_not_a_fault() -> None:
     assert not v.bad_reasons and d.m.bad_since is None and d.reports() == 0
     v = d.step(after=1, qmgr=R, listener=False)  # no switchover: it is bad again
     assert v.bad_reasons == ["listener not accepting connections"]
+
+
+def test_a_bring_up_that_could_not_even_be_begun_is_asked_for_again_not_counted_as_a_start() -> None:
+    """Issue 18 item 4: an exception while executing BRING_UP lost the job; the machine then waited for a
+    queue manager that nobody was preparing and reported the instance after the grace period."""
+    d = Driver(grace_period=60)
+    assert kinds(d.step()) == [ActionKind.BRING_UP]
+    lost = JobResult(JobOutcome.NOT_BEGUN, "the start could not be begun: boom")
+    v = d.step(after=0.2, result=lost, detail="not prepared yet")
+    assert kinds(v) == [ActionKind.BRING_UP], "the first bring-up is asked for again at once"
+    # a restart attempt that is lost is not counted against the attempts or the budget either
+    d.step(after=1, stage=JobStage.STARTING)
+    d.step(after=1, qmgr=R, result=UP)
+    v = d.step(after=1, qmgr=CRASHED)
+    assert kinds(v) == [ActionKind.BRING_UP]
+    before = (d.m.attempts, d.m.budget_remaining(d.clock.monotonic()))
+    v = d.step(after=0.2, qmgr=CRASHED, result=lost)
+    assert kinds(v) == [ActionKind.BRING_UP]
+    assert (d.m.attempts, d.m.budget_remaining(d.clock.monotonic())) == before
+    # but the episode's clock runs on: an effect that always fails still ends in a report
+    for _ in range(400):
+        v = d.step(after=0.2, qmgr=CRASHED, result=lost)
+        if ActionKind.REPORT_UNHEALTHY in kinds(v):
+            break
+    assert ActionKind.REPORT_UNHEALTHY in kinds(v)
