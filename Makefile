@@ -1,9 +1,12 @@
 # mqguard — see README.md. Every target installs what it needs first.
 PYTHON ?= python3
-APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux nftables systemd python3 python3-systemd python3-venv prometheus libsystemd-dev pkg-config rpm rpmlint man-db polkitd dbus cloud-init packer
+APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux systemd python3 python3-systemd python3-venv prometheus libsystemd-dev pkg-config rpm rpmlint man-db polkitd dbus
+# only the deploy kit's checks (tests/deploy) need these: `make unit` does not install them
+DEPLOY_APT_PACKAGES = cloud-init packer nftables
 STAMP = build/.deps-stamp
+DEPLOY_STAMP = build/.deploy-deps-stamp
 
-.PHONY: deps test lint unit e2e systemtest demo bench soak rpm clean
+.PHONY: deps deploy-deps test lint unit e2e systemtest deploytest demo bench soak rpm clean
 
 build:
 	mkdir -p build
@@ -17,7 +20,22 @@ $(STAMP): requirements-dev.txt Makefile | build
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
-	@# The deploy kit's checks: checkov in its own venv (it pins an old boto3), cfn-guard's static binary.
+	@# MQ's installer creates the mqm user and group; the default run_as names it.
+	@getent passwd mqm >/dev/null || useradd --system --user-group --home-dir /var/mqm --no-create-home \
+	  --shell /sbin/nologin mqm
+	touch $@
+
+# The deploy kit's tools (tests/deploy): cloud-init's schema checker, packer, nft, checkov, cfn-guard.
+deploy-deps: $(DEPLOY_STAMP)
+$(DEPLOY_STAMP): Makefile $(STAMP) | build
+	@# cloud-init is installed for its schema checker only: never let it run on this machine
+	mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
+	@missing=""; for p in $(DEPLOY_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# checkov in its own venv (it pins an old boto3), cfn-guard's static binary.
 	test -x build/checkov-venv/bin/checkov || { $(PYTHON) -m venv build/checkov-venv && \
 	  build/checkov-venv/bin/pip install -q checkov; }
 	@# npm: Node's own (nodesource) where installed, else Debian's
@@ -28,11 +46,6 @@ $(STAMP): requirements-dev.txt Makefile | build
 	  @cdklabs/cdk-validator-cfnguard@0.0.62 && mkdir -p build/cfn-guard && cp \
 	  build/cfn-guard-npm/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/x86_64/cfn-guard build/cfn-guard/; } \
 	  || echo "cfn-guard could not be installed from npm: the deploy-kit tests will be skipped"
-	@# cloud-init is installed for its schema checker only: never let it run on this machine
-	mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
-	@# MQ's installer creates the mqm user and group; the default run_as names it.
-	@getent passwd mqm >/dev/null || useradd --system --user-group --home-dir /var/mqm --no-create-home \
-	  --shell /sbin/nologin mqm
 	touch $@
 
 lint: deps
@@ -43,6 +56,9 @@ lint: deps
 unit: deps
 	$(PYTHON) -m pytest -q tests/unit
 
+deploytest: deps deploy-deps
+	$(PYTHON) -m pytest -q -s tests/deploy
+
 e2e: deps
 	$(PYTHON) -m pytest -q -s tests/e2e
 
@@ -52,7 +68,7 @@ systemtest: deps
 
 # The whole suite: lint, a 2-minute fixed-seed chaos soak, unit/component tests with
 # real peers, end-to-end, system.
-test: deps lint
+test: deps deploy-deps lint
 	$(PYTHON) tools/soak.py --seconds 120 --seed 7
 	$(PYTHON) -m pytest -q -s --durations=15 tests
 

@@ -30,16 +30,21 @@ class Line:
 def run_check(cfg: Config, runner: CommandRunner, mountinfo: str = MOUNTINFO) -> List[Line]:
     lines: List[Line] = []
     st = cfg.storage
+    qm = cfg.queue_manager
     mount = check_mount(st.path, st.fstypes, mountinfo)
+    storage_ok = False
     if mount.ok:
-        qm = cfg.queue_manager
         probe = StorageProber(st.path, allowed_owners(qm.run_as), (qm.data_dir, qm.log_dir),
                               mounted=mount_check(st.path, st.fstypes, mountinfo)).probe(st.probe_timeout)
         detail = f"{mount.detail}; probe {probe.seconds * 1000:.1f} ms" if probe.ok and probe.seconds else probe.detail
+        storage_ok = probe.ok
         lines.append(Line("storage", OK if probe.ok else BAD, detail))
     else:
         lines.append(Line("storage", BAD, mount.detail))
-    qm = cfg.queue_manager
+    if not storage_ok:  # as the daemon: MQ's commands would only hang on (or wrongly judge) bad storage
+        lines.append(Line("queue manager", BAD, f"{qm.name}: not checked while storage is bad"))
+        lines.append(Line("listener", BAD, f"127.0.0.1:{qm.listener_port} not probed (storage is bad)"))
+        return lines
     reading = MqControl(qm, st.path, runner, cfg.health.command_timeout).dspmq()
     status = reading.status
     qm_verdict = (OK if counts_healthy(status, qm.multi_instance)

@@ -30,28 +30,6 @@ class SystemClock:
         time.sleep(max(0.0, seconds))
 
 
-class FakeClock:
-    """A clock that only moves when told to (for unit tests)."""
-
-    def __init__(self, start: float = 1000.0, wall_start: float = 1_700_000_000.0) -> None:
-        self._now = start
-        self._wall_offset = wall_start - start
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self._now
-
-    def wall(self) -> float:
-        return self._now + self._wall_offset
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.advance(max(0.0, seconds))
-
-    def advance(self, seconds: float) -> None:
-        self._now += seconds
-
-
 def iso_utc(wall: float | None) -> str | None:
     """ISO 8601 UTC with a Z suffix, or None."""
     if wall is None:

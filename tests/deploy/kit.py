@@ -383,9 +383,9 @@ def which_tools() -> Optional[str]:
     """Why the kit's tools are missing (None when all are there)."""
     for tool, path in (("checkov", CHECKOV), ("cfn-guard", CFN_GUARD)):
         if not Path(path).exists():
-            return f"{tool} is not installed at {path} (make deps installs it)"
+            return f"{tool} is not installed at {path} (make deploy-deps installs it)"
     for tool in ("cloud-init", "packer"):
         if not shutil.which(tool):
-            return f"{tool} is not installed (make deps installs it)"
+            return f"{tool} is not installed (make deploy-deps installs it)"
     return None
 

@@ -325,9 +325,13 @@ def test_check_reports_each_aspect_and_exit_codes(harness: Harness) -> None:
     harness.efs.freeze()
     try:
         start = time.monotonic()
+        before = len(harness.calls())
         res = harness.cli("check", "--config", str(harness.conf), timeout=30)
         assert res.returncode == 1 and "did not finish" in res.stdout
         assert time.monotonic() - start < 15
+        # issue 18: like the daemon, check asks MQ nothing while storage is bad (a dspmq would hang on it)
+        assert "not checked while storage is bad" in res.stdout
+        assert [c["cmd"] for c in harness.calls()[before:]] == []
     finally:
         harness.efs.thaw()
 

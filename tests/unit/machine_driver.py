@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from mqguard.clock import FakeClock
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor.machine import (
     ActionKind,
@@ -17,6 +16,7 @@ from mqguard.supervisor.machine import (
     State,
     Verdict,
 )
+from tests.fakes import FakeClock
 
 R = QmStatus.RUNNING
 ENDED = QmStatus.ENDED_UNEXPECTEDLY
