@@ -10,17 +10,18 @@ import threading
 from typing import List, Optional, Tuple
 
 from mqguard import config as config_mod
-from mqguard import logsetup, mqi
+from mqguard.base import logsetup
 from mqguard.config import Config, PcfMode
-from mqguard.ctlsocket import ControlServer
-from mqguard.httpserver import HttpEndpoint
-from mqguard.metrics import MqguardCollector, build_registry
-from mqguard.notify import Notifier
-from mqguard.statehook import StateHook
+from mqguard.mq import mqi
+from mqguard.serve.control import ControlServer
+from mqguard.serve.http import HttpEndpoint
+from mqguard.serve.metrics import MqguardCollector, build_registry
+from mqguard.serve.notify import Notifier
+from mqguard.serve.telemetry import Telemetry
 from mqguard.supervisor.daemon import Daemon
 from mqguard.supervisor.operations import Operations
 from mqguard.supervisor.snapshot import Snapshot
-from mqguard.telemetry import Telemetry
+from mqguard.supervisor.statehook import StateHook
 
 log = logging.getLogger(__name__)
 

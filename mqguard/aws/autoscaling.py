@@ -25,7 +25,7 @@ from mqguard.aws.errors import (
     not_yet_delay,
 )
 from mqguard.aws.imds import Imds
-from mqguard.retry import Backoff
+from mqguard.base.retry import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import time
 import urllib.parse
 from typing import Callable, Dict, Optional, Tuple
 
-from mqguard.untrusted import quoted
+from mqguard.base.untrusted import quoted
 
 log = logging.getLogger(__name__)
 

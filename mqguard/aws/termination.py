@@ -16,7 +16,7 @@ import threading
 from typing import Callable, Optional, Tuple
 
 from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
-from mqguard.untrusted import quoted
+from mqguard.base.untrusted import quoted
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Dict, List, Optional, Sequence
 
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.names import directory_name
-from mqguard.mq.runner import CommandResult, CommandRunner
 from mqguard.mq.status import DspmqEntry, ParseError, QmStatus, find_entry
+from mqguard.proc.runner import CommandResult, CommandRunner
 
 MQ_PREFIX = "/var/mqm"  # addmqinf Prefix= (IBM's recipe and mq-container pass /var/mqm); never MQ's root itself
 

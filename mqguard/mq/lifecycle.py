@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, FrozenSet, List, Optional
 
+from mqguard.base.untrusted import read_regular
+from mqguard.efs.statedir import allowed_owners
 from mqguard.mq.control import (
     RUNMQSC_NOTHING,
     RUNMQSC_PARTIAL,
@@ -27,11 +29,9 @@ from mqguard.mq.control import (
     mqsc_files,
 )
 from mqguard.mq.prepare import PrepareError
-from mqguard.mq.runner import CommandResult
 from mqguard.mq.service import QueueManagerService, Role
 from mqguard.mq.status import QmStatus
-from mqguard.statedir import allowed_owners
-from mqguard.untrusted import read_regular
+from mqguard.proc.runner import CommandResult
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mqguard.configvalues import validate_qmgr_name
+from mqguard.config.values import validate_qmgr_name
 
 
 def directory_name(qmgr: str) -> str:

@@ -34,8 +34,8 @@ import stat
 import time
 from typing import Callable, FrozenSet, List, Optional, Tuple
 
+from mqguard.efs.statedir import STATE_DIR, UnsafePath, allowed_owners, open_regular, open_state_dir
 from mqguard.mq.control import DSPMQINF_NOT_FOUND, MqControl, QmLocation
-from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, open_regular, open_state_dir
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from mqguard.mq.control import (
 )
 from mqguard.mq.leftovers import clear_leftovers
 from mqguard.mq.prepare import Preparation, Prepared, PrepareError, prepared_from_exit
-from mqguard.mq.runner import CommandRunner
 from mqguard.mq.status import QmStatus
 from mqguard.mq.unit import ACTIVE_STATES, PREPARE_TEMPLATE, SystemdUnit, covers, resolve, unit_name
+from mqguard.proc.runner import CommandRunner
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from mqguard.untrusted import quoted
+from mqguard.base.untrusted import quoted
 
 
 class QmStatus(str, enum.Enum):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
+from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY
 from mqguard.config import Config
-from mqguard.exitcodes import EX_OK, EX_UNHEALTHY
+from mqguard.efs.storage import check_mount
 from mqguard.mq.control import MqControl
 from mqguard.preflight import checks
 from mqguard.preflight.checks import FAIL, PASS, Finding, Host
-from mqguard.storage import check_mount
 
 
 def run_preflight(cfg: Optional[Config], host: Host, image: bool = False) -> List[Finding]:

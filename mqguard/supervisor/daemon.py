@@ -21,24 +21,25 @@ from mqguard import config as config_mod
 from mqguard.aws.autoscaling import AutoScaling
 from mqguard.aws.errors import AwsErrors
 from mqguard.aws.imds import Imds
+from mqguard.aws.lifecyclehooks import Hooks
 from mqguard.aws.termination import SPOT, TERMINATING, TerminationWatch
-from mqguard.clock import Clock, SystemClock
+from mqguard.base.clock import Clock, SystemClock
 from mqguard.config import Config, ReportMode, StopOnExit
-from mqguard.listener import ListenerProbe
+from mqguard.efs.pause import Pause, PauseWatch
+from mqguard.efs.statedir import StateDirStatus, allowed_owners
+from mqguard.efs.storage import MOUNTINFO, StorageProber, check_mount, mount_check
 from mqguard.mq.control import MqControl
 from mqguard.mq.diagnostics import Diagnostics
 from mqguard.mq.lifecycle import Lifecycle
+from mqguard.mq.listener import ListenerProbe
 from mqguard.mq.pidwatch import ControllerWatch, wait_for_wake
 from mqguard.mq.prepare import preparation_for
-from mqguard.mq.runner import build_runner
 from mqguard.mq.service import Role, build_service, role_of
 from mqguard.mq.status import QmStatus
-from mqguard.notify import Notifier
-from mqguard.pause import Pause, PauseWatch
-from mqguard.statedir import StateDirStatus, allowed_owners
-from mqguard.storage import MOUNTINFO, StorageProber, check_mount, mount_check
+from mqguard.proc.runner import build_runner
+from mqguard.serve.notify import Notifier
+from mqguard.serve.telemetry import Telemetry
 from mqguard.supervisor.cycleguard import CycleGuard
-from mqguard.supervisor.hooks import Hooks
 from mqguard.supervisor.jobs import Jobs
 from mqguard.supervisor.machine import (
     Action,
@@ -55,7 +56,6 @@ from mqguard.supervisor.reporter import Reporter
 from mqguard.supervisor.snapshot import Snapshot
 from mqguard.supervisor.stopping import host_is_stopping, should_end_qmgr
 from mqguard.supervisor.worker import Worker
-from mqguard.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ import logging
 from contextlib import nullcontext
 from typing import Callable, List, Optional
 
+from mqguard.aws.lifecyclehooks import Hooks, heartbeat_interval
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.control import StartResult
 from mqguard.mq.lifecycle import Lifecycle, PrepareError
 from mqguard.mq.service import Role
-from mqguard.supervisor.hooks import Hooks, heartbeat_interval
+from mqguard.serve.telemetry import Telemetry
 from mqguard.supervisor.machine import JobOutcome, JobResult, JobStage
 from mqguard.supervisor.worker import StageSetter
-from mqguard.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Deque, List, Optional, Sequence
 
-from mqguard.configvalues import format_duration
+from mqguard.config.values import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.supervisor.model import (
     Action,

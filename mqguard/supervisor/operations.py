@@ -15,15 +15,15 @@ import threading
 import time
 from typing import Callable, FrozenSet, List, Optional, Tuple, TypeVar
 
-from mqguard import pause as pause_mod
-from mqguard.clock import iso_utc
+from mqguard.base.clock import iso_utc
 from mqguard.config import Config
-from mqguard.configvalues import format_duration
-from mqguard.ctlsocket import ControlOp, Reply, Request
+from mqguard.config.values import format_duration
+from mqguard.efs import pause as pause_mod
+from mqguard.efs.pause import Pause, PauseWatch
 from mqguard.mq.control import MqControl, StartResult
 from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.status import QmStatus
-from mqguard.pause import Pause, PauseWatch
+from mqguard.serve.control import ControlOp, Reply, Request
 from mqguard.supervisor.machine import JobOutcome, JobResult, JobStage
 from mqguard.supervisor.worker import StageSetter, Worker
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Optional
 
 from mqguard import __version__
-from mqguard.configvalues import format_duration
+from mqguard.config.values import format_duration
 from mqguard.mq.status import counts_healthy
 from mqguard.supervisor.machine import Observation, Verdict
 from mqguard.supervisor.snapshot import Snapshot, summary_line

@@ -16,8 +16,8 @@ from typing import Callable, Optional
 
 from mqguard.aws.autoscaling import AutoScaling, call_until_done
 from mqguard.aws.errors import PERMANENT_FLOOR, AwsErrors
+from mqguard.base.retry import Backoff
 from mqguard.config import ReportMode
-from mqguard.retry import Backoff
 
 log = logging.getLogger(__name__)
 

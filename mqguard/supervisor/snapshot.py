@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-from mqguard.clock import iso_utc
+from mqguard.base.clock import iso_utc
 from mqguard.supervisor.machine import State
 
 

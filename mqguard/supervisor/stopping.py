@@ -11,7 +11,7 @@ import shutil
 from typing import Tuple
 
 from mqguard.config import StopOnExit
-from mqguard.mq.runner import CommandRunner
+from mqguard.proc.runner import CommandRunner
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from mqguard import config as config_mod
+from mqguard.serve.telemetry import Telemetry
 from mqguard.supervisor.daemon import Daemon
 from mqguard.supervisor.model import State
-from mqguard.telemetry import Telemetry
 from tests.conftest import Harness, wait_until
 from tests.peers.efs import FakeEfs
 
@@ -67,7 +67,7 @@ def test_an_exception_in_any_observation_or_effect_does_not_end_supervision(
         assert text.count("Traceback") <= 1, "a traceback at most once a minute"
         assert "injected failure in execute" in text and "injected failure in a state listener" in text
         assert "mqguard stopped" in text
-        from mqguard.metrics import MqguardCollector
+        from mqguard.serve.metrics import MqguardCollector
 
         families = {f.name: f for f in MqguardCollector(lambda: (d.snapshot(), tel), "QM1", efs.path, h.port).collect()}
         assert families["mqguard_cycle_errors"].samples[0].value == 4

@@ -17,8 +17,8 @@ import pytest
 from mqguard.aws.autoscaling import AutoScaling, call_until_done
 from mqguard.aws.errors import NOT_YET, PERMANENT, THROTTLED, TRANSIENT, AwsErrors, classify, not_yet_delay
 from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
+from mqguard.base.retry import Backoff
 from mqguard.config import ReportMode
-from mqguard.retry import Backoff
 from mqguard.supervisor.reporter import Reporter
 from tests.conftest import ROOT
 from tests.fakes import FakeClock

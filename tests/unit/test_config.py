@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mqguard import config, configvalues
+from mqguard import config
 from mqguard.config import ConfigError, ReportMode, StopOnExit
+from mqguard.config import values as configvalues
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -46,6 +46,14 @@ def test_the_data_file_covers_every_status_word() -> None:
     assert len(CASES) >= 25
 
 
+def root_fstype() -> str:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if left.split()[4] == "/":
+            fstype = right.split()[0]
+    return fstype
+
+
 @pytest.mark.parametrize("expected,source,output", CASES, ids=[f"{s}-{e}-{i}" for i, (e, s, _) in enumerate(CASES)])
 def test_parser_reads_every_real_line(expected: str, source: str, output: str) -> None:
     if expected == "ERROR":
@@ -95,7 +103,10 @@ def test_mqguard_check_judges_every_real_line(sim: Harness, expected: str, sourc
     """`mqguard check` runs the simulator's dspmq, which prints the recorded line."""
     name = qmgr_of(output)
     sim.qmgr = name
-    sim.configure(queue_manager={"name": name, "listener_port": "0"})
+    # check asks MQ nothing while storage is bad: the plain directory lies on the root file system,
+    # so that mount is the storage here
+    sim.configure(queue_manager={"name": name, "listener_port": "0"},
+                  storage={"path": "/", "fstypes": root_fstype()})
     sim.cli("validate-config", "--config", str(sim.conf))
     from tests.sim import mqsim  # register the name so dspmq -m NAME is answered, as on a real host
 

@@ -14,8 +14,8 @@ from typing import Iterator, List
 
 import pytest
 
-from mqguard import httpserver
-from mqguard.httpserver import MAX_HEADER, HttpEndpoint
+from mqguard.serve import http as httpserver
+from mqguard.serve.http import MAX_HEADER, HttpEndpoint
 from tests.conftest import ROOT
 from tests.unit.test_metrics_http_notify import registry_for, snap
 
@@ -133,7 +133,7 @@ def test_keep_alive_serves_many_requests_and_metrics_are_rendered_once_a_second(
 
 def test_control_characters_in_requests_do_not_reach_the_log(ep: HttpEndpoint,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="mqguard.httpserver"), \
+    with caplog.at_level(logging.DEBUG, logger="mqguard.serve.http"), \
             socket.create_connection(("127.0.0.1", ep.port), timeout=5) as s:
         s.sendall(b"GET /\x1b[2J\x07evil HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert read_all(s).startswith(b"HTTP/1.1 404")
@@ -152,7 +152,7 @@ import os, resource, socket, sys, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 from tests.conftest import ROOT
 from tests.unit.test_metrics_http_notify import registry_for, snap
-from mqguard.httpserver import HttpEndpoint
+from mqguard.serve.http import HttpEndpoint
 s = snap(last_cycle=time.time())
 ep = HttpEndpoint("127.0.0.1", 0, lambda: s, registry_for(s), stale_after=30)
 ep.start()

@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 from typing import List
 
-from mqguard.listener import ListenerProbe, listening
+from mqguard.mq.listener import ListenerProbe, listening
 from tests.fakes import FakeClock
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"

@@ -18,12 +18,12 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 from prometheus_client import generate_latest
 
-from mqguard import logsetup
-from mqguard.httpserver import HttpEndpoint, health_verdict
-from mqguard.metrics import MqguardCollector, build_registry
-from mqguard.notify import Notifier
+from mqguard.base import logsetup
+from mqguard.serve.http import HttpEndpoint, health_verdict
+from mqguard.serve.metrics import MqguardCollector, build_registry
+from mqguard.serve.notify import Notifier
+from mqguard.serve.telemetry import Telemetry
 from mqguard.supervisor.snapshot import Snapshot, summary_line
-from mqguard.telemetry import Telemetry
 
 NOW = 1_800_000_000.0
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from mqguard import mqi
+from mqguard.mq import mqi
 
 DATA = json.loads((Path(__file__).resolve().parents[1] / "data" / "pcf_replies.json").read_text())
 

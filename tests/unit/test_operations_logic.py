@@ -13,11 +13,11 @@ from typing import List, Optional
 
 import pytest
 
-from mqguard import pause as pause_mod
-from mqguard.httpserver import role_verdict
+from mqguard.efs import pause as pause_mod
+from mqguard.efs.pause import Pause, PauseWatch
+from mqguard.efs.statedir import allowed_owners
 from mqguard.mq.status import QmStatus
-from mqguard.pause import Pause, PauseWatch
-from mqguard.statedir import allowed_owners
+from mqguard.serve.http import role_verdict
 from mqguard.supervisor.machine import (
     ActionKind,
     JobOutcome,
@@ -216,7 +216,7 @@ def test_pause_write_never_follows_a_link_planted_at_its_temporary_name(tmp_path
 
 def test_an_unknown_control_operation_is_refused_not_taken_for_a_switchover() -> None:
     """Issue 18 item 7: Operations.handle sent every op it did not know to switchover."""
-    from mqguard.ctlsocket import OPERATIONS, ControlOp, Peer, Request
+    from mqguard.serve.control import OPERATIONS, ControlOp, Peer, Request
     from mqguard.supervisor.operations import Operations
 
     class Worker:

@@ -103,7 +103,7 @@ def test_rpm_contents(rpm_file: Path) -> None:
     files = subprocess.run(["rpm", "-qpl", str(rpm_file)], capture_output=True, text=True, check=True).stdout.split()
     for path in ("/usr/bin/mqguard", "/usr/lib/systemd/system/mqguard.service", "/etc/mqguard/mqguard.conf",
                  "/etc/mqguard/conf.d", "/etc/mqguard/mqsc.d/10-example.mqsc", "/usr/share/man/man8/mqguard.8.gz",
-                 "/usr/lib/mqguard/mqguard/cli.py", "/usr/lib/mqguard/boto3/__init__.py"):
+                 "/usr/lib/mqguard/mqguard/cli/__init__.py", "/usr/lib/mqguard/boto3/__init__.py"):
         assert path in files, path
     assert any(f.endswith("/iam-policy.json") for f in files)
     configs = subprocess.run(["rpm", "-qpc", str(rpm_file)], capture_output=True, text=True, check=True).stdout.split()

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqguard import pause as pause_mod
-from mqguard.clock import iso_utc
-from mqguard.pause import Pause, PauseWatch
-from mqguard.statedir import allowed_owners
+from mqguard.base.clock import iso_utc
+from mqguard.efs import pause as pause_mod
+from mqguard.efs.pause import Pause, PauseWatch
+from mqguard.efs.statedir import allowed_owners
 from mqguard.supervisor.snapshot import Snapshot, summary_line
 
 NOW = 1_796_000_000.0  # 2026-12
@@ -120,7 +120,7 @@ def test_the_control_socket_refuses_seconds_that_are_not_a_positive_finite_numbe
     """Item 7: NaN was written to EFS as "until": NaN (and the operator told "failed"); Infinity gave a traceback."""
     from types import SimpleNamespace
 
-    from mqguard.ctlsocket import Peer, Request
+    from mqguard.serve.control import Peer, Request
     from mqguard.supervisor.operations import Operations
 
     cfg = SimpleNamespace(storage=SimpleNamespace(path=str(tmp_path)), control=SimpleNamespace(pause_max=86400.0))
@@ -142,7 +142,7 @@ def test_silent_connections_of_group_members_never_lock_root_out() -> None:
     import sys
     import tempfile
 
-    from mqguard.ctlsocket import ControlServer, ask
+    from mqguard.serve.control import ControlServer, ask
 
     try:
         grp.getgrnam("nogroup")

@@ -8,7 +8,7 @@ from typing import List, Optional
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqguard import configvalues
+from mqguard.config import values as configvalues
 from mqguard.mq.status import ParseError, QmStatus, parse_dspmq
 from mqguard.supervisor.machine import (
     ActionKind,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from mqguard.efs.statedir import allowed_owners
+from mqguard.efs.storage import PROBE_PREFIX, StorageProber
 from mqguard.mq.prepare import CreateLock, PrepareError
-from mqguard.statedir import allowed_owners
-from mqguard.storage import PROBE_PREFIX, StorageProber
 from tests.peers.efs import FakeEfs
 
 OWNERS = allowed_owners()

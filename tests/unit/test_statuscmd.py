@@ -8,7 +8,7 @@ from typing import Iterator, Tuple
 
 import pytest
 
-from mqguard.statuscmd import StatusError, fetch, run_status
+from mqguard.cli.status import StatusError, fetch, run_status
 from tests.conftest import Harness
 
 

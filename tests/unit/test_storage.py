@@ -6,7 +6,7 @@ import threading
 import time
 from pathlib import Path
 
-from mqguard.storage import StorageProber, check_mount, parse_mountinfo
+from mqguard.efs.storage import StorageProber, check_mount, parse_mountinfo
 from tests.peers.efs import FakeEfs
 
 SAMPLE = (

@@ -8,8 +8,8 @@ import threading
 
 from mqguard.aws.autoscaling import AutoScaling
 from mqguard.aws.imds import Imds
+from mqguard.aws.lifecyclehooks import Hooks, heartbeat_interval
 from mqguard.aws.termination import SPOT, TERMINATING, TerminationWatch, interpret
-from mqguard.supervisor.hooks import Hooks, heartbeat_interval
 from tests.peers.aws import FaultProxy, MotoAsg
 from tests.peers.imds import ImdsServer
 

@@ -15,8 +15,9 @@ from typing import List
 
 import pytest
 
-from mqguard import config, unitcmd
-from mqguard.exitcodes import EX_CONFIG, EX_USAGE
+from mqguard import config
+from mqguard.base.exitcodes import EX_CONFIG, EX_USAGE
+from mqguard.cli import unit as unitcmd
 from mqguard.mq.unit import TEMPLATE, covers, escape_instance, parse_show, resolve, unit_name
 from tests.conftest import Harness
 

@@ -24,9 +24,9 @@ from mqguard import __version__
 from mqguard.aws.autoscaling import OPERATIONS
 from mqguard.mq.diagnostics import SEVERITIES
 from mqguard.mq.status import ALL_STATUSES
+from mqguard.serve.telemetry import COMMAND_BUCKETS, Histogram, Telemetry
 from mqguard.supervisor.machine import State
 from mqguard.supervisor.snapshot import Snapshot
-from mqguard.telemetry import COMMAND_BUCKETS, Histogram, Telemetry
 
 KNOWN_COMMANDS = ("dspmq", "dspmqinf", "addmqinf", "crtmqm", "strmqm", "endmqm", "runmqsc")
 AWS_RESULTS = ("ok", "error", "throttled")

@@ -17,7 +17,7 @@ from typing import Optional, Type
 
 from mqguard.aws.autoscaling import AutoScaling, call_until_done
 from mqguard.aws.errors import AwsErrors
-from mqguard.retry import Backoff
+from mqguard.base.retry import Backoff
 
 log = logging.getLogger(__name__)
 

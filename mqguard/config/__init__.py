@@ -16,7 +16,8 @@ import pwd
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-from mqguard.configtypes import (
+from mqguard.base.untrusted import read_regular
+from mqguard.config.types import (
     AwsConfig,
     Config,
     ConfigError,
@@ -32,7 +33,7 @@ from mqguard.configtypes import (
     StopOnExit,
     StorageConfig,
 )
-from mqguard.configvalues import (
+from mqguard.config.values import (
     Parser,
     _abs_path,
     _asg_name,
@@ -60,7 +61,6 @@ from mqguard.configvalues import (
     parse_bool,
     parse_listen,
 )
-from mqguard.untrusted import read_regular
 
 __all__ = [
     "DEFAULT_PATH",

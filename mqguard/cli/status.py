@@ -8,10 +8,10 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, Tuple
 
+from mqguard.base.exitcodes import EX_DEGRADED, EX_OK, EX_UNHEALTHY
+from mqguard.base.untrusted import loggable
 from mqguard.config import Config
-from mqguard.exitcodes import EX_DEGRADED, EX_OK, EX_UNHEALTHY
 from mqguard.supervisor.machine import State
-from mqguard.untrusted import loggable
 
 UNHEALTHY_STATES = {State.FAILED, State.STOPPING}
 

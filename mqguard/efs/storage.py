@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, FrozenSet, List, Optional, Sequence, Tuple
 
-from mqguard.statedir import STATE_DIR, UnsafePath, allowed_owners, open_state_dir
+from mqguard.efs.statedir import STATE_DIR, UnsafePath, allowed_owners, open_state_dir
 
 MOUNTINFO = "/proc/self/mountinfo"
 

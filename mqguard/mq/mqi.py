@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mqguard.retry import Backoff
+from mqguard.base.retry import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, FrozenSet, Optional
 
-from mqguard.statedir import UnsafePath, create_exclusive, open_state_dir
-from mqguard.untrusted import loggable
+from mqguard.base.untrusted import loggable
+from mqguard.efs.statedir import UnsafePath, create_exclusive, open_state_dir
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import List, NoReturn, Optional
 
 from mqguard import __version__
 from mqguard import config as config_mod
-from mqguard.exitcodes import EX_CONFIG, EX_OK, EX_UNHEALTHY, EX_USAGE
+from mqguard.base.exitcodes import EX_CONFIG, EX_OK, EX_UNHEALTHY, EX_USAGE
 
 log = logging.getLogger("mqguard")
 
@@ -76,14 +76,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_run(args)
         if args.command == "preflight":
             return cmd_preflight(args)
-        from mqguard.ctlsocket import OPERATIONS
+        from mqguard.serve.control import OPERATIONS
 
         if args.command in OPERATIONS:
-            from mqguard.controlcmd import run_control
+            from mqguard.cli.control import run_control
 
             return run_control(_load(args.config), args)
         if args.command == "status":
-            from mqguard.statuscmd import run_status
+            from mqguard.cli.status import run_status
 
             return run_status(_load(args.config), args.json)
     except config_mod.ConfigError as exc:
@@ -104,8 +104,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from mqguard import checks, logsetup
-    from mqguard.mq.runner import build_runner
+    from mqguard.base import logsetup
+    from mqguard.cli import check as checks
+    from mqguard.proc.runner import build_runner
 
     cfg = _load(args.config)
     logsetup.setup("warning", cfg.logging.format)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
 from mqguard.config import Config
-from mqguard.configvalues import duration
-from mqguard.ctlsocket import ControlOp, NotRunning, ask
-from mqguard.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
+from mqguard.config.values import duration
+from mqguard.serve.control import ControlOp, NotRunning, ask
 
 MAX_REASON = 500
 

@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from mqguard.base.untrusted import loggable
 from mqguard.config import Config, error_for
-from mqguard.untrusted import loggable
 
 log = logging.getLogger(__name__)
 

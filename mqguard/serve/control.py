@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from mqguard.untrusted import loggable
+from mqguard.base.untrusted import loggable
 
 log = logging.getLogger(__name__)
 

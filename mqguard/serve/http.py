@@ -34,9 +34,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from mqguard.base.untrusted import loggable
 from mqguard.supervisor.machine import State
 from mqguard.supervisor.snapshot import Snapshot
-from mqguard.untrusted import loggable
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Small pieces every part uses: the clock, backoff, untrusted input, exit codes, logging setup."""

@@ -1,0 +1,1 @@
+"""Running commands: bounded, cancellable, observed (MQ's control commands and hooks use it)."""
