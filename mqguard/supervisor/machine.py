@@ -182,8 +182,22 @@ class Machine:
 
     def _judge(self, obs: Observation, actions: List[Action]) -> _Judgement:
         """What is bad about this observation; a start in progress is "not yet" until start_timeout."""
-        s = self.settings
         status = obs.qmgr
+        self._track_status(status)
+        healthy_qm = counts_healthy(status, self.settings.multi_instance)
+        j = _Judgement([], False, status == QmStatus.RUNNING, healthy_qm, obs.job_stage is not None)
+        if not obs.storage_ok:
+            j.bad.append(f"storage: {obs.storage_detail}")
+        self._judge_queue_manager(obs, j, actions)
+        # A switchover or a termination's end stops the listener first, while dspmq still says RUNNING for a
+        # moment: that is the deliberate end in progress, not a fault (MQ ends its listeners as it quiesces)
+        ending = obs.job_stage in (JobStage.SWITCHING, JobStage.ENDING)
+        if j.active and self.settings.listener_probe and obs.listener_ok is False and not ending:
+            j.bad.append("listener not accepting connections")
+        return j
+
+    def _track_status(self, status: Optional[QmStatus]) -> None:
+        """Remember what the status was and since when, before judging it."""
         was = self.last_status
         self.ended_from_live = bool(status is not None and status.ended and was is not None and was.live)
         if status is not None:
@@ -192,34 +206,28 @@ class Machine:
             self.deliberate_since = None
         if status != QmStatus.RUNNING_ELSEWHERE:
             self.elsewhere_since = None
-        healthy_qm = counts_healthy(status, s.multi_instance)
-        j = _Judgement([], False, status == QmStatus.RUNNING, healthy_qm, obs.job_stage is not None)
-        if not obs.storage_ok:
-            j.bad.append(f"storage: {obs.storage_detail}")
-        if status == QmStatus.STARTING or (j.busy and not healthy_qm):  # a switchover's end, too
+
+    def _judge_queue_manager(self, obs: Observation, j: _Judgement, actions: List[Action]) -> None:
+        """Starting (not yet, until start_timeout), waiting for another host's lock, or plainly bad."""
+        s, status = self.settings, obs.qmgr
+        if status == QmStatus.STARTING or (j.busy and not j.healthy_qm):  # a switchover's end, too
             if self.starting_since is None:
                 self.starting_since = obs.now
             starting_for = obs.now - self.starting_since
-            if starting_for >= s.start_timeout:
-                j.bad.append(f"queue manager still starting after {starting_for:.0f}s")
-                if not self.reported_in_episode:
-                    actions.append(self._report(obs, j.bad[-1]))
-            else:
+            if starting_for < s.start_timeout:
                 j.not_yet = True
-        elif status == QmStatus.RUNNING_ELSEWHERE and not s.multi_instance and self._waiting_for_lock(obs, j):
-            self.starting_since = None
-        else:
-            self.starting_since = None
-            if obs.storage_ok and status is None:
-                j.bad.append(f"queue manager: {obs.qmgr_detail or 'status unknown'}")
-            elif status is not None and not healthy_qm:
-                j.bad.append(f"queue manager {status.value}")
-        # A switchover or a termination's end stops the listener first, while dspmq still says RUNNING for a
-        # moment: that is the deliberate end in progress, not a fault (MQ ends its listeners as it quiesces)
-        ending = obs.job_stage in (JobStage.SWITCHING, JobStage.ENDING)
-        if j.active and s.listener_probe and obs.listener_ok is False and not ending:
-            j.bad.append("listener not accepting connections")
-        return j
+                return
+            j.bad.append(f"queue manager still starting after {starting_for:.0f}s")
+            if not self.reported_in_episode:
+                actions.append(self._report(obs, j.bad[-1]))
+            return
+        self.starting_since = None
+        if status == QmStatus.RUNNING_ELSEWHERE and not s.multi_instance and self._waiting_for_lock(obs, j):
+            return
+        if obs.storage_ok and status is None:
+            j.bad.append(f"queue manager: {obs.qmgr_detail or 'status unknown'}")
+        elif status is not None and not j.healthy_qm:
+            j.bad.append(f"queue manager {status.value}")
 
     def _waiting_for_lock(self, obs: Observation, j: _Judgement) -> bool:
         """Single instance, "running elsewhere": another host (or a dead host's NFS lock, held until its lease
