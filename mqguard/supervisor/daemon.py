@@ -199,10 +199,6 @@ class Daemon:
             # cycle at least twice per WatchdogSec, whatever poll_interval says
             next_due = min(next_due, started + self.notifier.watchdog_interval)
         deadline = self.machine.next_deadline(self.clock.monotonic())
-        pause = self.pause_watch.current
-        if pause is not None and pause.active(self.clock.wall()):  # wake at the second it expires
-            expiry = pause.until - self.clock.wall() + self.clock.monotonic()
-            deadline = expiry if deadline is None else min(deadline, expiry)
         if deadline is not None:
             # wake when a grace period or budget runs out, not a poll later
             next_due = min(next_due, deadline + 0.01)
@@ -288,6 +284,7 @@ class Daemon:
         port = cfg.queue_manager.listener_port
         if qmgr == QmStatus.RUNNING and port > 0:
             listener = self.listener.probe()
+        pause = self.paused
         return Observation(
             now=now,
             storage_ok=storage_ok,
@@ -298,7 +295,8 @@ class Daemon:
             job_stage=stage,
             job_result=result,
             going_away=self.going_away is not None,
-            paused=self.paused is not None,
+            paused=pause is not None,
+            pause_ends=None if pause is None else pause.until - self.clock.wall() + now,
             warm=self.termination is not None and self.termination.warm,
         )
 
@@ -372,7 +370,7 @@ class Daemon:
         self.cfg, warnings = reloaded(self.cfg, new, can_report=self.autoscaling is not None)
         for warning in warnings:
             log.warning("%s", warning)
-        self.machine.settings = settings_from(self.cfg)
+        self.machine.reconfigure(settings_from(self.cfg))
         self.control.command_timeout = new.health.command_timeout
         self.reporter.mode = self.cfg.health.report
         self.reporter.respect_grace_period = new.health.respect_asg_grace_period
@@ -381,7 +379,7 @@ class Daemon:
 
     # ------------------------------------------------------------- shutdown
     def shutdown(self) -> int:
-        self.machine.state = State.STOPPING
+        self.machine.stop()
         self.notifier.stopping(f"stopping supervision of queue manager {self.cfg.queue_manager.name}")
         self._publish(self._last_obs, None)
         log.info("stopping supervision of %s", self.cfg.queue_manager.name)

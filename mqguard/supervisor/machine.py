@@ -77,11 +77,21 @@ class Machine:
     deliberate_wait: bool = True  # wait deliberate_end_delay before restarting after a deliberate end
     ended_from_live: bool = False  # this observation saw it end (the one before it was up)
     elsewhere_since: Optional[float] = None  # single instance: first seen "running elsewhere" (lock_wait)
+    pause_ends: Optional[float] = None  # when the pause in force expires: the loop wakes then
+
+    def reconfigure(self, settings: Settings) -> None:
+        """A reload's new settings (what a SIGHUP may change was decided by reload.reloaded)."""
+        self.settings = settings
+
+    def stop(self) -> None:
+        """mqguard is stopping: the state says so from now on."""
+        self.state = State.STOPPING
 
     def step(self, obs: Observation) -> Verdict:
         """The rules, in order; the first that settles the verdict returns it."""
         actions: List[Action] = []
         notes: List[str] = []
+        self.pause_ends = obs.pause_ends if obs.paused else None
         if obs.job_result is not None and obs.job_result.outcome == JobOutcome.NOT_BEGUN:
             self._forget_last_bring_up()
             obs = replace(obs, job_result=None)
@@ -402,6 +412,8 @@ class Machine:
             times.append(self.elsewhere_since + s.lock_wait)
         if self.bad_since is not None and self.restart_times and len(self.restart_times) >= s.restart_limit:
             times.append(self.restart_times[0] + s.restart_window)  # the budget frees a restart
+        if self.pause_ends is not None:
+            times.append(self.pause_ends)  # supervision resumes at the second the pause expires
         future = [t for t in times if t > now]
         return min(future) if future else None
 

@@ -63,6 +63,7 @@ class Observation:
     job_result: Optional[JobResult] = None  # a job that finished since the last step
     going_away: bool = False  # the instance is being terminated: never start MQ
     paused: bool = False  # an operator's pause is in force: observe only
+    pause_ends: Optional[float] = None  # monotonic moment the pause in force expires (a deadline)
     warm: bool = False  # IMDS says Warmed:*: never create, register or start MQ
 
 

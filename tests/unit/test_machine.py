@@ -416,3 +416,22 @@ def test_a_bring_up_that_could_not_even_be_begun_is_asked_for_again_not_counted_
         if ActionKind.REPORT_UNHEALTHY in kinds(v):
             break
     assert ActionKind.REPORT_UNHEALTHY in kinds(v)
+
+
+def test_a_pause_ending_is_a_deadline_of_the_machine_and_settings_change_only_through_it() -> None:
+    """Issue 18 item 2: the pause-expiry wake-up and the writes to machine.state/settings were the daemon's."""
+    from dataclasses import replace as dc_replace
+
+    from mqguard.supervisor.model import Observation
+
+    d = Driver(grace_period=60)
+    d.up()
+    now = d.clock.monotonic() + 1
+    d.m.step(Observation(now=now, storage_ok=True, qmgr=R, listener_ok=True, paused=True, pause_ends=now + 30))
+    assert d.m.next_deadline(now) == now + 30, "the machine wakes the loop when the pause ends"
+    d.m.step(Observation(now=now + 1, storage_ok=True, qmgr=R, listener_ok=True))
+    assert d.m.next_deadline(now + 1) is None
+    d.m.reconfigure(dc_replace(d.m.settings, grace_period=5.0))
+    assert d.m.settings.grace_period == 5.0
+    d.m.stop()
+    assert d.m.state is State.STOPPING
