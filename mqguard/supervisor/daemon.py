@@ -54,7 +54,7 @@ from mqguard.supervisor.publish import compose
 from mqguard.supervisor.reload import reloaded, settings_from
 from mqguard.supervisor.reporter import Reporter
 from mqguard.supervisor.snapshot import Snapshot
-from mqguard.supervisor.stopping import host_is_stopping, should_end_qmgr
+from mqguard.supervisor.stopping import JobAtExit, exit_plan, host_is_stopping, should_end_qmgr
 from mqguard.supervisor.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,6 @@ class Daemon:
             )
             self.hooks = Hooks(self.autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook,
                                self.stop_event, errors=self.aws_errors)
-        self._termination_job = False  # the clean end for a going-away instance was started
-        self._mqsc_pending = False  # a takeover's MQSC apply waits for the worker, never dropped
         self.reporter = Reporter(
             cfg.health.report, self.autoscaling, cfg.health.respect_asg_grace_period, self.stop_event,
             on_reported=self.wake, errors=self.aws_errors,
@@ -220,12 +218,7 @@ class Daemon:
                 self.execute(action)
             except Exception as exc:
                 self.cycle_guard.failed(exc)
-                if action.kind == ActionKind.BRING_UP:
-                    self.worker.lost(f"the start could not be begun: {exc}")
-        if self._mqsc_pending and not obs.going_away and self.worker.submit("mqsc", self.jobs.apply_mqsc):
-            self._mqsc_pending = False
-        if obs.going_away and not self._termination_job:
-            self._start_termination()
+                self.machine.not_begun(action.kind)
         if verdict.state != self._last_state:
             old, self._last_state = self._last_state, verdict.state
             role = _ROLES.get(obs.qmgr, "none") if obs.qmgr else "none"
@@ -311,35 +304,26 @@ class Daemon:
 
     # -------------------------------------------------------------- actions
     def execute(self, action: Action) -> None:
-        if action.kind == ActionKind.BRING_UP:
-            log.info("queue manager %s: bringing it up (%s)", self.cfg.queue_manager.name, action.reason)
-            if not self.worker.submit("bring-up", self.jobs.bring_up):
-                log.warning("a job is still running; not starting another (%s)", action.reason)
-        elif action.kind == ActionKind.APPLY_MQSC:
-            log.info("queue manager %s: %s; applying MQSC", self.cfg.queue_manager.name, action.reason)
-            self._mqsc_pending = True
+        name = self.cfg.queue_manager.name
+        jobs = {ActionKind.BRING_UP: ("bring-up", self.jobs.bring_up, "bringing it up ({})"),
+                ActionKind.APPLY_MQSC: ("mqsc", self.jobs.apply_mqsc, "{}; applying MQSC"),
+                ActionKind.END_FOR_TERMINATION: ("terminate", self.jobs.terminate, "{}: ending it cleanly")}
+        if action.kind in jobs:
+            job, body, said = jobs[action.kind]
+            log.info("queue manager %s: %s", name, said.format(action.reason))
+            if not self.worker.submit(job, body):
+                log.info("a job is still running: %s waits for it (%s)", job, action.reason)
+                self.machine.not_begun(action.kind)
         elif action.kind == ActionKind.REPORT_UNHEALTHY:
             episode = self.machine.episode
             self.reporter.report(action.reason, lambda: self.machine.still_bad(episode))
             self.diagnostics.collect("the Unhealthy decision")
-        elif action.kind == ActionKind.MQ_READY and self.hooks is not None:
-            self.hooks.complete_launch()
-        elif action.kind == ActionKind.WARM_READY and self.hooks is not None:
-            self.hooks.complete_launch(warm=True)
-
-    def _start_termination(self) -> None:
-        """Going away: end MQ cleanly while the instance is alive, then complete the hook."""
-        if self.cfg.queue_manager.stop_on_exit == StopOnExit.NEVER:
-            log.warning("instance is going away (%s), but stop_on_exit = never: leaving the queue manager as it is",
-                        self.going_away)
-            self._termination_job = True
+        elif action.kind == ActionKind.COMPLETE_TERMINATION:
+            log.warning("queue manager %s: %s", name, action.reason)
             if self.hooks is not None:
                 threading.Thread(target=self.hooks.complete_termination, name="termination-hook", daemon=True).start()
-            return
-        if self.worker.submit("terminate", self.jobs.terminate):
-            self._termination_job = True
-        else:
-            log.info("instance is going away; waiting for the running job before ending the queue manager")
+        elif action.kind in (ActionKind.MQ_READY, ActionKind.WARM_READY) and self.hooks is not None:
+            self.hooks.complete_launch(warm=action.kind == ActionKind.WARM_READY)
 
     def _role(self) -> Role:
         return role_of(self.machine.last_status, self.cfg.queue_manager.multi_instance)
@@ -392,13 +376,13 @@ class Daemon:
             mode, host_stopping=auto and kind is None and host_is_stopping(self.runner),
             terminating=kind == TERMINATING, spot_interruption=kind == SPOT,
         )
-        if self._termination_job:
-            # the clean end for termination is under way: let it finish
+        plan = exit_plan(end, why, self.machine.termination_begun, self.worker.busy, self.jobs.prepared,
+                         self.cfg.queue_manager.name)
+        if plan.job == JobAtExit.FINISH_TERMINATION:
             drain = self.cfg.queue_manager.stop_timeout + 70
             if not self.worker.join(drain):
                 log.warning("the termination job is still running after %.0fs", drain)
-        elif end and self.worker.busy:
-            # a start (strmqm, MQSC) must not still run when endmqm is sent: cancel it
+        elif plan.job == JobAtExit.CANCEL:
             killed = self.runner.cancel_running()
             log.info("cancelling the running job before ending the queue manager (%d command(s) killed)", killed)
             self.worker.join(JOB_DRAIN_TIMEOUT)
@@ -407,13 +391,9 @@ class Daemon:
             log.warning("a job is still running after %.0fs; leaving it (the queue manager stays as it is)",
                         JOB_DRAIN_TIMEOUT)
         self.stop_event.set()
-        if end and self.jobs.prepared and self._termination_job:
-            log.info("queue manager %s was already ended for the termination", self.cfg.queue_manager.name)
-        elif end and self.jobs.prepared:
-            log.info("ending queue manager %s: %s", self.cfg.queue_manager.name, why)
+        log.info("%s", plan.say)
+        if plan.end_qmgr:
             self.lifecycle.end_after_exit(self._role(), self.cfg.queue_manager.stop_timeout)
-        else:
-            log.info("leaving queue manager %s as it is: %s", self.cfg.queue_manager.name, why)
         self.reporter.join(1.0)
         self.watch.close()
         log.info("mqguard stopped")

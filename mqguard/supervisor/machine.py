@@ -17,12 +17,12 @@ Vocabulary (see README "How it decides"):
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field, replace
-from typing import Deque, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
 
 from mqguard.config.values import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
+from mqguard.supervisor.budget import RestartBudget
 from mqguard.supervisor.model import (
     Action,
     ActionKind,
@@ -63,7 +63,7 @@ class Machine:
     episode: int = 0  # counts bad episodes; a report belongs to one
     attempts: int = 0  # local start attempts in the current episode
     restarts_total: int = 0
-    restart_times: Deque[float] = field(default_factory=deque)  # when each local restart began (the budget)
+    budget: RestartBudget = field(default_factory=RestartBudget)  # local restarts in the restart_window
     reported_in_episode: bool = False
     starting_since: Optional[float] = None  # first STARTING (or start job) seen
     last_job_end: Optional[float] = None
@@ -78,10 +78,22 @@ class Machine:
     ended_from_live: bool = False  # this observation saw it end (the one before it was up)
     elsewhere_since: Optional[float] = None  # single instance: first seen "running elsewhere" (lock_wait)
     pause_ends: Optional[float] = None  # when the pause in force expires: the loop wakes then
+    termination_begun: bool = False  # the clean end (or the hook alone) for a going-away instance was asked for
+    mqsc_pending: bool = False  # a takeover's MQSC apply waits for the worker, never dropped
 
     def reconfigure(self, settings: Settings) -> None:
         """A reload's new settings (what a SIGHUP may change was decided by reload.reloaded)."""
         self.settings = settings
+
+    def not_begun(self, kind: ActionKind) -> None:
+        """The job an action asked for could not even be begun (the worker was taken, or mqguard failed):
+        the action is asked for again, and it counts as nothing done."""
+        if kind == ActionKind.BRING_UP:
+            self._forget_last_bring_up()
+        elif kind == ActionKind.APPLY_MQSC:
+            self.mqsc_pending = True
+        elif kind in (ActionKind.END_FOR_TERMINATION, ActionKind.COMPLETE_TERMINATION):
+            self.termination_begun = False
 
     def stop(self) -> None:
         """mqguard is stopping: the state says so from now on."""
@@ -92,9 +104,6 @@ class Machine:
         actions: List[Action] = []
         notes: List[str] = []
         self.pause_ends = obs.pause_ends if obs.paused else None
-        if obs.job_result is not None and obs.job_result.outcome == JobOutcome.NOT_BEGUN:
-            self._forget_last_bring_up()
-            obs = replace(obs, job_result=None)
         early = (self._rule_going_away(obs, actions) or self._rule_paused(obs) or self._rule_warm(obs, actions)
                  or self._rule_wait_for_storage(obs, actions) or self._rule_first_bring_up(obs, actions))
         if early is not None:
@@ -120,6 +129,13 @@ class Machine:
             return None
         if obs.qmgr is not None:
             self.last_status = obs.qmgr
+        if not self.termination_begun and obs.job_stage is None:  # a running job is let finish first
+            self.termination_begun = True
+            if self.settings.leave_on_termination:
+                actions.append(Action(ActionKind.COMPLETE_TERMINATION, "the instance is going away; "
+                                      "stop_on_exit = never: leaving the queue manager as it is"))
+            else:
+                actions.append(Action(ActionKind.END_FOR_TERMINATION, "the instance is going away"))
         return self._verdict(State.STOPPING, False, ["the instance is going away"], actions, obs)
 
     def _rule_paused(self, obs: Observation) -> Optional[Verdict]:
@@ -262,6 +278,9 @@ class Machine:
         self.deliberate_wait = True
         # Compare roles, not adjacent statuses: a takeover may pass through STARTING.
         if j.active and self.healthy_as == State.STANDBY:
+            self.mqsc_pending = True  # this instance took over as active
+        if self.mqsc_pending and obs.job_stage is None:  # the worker is free: apply it now
+            self.mqsc_pending = False
             actions.append(Action(ActionKind.APPLY_MQSC, "this instance took over as active"))
         self.healthy_as = State.RUNNING if j.active else State.STANDBY
         if not self.ready_announced:
@@ -286,12 +305,12 @@ class Machine:
             return False
         if self.budget_remaining(obs.now) <= 0:
             window = format_duration(s.restart_window)
-            notes.append(f"{len(self.restart_times)} restarts in the last {window}: "
+            notes.append(f"{len(self.budget.times)} restarts in the last {window}: "
                          "not restarting here again; the instance will be reported")
             return False
         self.attempts += 1
         self.restarts_total += 1
-        self.restart_times.append(obs.now)
+        self.budget.record(obs.now)
         why = f"restart attempt {self.attempts}/{s.restart_attempts} ({j.bad[0] if j.bad else status})"
         actions.append(self._bring_up(why))
         return True
@@ -333,7 +352,7 @@ class Machine:
         self.reported_in_episode = False
         self.starting_since = None
         self.last_job_end = None
-        self.restart_times.clear()
+        self.budget.clear()
         self.mount_failure_reported = False
         self.deliberate_since = None
         self.deliberate_wait = False  # the operator resumed: start it now
@@ -343,10 +362,7 @@ class Machine:
     # ----------------------------------------------------------------- budget
     def budget_remaining(self, now: float) -> int:
         """Local restarts still allowed in the current restart_window."""
-        window = self.settings.restart_window
-        while self.restart_times and self.restart_times[0] <= now - window:
-            self.restart_times.popleft()
-        return max(0, self.settings.restart_limit - len(self.restart_times))
+        return self.budget.remaining(now, self.settings.restart_limit, self.settings.restart_window)
 
     # --------------------------------------------------------------- helpers
     def _bring_up(self, reason: str) -> Action:
@@ -359,8 +375,7 @@ class Machine:
         if self.attempts > 0:
             self.attempts -= 1
             self.restarts_total = max(0, self.restarts_total - 1)
-            if self.restart_times:
-                self.restart_times.pop()
+            self.budget.forget_last()
 
     def _open_episode(self, now: float) -> None:
         if self.bad_since is None:
@@ -410,8 +425,9 @@ class Machine:
             times.append(self.deliberate_since + s.deliberate_end_delay)
         if self.elsewhere_since is not None:
             times.append(self.elsewhere_since + s.lock_wait)
-        if self.bad_since is not None and self.restart_times and len(self.restart_times) >= s.restart_limit:
-            times.append(self.restart_times[0] + s.restart_window)  # the budget frees a restart
+        frees = self.budget.frees_at(s.restart_limit, s.restart_window)
+        if self.bad_since is not None and frees is not None:
+            times.append(frees)  # the budget frees a restart
         if self.pause_ends is not None:
             times.append(self.pause_ends)  # supervision resumes at the second the pause expires
         future = [t for t in times if t > now]

@@ -40,7 +40,6 @@ class JobOutcome(str, enum.Enum):
     ELSEWHERE = "elsewhere"  # an active instance runs on another host
     FAILED = "failed"
     TIMED_OUT = "timed_out"  # strmqm/crtmqm overran start_timeout
-    NOT_BEGUN = "not_begun"  # the job could not even be started (an exception in mqguard): ask again
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,8 @@ class ActionKind(str, enum.Enum):
     REPORT_UNHEALTHY = "report_unhealthy"
     MQ_READY = "mq_ready"  # first healthy observation (completes the launch hook)
     WARM_READY = "warm_ready"  # warm-pool preparation done (completes the launch hook, MQ not started)
+    END_FOR_TERMINATION = "end_for_termination"  # going away: end MQ cleanly, then complete the termination hook
+    COMPLETE_TERMINATION = "complete_termination"  # going away with stop_on_exit = never: leave MQ, complete it
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Settings:
     restart_window: float = 3600.0
     deliberate_end_delay: float = 2.0  # after "ended normally/immediately": an operator may be restarting it
     lock_wait: float = 180.0  # single instance: "running elsewhere" (a stale NFS lock?) is waited for this long
+    leave_on_termination: bool = False  # stop_on_exit = never: a going-away instance leaves MQ as it is
 
 
 @dataclass(frozen=True)

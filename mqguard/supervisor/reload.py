@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import List, Tuple
 
-from mqguard.config import Config, ReportMode
+from mqguard.config import Config, ReportMode, StopOnExit
 from mqguard.supervisor.machine import Settings
 
 RESTART_ONLY = ("queue_manager", "storage", "aws", "metrics", "control", "hooks")
@@ -30,6 +30,7 @@ def settings_from(cfg: Config) -> Settings:
         restart_window=cfg.health.restart_window,
         deliberate_end_delay=max(cfg.health.poll_interval, 2.0),
         lock_wait=cfg.queue_manager.lock_wait,
+        leave_on_termination=cfg.queue_manager.stop_on_exit == StopOnExit.NEVER,
     )
 
 

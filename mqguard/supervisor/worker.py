@@ -46,13 +46,6 @@ class Worker:
             self._result = result
         self._wake()
 
-    def lost(self, why: str) -> None:
-        """A job the machine asked for could not even be begun: hand it a failure to decide on."""
-        with self._lock:
-            if self._stage is None and self._result is None:
-                self._result = JobResult(JobOutcome.NOT_BEGUN, why)
-        self._wake()
-
     def take(self) -> Tuple[Optional[JobStage], Optional[JobResult]]:
         """The current stage and any finished result (consumed), read together."""
         with self._lock:

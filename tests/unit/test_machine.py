@@ -196,7 +196,7 @@ def test_new_episode_after_recovery_can_report_again() -> None:
 def test_going_away_never_starts() -> None:
     d = Driver()
     v = d.step(going_away=True)
-    assert v.actions == [] and v.state is State.STOPPING
+    assert kinds(v) == [ActionKind.END_FOR_TERMINATION] and v.state is State.STOPPING
     d2 = Driver()
     d2.up()
     v = d2.step(after=5, qmgr=ENDED, going_away=True)
@@ -247,12 +247,13 @@ def test_going_away_stops_everything_and_is_never_healthy() -> None:
     d = Driver(grace_period=5, mount_timeout=10)
     d.up()
     v = d.step(after=1, qmgr=R, going_away=True)
-    assert v.state is State.STOPPING and not v.healthy and v.actions == []
-    for _ in range(10):  # the queue manager ends (we end it): no restart, no report
-        v = d.step(after=5, qmgr=QmStatus.ENDED_NORMALLY, going_away=True)
+    assert v.state is State.STOPPING and not v.healthy and kinds(v) == [ActionKind.END_FOR_TERMINATION]
+    for _ in range(10):  # the queue manager ends (we end it): no restart, no report, no second end
+        v = d.step(after=5, qmgr=QmStatus.ENDED_NORMALLY, going_away=True, stage=JobStage.ENDING)
         assert v.actions == [] and v.state is State.STOPPING
     waiting = Driver(mount_timeout=10)
-    assert waiting.step(after=60, storage=False, going_away=True).actions == [], "no mount-timeout report either"
+    assert kinds(waiting.step(after=60, storage=False, going_away=True)) == [ActionKind.END_FOR_TERMINATION], \
+        "no mount-timeout report either"
 
 
 def test_mq_ready_is_announced_once() -> None:
@@ -323,7 +324,7 @@ def test_restart_budget_frees_up_as_the_window_moves() -> None:
         assert kinds(d.step(after=10, qmgr=ENDED)) == [ActionKind.BRING_UP]
         d.step(after=1, qmgr=R, result=UP)
     assert kinds(d.step(after=10, qmgr=ENDED)) == []  # budget spent: 2 in the last 100 s
-    first_restart = d.m.restart_times[0]
+    first_restart = d.m.budget.times[0]
     wake = d.m.next_deadline(d.clock.monotonic())
     assert wake == first_restart + 100
     d.clock.advance(wake - d.clock.monotonic())
@@ -398,24 +399,63 @@ def test_a_bring_up_that_could_not_even_be_begun_is_asked_for_again_not_counted_
     queue manager that nobody was preparing and reported the instance after the grace period."""
     d = Driver(grace_period=60)
     assert kinds(d.step()) == [ActionKind.BRING_UP]
-    lost = JobResult(JobOutcome.NOT_BEGUN, "the start could not be begun: boom")
-    v = d.step(after=0.2, result=lost, detail="not prepared yet")
+    d.m.not_begun(ActionKind.BRING_UP)
+    v = d.step(after=0.2, detail="not prepared yet")
     assert kinds(v) == [ActionKind.BRING_UP], "the first bring-up is asked for again at once"
     # a restart attempt that is lost is not counted against the attempts or the budget either
     d.step(after=1, stage=JobStage.STARTING)
     d.step(after=1, qmgr=R, result=UP)
     v = d.step(after=1, qmgr=CRASHED)
     assert kinds(v) == [ActionKind.BRING_UP]
-    before = (d.m.attempts, d.m.budget_remaining(d.clock.monotonic()))
-    v = d.step(after=0.2, qmgr=CRASHED, result=lost)
-    assert kinds(v) == [ActionKind.BRING_UP]
+    before = (d.m.attempts - 1, d.m.budget_remaining(d.clock.monotonic()) + 1)
+    d.m.not_begun(ActionKind.BRING_UP)
     assert (d.m.attempts, d.m.budget_remaining(d.clock.monotonic())) == before
+    v = d.step(after=0.2, qmgr=CRASHED)
+    assert kinds(v) == [ActionKind.BRING_UP]
     # but the episode's clock runs on: an effect that always fails still ends in a report
     for _ in range(400):
-        v = d.step(after=0.2, qmgr=CRASHED, result=lost)
+        d.m.not_begun(ActionKind.BRING_UP)
+        v = d.step(after=0.2, qmgr=CRASHED)
         if ActionKind.REPORT_UNHEALTHY in kinds(v):
             break
     assert ActionKind.REPORT_UNHEALTHY in kinds(v)
+
+
+@pytest.mark.parametrize("never", [False, True])
+def test_termination_is_the_machines_decision_once_and_waits_for_a_running_job(never: bool) -> None:
+    """Issue 18 item 2: the termination job (and stop_on_exit = never) was decided in the daemon."""
+    d = Driver(leave_on_termination=never)
+    d.up()
+    want = ActionKind.COMPLETE_TERMINATION if never else ActionKind.END_FOR_TERMINATION
+    v = d.step(after=1, qmgr=R, going_away=True, stage=JobStage.CONFIGURING)
+    assert v.state is State.STOPPING and want not in kinds(v), "a running job is waited for"
+    v = d.step(after=1, qmgr=R, going_away=True)
+    assert kinds(v) == [want]
+    assert d.m.termination_begun
+    v = d.step(after=1, qmgr=R, going_away=True, stage=JobStage.ENDING)
+    assert kinds(v) == [], "once"
+    d.m.not_begun(want)  # the worker was taken meanwhile: asked again on the next step
+    v = d.step(after=1, qmgr=R, going_away=True)
+    assert kinds(v) == [want]
+
+
+def test_a_takeovers_mqsc_waits_for_the_worker_and_is_never_dropped() -> None:
+    """Issue 18 item 2: the pending MQSC apply was a flag of the daemon's."""
+    d = Driver(multi_instance=True)
+    assert kinds(d.step()) == [ActionKind.BRING_UP]
+    d.step(after=1, stage=JobStage.STARTING)
+    v = d.step(after=1, qmgr=QmStatus.RUNNING_AS_STANDBY, result=UP)
+    assert v.state is State.STANDBY
+    v = d.step(after=1, qmgr=R, stage=JobStage.SWITCHING)
+    assert ActionKind.APPLY_MQSC not in kinds(v) and d.m.mqsc_pending, "the worker is busy: pending"
+    v = d.step(after=1, qmgr=R)
+    assert ActionKind.APPLY_MQSC in kinds(v) and not d.m.mqsc_pending
+    d.m.not_begun(ActionKind.APPLY_MQSC)
+    assert d.m.mqsc_pending
+    v = d.step(after=1, qmgr=R)
+    assert ActionKind.APPLY_MQSC in kinds(v)
+    v = d.step(after=1, qmgr=R, going_away=True)
+    assert ActionKind.APPLY_MQSC not in kinds(v), "never while going away"
 
 
 def test_a_pause_ending_is_a_deadline_of_the_machine_and_settings_change_only_through_it() -> None:

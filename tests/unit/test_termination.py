@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from mqguard.aws.autoscaling import AutoScaling
 from mqguard.aws.imds import Imds
 from mqguard.aws.lifecyclehooks import Hooks, heartbeat_interval
@@ -79,3 +81,20 @@ def test_hooks_complete_and_heartbeat(moto: MotoAsg, imds: ImdsServer) -> None:
 
 def test_heartbeat_interval() -> None:
     assert heartbeat_interval(60) == 15 and heartbeat_interval(600) == 30 and heartbeat_interval(2) == 1
+
+
+@pytest.mark.parametrize("end,begun,busy,prepared,job,ends", [
+    (True, True, False, True, "finish_termination", False),   # termination already ended it
+    (True, False, True, True, "cancel", True),                 # a start must not meet endmqm
+    (True, False, False, True, "drain", True),
+    (False, False, True, True, "drain", False),                # restart of mqguard: MQ stays
+    (True, False, False, False, "drain", False),               # nothing prepared: nothing to end
+])
+def test_the_exit_plan_is_decided_purely(end: bool, begun: bool, busy: bool, prepared: bool, job: str,
+                                         ends: bool) -> None:
+    """Issue 18 item 2: the shutdown's cancel/drain/end policy was inline in Daemon.shutdown."""
+    from mqguard.supervisor.stopping import exit_plan
+
+    plan = exit_plan(end, "why", begun, busy, prepared, "QM1")
+    assert (plan.job.value, plan.end_qmgr) == (job, ends)
+    assert "QM1" in plan.say
