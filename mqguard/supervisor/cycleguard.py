@@ -1,4 +1,5 @@
-"""What the supervision loop does with an exception from a cycle: log, count, go on (contract §24).
+"""The loop's own small parts: what it does with an exception from a cycle (log, count, go on:
+contract §24), and when the next cycle is due.
 
 A bug or an unexpected answer in one observation or effect must not end supervision
 (patroni's run_cycle does the same). The traceback is logged at most once a minute, so
@@ -11,7 +12,8 @@ restarted by systemd after WatchdogSec, which is the right escalation.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+import os
+from typing import Callable, Optional
 
 log = logging.getLogger("mqguard.supervisor.daemon")
 
@@ -34,3 +36,23 @@ class CycleGuard:
         else:
             log.error("supervision cycle failed: %s: %s; going on (traceback logged at most once a minute)",
                       type(exc).__name__, exc)
+
+
+def next_due(started: float, poll_interval: float, watchdog_interval: Optional[float],
+             deadline: Optional[float]) -> float:
+    """When the next cycle is due (monotonic). Pure."""
+    due = started + poll_interval
+    if watchdog_interval is not None:  # cycle at least twice per WatchdogSec, whatever poll_interval says
+        due = min(due, started + watchdog_interval)
+    if deadline is not None:  # wake when a grace period, a budget or a pause runs out, not a poll later
+        due = min(due, deadline + 0.01)
+    return due
+
+
+def drain(fd: int) -> None:
+    """Empty the wake-up pipe (non-blocking)."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except OSError:  # BlockingIOError: empty
+        pass

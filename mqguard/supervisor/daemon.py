@@ -39,7 +39,7 @@ from mqguard.mq.status import QmStatus
 from mqguard.proc.runner import build_runner
 from mqguard.serve.notify import Notifier
 from mqguard.serve.telemetry import Telemetry
-from mqguard.supervisor.cycleguard import CycleGuard
+from mqguard.supervisor.cycleguard import CycleGuard, drain, next_due
 from mqguard.supervisor.jobs import Jobs
 from mqguard.supervisor.machine import (
     Action,
@@ -50,7 +50,7 @@ from mqguard.supervisor.machine import (
     State,
     Verdict,
 )
-from mqguard.supervisor.publish import compose
+from mqguard.supervisor.publish import Outside, compose
 from mqguard.supervisor.reload import reloaded, settings_from
 from mqguard.supervisor.reporter import Reporter
 from mqguard.supervisor.snapshot import Snapshot
@@ -182,32 +182,16 @@ class Daemon:
                         self._reload_requested = False
                         self.reload()
                     self.run_cycle()
-                    self._wait(max(0.0, self._next_due(started) - self.clock.monotonic()))
+                    due = next_due(started, self.cfg.health.poll_interval, self.notifier.watchdog_interval,
+                                   self.machine.next_deadline(self.clock.monotonic()))
+                    self._wait(max(0.0, due - self.clock.monotonic()))
                 except Exception as exc:
                     self.cycle_guard.failed(exc)
                     select.select([self._wake_r], [], [], self.cfg.health.poll_interval)  # never a tight loop
-                    self._drain_wake()
+                    drain(self._wake_r)
         finally:
             code = self.shutdown()
         return code
-
-    def _next_due(self, started: float) -> float:
-        next_due = started + self.cfg.health.poll_interval
-        if self.notifier.watchdog_interval is not None:
-            # cycle at least twice per WatchdogSec, whatever poll_interval says
-            next_due = min(next_due, started + self.notifier.watchdog_interval)
-        deadline = self.machine.next_deadline(self.clock.monotonic())
-        if deadline is not None:
-            # wake when a grace period or budget runs out, not a poll later
-            next_due = min(next_due, deadline + 0.01)
-        return next_due
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except (BlockingIOError, OSError):
-            pass
 
     def run_cycle(self) -> Verdict:
         started = self.clock.monotonic()
@@ -330,7 +314,14 @@ class Daemon:
 
     # ------------------------------------------------------------- snapshot
     def _publish(self, obs: Optional[Observation], verdict: Optional[Verdict]) -> None:
-        snap = compose(self, obs, verdict)
+        cfg, clock = self.cfg, self.clock
+        snap = compose(self.machine, obs, verdict, Outside(
+            cfg.queue_manager.name, cfg.storage.path, cfg.queue_manager.listener_port,
+            cfg.queue_manager.multi_instance, cfg.storage.mount_timeout, cfg.health.report.value, clock.wall(),
+            clock.monotonic(), self.started, self.paused, self.going_away is not None, self.aws_errors.current(),
+            self.reporter.reported, self.reporter.preflight_result if self.autoscaling else "report = log",
+            self.watch.pid, self.cycles, self.state_dir.ok, self.state_dir.detail,
+            [{"time": e.time, "id": e.id, "text": e.text, "source": e.source} for e in self.diagnostics.recent()]))
         self.notifier.status(snap.summary)
         with self._snapshot_lock:
             self._snapshot = snap

@@ -1,56 +1,77 @@
-"""The daemon's last observation and verdict, composed into the Snapshot that /status,
-/healthz, /active, /standby, metrics and systemd's STATUS= serve."""
+"""The machine's state, the last observation and verdict, and what the daemon's parts know,
+composed into the Snapshot that /status, /healthz, /active, /standby, metrics and systemd's
+STATUS= serve. Pure: every input is explicit (``Outside``), nothing reaches into the daemon."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
-from typing import TYPE_CHECKING, Optional
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Dict, List, Optional
 
 from mqguard import __version__
 from mqguard.config.values import format_duration
+from mqguard.efs.pause import Pause
 from mqguard.mq.status import counts_healthy
-from mqguard.supervisor.machine import Observation, Verdict
+from mqguard.supervisor.machine import Machine, Observation, Verdict
 from mqguard.supervisor.snapshot import Snapshot, summary_line
 
-if TYPE_CHECKING:
-    from mqguard.supervisor.daemon import Daemon
+
+@dataclass(frozen=True)
+class Outside:
+    """What the snapshot needs besides the machine: configuration, clocks, and the parts' own news."""
+
+    qmgr: str
+    storage_path: str
+    listener_port: int
+    multi_instance: bool
+    mount_timeout: float
+    report_mode: str
+    wall: float  # now, Unix time
+    monotonic: float  # now, monotonic
+    started: float  # monotonic moment mqguard started
+    pause: Optional[Pause]  # the pause in force, if any
+    going_away: bool
+    aws_error: Optional[Dict[str, Any]]
+    reported: bool
+    report_check: str
+    controller_pid: Optional[int]
+    cycles: int
+    state_dir_ok: Optional[bool]
+    state_dir_detail: str
+    mq_errors: List[Dict[str, Any]]
 
 
-def compose(d: Daemon, obs: Optional[Observation], verdict: Optional[Verdict]) -> Snapshot:
-    m, cfg, clock = d.machine, d.cfg, d.clock
-    wall_offset = clock.wall() - clock.monotonic()
-    pause = d.paused
+def compose(m: Machine, obs: Optional[Observation], verdict: Optional[Verdict], o: Outside) -> Snapshot:
+    wall_offset = o.wall - o.monotonic
     snap = Snapshot(
         version=__version__,
-        qmgr=cfg.queue_manager.name,
+        qmgr=o.qmgr,
         state=(verdict.state if verdict else m.state).value,
         healthy=bool(verdict and verdict.healthy),
         qmgr_status=obs.qmgr.value if (obs and obs.qmgr) else None,
         qmgr_detail=obs.qmgr_detail if obs else "",
-        storage_path=cfg.storage.path,
+        storage_path=o.storage_path,
         storage_ok=bool(obs and obs.storage_ok),
         storage_detail=obs.storage_detail if obs else "not checked yet",
-        listener_port=cfg.queue_manager.listener_port,
+        listener_port=o.listener_port,
         listener_ok=obs.listener_ok if obs else None,
         bad_since=None if m.bad_since is None else m.bad_since + wall_offset,
-        bad_seconds=m.bad_seconds(clock.monotonic()),
+        bad_seconds=m.bad_seconds(o.monotonic),
         restarts=m.restarts_total,
-        restart_budget_remaining=m.budget_remaining(clock.monotonic()),
-        aws_error=d.aws_errors.current(),
-        reported_unhealthy=d.reporter.reported,
-        last_cycle=clock.wall() if obs else None,
+        restart_budget_remaining=m.budget_remaining(o.monotonic),
+        aws_error=o.aws_error,
+        reported_unhealthy=o.reported,
+        last_cycle=o.wall if obs else None,
         verdict=verdict.line if verdict else "starting up",
         bad_reasons=list(verdict.bad_reasons) if verdict else [],
-        controller_pid=d.watch.pid,
-        cycles=d.cycles,
-        report_check=d.reporter.preflight_result if d.autoscaling else "report = log",
-        qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, cfg.queue_manager.multi_instance)),
-        paused=asdict(pause) if pause else None,
-        going_away=d.going_away is not None,
-        state_dir_ok=d.state_dir.ok,
-        state_dir_detail=d.state_dir.detail,
-        mq_errors=[{"time": m.time, "id": m.id, "text": m.text, "source": m.source} for m in d.diagnostics.recent()],
+        controller_pid=o.controller_pid,
+        cycles=o.cycles,
+        report_check=o.report_check,
+        qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, o.multi_instance)),
+        paused=asdict(o.pause) if o.pause else None,
+        going_away=o.going_away,
+        state_dir_ok=o.state_dir_ok,
+        state_dir_detail=o.state_dir_detail,
+        mq_errors=o.mq_errors,
     )
-    return replace(snap, summary=summary_line(
-        snap, clock.monotonic() - d.started, format_duration(cfg.storage.mount_timeout), cfg.health.report.value,
-    ))
+    return replace(snap, summary=summary_line(snap, o.monotonic - o.started, format_duration(o.mount_timeout),
+                                              o.report_mode))

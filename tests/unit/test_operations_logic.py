@@ -247,3 +247,36 @@ def test_the_status_line_names_every_state_and_never_says_stopping_for_one_it_do
     odd = replace(snap(State.RUNNING, "running"), state="drilling")
     assert "drilling" in summary_line(odd, 5.0, "10m", "autoscaling")
     assert not summary_line(odd, 5.0, "10m", "autoscaling").startswith("stopping")
+
+
+def test_the_snapshot_is_composed_from_explicit_inputs_not_from_the_daemon() -> None:
+    """Issue 18 item 3: publish.compose(d) took the whole daemon (an import cycle behind TYPE_CHECKING)."""
+    import inspect
+
+    from mqguard.supervisor import publish
+    from mqguard.supervisor.publish import Outside, compose
+
+    assert "TYPE_CHECKING" not in inspect.getsource(publish) and "Daemon" not in inspect.getsource(publish)
+    d = Driver()
+    d.up()
+    v = d.step(after=1, qmgr=R)
+    obs = None  # before the first observation is published
+    pause = Pause(until=2_000_000_000.0, reason="fix pack", by="root", since=1_700_000_000.0)
+    outside = Outside(qmgr="QM1", storage_path="/MQHA", listener_port=1414, multi_instance=False,
+                      mount_timeout=600.0, report_mode="log", wall=1_700_000_100.0, monotonic=d.clock.monotonic(),
+                      started=d.clock.monotonic() - 10, pause=pause, going_away=False, aws_error=None,
+                      reported=False, report_check="report = log", controller_pid=42, cycles=7,
+                      state_dir_ok=True, state_dir_detail="", mq_errors=[])
+    snap = compose(d.m, obs, v, outside)
+    assert snap.state == "running" and snap.cycles == 7 and snap.controller_pid == 42 and snap.healthy
+    assert snap.paused is not None and snap.paused["reason"] == "fix pack"
+    assert snap.summary.startswith("PAUSED until")
+
+
+def test_the_next_cycle_is_due_at_the_earliest_of_poll_watchdog_and_deadline() -> None:
+    from mqguard.supervisor.cycleguard import next_due
+
+    assert next_due(100.0, 5.0, None, None) == 105.0
+    assert next_due(100.0, 5.0, 2.0, None) == 102.0, "twice per WatchdogSec"
+    assert next_due(100.0, 5.0, None, 101.0) == pytest.approx(101.01), "a grace period or pause ending"
+    assert next_due(100.0, 5.0, 2.0, 150.0) == 102.0
