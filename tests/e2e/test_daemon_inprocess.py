@@ -1,0 +1,140 @@
+"""The daemon's main paths, in-process (issue 18 item 5): the real Daemon against the MQ
+simulator and the FUSE EFS, asserted directly on the machine and the published snapshot
+instead of waiting for log lines. The e2e suite keeps what needs a subprocess (signals,
+systemd, HTTP, AWS)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+from mqguard import config as config_mod
+from mqguard.serve.control import Peer, Request
+from mqguard.serve.telemetry import Telemetry
+from mqguard.supervisor.daemon import Daemon
+from mqguard.supervisor.model import State
+from mqguard.supervisor.operations import Operations
+from tests.conftest import Harness, wait_until
+from tests.peers.aws import FaultProxy, MotoAsg
+from tests.peers.efs import FakeEfs
+from tests.peers.imds import ImdsServer
+
+LIFECYCLE = "meta-data/autoscaling/target-lifecycle-state"
+
+
+class Running:
+    """A Daemon on a thread of the test, stopped as SIGTERM would stop it."""
+
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self.d = Daemon(config_mod.load(str(h.conf)), telemetry=Telemetry(), config_path=str(h.conf))
+        self.result: List[int] = []
+        self.thread = threading.Thread(target=lambda: self.result.append(self.d.run()), daemon=True)
+        self.thread.start()
+
+    def state(self) -> str:
+        snap = self.d.snapshot()
+        return snap.state if snap else ""
+
+    def stop(self) -> None:
+        self.d._stop_requested = True
+        self.d.wake()
+        self.thread.join(30)
+        assert not self.thread.is_alive() and self.result == [0]
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, efs: FakeEfs) -> Iterator[Running]:
+    h = Harness(tmp_path, efs)
+    h.configure(health={"poll_interval": "0.2s", "grace_period": "3s"})
+    r = Running(h)
+    try:
+        yield r
+    finally:
+        if r.thread.is_alive():
+            r.stop()
+        h.cleanup()
+
+
+def test_start_up_prepares_starts_and_publishes_healthy(daemon: Running) -> None:
+    wait_until(lambda: daemon.state() == State.RUNNING.value, 60, "running")
+    snap = daemon.d.snapshot()
+    assert snap is not None and snap.healthy and snap.qmgr_status == "running" and snap.storage_ok
+    assert daemon.d.machine.jobs_started == 1 and daemon.d.jobs.prepared
+    # the controller's pid is found while the loop waits for the next cycle: the next snapshot shows it
+    wait_until(lambda: getattr(daemon.d.snapshot(), "controller_pid", None) in daemon.h.controllers(), 10,
+               "the watched amqzxma0 in the snapshot")
+
+
+def test_a_crash_is_restarted_locally_and_counted(daemon: Running) -> None:
+    wait_until(lambda: daemon.state() == State.RUNNING.value, 60, "running")
+    first = daemon.h.controllers()[0]
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: daemon.d.machine.restarts_total == 1 and daemon.state() == State.RUNNING.value, 60,
+               "restarted")
+    snap = daemon.d.snapshot()
+    assert snap is not None and snap.restarts == 1 and snap.controller_pid != first
+    assert snap.restart_budget_remaining == daemon.d.cfg.health.restart_limit - 1
+
+
+def test_a_queue_manager_that_stays_down_fails_after_the_grace_period(daemon: Running) -> None:
+    wait_until(lambda: daemon.state() == State.RUNNING.value, 60, "running")
+    daemon.h.knob("strmqm.exit", "71")
+    os.kill(daemon.h.controllers()[0], signal.SIGKILL)
+    wait_until(lambda: daemon.state() == State.FAILED.value, 60, "failed")
+    snap = daemon.d.snapshot()
+    assert snap is not None and not snap.healthy and snap.bad_seconds >= 3.0
+    assert daemon.d.machine.reported_in_episode, "reported once (report = log: logged, not sent)"
+
+
+def test_a_pause_stops_restarts_and_a_resume_restarts_at_once(daemon: Running) -> None:
+    wait_until(lambda: daemon.state() == State.RUNNING.value, 60, "running")
+    d = daemon.d
+    ops = Operations(lambda: d.cfg, d.control, d.lifecycle, d.worker, d.pause_watch, d.owners, d.wake)
+    root = Peer(pid=1, uid=0, gid=0)
+    ok, said = ops.handle(Request("pause", root, {"seconds": 600, "reason": "fix pack"}))
+    assert ok, said
+    wait_until(lambda: daemon.state() == State.PAUSED.value, 30, "paused")
+    os.kill(daemon.h.controllers()[0], signal.SIGKILL)
+    cycles = d.cycles
+    wait_until(lambda: d.cycles >= cycles + 10, 30, "ten cycles while paused")
+    assert d.machine.restarts_total == 0 and not daemon.h.controllers(), "nothing is started while paused"
+    snap = d.snapshot()
+    assert snap is not None and snap.paused is not None and snap.paused["reason"] == "fix pack"
+    ok, said = ops.handle(Request("resume", root))
+    assert ok, said
+    wait_until(lambda: daemon.state() == State.RUNNING.value and daemon.h.controllers(), 60, "running again")
+
+
+def test_termination_ends_mq_cleanly_then_completes_the_hook_once(
+        tmp_path: Path, efs: FakeEfs, moto: MotoAsg, imds: ImdsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    imds.paths[LIFECYCLE] = "InService"
+    proxy = FaultProxy(moto.url, []).start()
+    h = Harness(tmp_path, efs)
+    h.configure(queue_manager={"stop_on_exit": "auto"}, health={"poll_interval": "0.2s", "report": "autoscaling"},
+                aws={"region": "us-east-1", "endpoint_url": proxy.url, "imds_url": imds.url,
+                     "launch_hook": "mq-launch", "termination_hook": "mq-terminate"})
+    r = Running(h)
+    try:
+        wait_until(lambda: r.state() == State.RUNNING.value, 60, "running")
+        imds.paths[LIFECYCLE] = "Terminated"
+        wait_until(lambda: any(p["Action"] == "CompleteLifecycleAction" and p["LifecycleHookName"] == "mq-terminate"
+                               for p in proxy.lifecycle), 60, "the termination hook completed")
+        assert r.d.machine.termination_begun and r.state() == State.STOPPING.value
+        assert [c["argv"] for c in h.calls("endmqm")] == [["-r", "-w", "QM1"]], "ended cleanly, once"
+        assert "ENDED NORMALLY" in h.dspmq()
+        r.stop()
+        assert [c["argv"] for c in h.calls("endmqm")] == [["-r", "-w", "QM1"]], "not again at exit"
+    finally:
+        if r.thread.is_alive():
+            r.stop()
+        proxy.stop()
+        h.cleanup()
