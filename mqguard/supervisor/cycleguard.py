@@ -12,7 +12,6 @@ restarted by systemd after WatchdogSec, which is the right escalation.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Callable, Optional
 
 log = logging.getLogger("mqguard.supervisor.daemon")
@@ -48,11 +47,3 @@ def next_due(started: float, poll_interval: float, watchdog_interval: Optional[f
         due = min(due, deadline + 0.01)
     return due
 
-
-def drain(fd: int) -> None:
-    """Empty the wake-up pipe (non-blocking)."""
-    try:
-        while os.read(fd, 512):
-            pass
-    except OSError:  # BlockingIOError: empty
-        pass

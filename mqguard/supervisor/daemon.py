@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import threading
 from types import FrameType
@@ -39,7 +38,7 @@ from mqguard.mq.status import QmStatus
 from mqguard.proc.runner import build_runner
 from mqguard.serve.notify import Notifier
 from mqguard.serve.telemetry import Telemetry
-from mqguard.supervisor.cycleguard import CycleGuard, drain, next_due
+from mqguard.supervisor.cycleguard import CycleGuard, next_due
 from mqguard.supervisor.jobs import Jobs
 from mqguard.supervisor.machine import (
     Action,
@@ -187,8 +186,7 @@ class Daemon:
                     self._wait(max(0.0, due - self.clock.monotonic()))
                 except Exception as exc:
                     self.cycle_guard.failed(exc)
-                    select.select([self._wake_r], [], [], self.cfg.health.poll_interval)  # never a tight loop
-                    drain(self._wake_r)
+                    wait_for_wake(self._wake_r, None, self.cfg.health.poll_interval)  # never a tight loop
         finally:
             code = self.shutdown()
         return code

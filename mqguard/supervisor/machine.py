@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence
 from mqguard.config.values import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.supervisor.budget import RestartBudget
+from mqguard.supervisor.judge import Judgement, Judging
 from mqguard.supervisor.model import (
     Action,
     ActionKind,
@@ -40,19 +41,7 @@ __all__ = ["Action", "ActionKind", "JobOutcome", "JobResult", "JobStage", "Machi
 
 
 @dataclass
-class _Judgement:
-    """One observation judged: what is bad, and whether a start is still in progress."""
-
-    bad: List[str]
-    not_yet: bool
-    active: bool
-    healthy_qm: bool
-    busy: bool
-    waiting: str = ""  # why this is "not yet" beyond a start (the lock wait)
-
-
-@dataclass
-class Machine:
+class Machine(Judging):
     settings: Settings
     started_at: float
     state: State = State.WAITING_FOR_STORAGE
@@ -103,13 +92,15 @@ class Machine:
         """The rules, in order; the first that settles the verdict returns it."""
         actions: List[Action] = []
         notes: List[str] = []
-        self.pause_ends = obs.pause_ends if obs.paused else None
+        self.pause_ends = obs.pause_ends
         early = (self._rule_going_away(obs, actions) or self._rule_paused(obs) or self._rule_warm(obs, actions)
                  or self._rule_wait_for_storage(obs, actions) or self._rule_first_bring_up(obs, actions))
         if early is not None:
             return early
         self._rule_job_finished(obs, actions)
-        j = self._judge(obs, actions)
+        j = self._judge(obs)
+        if j.overran and not self.reported_in_episode:  # a start past start_timeout is reported at once
+            actions.append(self._report(obs, j.overran))
         if not j.bad and not j.not_yet and j.healthy_qm:
             return self._rule_fully_good(obs, j, actions)
         if j.bad:
@@ -206,70 +197,7 @@ class Machine:
             if res.outcome == JobOutcome.TIMED_OUT and not self.reported_in_episode:
                 actions.append(self._report(obs, f"start exceeded start_timeout: {res.detail}"))
 
-    def _judge(self, obs: Observation, actions: List[Action]) -> _Judgement:
-        """What is bad about this observation; a start in progress is "not yet" until start_timeout."""
-        status = obs.qmgr
-        self._track_status(status)
-        healthy_qm = counts_healthy(status, self.settings.multi_instance)
-        j = _Judgement([], False, status == QmStatus.RUNNING, healthy_qm, obs.job_stage is not None)
-        if not obs.storage_ok:
-            j.bad.append(f"storage: {obs.storage_detail}")
-        self._judge_queue_manager(obs, j, actions)
-        # A switchover or a termination's end stops the listener first, while dspmq still says RUNNING for a
-        # moment: that is the deliberate end in progress, not a fault (MQ ends its listeners as it quiesces)
-        ending = obs.job_stage in (JobStage.SWITCHING, JobStage.ENDING)
-        if j.active and self.settings.listener_probe and obs.listener_ok is False and not ending:
-            j.bad.append("listener not accepting connections")
-        return j
-
-    def _track_status(self, status: Optional[QmStatus]) -> None:
-        """Remember what the status was and since when, before judging it."""
-        was = self.last_status
-        self.ended_from_live = bool(status is not None and status.ended and was is not None and was.live)
-        if status is not None:
-            self.last_status = status
-        if status not in (QmStatus.ENDED_NORMALLY, QmStatus.ENDED_IMMEDIATELY):
-            self.deliberate_since = None
-        if status != QmStatus.RUNNING_ELSEWHERE:
-            self.elsewhere_since = None
-
-    def _judge_queue_manager(self, obs: Observation, j: _Judgement, actions: List[Action]) -> None:
-        """Starting (not yet, until start_timeout), waiting for another host's lock, or plainly bad."""
-        s, status = self.settings, obs.qmgr
-        if status == QmStatus.STARTING or (j.busy and not j.healthy_qm):  # a switchover's end, too
-            if self.starting_since is None:
-                self.starting_since = obs.now
-            starting_for = obs.now - self.starting_since
-            if starting_for < s.start_timeout:
-                j.not_yet = True
-                return
-            j.bad.append(f"queue manager still starting after {starting_for:.0f}s")
-            if not self.reported_in_episode:
-                actions.append(self._report(obs, j.bad[-1]))
-            return
-        self.starting_since = None
-        if status == QmStatus.RUNNING_ELSEWHERE and not s.multi_instance and self._waiting_for_lock(obs, j):
-            return
-        if obs.storage_ok and status is None:
-            j.bad.append(f"queue manager: {obs.qmgr_detail or 'status unknown'}")
-        elif status is not None and not j.healthy_qm:
-            j.bad.append(f"queue manager {status.value}")
-
-    def _waiting_for_lock(self, obs: Observation, j: _Judgement) -> bool:
-        """Single instance, "running elsewhere": another host (or a dead host's NFS lock, held until its lease
-        expires) has the queue manager. Wait up to lock_wait ("not yet"); past it, it counts as bad."""
-        if self.elsewhere_since is None:
-            self.elsewhere_since = obs.now
-        waited = obs.now - self.elsewhere_since
-        if waited < self.settings.lock_wait:
-            j.not_yet = True
-            j.waiting = ("waiting for the queue manager's lock: it runs elsewhere (another host, or a dead host's "
-                         f"stale lock) for up to lock_wait {format_duration(self.settings.lock_wait)}")
-            return True
-        j.bad.append(f"queue manager running elsewhere (past lock_wait {format_duration(self.settings.lock_wait)})")
-        return True
-
-    def _rule_fully_good(self, obs: Observation, j: _Judgement, actions: List[Action]) -> Verdict:
+    def _rule_fully_good(self, obs: Observation, j: Judgement, actions: List[Action]) -> Verdict:
         """Fully good: the episode (if any) ends; a takeover gets its MQSC; the first time, MQ is ready."""
         self.bad_since = None
         self.attempts = 0
@@ -288,7 +216,7 @@ class Machine:
             actions.append(Action(ActionKind.MQ_READY, "queue manager healthy for the first time"))
         return self._verdict(self.healthy_as, True, [], actions, obs)
 
-    def _rule_local_recovery(self, obs: Observation, j: _Judgement, actions: List[Action],
+    def _rule_local_recovery(self, obs: Observation, j: Judgement, actions: List[Action],
                              notes: List[str]) -> bool:
         """Start it again inside an episode: never while storage is bad or it runs elsewhere,
         at most restart_attempts per episode, spaced, and within the restart budget."""
@@ -315,7 +243,7 @@ class Machine:
         actions.append(self._bring_up(why))
         return True
 
-    def _rule_report_after_grace(self, obs: Observation, j: _Judgement, actions: List[Action]) -> None:
+    def _rule_report_after_grace(self, obs: Observation, j: Judgement, actions: List[Action]) -> None:
         """Report once the episode has outlasted the grace period and this observation is still bad."""
         if (self.bad_since is not None and j.bad and not self.reported_in_episode
                 and obs.now - self.bad_since >= self.settings.grace_period):

@@ -196,25 +196,16 @@ class Network:
         self.mq_port = int(tg.get("Port", 1414))
         self.health_port = int(tg.get("HealthCheckPort", 9157))
 
-    def _egress(self, src: Iterable[str], port: int, dst_groups: Set[str], dst_cidr: str = "") -> bool:
+    def _allows(self, direction: str, groups: Iterable[str], port: int, peers: Set[str], cidr: str = "") -> bool:
+        """Whether a rule of ``groups`` in ``direction`` lets ``port`` through to/from the peer groups or range.
+        Out: 0.0.0.0/0 reaches anything; in: a range admits the peer range only if it contains it."""
         for r in self.rules:
-            if r.direction != "out" or r.group not in set(src) or not r.covers_port(port):
+            if r.direction != direction or r.group not in set(groups) or not r.covers_port(port):
                 continue
             kind, peer = r.peer
-            if kind == "sg" and peer in dst_groups:
+            if kind == "sg" and peer in peers:
                 return True
-            if kind == "cidr" and (peer == "0.0.0.0/0" or (dst_cidr and _cidr_covers(peer, dst_cidr))):
-                return True
-        return False
-
-    def _ingress(self, dst: Iterable[str], port: int, src_groups: Set[str], src_cidr: str = "") -> bool:
-        for r in self.rules:
-            if r.direction != "in" or r.group not in set(dst) or not r.covers_port(port):
-                continue
-            kind, peer = r.peer
-            if kind == "sg" and peer in src_groups:
-                return True
-            if kind == "cidr" and src_cidr and _cidr_covers(peer, src_cidr):
+            if kind == "cidr" and ((direction == "out" and peer == "0.0.0.0/0") or (cidr and _cidr_covers(peer, cidr))):
                 return True
         return False
 
@@ -227,9 +218,9 @@ class Network:
         dst_cidr = dst[5:] if dst.startswith("cidr:") else ""
         if src.startswith("sg:"):
             src_groups = {src[3:]}
-        if not src_cidr and not src.startswith("sg:") and not self._egress(src_groups, port, dst_groups, dst_cidr):
+        if not src_cidr and not src.startswith("sg:") and not self._allows("out", src_groups, port, dst_groups, dst_cidr):
             p.append(f"{src} -> {dst} on {port}: no egress rule on {src}'s security group allows it")
-        if not dst_cidr and not self._ingress(dst_groups, port, src_groups, src_cidr):
+        if not dst_cidr and not self._allows("in", dst_groups, port, src_groups, src_cidr):
             p.append(f"{src} -> {dst} on {port}: no ingress rule on {dst}'s security group allows it")
         return p
 

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import pytest
 
@@ -158,6 +158,14 @@ class CountingStop(threading.Event):
         return self.is_set()
 
 
+def report_until(asg: AutoScaling, waits: int, errors: AwsErrors) -> Tuple[object, CountingStop]:
+    """SetInstanceHealth(Unhealthy) through call_until_done, stopped after ``waits`` waits (recorded, not slept)."""
+    stop = CountingStop(waits)
+    result = call_until_done("SetInstanceHealth(Unhealthy)", "SetInstanceHealth", lambda: asg.set_unhealthy(True),
+                             stop, Backoff(base=0.01, cap=0.05), errors=errors)
+    return result, stop
+
+
 def test_access_denied_is_never_retried_in_a_tight_loop(moto: MotoAsg, imds: ImdsServer,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     """AccessDenied was retried 80 times in 0.5 s; now: at most every 30 s, logged with the IAM action."""
@@ -166,11 +174,8 @@ def test_access_denied_is_never_retried_in_a_tight_loop(moto: MotoAsg, imds: Imd
         calls: list = []  # type: ignore[type-arg]
         asg = asg_for(moto, imds, proxy.url, calls)
         errors = AwsErrors()
-        stop = CountingStop(3)
         with caplog.at_level(logging.ERROR):
-            result = call_until_done("SetInstanceHealth(Unhealthy)", "SetInstanceHealth",
-                                     lambda: asg.set_unhealthy(True), stop, Backoff(base=0.01, cap=0.05),
-                                     errors=errors)
+            result, stop = report_until(asg, 3, errors)
         assert result is None
         assert [a for a, _ in proxy.seen] == ["SetInstanceHealth"] * 3  # botocore does not retry a 403 either
         assert all(w >= 30 for w in stop.waits), stop.waits
@@ -208,11 +213,8 @@ def test_a_report_inside_the_groups_grace_period_is_not_yet_not_a_permission_pro
         calls: list = []  # type: ignore[type-arg]
         asg = asg_for(moto, imds, proxy.url, calls)
         errors = AwsErrors()
-        stop = CountingStop(5)
         with caplog.at_level(logging.INFO):
-            result = call_until_done("SetInstanceHealth(Unhealthy)", "SetInstanceHealth",
-                                     lambda: asg.set_unhealthy(True), stop, Backoff(base=0.01, cap=0.05),
-                                     errors=errors)
+            result, stop = report_until(asg, 5, errors)
         assert result == moto.instance_id and moto.health() == "Unhealthy"
         assert stop.waits == [30.0, 30.0], "no sooner than the contract's 30 s floor for a ValidationError"
         assert errors.current() is None, "not a permanent error for /status"
