@@ -207,7 +207,10 @@ class Machine(Judging):
         # Compare roles, not adjacent statuses: a takeover may pass through STARTING.
         if j.active and self.healthy_as == State.STANDBY:
             self.mqsc_pending = True  # this instance took over as active
-        if self.mqsc_pending and obs.job_stage is None:  # the worker is free: apply it now
+        # Only here, with the queue manager active and healthy and the worker free: runmqsc against a queue
+        # manager that is not running exits 20 with AMQ8146E and runs nothing (ref: mq-control-commands.md,
+        # runmqsc; the simulator enforces it).
+        if self.mqsc_pending and obs.job_stage is None:
             self.mqsc_pending = False
             actions.append(Action(ActionKind.APPLY_MQSC, "this instance took over as active"))
         self.healthy_as = State.RUNNING if j.active else State.STANDBY
