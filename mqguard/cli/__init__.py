@@ -105,8 +105,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from mqguard.base import logsetup
+    from mqguard.base.runner import build_runner
     from mqguard.cli import check as checks
-    from mqguard.proc.runner import build_runner
 
     cfg = _load(args.config)
     logsetup.setup("warning", cfg.logging.format)
@@ -134,12 +134,12 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mqguard.app import App
+    from mqguard.supervisor.wiring import Service
 
     path = args.config or config_mod.default_path()
     cfg = config_mod.load(path)
     try:
-        return App(cfg, path).run()
+        return Service(cfg, path).run()
     except config_mod.ConfigError:
         raise
     except OSError as exc:  # e.g. the metrics port is taken

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import List
 
 from mqguard.base.exitcodes import EX_DEGRADED, EX_OK, EX_UNHEALTHY
+from mqguard.base.runner import CommandRunner
 from mqguard.config import Config
 from mqguard.efs.statedir import allowed_owners
 from mqguard.efs.storage import MOUNTINFO, StorageProber, check_mount, mount_check
 from mqguard.mq.control import MqControl
 from mqguard.mq.listener import probe_listener
 from mqguard.mq.status import QmStatus, counts_healthy
-from mqguard.proc.runner import CommandRunner
 
 OK, BAD, NOT_YET = "ok", "BAD", "starting"
 

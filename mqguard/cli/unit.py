@@ -28,13 +28,13 @@ from typing import List, Optional
 
 from mqguard import config as config_mod
 from mqguard.base.exitcodes import EX_CONFIG, EX_USAGE
+from mqguard.base.runner import CommandRunner
 from mqguard.mq.control import STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED, MqControl
 from mqguard.mq.leftovers import clear_leftovers
 from mqguard.mq.prepare import EXIT_CODES as PREPARE_EXIT_CODES
 from mqguard.mq.prepare import PrepareError, preparation_for
 from mqguard.mq.service import end_with_escalation, role_of
 from mqguard.mq.status import QmStatus
-from mqguard.proc.runner import CommandRunner
 
 log = logging.getLogger("mq-unit")
 

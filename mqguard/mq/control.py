@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+from mqguard.base.runner import CommandResult, CommandRunner
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.names import directory_name
 from mqguard.mq.status import DspmqEntry, ParseError, QmStatus, find_entry
-from mqguard.proc.runner import CommandResult, CommandRunner
 
 MQ_PREFIX = "/var/mqm"  # addmqinf Prefix= (IBM's recipe and mq-container pass /var/mqm); never MQ's root itself
 

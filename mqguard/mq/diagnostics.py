@@ -28,8 +28,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Set, Tuple
 
+from mqguard.base.runner import CommandResult
 from mqguard.base.untrusted import loggable
-from mqguard.proc.runner import CommandResult
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, FrozenSet, List, Optional
 
+from mqguard.base.runner import CommandResult
 from mqguard.base.untrusted import read_regular
 from mqguard.efs.statedir import allowed_owners
 from mqguard.mq.control import (
@@ -31,7 +32,6 @@ from mqguard.mq.control import (
 from mqguard.mq.prepare import PrepareError
 from mqguard.mq.service import QueueManagerService, Role
 from mqguard.mq.status import QmStatus
-from mqguard.proc.runner import CommandResult
 
 log = logging.getLogger(__name__)
 

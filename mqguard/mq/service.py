@@ -13,6 +13,7 @@ import enum
 import logging
 from typing import List, Mapping, Optional, Protocol, Tuple
 
+from mqguard.base.runner import CommandRunner
 from mqguard.config import Config, error_for
 from mqguard.mq.control import (
     ENDMQM_CANNOT_SWITCH,
@@ -27,7 +28,6 @@ from mqguard.mq.leftovers import clear_leftovers
 from mqguard.mq.prepare import Preparation, Prepared, PrepareError, prepared_from_exit
 from mqguard.mq.status import QmStatus
 from mqguard.mq.unit import ACTIVE_STATES, PREPARE_TEMPLATE, SystemdUnit, covers, resolve, unit_name
-from mqguard.proc.runner import CommandRunner
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
-from mqguard.proc.runner import CommandResult, CommandRunner
+from mqguard.base.runner import CommandResult, CommandRunner
 
 TEMPLATE = "mq@.service"
 PREPARE_TEMPLATE = "mq-prepare@.service"  # oneshot: crtmqdir/addmqinf/crtmqm outside mqguard's sandbox

@@ -16,10 +16,10 @@ import stat
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from mqguard.base.runner import CommandRunner
 from mqguard.efs.storage import MOUNTINFO, find_mount
 from mqguard.mq.unit import PREPARE_TEMPLATE, TEMPLATE, UNIT_DIRS
 from mqguard.preflight import kernel
-from mqguard.proc.runner import CommandRunner
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 POLKIT_DIRS = ("/usr/share/polkit-1/rules.d", "/etc/polkit-1/rules.d")

@@ -24,21 +24,18 @@ log = logging.getLogger(__name__)
 
 
 class Jobs:
-    def __init__(self, qm: Callable[[], QueueManagerConfig], lifecycle: Lifecycle, hooks: Optional[Hooks],
-                 telemetry: Telemetry, wake: Callable[[], None], role: Callable[[], Role],
-                 going_away: Callable[[], Optional[str]]) -> None:
-        self.qm = qm
+    def __init__(self, qm: QueueManagerConfig, lifecycle: Lifecycle, hooks: Optional[Hooks],
+                 telemetry: Telemetry, wake: Callable[[], None]) -> None:
+        self.qm = qm  # [queue_manager] is never changed by a reload
         self.lifecycle = lifecycle
         self.hooks = hooks
         self.telemetry = telemetry
         self.wake = wake
-        self.role = role
-        self.going_away = going_away
         self.prepared = False  # the queue manager is known on this host (dspmqinf / addmqinf / crtmqm done)
         self.before_start: List[Callable[[], object]] = []
 
     def bring_up(self, set_stage: StageSetter) -> JobResult:
-        name = self.qm().name
+        name = self.qm.name
         if not self.prepared:
             set_stage(JobStage.PREPARING)
             try:
@@ -74,16 +71,16 @@ class Jobs:
         self.telemetry.mqsc_failed(len(summary.failed))
         return JobResult(JobOutcome.UP, f"MQSC: {len(summary.applied)} applied, {len(summary.failed)} failed")
 
-    def terminate(self, set_stage: StageSetter) -> JobResult:
+    def terminate(self, set_stage: StageSetter, role: Role, why: str) -> JobResult:
         """End MQ cleanly while the instance is still alive, then complete the termination hook."""
         set_stage(JobStage.ENDING)
-        qm = self.qm()
-        log.warning("instance is going away (%s): ending queue manager %s", self.going_away(), qm.name)
+        qm = self.qm
+        log.warning("instance is going away (%s): ending queue manager %s", why, qm.name)
         ended = True
         if self.prepared:
             beats = self.hooks.heartbeats(heartbeat_interval(qm.stop_timeout)) if self.hooks else nullcontext()
             with beats:
-                ended = self.lifecycle.end(self.role(), qm.stop_timeout)
+                ended = self.lifecycle.end(role, qm.stop_timeout)
         if not ended:
             log.error("queue manager %s did not end even with endmqm -p", qm.name)
         if self.hooks is not None:

@@ -29,8 +29,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional
 
+from mqguard.base.runner import CommandRunner
 from mqguard.base.untrusted import loggable
-from mqguard.proc.runner import CommandRunner
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import shutil
 from dataclasses import dataclass
 from typing import Tuple
 
+from mqguard.base.runner import CommandRunner
 from mqguard.config import StopOnExit
-from mqguard.proc.runner import CommandRunner
 
 log = logging.getLogger(__name__)
 

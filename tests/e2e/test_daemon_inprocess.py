@@ -16,9 +16,9 @@ import pytest
 from mqguard import config as config_mod
 from mqguard.serve.control import Peer, Request
 from mqguard.serve.telemetry import Telemetry
-from mqguard.supervisor.daemon import Daemon
 from mqguard.supervisor.model import State
 from mqguard.supervisor.operations import Operations
+from mqguard.supervisor.wiring import build_daemon
 from tests.conftest import Harness, wait_until
 from tests.peers.aws import FaultProxy, MotoAsg
 from tests.peers.efs import FakeEfs
@@ -32,7 +32,7 @@ class Running:
 
     def __init__(self, h: Harness) -> None:
         self.h = h
-        self.d = Daemon(config_mod.load(str(h.conf)), telemetry=Telemetry(), config_path=str(h.conf))
+        self.d = build_daemon(config_mod.load(str(h.conf)), str(h.conf), telemetry=Telemetry())
         self.result: List[int] = []
         self.thread = threading.Thread(target=lambda: self.result.append(self.d.run()), daemon=True)
         self.thread.start()
@@ -42,8 +42,7 @@ class Running:
         return snap.state if snap else ""
 
     def stop(self) -> None:
-        self.d._stop_requested = True
-        self.d.wake()
+        self.d.request_stop()
         self.thread.join(30)
         assert not self.thread.is_alive() and self.result == [0]
 
@@ -65,7 +64,7 @@ def test_start_up_prepares_starts_and_publishes_healthy(daemon: Running) -> None
     wait_until(lambda: daemon.state() == State.RUNNING.value, 60, "running")
     snap = daemon.d.snapshot()
     assert snap is not None and snap.healthy and snap.qmgr_status == "running" and snap.storage_ok
-    assert daemon.d.machine.jobs_started == 1 and daemon.d.jobs.prepared
+    assert daemon.d.machine.jobs_started == 1 and daemon.d.parts.jobs.prepared
     # the controller's pid is found while the loop waits for the next cycle: the next snapshot shows it
     wait_until(lambda: getattr(daemon.d.snapshot(), "controller_pid", None) in daemon.h.controllers(), 10,
                "the watched amqzxma0 in the snapshot")
@@ -95,7 +94,8 @@ def test_a_queue_manager_that_stays_down_fails_after_the_grace_period(daemon: Ru
 def test_a_pause_stops_restarts_and_a_resume_restarts_at_once(daemon: Running) -> None:
     wait_until(lambda: daemon.state() == State.RUNNING.value, 60, "running")
     d = daemon.d
-    ops = Operations(lambda: d.cfg, d.control, d.lifecycle, d.worker, d.pause_watch, d.owners, d.wake)
+    p = d.parts
+    ops = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners, d.wake)
     root = Peer(pid=1, uid=0, gid=0)
     ok, said = ops.handle(Request("pause", root, {"seconds": 600, "reason": "fix pack"}))
     assert ok, said

@@ -15,8 +15,8 @@ import pytest
 
 from mqguard import config as config_mod
 from mqguard.serve.telemetry import Telemetry
-from mqguard.supervisor.daemon import Daemon
 from mqguard.supervisor.model import State
+from mqguard.supervisor.wiring import build_daemon
 from tests.conftest import Harness, wait_until
 from tests.peers.efs import FakeEfs
 
@@ -38,7 +38,7 @@ def test_an_exception_in_any_observation_or_effect_does_not_end_supervision(
     try:
         cfg = config_mod.load(str(h.conf))
         tel = Telemetry()
-        d = Daemon(cfg, telemetry=tel, config_path=str(h.conf))
+        d = build_daemon(cfg, str(h.conf), telemetry=tel)
         calls: Dict[str, int] = {}
         # one failure in each kind of part: observing, executing an action, publishing, a state listener
         d.observe = fail_once_at(3, d.observe, "observe", calls)  # type: ignore[method-assign]
@@ -59,8 +59,7 @@ def test_an_exception_in_any_observation_or_effect_does_not_end_supervision(
             wait_until(lambda: d.machine.state is State.RUNNING and calls.get("observe", 0) >= 8, 60,
                        "supervision going on after the injected failures")
             assert tel.cycle_errors == 4, tel.cycle_errors
-            d._stop_requested = True
-            d.wake()
+            d.request_stop()
             t.join(30)
         assert not t.is_alive() and result == [0], "the loop ended through shutdown"
         text = caplog.text

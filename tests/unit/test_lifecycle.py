@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from mqguard import config
+from mqguard.base.runner import CommandResult, CommandRunner
 from mqguard.efs.statedir import allowed_owners
 from mqguard.mq.control import MqControl, StartResult, classify_strmqm
 from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.prepare import CreateLock, Preparation, PrepareError, create_lock_path
 from mqguard.mq.service import ChildService
-from mqguard.proc.runner import CommandResult, CommandRunner
 from tests.conftest import Harness
 
 
@@ -113,7 +113,7 @@ def test_second_instance_rechecks_after_waiting_for_the_lock(sim: Harness) -> No
         lc1 = lifecycle_for(sim)
         script = (
             "import sys; from mqguard import config; from mqguard.mq.control import MqControl;"
-            "from mqguard.mq.prepare import Preparation; from mqguard.proc.runner import CommandRunner;"
+            "from mqguard.mq.prepare import Preparation; from mqguard.base.runner import CommandRunner;"
             "from mqguard.efs.statedir import allowed_owners; cfg = config.load(sys.argv[1]);"
             "ctl = MqControl(cfg.queue_manager, cfg.storage.path, CommandRunner(), 5.0);"
             "print(Preparation(ctl, True, 10.0, allowed_owners()).run().value)"

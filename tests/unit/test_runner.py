@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mqguard.proc.runner import OUTPUT_LIMIT, CommandRunner, RunAs
+from mqguard.base.runner import OUTPUT_LIMIT, CommandRunner, RunAs
 
 PY = sys.executable
 

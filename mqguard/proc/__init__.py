@@ -1,1 +1,0 @@
-"""Running commands: bounded, cancellable, observed (MQ's control commands and hooks use it)."""

@@ -1,0 +1,62 @@
+"""One observation: the mount, the storage probe, the worker's news, dspmq, the listener,
+the pause record and the instance's fate, gathered into an ``Observation`` for the machine.
+
+Reads only; the one side effect is starting MQ's error-log watch once the queue manager
+is known on this host, and collecting MQ's own diagnostics after a failed start.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from mqguard.config import Config
+from mqguard.efs.pause import Pause
+from mqguard.efs.storage import check_mount
+from mqguard.mq.status import QmStatus
+from mqguard.supervisor.machine import JobOutcome, Observation
+from mqguard.supervisor.parts import Parts
+
+
+def pause_in_force(p: Parts) -> Optional[Pause]:
+    pause = p.pause_watch.current
+    return pause if pause is not None and pause.active(p.clock.wall()) else None
+
+
+def going_away(p: Parts) -> Optional[str]:
+    """Why the instance is going away (termination, spot notice), if it is."""
+    return p.termination.reason if p.termination is not None else None
+
+
+def observe(p: Parts, cfg: Config) -> Observation:
+    now = p.clock.monotonic()
+    mount = check_mount(cfg.storage.path, cfg.storage.fstypes, p.mountinfo)
+    storage_ok, storage_detail = mount.ok, mount.detail
+    if mount.ok:
+        p.pause_watch.refresh()  # in the background; the last value read holds meanwhile
+        probe = p.prober.probe(cfg.storage.probe_timeout)
+        p.state_dir.update(probe.state_dir_ok, probe.state_dir_detail)
+        if probe.seconds is not None:
+            p.telemetry.probe(probe.seconds)
+        storage_ok = probe.ok
+        storage_detail = mount.detail if probe.ok else probe.detail
+    stage, result = p.worker.take()
+    if p.jobs.prepared and not p.diagnostics.started:
+        p.diagnostics.start()
+    if result is not None and result.outcome in (JobOutcome.FAILED, JobOutcome.TIMED_OUT):
+        p.diagnostics.collect(f"a failed start ({result.detail})")
+    qmgr: Optional[QmStatus] = None
+    if not storage_ok:
+        qmgr_detail = "not checked while storage is bad"
+    elif not p.jobs.prepared:
+        qmgr_detail = "not prepared yet"
+    else:
+        reading = p.control.dspmq()
+        qmgr, qmgr_detail = reading.status, reading.error
+    listener = p.listener.probe() if qmgr == QmStatus.RUNNING and cfg.queue_manager.listener_port > 0 else None
+    pause = pause_in_force(p)
+    return Observation(
+        now=now, storage_ok=storage_ok, storage_detail=storage_detail, qmgr=qmgr, qmgr_detail=qmgr_detail,
+        listener_ok=listener, job_stage=stage, job_result=result, going_away=going_away(p) is not None,
+        paused=pause is not None, pause_ends=None if pause is None else pause.until - p.clock.wall() + now,
+        warm=p.termination is not None and p.termination.warm,
+    )

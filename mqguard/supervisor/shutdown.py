@@ -1,0 +1,52 @@
+"""The end of supervision: decide (``stopping.exit_plan``), then let a job finish or cancel
+it, stop the background parts, and end the queue manager when the plan says so."""
+
+from __future__ import annotations
+
+import logging
+
+from mqguard.aws.termination import SPOT, TERMINATING
+from mqguard.config import Config, StopOnExit
+from mqguard.mq.service import Role
+from mqguard.supervisor.machine import Machine
+from mqguard.supervisor.parts import Parts
+from mqguard.supervisor.stopping import JobAtExit, exit_plan, host_is_stopping, should_end_qmgr
+
+log = logging.getLogger(__name__)
+
+JOB_DRAIN_TIMEOUT = 10.0  # at shutdown, how long to let a running job finish
+SHUTDOWN_IMDS_DEADLINE = 1.5  # per path: a slow IMDS must not hold up a stop (the answer then is "stays")
+
+
+def shut_down(p: Parts, cfg: Config, machine: Machine, role: Role) -> int:
+    qm = cfg.queue_manager
+    mode = qm.stop_on_exit
+    auto = mode == StopOnExit.AUTO
+    if auto and p.termination is not None and p.termination.reason is None:
+        p.termination.check(within=SHUTDOWN_IMDS_DEADLINE)  # one last, short look at IMDS
+    kind = p.termination.kind if p.termination is not None else None
+    end, why = should_end_qmgr(
+        mode, host_stopping=auto and kind is None and host_is_stopping(p.runner),
+        terminating=kind == TERMINATING, spot_interruption=kind == SPOT,
+    )
+    plan = exit_plan(end, why, machine.termination_begun, p.worker.busy, p.jobs.prepared, qm.name)
+    if plan.job == JobAtExit.FINISH_TERMINATION:
+        drain = qm.stop_timeout + 70
+        if not p.worker.join(drain):
+            log.warning("the termination job is still running after %.0fs", drain)
+    elif plan.job == JobAtExit.CANCEL:
+        killed = p.runner.cancel_running()
+        log.info("cancelling the running job before ending the queue manager (%d command(s) killed)", killed)
+        p.worker.join(JOB_DRAIN_TIMEOUT)
+        p.runner.resume()
+    elif not p.worker.join(JOB_DRAIN_TIMEOUT):
+        log.warning("a job is still running after %.0fs; leaving it (the queue manager stays as it is)",
+                    JOB_DRAIN_TIMEOUT)
+    p.stop_event.set()
+    log.info("%s", plan.say)
+    if plan.end_qmgr:
+        p.lifecycle.end_after_exit(role, qm.stop_timeout)
+    p.reporter.join(1.0)
+    p.watch.close()
+    log.info("mqguard stopped")
+    return 0

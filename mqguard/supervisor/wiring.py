@@ -1,0 +1,191 @@
+"""The one composition root: builds every part from the configuration, once.
+
+``build_parts`` makes the supervision parts (MQ, storage, AWS, jobs) into a frozen
+``Parts`` record; ``Daemon(parts, machine, clock)`` runs the loop over them, and a test
+can build the same record with fakes at the edges. ``Service`` adds the edges that only
+``mqguard run`` has (HTTP, control socket, state hook, MQI view, systemd, logging).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import List, Optional, Tuple
+
+from mqguard import config as config_mod
+from mqguard.aws.autoscaling import AutoScaling
+from mqguard.aws.errors import AwsErrors
+from mqguard.aws.imds import Imds
+from mqguard.aws.lifecyclehooks import Hooks
+from mqguard.aws.termination import TerminationWatch
+from mqguard.base import logsetup
+from mqguard.base.clock import Clock, SystemClock
+from mqguard.base.runner import build_runner
+from mqguard.config import Config, PcfMode, ReportMode
+from mqguard.efs.pause import PauseWatch
+from mqguard.efs.statedir import StateDirStatus, allowed_owners
+from mqguard.efs.storage import MOUNTINFO, StorageProber, mount_check
+from mqguard.mq import mqi
+from mqguard.mq.control import MqControl
+from mqguard.mq.diagnostics import Diagnostics
+from mqguard.mq.lifecycle import Lifecycle
+from mqguard.mq.listener import ListenerProbe
+from mqguard.mq.pidwatch import ControllerWatch
+from mqguard.mq.prepare import preparation_for
+from mqguard.mq.service import build_service
+from mqguard.serve.control import ControlServer
+from mqguard.serve.http import HttpEndpoint
+from mqguard.serve.metrics import MqguardCollector, build_registry
+from mqguard.serve.notify import Notifier
+from mqguard.serve.telemetry import Telemetry
+from mqguard.supervisor.daemon import Daemon
+from mqguard.supervisor.jobs import Jobs
+from mqguard.supervisor.machine import Machine
+from mqguard.supervisor.operations import Operations
+from mqguard.supervisor.parts import Parts
+from mqguard.supervisor.reload import settings_from
+from mqguard.supervisor.reporter import Reporter
+from mqguard.supervisor.statehook import StateHook
+from mqguard.supervisor.wakeup import WakePipe
+from mqguard.supervisor.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[Clock] = None,
+                mountinfo: str = MOUNTINFO, telemetry: Optional[Telemetry] = None,
+                notifier: Optional[Notifier] = None) -> Parts:
+    clock = clock or SystemClock()
+    telemetry = telemetry or Telemetry()
+    qm = cfg.queue_manager
+    runner = build_runner(cfg)
+    runner.observers.append(lambda res, ok: telemetry.command(res.name, res.duration, ok))
+    control = MqControl(qm, cfg.storage.path, runner, cfg.health.command_timeout)
+    mounted = mount_check(cfg.storage.path, cfg.storage.fstypes, mountinfo)  # asked again right before writes
+    service = build_service(cfg, control, os.environ, preparation_for(qm.create, qm.start_timeout, control,
+                                                                      mounted=mounted))
+    lifecycle = Lifecycle(control, qm.mqsc_dir, service)
+    diagnostics = Diagnostics(control.qmgr_errors_dir, control.root_errors_dir, telemetry.mq_message, telemetry.fdc)
+    runner.observers.append(diagnostics.on_command)
+    owners = allowed_owners(qm.run_as)
+    wakeup = WakePipe()
+    stop_event = threading.Event()
+    aws_errors = AwsErrors()
+    autoscaling: Optional[AutoScaling] = None
+    termination: Optional[TerminationWatch] = None
+    hooks: Optional[Hooks] = None
+    if cfg.health.report == ReportMode.AUTOSCALING:
+        imds = Imds(cfg.aws.imds_url)
+        autoscaling = AutoScaling(imds, cfg.aws.region, cfg.aws.endpoint_url, observe=telemetry.aws_call)
+        termination = TerminationWatch(imds, min(5.0, cfg.health.poll_interval), stop_event, wakeup.wake)
+        hooks = Hooks(autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook, stop_event,
+                      errors=aws_errors)
+    reporter = Reporter(cfg.health.report, autoscaling, cfg.health.respect_asg_grace_period, stop_event,
+                        on_reported=wakeup.wake, errors=aws_errors)
+    return Parts(
+        cfg=cfg, config_path=config_path, clock=clock, mountinfo=mountinfo, notifier=notifier or Notifier({}),
+        telemetry=telemetry, runner=runner, control=control, service=service, lifecycle=lifecycle,
+        diagnostics=diagnostics, owners=owners,
+        prober=StorageProber(cfg.storage.path, owners, (control.data_parent, control.log_parent), mounted=mounted),
+        state_dir=StateDirStatus(),  # .mqguard: said once per change, never MQ's storage verdict
+        pause_watch=PauseWatch(cfg.storage.path, owners, wakeup.wake, pause_max=cfg.control.pause_max,
+                               wall=clock.wall),  # shared by the pair, on EFS
+        watch=ControllerWatch(qm.name, bin_dir=qm.mq_bin_dir),
+        listener=ListenerProbe(qm.listener_port, clock.monotonic),
+        wakeup=wakeup, worker=Worker(wakeup.wake), stop_event=stop_event, aws_errors=aws_errors,
+        autoscaling=autoscaling, termination=termination, hooks=hooks, reporter=reporter,
+        jobs=Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake),
+    )
+
+
+def build_daemon(cfg: Config, config_path: Optional[str] = None, **edges: object) -> Daemon:
+    parts = build_parts(cfg, config_path, **edges)  # type: ignore[arg-type]
+    return Daemon(parts, Machine(settings_from(cfg), started_at=parts.clock.monotonic()), parts.clock)
+
+
+def stale_after(cfg: Config) -> float:
+    """After this long without a completed cycle, /healthz says the loop has stalled."""
+    h, st = cfg.health, cfg.storage
+    return 3 * h.poll_interval + 2 * h.command_timeout + st.probe_timeout + 10
+
+
+def mqi_library(cfg: Config) -> Tuple[Optional[object], str]:
+    """The MQI library per metrics.pcf; ConfigError for ``on`` without one."""
+    if cfg.metrics.pcf == PcfMode.OFF:
+        return None, "metrics.pcf = off"
+    lib, why = mqi.load_library()
+    if lib is None and cfg.metrics.pcf == PcfMode.ON:
+        raise config_mod.error_for(cfg, "metrics", "pcf", "on",
+                                   f"expected auto or off here: the MQI view is not available ({why})")
+    return lib, why
+
+
+class Service:
+    """``mqguard run``: the daemon plus the edges an operator and Prometheus talk to."""
+
+    def __init__(self, cfg: Config, config_path: str) -> None:
+        self.cfg = cfg
+        notifier = Notifier()
+        context = logsetup.Context(cfg.queue_manager.name)
+        self.log_target = logsetup.setup(cfg.logging.level, cfg.logging.format, context=context,
+                                         journal=notifier.enabled and logsetup.under_journald())
+        lib, why = mqi_library(cfg)
+        self.parts = p = build_parts(cfg, config_path, notifier=notifier)
+        self.daemon = d = Daemon(p, Machine(settings_from(cfg), started_at=p.clock.monotonic()), p.clock)
+        context.state = lambda: d.machine.state.value
+        self.stop_event = threading.Event()
+        self.poller: Optional[mqi.PcfPoller] = None
+        collectors: List[object] = [MqguardCollector(
+            lambda: (d.snapshot(), p.telemetry.snapshot()), cfg.queue_manager.name, cfg.storage.path,
+            cfg.queue_manager.listener_port)]
+        if lib is not None:
+            self.poller = mqi.PcfPoller(lib, cfg.queue_manager.name, cfg.metrics.queues,  # type: ignore[arg-type]
+                                        cfg.health.poll_interval, self.stop_event)
+            collectors.append(mqi.PcfCollector(self.poller.snapshot, cfg.queue_manager.name))
+            p.jobs.before_start.append(self.poller.release)
+        elif cfg.metrics.pcf == PcfMode.AUTO:
+            log.info("MQI/PCF metrics off: %s; supervising with dspmq only", why)
+        registry = build_registry(collectors)  # type: ignore[arg-type]
+        operations = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners,
+                                p.wakeup.wake)
+        self.control = ControlServer(cfg.control.socket, cfg.control.group, operations.handle)
+        self.hook: Optional[StateHook] = None
+        if cfg.hooks.on_state_change:
+            asg = p.autoscaling
+            self.hook = hook = StateHook(cfg.hooks.on_state_change, cfg.hooks.timeout, cfg.queue_manager.name,
+                                         lambda: asg.known_instance_id() if asg is not None else None,
+                                         p.telemetry.hook_run, pass_aws_credentials=cfg.hooks.pass_aws_credentials)
+            d.state_listeners.append(lambda new, old, reason, role: hook.notify(new.value, old.value, reason, role))
+        self.http: Optional[HttpEndpoint] = None
+        if cfg.metrics.listen is not None:
+            host, port = cfg.metrics.listen
+            self.http = HttpEndpoint(host, port, d.snapshot, registry,
+                                     lambda: stale_after(d.cfg),  # follows a reloaded poll_interval
+                                     count=p.telemetry.http_connection)
+
+    def run(self) -> int:
+        self.daemon.install_signal_handlers()
+        if self.http is not None:
+            self.http.start()  # bind errors surface here, before READY=1
+        try:
+            self.control.start()
+        except OSError as exc:  # supervision matters more than the operator's socket: go on without it
+            log.error("control socket %s unavailable (%s): mqguard pause, resume and switchover will not "
+                      "work", self.cfg.control.socket, exc)
+        if self.poller is not None:
+            self.poller.start()
+        self.parts.reporter.preflight()
+        self.parts.notifier.ready(f"mqguard started; supervising queue manager {self.cfg.queue_manager.name}")
+        log.info("logging to %s; systemd notify %s", self.log_target,
+                 "on" if self.parts.notifier.enabled else "off")
+        try:
+            return self.daemon.run()
+        finally:
+            self.stop_event.set()
+            self.control.stop()
+            if self.hook is not None:
+                self.hook.stop()
+            if self.http is not None:
+                self.http.stop()
+            self.parts.notifier.close()
