@@ -139,8 +139,17 @@ def main() -> int:
         tail.join(5)
         say(f"mqguard exited {rc}; amqzxma0 processes left: {len(mqsim.controller_pids('QM1'))}", GREEN)
         daemon = None
-        say("demo complete")
-        return 0 if rc == 0 else 1
+        say("what happened, from the history every host keeps on EFS: mqguard history")
+        hist = subprocess.run([sys.executable, "-m", "mqguard", "history", "--config", str(conf)], env=env,
+                              capture_output=True, text=True, timeout=60)
+        print(hist.stdout + hist.stderr, flush=True)
+        say("and what it suggests: mqguard history --advise (a demo has too little history for most values)")
+        advice = subprocess.run([sys.executable, "-m", "mqguard", "history", "--advise", "--config", str(conf)],
+                                env=env, capture_output=True, text=True, timeout=60)
+        print(advice.stdout + advice.stderr, flush=True)
+        kinds = "recovery" in hist.stdout and "#2" in hist.stdout
+        say("demo complete" if kinds else "demo complete, but the history lacks the two episodes", GREEN)
+        return 0 if rc == 0 and hist.returncode == 0 and advice.returncode == 0 and kinds else 1
     finally:
         if daemon is not None and daemon.poll() is None:
             daemon.kill()

@@ -1,4 +1,5 @@
-"""Command line: run, check, status, validate-config, preflight, pause, resume, switchover, --version.
+"""Command line: run, check, status, validate-config, preflight, pause, resume, switchover, drill, history,
+--version.
 
 Exit codes (contract): 0 ok/healthy; 1 unhealthy or runtime error; 2 degraded
 or starting; 64 usage error; 78 configuration error.
@@ -55,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--mountinfo", default="/proc/self/mountinfo", help=argparse.SUPPRESS)
     switch = add("switchover", "multi-instance: hand the active instance to the standby on the other host")
     switch.add_argument("--force", action="store_true", help="without a running standby (MQ is then down)")
+    drill = add("drill", "inject a failure on this host for a failover test (marked in the history)")
+    drill.add_argument("kind", choices=("crash", "stop", "unhealthy"),
+                       help="crash: kill -9 of amqzxma0; stop: endmqm -i, treated as a failure; "
+                            "unhealthy: report this instance Unhealthy now")
+    drill.add_argument("--yes", action="store_true", help="do not ask")
+    hist = add("history", "every host's supervision events on EFS as episodes: phases, durations, outage")
+    hist.add_argument("--since", metavar="DURATION", help="only events of the last DURATION (e.g. 24h, 7d)")
+    hist.add_argument("--json", action="store_true", help="one JSON document (events, episodes, starts)")
+    hist.add_argument("--advise", action="store_true", help="recommended settings, each with its observation")
+    hist.add_argument("--asg-grace", metavar="DURATION", help="with --advise: the group's health-check grace period")
+    hist.add_argument("--hook-timeout", metavar="DURATION", help="with --advise: the lifecycle hooks' timeout")
     return parser
 
 
@@ -86,6 +98,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             from mqguard.cli.status import run_status
 
             return run_status(_load(args.config), args.json)
+        if args.command == "history":
+            from mqguard.cli.history import run_history
+
+            return run_history(_load(args.config), args)
     except config_mod.ConfigError as exc:
         print(f"mqguard: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -1,4 +1,4 @@
-"""``mqguard pause | resume | switchover``: ask the running daemon over its control socket."""
+"""``mqguard pause | resume | switchover | drill``: ask the running daemon over its control socket."""
 
 from __future__ import annotations
 
@@ -33,6 +33,11 @@ def run_control(cfg: Config, args: argparse.Namespace) -> int:
         qm = cfg.queue_manager
         # ending (stop_timeout), waiting for the other host (stop_timeout), a new standby (start_timeout)
         timeout = 2 * qm.stop_timeout + qm.start_timeout + 60
+    elif op == ControlOp.DRILL:
+        extra = {"kind": args.kind}
+        if not args.yes and not confirmed(args.kind, cfg.queue_manager.name):
+            print("mqguard drill: not confirmed; nothing done (use --yes to skip the question)", file=sys.stderr)
+            return EX_UNHEALTHY
     try:
         ok, message = ask(path, op, timeout, **extra)
     except NotRunning as exc:
@@ -47,3 +52,21 @@ def run_control(cfg: Config, args: argparse.Namespace) -> int:
         return EX_UNHEALTHY
     print(message if ok else f"mqguard {op}: {message}", file=sys.stdout if ok else sys.stderr)
     return EX_OK if ok else EX_UNHEALTHY
+
+
+WHAT_DRILLS_DO = {
+    "crash": "kill -9 the execution controller of queue manager {qm} on this host",
+    "stop": "end queue manager {qm} on this host with endmqm -i (mqguard treats it as a failure)",
+    "unhealthy": "report this instance Unhealthy to Auto Scaling now; the group will replace it",
+}
+
+
+def confirmed(kind: str, qm: str) -> bool:
+    """Ask on the terminal; anything but "yes" (or no terminal at all) is a no."""
+    print(f"This drill will {WHAT_DRILLS_DO[kind].format(qm=qm)}. Type yes to go on: ", end="", file=sys.stderr,
+          flush=True)
+    try:
+        answer = sys.stdin.readline() if sys.stdin is not None and sys.stdin.isatty() else ""
+    except (OSError, ValueError):
+        answer = ""
+    return answer.strip().lower() == "yes"

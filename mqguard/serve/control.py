@@ -43,6 +43,7 @@ class ControlOp(str, enum.Enum):
     PAUSE = "pause"
     RESUME = "resume"
     SWITCHOVER = "switchover"
+    DRILL = "drill"
 
 
 OPERATIONS = tuple(op.value for op in ControlOp)
@@ -206,7 +207,7 @@ class ControlServer:
         if not may_control(peer, self.group):
             self._refused(peer)
             _reply(conn, False, f"permission denied: only root and members of group {self.group} may pause, "
-                                "resume or switch over", timeout=0.5)
+                                "resume, switch over or drill", timeout=0.5)
             conn.close()
             return
         slots = self._root_slots if peer.uid == 0 else self._slots

@@ -172,8 +172,32 @@ def diagnostic_families(s: Scrape) -> Iterator[Metric]:
     yield http
 
 
+EPISODE_KINDS = ("recovery", "failover", "switchover", "drill")
+
+
+def history_families(s: Scrape) -> Iterator[Metric]:
+    """The failover history on EFS (contract §23): how well it is written, and the last episodes it shows."""
+    tel = s.tel
+    yield _counter("mqguard_history_events", "History events this host appended to its file on EFS.", (), (),
+                   tel.history_written)
+    yield _counter("mqguard_history_dropped", "History events lost: EFS hung with the queue full, or the write "
+                   "failed.", (), (), tel.history_dropped)
+    yield _counter("mqguard_history_write_errors", "History writes that failed (EFS error, a refused link or "
+                   "file type).", (), (), tel.history_write_errors)
+    outage = GaugeMetricFamily("mqguard_last_episode_outage_seconds", "Time with no active instance in the last "
+                               "finished episode of each kind, as the shared history shows it.", labels=["kind"])
+    ended = GaugeMetricFamily("mqguard_last_episode_timestamp_seconds", "When the last finished episode of each "
+                              "kind ended (Unix time); 0 when none is in the history.", labels=["kind"])
+    for kind in EPISODE_KINDS:
+        seconds, when = tel.last_episode.get(kind, (0.0, 0.0))
+        outage.add_metric([kind], seconds)
+        ended.add_metric([kind], when)
+    yield outage
+    yield ended
+
+
 CONCERNS = (queue_manager_families, storage_families, command_families, episode_families, loop_families,
-            operation_families, diagnostic_families)
+            operation_families, diagnostic_families, history_families)
 
 
 class MqguardCollector(Collector):

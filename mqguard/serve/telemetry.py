@@ -66,6 +66,10 @@ class Telemetry:
         self.fdc_files = 0
         self.http_connections: DefaultDict[str, int] = defaultdict(int)  # closed for room: evicted, refused
         self.cycle_errors = 0  # cycles that ended in an exception (the loop went on)
+        self.history_written = 0  # events appended to this host's history file on EFS
+        self.history_dropped = 0  # events lost: the queue was full (EFS hung) or the write failed
+        self.history_write_errors = 0  # batches the history writer could not write
+        self.last_episode: Dict[str, Tuple[float, float]] = {}  # kind -> (outage seconds, ended, Unix time)
 
     def http_connection(self, result: str) -> None:
         with self._lock:
@@ -109,6 +113,22 @@ class Telemetry:
         with self._lock:
             self.cycle_errors += 1
 
+    def history_write(self, written: int) -> None:
+        with self._lock:
+            self.history_written += written
+
+    def history_drop(self, n: int) -> None:
+        with self._lock:
+            self.history_dropped += n
+
+    def history_write_error(self) -> None:
+        with self._lock:
+            self.history_write_errors += 1
+
+    def episode_seen(self, kind: str, outage: float, ended: float) -> None:
+        with self._lock:
+            self.last_episode[kind] = (outage, ended)
+
     def snapshot(self) -> Telemetry:
         """A consistent copy for a scrape."""
         with self._lock:
@@ -124,4 +144,8 @@ class Telemetry:
             copy.fdc_files = self.fdc_files
             copy.http_connections = defaultdict(int, self.http_connections)
             copy.cycle_errors = self.cycle_errors
+            copy.history_written = self.history_written
+            copy.history_dropped = self.history_dropped
+            copy.history_write_errors = self.history_write_errors
+            copy.last_episode = dict(self.last_episode)
             return copy

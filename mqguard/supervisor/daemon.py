@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 from types import FrameType
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from mqguard import __version__
 from mqguard import config as config_mod
@@ -22,6 +22,7 @@ from mqguard.mq.service import Role, role_of
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor import effects, observer
 from mqguard.supervisor.cycleguard import CycleGuard, next_due
+from mqguard.supervisor.evidence import Evidence, Marks
 from mqguard.supervisor.machine import Action, Machine, Observation, State, Verdict
 from mqguard.supervisor.parts import Parts
 from mqguard.supervisor.publish import Outside, compose
@@ -50,6 +51,8 @@ class Daemon:
         self._last: tuple[tuple[object, ...], Optional[State], Optional[Observation]] = ((), None, None)
         self._snapshot_lock = threading.Lock()
         self._snapshot: Optional[Snapshot] = None
+        self.evidence = Evidence()  # which history events each cycle produced
+        self._drill: Optional[str] = None  # asked over the control socket; carried out by the loop
 
     # ----------------------------------------------------------- plumbing
     def wake(self) -> None:
@@ -87,6 +90,7 @@ class Daemon:
         for line in config_mod.effective_lines(cfg):
             if line:
                 log.debug("config: %s", line)
+        p.history.record("started", f"mqguard {__version__}, {p.service.description}")
         self._publish(None, None)
         if p.termination is not None:
             p.termination.check(within=2.0)  # warm pool or going away: known before anything starts
@@ -111,8 +115,14 @@ class Daemon:
 
     def run_cycle(self) -> Verdict:
         started = self.clock.monotonic()
+        self._carry_out_drill()
         obs = self.observe()
+        before = self._marks()
         verdict = self.machine.step(obs)
+        p = self.parts
+        for event, detail in self.evidence.cycle(obs, verdict, before, self._marks(), p.reporter.reported,
+                                                 p.reporter.dry_runs, p.termination.kind if p.termination else None):
+            p.history.record(event, detail)
         for action in verdict.actions:
             try:  # one effect that fails neither loses the others nor leaves the machine waiting for it
                 self.execute(action)
@@ -135,6 +145,31 @@ class Daemon:
         self._publish(obs, verdict)
         self.parts.notifier.watchdog()  # only here: a cycle that never completes stops the pings
         return verdict
+
+    def _marks(self) -> Marks:
+        m = self.machine
+        return Marks(m.episode, m.bad_since is not None, m.restarts_total)
+
+    # ---------------------------------------------------------------- drills
+    def request_drill(self, kind: str) -> Tuple[bool, str]:
+        """On a control-request thread: check, then leave the failure to the loop (contract §23)."""
+        if kind not in effects.DRILLS:
+            return False, f"refused: unknown drill {kind[:20]!r} (crash, stop or unhealthy)"
+        if observer.pause_in_force(self.parts) is not None:
+            return False, "refused: supervision is paused; resume first (a drill must be recovered from)"
+        state = self.machine.state
+        if state not in (State.RUNNING, State.STANDBY):
+            return False, f"refused: mqguard is {state.value}; a drill needs a healthy queue manager"
+        if self._drill is not None:
+            return False, f"refused: a {self._drill} drill is already under way"
+        self._drill = kind
+        self.wake()
+        return True, effects.DRILLS[kind]
+
+    def _carry_out_drill(self) -> None:
+        kind, self._drill = self._drill, None
+        if kind is not None:
+            effects.drill(self.parts, self.machine, kind)
 
     def observe(self) -> Observation:
         return observer.observe(self.parts, self.cfg)

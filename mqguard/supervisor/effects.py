@@ -6,13 +6,25 @@ Each action is one effect; whether to take it was decided by the machine.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 
+from mqguard.mq.pidwatch import find_controller
 from mqguard.mq.service import Role
 from mqguard.supervisor.machine import Action, ActionKind, Machine
 from mqguard.supervisor.parts import Parts
 
 log = logging.getLogger(__name__)
+
+DRILLS = {  # contract §23: what each drill does, as the operator is told
+    "crash": "drill crash: mqguard kills the execution controller amqzxma0 (kill -9); watch it recover with "
+             "mqguard status and mqguard history",
+    "stop": "drill stop: mqguard runs endmqm -i and treats the end as a failure; watch it recover with "
+            "mqguard status and mqguard history",
+    "unhealthy": "drill unhealthy: mqguard reports this instance Unhealthy to Auto Scaling now; the group "
+                 "replaces it (mqguard history on any host shows the failover)",
+}
 
 
 def execute(p: Parts, machine: Machine, action: Action, role: Role, going_away: str) -> None:
@@ -37,3 +49,23 @@ def execute(p: Parts, machine: Machine, action: Action, role: Role, going_away: 
             threading.Thread(target=p.hooks.complete_termination, name="termination-hook", daemon=True).start()
     elif action.kind in (ActionKind.MQ_READY, ActionKind.WARM_READY) and p.hooks is not None:
         p.hooks.complete_launch(warm=action.kind == ActionKind.WARM_READY)
+
+
+def drill(p: Parts, machine: Machine, kind: str) -> None:
+    """Inject the failure a drill asked for, marked in the history first."""
+    name = p.cfg.queue_manager.name
+    p.history.record("drill", kind)
+    log.warning("DRILL %s on queue manager %s", kind, name)
+    if kind == "crash":
+        pid = find_controller(name, bin_dir=p.cfg.queue_manager.mq_bin_dir)
+        if pid is None:
+            log.warning("drill crash: no amqzxma0 of %s found; nothing killed", name)
+            return
+        os.kill(pid, signal.SIGKILL)
+        log.warning("drill crash: killed amqzxma0 (pid %d)", pid)
+    elif kind == "stop":
+        machine.expect_failure()  # not an operator's endmqm: no waiting for their strmqm
+        threading.Thread(target=lambda: p.control.endmqm(["-i"], p.cfg.queue_manager.stop_timeout),
+                         name="drill-endmqm", daemon=True).start()
+    elif kind == "unhealthy":
+        p.reporter.report(f"drill: an operator asked for an Unhealthy report of queue manager {name}")

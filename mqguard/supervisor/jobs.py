@@ -8,6 +8,7 @@ the supervision loop; each returns a ``JobResult`` that the machine reads.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import nullcontext
 from typing import Callable, List, Optional
 
@@ -25,12 +26,14 @@ log = logging.getLogger(__name__)
 
 class Jobs:
     def __init__(self, qm: QueueManagerConfig, lifecycle: Lifecycle, hooks: Optional[Hooks],
-                 telemetry: Telemetry, wake: Callable[[], None]) -> None:
+                 telemetry: Telemetry, wake: Callable[[], None],
+                 record: Callable[[str, str], None] = lambda event, detail: None) -> None:
         self.qm = qm  # [queue_manager] is never changed by a reload
         self.lifecycle = lifecycle
         self.hooks = hooks
         self.telemetry = telemetry
         self.wake = wake
+        self.record = record  # into the failover history (contract §23)
         self.prepared = False  # the queue manager is known on this host (dspmqinf / addmqinf / crtmqm done)
         self.before_start: List[Callable[[], object]] = []
 
@@ -47,11 +50,15 @@ class Jobs:
                 log.error("cannot prepare queue manager %s: %s", name, exc)
                 return JobResult(JobOutcome.FAILED, f"storage error while preparing: {exc}")
             log.info("queue manager %s is %s on this host", name, done)
+            for event in ("created", "registered"):
+                if done.startswith(event):
+                    self.record(event, done)
             self.prepared = True
             self.wake()  # let the loop start observing dspmq now
         set_stage(JobStage.STARTING)
         for hook in self.before_start:  # e.g. the MQI view drops its bindings connection (AMQ8041)
             hook()
+        self.record("start_issued", "strmqm" + (" -x" if self.qm.multi_instance else ""))
         outcome = self.lifecycle.start()
         if outcome.result == StartResult.FAILED:
             log.error("start of queue manager %s failed: %s", name, outcome.detail)
@@ -79,8 +86,11 @@ class Jobs:
         ended = True
         if self.prepared:
             beats = self.hooks.heartbeats(heartbeat_interval(qm.stop_timeout)) if self.hooks else nullcontext()
+            began = time.monotonic()
             with beats:
                 ended = self.lifecycle.end(role, qm.stop_timeout)
+            self.record("ended", f"for termination ({why}), {'cleanly' if ended else 'NOT ended'} "
+                                 f"in {time.monotonic() - began:.1f}s")
         if not ended:
             log.error("queue manager %s did not end even with endmqm -p", qm.name)
         if self.hooks is not None:

@@ -84,6 +84,10 @@ class Machine(Judging):
         elif kind in (ActionKind.END_FOR_TERMINATION, ActionKind.COMPLETE_TERMINATION):
             self.termination_begun = False
 
+    def expect_failure(self) -> None:
+        """A drill is about to end the queue manager: that end is a failure, not an operator's (§23)."""
+        self.deliberate_wait = False
+
     def stop(self) -> None:
         """mqguard is stopping: the state says so from now on."""
         self.state = State.STOPPING

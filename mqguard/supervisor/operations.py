@@ -1,4 +1,4 @@
-"""What an operator asks over the control socket: pause, resume, switchover (sections 12, 13).
+"""What an operator asks over the control socket: pause, resume, switchover, drill (sections 12, 13, 23).
 
 Runs on the control socket's request threads, never on the supervision loop.
 The pause is written to EFS under a deadline (a hung EFS gives a clear "no"),
@@ -55,7 +55,9 @@ def bounded(fn: Callable[[], T], timeout: float) -> Tuple[Optional[T], str]:
 class Operations:
     def __init__(self, cfg: Callable[[], Config], control: MqControl, lifecycle: Lifecycle, worker: Worker,
                  watch: PauseWatch, owners: FrozenSet[int], wake: Callable[[], None],
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 record: Callable[[str, str], None] = lambda event, detail: None,
+                 drill: Callable[[str], Reply] = lambda kind: (False, "refused: drills need the daemon")) -> None:
         self.cfg = cfg
         self.control = control
         self.lifecycle = lifecycle
@@ -64,13 +66,16 @@ class Operations:
         self.owners = owners
         self.wake = wake
         self.wall = wall
+        self.record = record  # into the failover history (contract §23)
+        self.drill_request = drill
 
     def handle(self, req: Request) -> Reply:
         try:
             op = ControlOp(req.op)
         except ValueError:
             return False, f"refused: unknown operation {req.op[:40]!r}"
-        handlers = {ControlOp.PAUSE: self.pause, ControlOp.RESUME: self.resume, ControlOp.SWITCHOVER: self.switchover}
+        handlers = {ControlOp.PAUSE: self.pause, ControlOp.RESUME: self.resume, ControlOp.SWITCHOVER: self.switchover,
+                    ControlOp.DRILL: self.drill}
         return handlers[op](req)
 
     # ---------------------------------------------------------------- pause
@@ -110,6 +115,16 @@ class Operations:
         log.warning("resumed by %s: supervision starts again from a clean slate", pause_mod.who(req.peer.uid))
         return True, "resumed: supervision starts again from a clean slate"
 
+    # ---------------------------------------------------------------- drill
+    def drill(self, req: Request) -> Reply:
+        kind = req.args.get("kind")
+        if not isinstance(kind, str):
+            return False, "bad request: kind must be crash, stop or unhealthy"
+        ok, message = self.drill_request(kind)
+        if ok:
+            log.warning("drill %s asked by %s", kind, pause_mod.who(req.peer.uid))
+        return ok, message
+
     # ----------------------------------------------------------- switchover
     def switchover(self, req: Request) -> Reply:
         cfg = self.cfg()
@@ -144,7 +159,9 @@ class Operations:
             return result
 
         log.warning("switchover asked by %s%s", pause_mod.who(req.peer.uid), " (--force)" if force else "")
+        self.record("switchover", f"asked by {pause_mod.who(req.peer.uid)}" + (" (--force)" if force else ""))
         if not self.worker.submit("switchover", job):
+            self.record("good", "switchover refused: mqguard was busy; nothing was ended")
             return False, "refused: mqguard is busy with another job (a start or MQSC); try again in a moment"
         self.wake()
         finished.wait(2 * qm.stop_timeout + qm.start_timeout + 30)

@@ -16,6 +16,7 @@ from mqguard.config import Config
 from mqguard.efs.pause import PauseWatch
 from mqguard.efs.statedir import StateDirStatus
 from mqguard.efs.storage import StorageProber
+from mqguard.history.writer import HistoryWriter
 from mqguard.mq.control import MqControl
 from mqguard.mq.diagnostics import Diagnostics
 from mqguard.mq.lifecycle import Lifecycle
@@ -60,3 +61,4 @@ class Parts:
     hooks: Optional[Hooks]
     reporter: Reporter
     jobs: Jobs
+    history: HistoryWriter  # this host's events, appended to the shared history on EFS off the loop

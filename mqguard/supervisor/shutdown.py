@@ -4,6 +4,7 @@ it, stop the background parts, and end the queue manager when the plan says so."
 from __future__ import annotations
 
 import logging
+import time
 
 from mqguard.aws.termination import SPOT, TERMINATING
 from mqguard.config import Config, StopOnExit
@@ -15,6 +16,7 @@ from mqguard.supervisor.stopping import JobAtExit, exit_plan, host_is_stopping, 
 log = logging.getLogger(__name__)
 
 JOB_DRAIN_TIMEOUT = 10.0  # at shutdown, how long to let a running job finish
+HISTORY_FLUSH = 2.0  # the last events ("ended", "stopped") get this long to reach EFS
 SHUTDOWN_IMDS_DEADLINE = 1.5  # per path: a slow IMDS must not hold up a stop (the answer then is "stays")
 
 
@@ -45,8 +47,14 @@ def shut_down(p: Parts, cfg: Config, machine: Machine, role: Role) -> int:
     p.stop_event.set()
     log.info("%s", plan.say)
     if plan.end_qmgr:
-        p.lifecycle.end_after_exit(role, qm.stop_timeout)
+        began = time.monotonic()
+        ended = p.lifecycle.end_after_exit(role, qm.stop_timeout)
+        p.history.record("ended", f"as mqguard stopped ({why}), {'cleanly' if ended else 'NOT ended'} "
+                                  f"in {time.monotonic() - began:.1f}s")
+    p.history.record("stopped", plan.say)
     p.reporter.join(1.0)
     p.watch.close()
+    if not p.history.flush(HISTORY_FLUSH):
+        log.warning("history: the last events were not written within %.0fs (EFS slow or hung)", HISTORY_FLUSH)
     log.info("mqguard stopped")
     return 0

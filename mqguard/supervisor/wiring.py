@@ -26,6 +26,8 @@ from mqguard.config import Config, PcfMode, ReportMode
 from mqguard.efs.pause import PauseWatch
 from mqguard.efs.statedir import StateDirStatus, allowed_owners
 from mqguard.efs.storage import MOUNTINFO, StorageProber, mount_check
+from mqguard.history.summary import EpisodeSummary
+from mqguard.history.writer import HistoryWriter, Identity
 from mqguard.mq import mqi
 from mqguard.mq.control import MqControl
 from mqguard.mq.diagnostics import Diagnostics
@@ -75,14 +77,20 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
     autoscaling: Optional[AutoScaling] = None
     termination: Optional[TerminationWatch] = None
     hooks: Optional[Hooks] = None
+    identity: Optional[Identity] = None
     if cfg.health.report == ReportMode.AUTOSCALING:
         imds = Imds(cfg.aws.imds_url)
+        identity = _identity_from(imds)
         autoscaling = AutoScaling(imds, cfg.aws.region, cfg.aws.endpoint_url, observe=telemetry.aws_call)
         termination = TerminationWatch(imds, min(5.0, cfg.health.poll_interval), stop_event, wakeup.wake)
         hooks = Hooks(autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook, stop_event,
                       errors=aws_errors)
     reporter = Reporter(cfg.health.report, autoscaling, cfg.health.respect_asg_grace_period, stop_event,
                         on_reported=wakeup.wake, errors=aws_errors)
+    summary = EpisodeSummary(cfg.storage.path, owners, clock.wall, telemetry.episode_seen)
+    history = HistoryWriter(cfg.storage.path, owners, clock.wall, telemetry.history_drop,
+                            telemetry.history_write_error, identity=identity, after_write=summary.after_write,
+                            written=telemetry.history_write)
     return Parts(
         cfg=cfg, config_path=config_path, clock=clock, mountinfo=mountinfo, notifier=notifier or Notifier({}),
         telemetry=telemetry, runner=runner, control=control, service=service, lifecycle=lifecycle,
@@ -95,8 +103,20 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
         listener=ListenerProbe(qm.listener_port, clock.monotonic),
         wakeup=wakeup, worker=Worker(wakeup.wake), stop_event=stop_event, aws_errors=aws_errors,
         autoscaling=autoscaling, termination=termination, hooks=hooks, reporter=reporter,
-        jobs=Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake),
+        jobs=Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake, history.record), history=history,
     )
+
+
+def _identity_from(imds: Imds) -> Identity:
+    """(instance id, availability zone) from IMDS, for the history; asked on the writer's thread."""
+    def identity() -> Tuple[str, str]:
+        iid = imds.get("meta-data/instance-id", within=2.0)
+        try:
+            az = imds.get("meta-data/placement/availability-zone", within=2.0)
+        except Exception:  # not every IMDS answers it (or answers in time): the id is what matters
+            az = ""
+        return iid, az
+    return identity
 
 
 def build_daemon(cfg: Config, config_path: Optional[str] = None, **edges: object) -> Daemon:
@@ -148,7 +168,7 @@ class Service:
             log.info("MQI/PCF metrics off: %s; supervising with dspmq only", why)
         registry = build_registry(collectors)  # type: ignore[arg-type]
         operations = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners,
-                                p.wakeup.wake)
+                                p.wakeup.wake, record=p.history.record, drill=d.request_drill)
         self.control = ControlServer(cfg.control.socket, cfg.control.group, operations.handle)
         self.hook: Optional[StateHook] = None
         if cfg.hooks.on_state_change:
@@ -171,7 +191,7 @@ class Service:
         try:
             self.control.start()
         except OSError as exc:  # supervision matters more than the operator's socket: go on without it
-            log.error("control socket %s unavailable (%s): mqguard pause, resume and switchover will not "
+            log.error("control socket %s unavailable (%s): mqguard pause, resume, switchover and drill will not "
                       "work", self.cfg.control.socket, exc)
         if self.poller is not None:
             self.poller.start()

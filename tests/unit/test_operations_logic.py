@@ -229,9 +229,9 @@ def test_an_unknown_control_operation_is_refused_not_taken_for_a_switchover() ->
     worker = Worker()
     ops = Operations(cfg=lambda: None, control=None, lifecycle=None, worker=worker,  # type: ignore[arg-type]
                      watch=None, owners=frozenset(), wake=lambda: None)  # type: ignore[arg-type]
-    ok, message = ops.handle(Request("drill", Peer(pid=1, uid=0, gid=0)))
+    ok, message = ops.handle(Request("reboot", Peer(pid=1, uid=0, gid=0)))
     assert not ok and "unknown operation" in message and worker.submitted == []
-    assert OPERATIONS == tuple(op.value for op in ControlOp) == ("pause", "resume", "switchover")
+    assert OPERATIONS == tuple(op.value for op in ControlOp) == ("pause", "resume", "switchover", "drill")
 
 
 def test_the_status_line_names_every_state_and_never_says_stopping_for_one_it_does_not_know() -> None:

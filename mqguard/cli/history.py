@@ -1,0 +1,129 @@
+"""``mqguard history``: every host's events on EFS as episodes a person reads at 3 a.m.,
+or as one JSON document; ``--advise`` turns them into tuning advice."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
+from mqguard.config import Config
+from mqguard.config.values import duration
+from mqguard.efs.statedir import allowed_owners
+from mqguard.history.advice import Advice, Current, advise
+from mqguard.history.episodes import Episode, Start, episodes, starts
+from mqguard.history.events import iso
+from mqguard.history.reader import History, read_history
+
+_YEAR = 366 * 86400.0
+
+
+def _seconds(flag: str, text: Optional[str]) -> Optional[float]:
+    if text is None:
+        return None
+    try:
+        value = duration(0, _YEAR)(text)
+    except ValueError as exc:
+        raise SystemExit(f"mqguard history: {flag} {text!r}: expected {exc}") from None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def run_history(cfg: Config, args: argparse.Namespace, now: Optional[float] = None) -> int:
+    now = time.time() if now is None else now
+    try:
+        since_s = _seconds("--since", args.since)
+        asg_grace = _seconds("--asg-grace", args.asg_grace)
+        hook_timeout = _seconds("--hook-timeout", args.hook_timeout)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return EX_USAGE
+    try:
+        hist = read_history(cfg.storage.path, allowed_owners(cfg.queue_manager.run_as), now,
+                            since=None if since_s is None else now - since_s)
+    except OSError as exc:
+        print(f"mqguard history: cannot read {cfg.storage.path}/.mqguard/history: {exc}", file=sys.stderr)
+        return EX_UNHEALTHY
+    eps, sts = episodes(hist.events), starts(hist.events)
+    if args.advise:
+        h, q = cfg.health, cfg.queue_manager
+        current = Current(h.grace_period, q.start_timeout, q.stop_timeout, q.lock_wait, h.restart_attempts,
+                          h.poll_interval, asg_grace, hook_timeout)
+        ended = [e.detail for e in hist.events if e.event == "ended"]
+        advice = advise(eps, sts, ended, current)
+        if args.json:
+            print(json.dumps({"advice": [a.to_json() for a in advice]}, indent=2))
+        else:
+            print(render_advice(advice))
+        return EX_OK
+    if args.json:
+        print(json.dumps(document(hist, eps, sts), indent=2))
+    else:
+        print(render(hist, eps, sts))
+    return EX_OK
+
+
+def document(hist: History, eps: List[Episode], sts: List[Start]) -> Dict[str, Any]:
+    return {"events": [e.to_json() for e in hist.events], "episodes": [e.to_json() for e in eps],
+            "starts": [{"host": s.host, "time": iso(s.time), "seconds": round(s.seconds, 3), "became": s.became}
+                       for s in sts],
+            "skipped_lines": hist.skipped_lines, "problems": hist.problems}
+
+
+def _dur(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "ongoing"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+def render(hist: History, eps: List[Episode], sts: List[Start]) -> str:
+    lines: List[str] = []
+    if not hist.events:
+        lines.append("no history yet")
+    hosts = sorted({e.host for e in hist.events})
+    if hosts:
+        lines.append(f"{len(hist.events)} events from {len(hosts)} host(s): {', '.join(hosts)}")
+    for n, ep in enumerate(eps, 1):
+        lines.append("")
+        outage = "no outage (another host stayed active)" if ep.outage_seconds == 0 and ep.standby_only else \
+            f"no active instance for {_dur(ep.outage_seconds)}" if ep.ended else "not over yet"
+        lines.append(f"#{n} {ep.kind} on {ep.host}, {iso(ep.started)} -> {iso(ep.ended) if ep.ended else 'now'}; "
+                     f"{outage}")
+        secs = ep.phase_seconds()
+        slowest = max(range(len(secs) - 1), key=lambda i: secs[i]) if len(secs) > 1 else -1
+        width = max(len(p.host) for p in ep.phases)
+        for i, (p, s) in enumerate(zip(ep.phases, secs)):
+            last = i == len(secs) - 1
+            mark = "  <- slowest" if i == slowest and s > 0 else ""
+            took = "" if last else _dur(s)
+            lines.append(f"  {iso(p.time)[11:23]}  {p.host:<{width}}  {p.event:<18} {took:>9}  "
+                         f"{p.detail[:80]}{mark}".rstrip())
+    if sts:
+        lines.append("")
+        lines.append("starts (strmqm to running or standby, log replay included):")
+        for st in sts[-10:]:
+            lines.append(f"  {iso(st.time)}  {st.host}  {_dur(st.seconds):>9}  -> {st.became}")
+    if hist.skipped_lines or hist.problems:
+        lines.append("")
+        if hist.skipped_lines:
+            lines.append(f"{hist.skipped_lines} line(s) skipped: not sane events (malformed, unknown, out of range)")
+        lines.extend(f"refused: {p}" for p in hist.problems)
+    return "\n".join(lines)
+
+
+def render_advice(advice: List[Advice]) -> str:
+    def val(a: Advice, v: Optional[float]) -> str:
+        if v is None:
+            return "-"
+        return f"{v:g}" if a.setting.endswith("attempts") else _dur(v)
+
+    width = max(len(a.setting) for a in advice)
+    lines = [f"{'setting':<{width}}  {'current':>9}  {'advice':>9}  {'':<18}  because"]
+    for a in advice:
+        lines.append(f"{a.setting:<{width}}  {val(a, a.current):>9}  {val(a, a.recommended):>9}  {a.verdict:<18}  "
+                     f"{a.because}")
+    return "\n".join(lines)
