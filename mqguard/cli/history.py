@@ -13,6 +13,7 @@ from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
 from mqguard.config import Config
 from mqguard.config.values import duration
 from mqguard.efs.statedir import allowed_owners
+from mqguard.efs.storage import check_mount
 from mqguard.history.advice import Advice, Current, advise
 from mqguard.history.episodes import Episode, Start, episodes, starts
 from mqguard.history.events import iso
@@ -40,6 +41,10 @@ def run_history(cfg: Config, args: argparse.Namespace, now: Optional[float] = No
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return EX_USAGE
+    mount = check_mount(cfg.storage.path, cfg.storage.fstypes)
+    if not mount.ok:  # the directory under a bare mount point is not the shared history
+        print(f"mqguard history: cannot read the history: {mount.detail}", file=sys.stderr)
+        return EX_UNHEALTHY
     try:
         hist = read_history(cfg.storage.path, allowed_owners(cfg.queue_manager.run_as), now,
                             since=None if since_s is None else now - since_s)

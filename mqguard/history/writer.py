@@ -61,7 +61,8 @@ class HistoryWriter:
                  dropped: Callable[[int], None], failed: Callable[[], None], identity: Optional[Identity] = None,
                  host: Optional[str] = None, max_bytes: int = MAX_BYTES, queue_max: int = QUEUE_MAX,
                  after_write: Callable[[List[Event]], None] = lambda batch: None,
-                 written: Callable[[int], None] = lambda n: None) -> None:
+                 written: Callable[[int], None] = lambda n: None,
+                 mounted: Callable[[], bool] = lambda: True) -> None:
         self.storage_path = storage_path
         self.owners = owners
         self.wall = wall
@@ -73,6 +74,7 @@ class HistoryWriter:
         self._identity = identity
         self._after_write = after_write
         self._written = written
+        self._mounted = mounted  # asked right before each write: never write under a bare mount point
         self._instance = ("", "")
         self._queue: Deque[Pending] = collections.deque()
         self._queue_max = queue_max
@@ -142,6 +144,8 @@ class HistoryWriter:
                 self._cv.notify_all()
 
     def _append(self, batch: list[Event]) -> None:
+        if not self._mounted():  # the local disk under the mount point is not the shared history
+            raise OSError(errno.ENOENT, f"{self.storage_path} is not mounted")
         dfd = open_history_dir(self.storage_path, self.owners)
         name = f"{self.host}.jsonl"
         fd = -1

@@ -17,21 +17,23 @@ Vocabulary (see README "How it decides"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from typing import List, Optional, Sequence
 
 from mqguard.config.values import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.supervisor.budget import RestartBudget
-from mqguard.supervisor.judge import Judgement, Judging
+from mqguard.supervisor.judge import Judgement, Seen, judge
 from mqguard.supervisor.model import (
     Action,
     ActionKind,
+    Episode,
     JobOutcome,
     JobResult,
     JobStage,
     Observation,
     Settings,
+    StartUp,
     State,
     Verdict,
 )
@@ -41,34 +43,47 @@ __all__ = ["Action", "ActionKind", "JobOutcome", "JobResult", "JobStage", "Machi
 
 
 @dataclass
-class Machine(Judging):
+class Machine:
     settings: Settings
-    started_at: float
+    started_at: InitVar[float]
     state: State = State.WAITING_FOR_STORAGE
-    storage_seen: bool = False  # storage was good once: bring-up may begin
-    up_once: bool = False  # queue manager was healthy once
-    jobs_started: int = 0
-    bad_since: Optional[float] = None
-    episode: int = 0  # counts bad episodes; a report belongs to one
-    attempts: int = 0  # local start attempts in the current episode
-    restarts_total: int = 0
+    start: StartUp = field(init=False)
+    ep: Episode = field(default_factory=Episode)
+    seen: Seen = field(default_factory=Seen)  # what judging remembers (judge.py)
     budget: RestartBudget = field(default_factory=RestartBudget)  # local restarts in the restart_window
-    reported_in_episode: bool = False
-    starting_since: Optional[float] = None  # first STARTING (or start job) seen
+    jobs_started: int = 0
+    restarts_total: int = 0
     last_job_end: Optional[float] = None
-    last_status: Optional[QmStatus] = None
     healthy_as: Optional[State] = None  # RUNNING or STANDBY: the role of the last healthy observation
-    mount_failure_reported: bool = False
-    ready_announced: bool = False
     was_paused: bool = False
-    warm_announced: bool = False
-    deliberate_since: Optional[float] = None  # first seen ended normally/immediately (an operator's endmqm?)
     deliberate_wait: bool = True  # wait deliberate_end_delay before restarting after a deliberate end
-    ended_from_live: bool = False  # this observation saw it end (the one before it was up)
-    elsewhere_since: Optional[float] = None  # single instance: first seen "running elsewhere" (lock_wait)
     pause_ends: Optional[float] = None  # when the pause in force expires: the loop wakes then
     termination_begun: bool = False  # the clean end (or the hook alone) for a going-away instance was asked for
     mqsc_pending: bool = False  # a takeover's MQSC apply waits for the worker, never dropped
+
+    def __post_init__(self, started_at: float) -> None:
+        self.start = StartUp(began=started_at)
+
+    # what the daemon, the snapshot and the tests read
+    @property
+    def bad_since(self) -> Optional[float]:
+        return self.ep.since
+
+    @property
+    def episode(self) -> int:
+        return self.ep.number
+
+    @property
+    def attempts(self) -> int:
+        return self.ep.attempts
+
+    @property
+    def reported_in_episode(self) -> bool:
+        return self.ep.reported
+
+    @property
+    def last_status(self) -> Optional[QmStatus]:
+        return self.seen.last_status
 
     def reconfigure(self, settings: Settings) -> None:
         """A reload's new settings (what a SIGHUP may change was decided by reload.reloaded)."""
@@ -102,8 +117,8 @@ class Machine(Judging):
         if early is not None:
             return early
         self._rule_job_finished(obs, actions)
-        j = self._judge(obs)
-        if j.overran and not self.reported_in_episode:  # a start past start_timeout is reported at once
+        j, self.seen = judge(obs, self.seen, self.settings)
+        if j.overran and not self.ep.reported:  # a start past start_timeout is reported at once
             actions.append(self._report(obs, j.overran))
         if not j.bad and not j.not_yet and j.healthy_qm:
             return self._rule_fully_good(obs, j, actions)
@@ -123,7 +138,7 @@ class Machine(Judging):
         if not obs.going_away:
             return None
         if obs.qmgr is not None:
-            self.last_status = obs.qmgr
+            self.seen = replace(self.seen, last_status=obs.qmgr)
         if not self.termination_begun and obs.job_stage is None:  # a running job is let finish first
             self.termination_begun = True
             if self.settings.leave_on_termination:
@@ -146,9 +161,9 @@ class Machine(Judging):
         if not obs.paused:
             return None
         if obs.qmgr is not None:
-            self.last_status = obs.qmgr
+            self.seen = replace(self.seen, last_status=obs.qmgr)
         if obs.storage_ok:
-            self.storage_seen = True
+            self.start.storage_seen = True
         bad = self._plain_badness(obs)
         return self._verdict(State.PAUSED, not bad, bad, [], obs)
 
@@ -158,23 +173,23 @@ class Machine(Judging):
             return None
         if not obs.storage_ok:
             return self._verdict(State.WARM, False, [f"storage: {obs.storage_detail}"], actions, obs)
-        if not self.warm_announced:
-            self.warm_announced = True
+        if not self.start.warm_announced:
+            self.start.warm_announced = True
             actions.append(Action(ActionKind.WARM_READY, "storage ready for a warm-pool instance"))
         return self._verdict(State.WARM, False, ["warm pool: the queue manager is not started here"], actions, obs)
 
     def _rule_wait_for_storage(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
         """Waiting for the mount is progress, until mount_timeout (then reported at once)."""
-        if self.storage_seen:
+        if self.start.storage_seen:
             return None
         if obs.storage_ok:
-            self.storage_seen = True
+            self.start.storage_seen = True
             return None
-        waited = obs.now - self.started_at
-        if waited >= self.settings.mount_timeout and not self.mount_failure_reported:
-            self.mount_failure_reported = True
+        waited = obs.now - self.start.began
+        if waited >= self.settings.mount_timeout and not self.start.mount_failure_reported:
+            self.start.mount_failure_reported = True
             actions.append(self._report(obs, f"storage not ready after {waited:.0f}s: {obs.storage_detail}"))
-        state = State.FAILED if self.reported_in_episode else State.WAITING_FOR_STORAGE
+        state = State.FAILED if self.ep.reported else State.WAITING_FOR_STORAGE
         return self._verdict(state, False, [f"storage: {obs.storage_detail}"], actions, obs)
 
     def _rule_first_bring_up(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
@@ -198,15 +213,15 @@ class Machine(Judging):
             self.healthy_as = State.STANDBY
         if res.outcome in (JobOutcome.FAILED, JobOutcome.TIMED_OUT):
             self._open_episode(obs.now)
-            if res.outcome == JobOutcome.TIMED_OUT and not self.reported_in_episode:
+            if res.outcome == JobOutcome.TIMED_OUT and not self.ep.reported:
                 actions.append(self._report(obs, f"start exceeded start_timeout: {res.detail}"))
 
     def _rule_fully_good(self, obs: Observation, j: Judgement, actions: List[Action]) -> Verdict:
         """Fully good: the episode (if any) ends; a takeover gets its MQSC; the first time, MQ is ready."""
-        self.bad_since = None
-        self.attempts = 0
-        self.reported_in_episode = False
-        self.up_once = True
+        self.ep.since = None
+        self.ep.attempts = 0
+        self.ep.reported = False
+        self.start.up_once = True
         self.deliberate_wait = True
         # Compare roles, not adjacent statuses: a takeover may pass through STARTING.
         if j.active and self.healthy_as == State.STANDBY:
@@ -218,8 +233,8 @@ class Machine(Judging):
             self.mqsc_pending = False
             actions.append(Action(ActionKind.APPLY_MQSC, "this instance took over as active"))
         self.healthy_as = State.RUNNING if j.active else State.STANDBY
-        if not self.ready_announced:
-            self.ready_announced = True
+        if not self.start.ready_announced:
+            self.start.ready_announced = True
             actions.append(Action(ActionKind.MQ_READY, "queue manager healthy for the first time"))
         return self._verdict(self.healthy_as, True, [], actions, obs)
 
@@ -234,40 +249,41 @@ class Machine(Judging):
         )
         if restartable and not j.busy and self._operator_may_be_restarting(obs, notes):
             return False
-        spaced = self.last_job_end is None or obs.now - self.last_job_end >= s.restart_spacing or self.attempts == 0
-        if not (self.bad_since is not None and restartable and obs.storage_ok and not j.busy
-                and not self.reported_in_episode and self.attempts < s.restart_attempts and spaced):
+        spaced = self.last_job_end is None or obs.now - self.last_job_end >= s.restart_spacing or self.ep.attempts == 0
+        if not (self.ep.since is not None and restartable and obs.storage_ok and not j.busy
+                and not self.ep.reported and self.ep.attempts < s.restart_attempts and spaced):
             return False
         if self.budget_remaining(obs.now) <= 0:
             window = format_duration(s.restart_window)
             notes.append(f"{len(self.budget.times)} restarts in the last {window}: "
                          "not restarting here again; the instance will be reported")
             return False
-        self.attempts += 1
+        self.ep.attempts += 1
         self.restarts_total += 1
         self.budget.record(obs.now)
-        why = f"restart attempt {self.attempts}/{s.restart_attempts} ({j.bad[0] if j.bad else status})"
+        why = f"restart attempt {self.ep.attempts}/{s.restart_attempts} ({j.bad[0] if j.bad else status})"
         actions.append(self._bring_up(why))
         return True
 
     def _rule_report_after_grace(self, obs: Observation, j: Judgement, actions: List[Action]) -> None:
         """Report once the episode has outlasted the grace period and this observation is still bad."""
-        if (self.bad_since is not None and j.bad and not self.reported_in_episode
-                and obs.now - self.bad_since >= self.settings.grace_period):
-            actions.append(self._report(obs, f"bad for {obs.now - self.bad_since:.0f}s: {'; '.join(j.bad)}"))
+        if (self.ep.since is not None and j.bad and not self.ep.reported
+                and obs.now - self.ep.since >= self.settings.grace_period):
+            actions.append(self._report(obs, f"bad for {obs.now - self.ep.since:.0f}s: {'; '.join(j.bad)}"))
 
     def _operator_may_be_restarting(self, obs: Observation, notes: List[str]) -> bool:
         """After a deliberate end, an operator's strmqm may follow within seconds: do not race it."""
         if obs.qmgr not in (QmStatus.ENDED_NORMALLY, QmStatus.ENDED_IMMEDIATELY) or not self.deliberate_wait:
             return False
-        if self.deliberate_since is None:
-            if not self.ended_from_live:  # e.g. mqguard's own start failed: nobody else is at work
+        if self.seen.deliberate_since is None:
+            if not self.seen.ended_from_live:  # e.g. mqguard's own start failed: nobody else is at work
                 return False
-            self.deliberate_since = obs.now
+            self.seen = replace(self.seen, deliberate_since=obs.now)
             notes.append(f"the queue manager was {obs.qmgr.value.replace('_', ' ')} (endmqm): starting it again "
                          f"in {self.settings.deliberate_end_delay:g}s unless it is started meanwhile; "
                          "use `mqguard pause` to keep it down")
-        return obs.now - self.deliberate_since < self.settings.deliberate_end_delay
+        since = self.seen.deliberate_since
+        return since is None or obs.now - since < self.settings.deliberate_end_delay
 
     def _plain_badness(self, obs: Observation) -> List[str]:
         """What is bad, without acting on it (while paused)."""
@@ -282,17 +298,17 @@ class Machine(Judging):
 
     def _clean_slate(self, now: float) -> None:
         """Forget episodes, attempts and the budget (pause and resume)."""
-        self.bad_since = None
-        self.attempts = 0
-        self.reported_in_episode = False
-        self.starting_since = None
+        self.ep.since = None
+        self.ep.attempts = 0
+        self.ep.reported = False
+        self.seen = replace(self.seen, starting_since=None)
         self.last_job_end = None
         self.budget.clear()
-        self.mount_failure_reported = False
-        self.deliberate_since = None
+        self.start.mount_failure_reported = False
+        self.seen = replace(self.seen, deliberate_since=None)
         self.deliberate_wait = False  # the operator resumed: start it now
-        if not self.storage_seen:
-            self.started_at = now
+        if not self.start.storage_seen:
+            self.start.began = now
 
     # ----------------------------------------------------------------- budget
     def budget_remaining(self, now: float) -> int:
@@ -307,38 +323,38 @@ class Machine(Judging):
     def _forget_last_bring_up(self) -> None:
         """The last bring-up never began: it is asked for again, and counts as no attempt or restart."""
         self.jobs_started = max(0, self.jobs_started - 1)
-        if self.attempts > 0:
-            self.attempts -= 1
+        if self.ep.attempts > 0:
+            self.ep.attempts -= 1
             self.restarts_total = max(0, self.restarts_total - 1)
             self.budget.forget_last()
 
     def _open_episode(self, now: float) -> None:
-        if self.bad_since is None:
-            self.bad_since = now
-            self.episode += 1
-            self.attempts = 0
-            self.reported_in_episode = False
+        if self.ep.since is None:
+            self.ep.since = now
+            self.ep.number += 1
+            self.ep.attempts = 0
+            self.ep.reported = False
 
     def _report(self, obs: Observation, reason: str) -> Action:
         self._open_episode(obs.now)
-        self.reported_in_episode = True
+        self.ep.reported = True
         return Action(ActionKind.REPORT_UNHEALTHY, reason)
 
     def _not_good_state(self, obs: Observation, busy: bool, not_yet: bool) -> State:
-        if self.reported_in_episode:
+        if self.ep.reported:
             return State.FAILED
-        if self.bad_since is not None:
+        if self.ep.since is not None:
             return State.RECOVERING
         if obs.job_stage == JobStage.PREPARING:
             return State.PREPARING
         if busy or not_yet:
             return State.STARTING
-        return State.RECOVERING if self.up_once else State.STARTING
+        return State.RECOVERING if self.start.up_once else State.STARTING
 
     def _verdict(self, state: State, healthy: bool, bad: List[str], actions: List[Action], obs: Observation,
                  notes: Sequence[str] = ()) -> Verdict:
         self.state = state
-        age = "" if self.bad_since is None else f" for {obs.now - self.bad_since:.0f}s"
+        age = "" if self.ep.since is None else f" for {obs.now - self.ep.since:.0f}s"
         why = f": {'; '.join(bad)}" if bad else ""
         acts = "".join(f"; -> {a.kind.value} ({a.reason})" for a in actions)
         said = "".join(f"; {n}" for n in notes)
@@ -348,20 +364,20 @@ class Machine(Judging):
         """The next future moment a decision could change with no new event (grace, budgets)."""
         s = self.settings
         times = []
-        if not self.storage_seen and not self.mount_failure_reported:
-            times.append(self.started_at + s.mount_timeout)
-        if self.bad_since is not None and not self.reported_in_episode:
-            times.append(self.bad_since + s.grace_period)
-        if self.starting_since is not None:
-            times.append(self.starting_since + s.start_timeout)
-        if self.bad_since is not None and self.last_job_end is not None and self.attempts < s.restart_attempts:
+        if not self.start.storage_seen and not self.start.mount_failure_reported:
+            times.append(self.start.began + s.mount_timeout)
+        if self.ep.since is not None and not self.ep.reported:
+            times.append(self.ep.since + s.grace_period)
+        if self.seen.starting_since is not None:
+            times.append(self.seen.starting_since + s.start_timeout)
+        if self.ep.since is not None and self.last_job_end is not None and self.ep.attempts < s.restart_attempts:
             times.append(self.last_job_end + s.restart_spacing)
-        if self.deliberate_since is not None:
-            times.append(self.deliberate_since + s.deliberate_end_delay)
-        if self.elsewhere_since is not None:
-            times.append(self.elsewhere_since + s.lock_wait)
+        if self.seen.deliberate_since is not None:
+            times.append(self.seen.deliberate_since + s.deliberate_end_delay)
+        if self.seen.elsewhere_since is not None:
+            times.append(self.seen.elsewhere_since + s.lock_wait)
         frees = self.budget.frees_at(s.restart_limit, s.restart_window)
-        if self.bad_since is not None and frees is not None:
+        if self.ep.since is not None and frees is not None:
             times.append(frees)  # the budget frees a restart
         if self.pause_ends is not None:
             times.append(self.pause_ends)  # supervision resumes at the second the pause expires
@@ -370,8 +386,8 @@ class Machine(Judging):
 
     def still_bad(self, episode: int) -> bool:
         """Is bad episode ``episode`` still going on? (Asked from the reporting thread.)"""
-        return self.episode == episode and self.bad_since is not None
+        return self.ep.number == episode and self.ep.since is not None
 
     def bad_seconds(self, now: float) -> float:
-        return 0.0 if self.bad_since is None else max(0.0, now - self.bad_since)
+        return 0.0 if self.ep.since is None else max(0.0, now - self.ep.since)
 

@@ -113,3 +113,25 @@ class Verdict:
     def key(self) -> tuple[object, ...]:
         """What makes a verdict worth logging again (not the episode's age)."""
         return (self.state, tuple(self.bad_reasons), tuple(self.actions), self.notes)
+
+
+@dataclass
+class StartUp:
+    """From process start until the queue manager is first seen healthy, and what is announced once."""
+
+    began: float  # monotonic moment supervision began (again, after a pause before storage was seen)
+    storage_seen: bool = False  # storage was good once: bring-up may begin
+    up_once: bool = False  # queue manager was healthy once
+    mount_failure_reported: bool = False
+    ready_announced: bool = False
+    warm_announced: bool = False
+
+
+@dataclass
+class Episode:
+    """The current bad episode: from the first bad observation to the first fully good one."""
+
+    number: int = 0  # counts bad episodes; a report belongs to one
+    since: Optional[float] = None  # None: no episode open
+    attempts: int = 0  # local start attempts in this episode
+    reported: bool = False

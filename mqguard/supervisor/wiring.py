@@ -90,7 +90,7 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
     summary = EpisodeSummary(cfg.storage.path, owners, clock.wall, telemetry.episode_seen)
     history = HistoryWriter(cfg.storage.path, owners, clock.wall, telemetry.history_drop,
                             telemetry.history_write_error, identity=identity, after_write=summary.after_write,
-                            written=telemetry.history_write)
+                            written=telemetry.history_write, mounted=mounted)
     return Parts(
         cfg=cfg, config_path=config_path, clock=clock, mountinfo=mountinfo, notifier=notifier or Notifier({}),
         telemetry=telemetry, runner=runner, control=control, service=service, lifecycle=lifecycle,

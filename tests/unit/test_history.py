@@ -290,3 +290,19 @@ def test_an_end_of_the_active_instance_and_a_silent_listener_are_outages_too() -
     assert ep.kind == "recovery" and ep.outage_seconds == pytest.approx(3.0)
     # an end on a standby is no episode at all: nothing was serving from there
     assert episodes(timeline((0, "A", "running"), (0, "B", "standby"), (5, "B", "ended"))) == []
+
+
+def test_nothing_is_written_under_the_mount_point_while_the_efs_is_not_mounted(tmp_path: Path) -> None:
+    # found by the chaos soak: with EFS unmounted, the writer made .mqguard on the local disk under the
+    # mount point, and bindfs (like mount over a non-empty directory) then refused to mount again
+    mounted = [False]
+    dropped: List[int] = []
+    w = HistoryWriter(str(tmp_path), OWNERS, time.time, dropped.append, lambda: None, host="hostA",
+                      mounted=lambda: mounted[0])
+    w.record("bad", "storage: not mounted")
+    assert w.flush(10)
+    assert list(tmp_path.iterdir()) == [] and sum(dropped) == 1
+    mounted[0] = True
+    w.record("storage_ready")
+    assert w.flush(10)
+    assert [e.event for e in read_history(str(tmp_path), OWNERS, time.time()).events] == ["storage_ready"]
