@@ -87,37 +87,40 @@ def _dur(seconds: Optional[float]) -> str:
 
 def render(hist: History, eps: List[Episode], sts: List[Start]) -> str:
     lines: List[str] = []
-    if not hist.events:
-        lines.append("no history yet")
     hosts = sorted({e.host for e in hist.events})
-    if hosts:
-        lines.append(f"{len(hist.events)} events from {len(hosts)} host(s): {', '.join(hosts)}")
+    lines.append(f"{len(hist.events)} events from {len(hosts)} host(s): {', '.join(hosts)}" if hosts
+                 else "no history yet")
     for n, ep in enumerate(eps, 1):
         lines.append("")
-        outage = "no outage (another host stayed active)" if ep.outage_seconds == 0 and ep.standby_only else \
-            f"no active instance for {_dur(ep.outage_seconds)}" if ep.ended else "not over yet"
-        lines.append(f"#{n} {ep.kind} on {ep.host}, {iso(ep.started)} -> {iso(ep.ended) if ep.ended else 'now'}; "
-                     f"{outage}")
-        secs = ep.phase_seconds()
-        slowest = max(range(len(secs) - 1), key=lambda i: secs[i]) if len(secs) > 1 else -1
-        width = max(len(p.host) for p in ep.phases)
-        for i, (p, s) in enumerate(zip(ep.phases, secs)):
-            last = i == len(secs) - 1
-            mark = "  <- slowest" if i == slowest and s > 0 else ""
-            took = "" if last else _dur(s)
-            lines.append(f"  {iso(p.time)[11:23]}  {p.host:<{width}}  {p.event:<18} {took:>9}  "
-                         f"{p.detail[:80]}{mark}".rstrip())
+        lines.extend(render_episode(n, ep))
     if sts:
         lines.append("")
         lines.append("starts (strmqm to running or standby, log replay included):")
-        for st in sts[-10:]:
-            lines.append(f"  {iso(st.time)}  {st.host}  {_dur(st.seconds):>9}  -> {st.became}")
+        lines.extend(f"  {iso(st.time)}  {st.host}  {_dur(st.seconds):>9}  -> {st.became}" for st in sts[-10:])
     if hist.skipped_lines or hist.problems:
         lines.append("")
         if hist.skipped_lines:
             lines.append(f"{hist.skipped_lines} line(s) skipped: not sane events (malformed, unknown, out of range)")
         lines.extend(f"refused: {p}" for p in hist.problems)
     return "\n".join(lines)
+
+
+def render_episode(n: int, ep: Episode) -> List[str]:
+    """One line for the episode, then one per phase: durations aligned, the slowest marked."""
+    if ep.outage_seconds == 0 and ep.standby_only:
+        outage = "no outage (another host stayed active)"
+    else:
+        outage = f"no active instance for {_dur(ep.outage_seconds)}" if ep.ended else "not over yet"
+    lines = [f"#{n} {ep.kind} on {ep.host}, {iso(ep.started)} -> {iso(ep.ended) if ep.ended else 'now'}; {outage}"]
+    secs = ep.phase_seconds()
+    slowest = max(range(len(secs) - 1), key=lambda i: secs[i]) if len(secs) > 1 else -1
+    width = max(len(p.host) for p in ep.phases)
+    for i, (p, s) in enumerate(zip(ep.phases, secs)):
+        took = "" if i == len(secs) - 1 else _dur(s)
+        mark = "  <- slowest" if i == slowest and s > 0 else ""
+        lines.append(f"  {iso(p.time)[11:23]}  {p.host:<{width}}  {p.event:<18} {took:>9}  "
+                     f"{p.detail[:80]}{mark}".rstrip())
+    return lines
 
 
 def render_advice(advice: List[Advice]) -> str:

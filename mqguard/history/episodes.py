@@ -71,24 +71,36 @@ def episodes(events: List[Event]) -> List[Episode]:
             continue
         active = {h for h, r in roles.items() if r == "active"}
         if current is None and _opens(ev, active):
-            current = Episode(_kind(ev), ev.time, ev.host, standby_only=bool(active) and ev.host not in active)
-            if not active:
-                current.outage_from = ev.time  # nothing was active: the outage is the whole episode
+            current = _open(ev, active)
             found.append(current)
         if current is not None:
-            current.phases.append(ev)
-            if current.outage_from is None and ev.host in active and (ev.event in LOSSES or ev.event == "bad"
-                                                                       or ev.event == "standby"):
-                current.outage_from = ev.time  # the active host is lost (or serves no one): clients wait
+            _add_phase(current, ev, active)
         _track(roles, ev)
         if current is not None and _closes(current, ev, roles):
-            current.ended = ev.time
-            if current.outage_from is not None:
-                current.outage_to = ev.time
-            if current.kind == "recovery" and ev.host != current.host and ev.event in ACTIVE:
-                current.kind = "failover"
+            _close(current, ev)
             current = None
     return found
+
+
+def _open(ev: Event, active: Set[str]) -> Episode:
+    ep = Episode(_kind(ev), ev.time, ev.host, standby_only=bool(active) and ev.host not in active)
+    if not active:
+        ep.outage_from = ev.time  # nothing was active: the outage is the whole episode
+    return ep
+
+
+def _add_phase(ep: Episode, ev: Event, active: Set[str]) -> None:
+    ep.phases.append(ev)
+    if ep.outage_from is None and ev.host in active and ev.event in LOSSES | {"bad", "standby"}:
+        ep.outage_from = ev.time  # the active host is lost (or serves no one): clients wait
+
+
+def _close(ep: Episode, ev: Event) -> None:
+    ep.ended = ev.time
+    if ep.outage_from is not None:
+        ep.outage_to = ev.time
+    if ep.kind == "recovery" and ev.host != ep.host and ev.event in ACTIVE:
+        ep.kind = "failover"
 
 
 def _opens(ev: Event, active: Set[str]) -> bool:
