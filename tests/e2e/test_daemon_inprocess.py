@@ -138,3 +138,32 @@ def test_termination_ends_mq_cleanly_then_completes_the_hook_once(
             r.stop()
         proxy.stop()
         h.cleanup()
+
+
+def test_a_switchover_between_two_in_process_hosts(tmp_path: Path, efs: FakeEfs) -> None:
+    """Two daemons (two simulated hosts on one EFS), a switchover asked of the active one: the standby
+    becomes active, the old active a standby, and neither counts it as a failure."""
+    a, b = Harness(tmp_path, efs, host="hostA"), Harness(tmp_path, efs, host="hostB")
+    for h in (a, b):
+        h.configure(queue_manager={"multi_instance": "true"}, health={"poll_interval": "0.2s"})
+    ra = Running(a)
+    rb: Running | None = None
+    try:
+        wait_until(lambda: ra.state() == State.RUNNING.value, 60, "A active")
+        rb = Running(b)
+        wait_until(lambda: rb is not None and rb.state() == State.STANDBY.value, 60, "B standby")
+        d, p = ra.d, ra.d.parts
+        ops = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners, d.wake)
+        ok, said = ops.handle(Request("switchover", Peer(pid=1, uid=0, gid=0)))
+        assert ok, said
+        wait_until(lambda: rb is not None and rb.state() == State.RUNNING.value, 30, "B active")
+        wait_until(lambda: ra.state() == State.STANDBY.value, 30, "A a standby again")
+        for r in (ra, rb):
+            assert r.d.machine.restarts_total == 0 and not r.d.machine.reported_in_episode
+        assert [c["argv"] for c in a.calls("endmqm")] == [["-s", "-w", "QM1"]]
+    finally:
+        for r in (rb, ra):
+            if r is not None and r.thread.is_alive():
+                r.stop()
+        b.cleanup()
+        a.cleanup()
