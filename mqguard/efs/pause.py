@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, FrozenSet, Optional
 
+from mqguard.base.offloop import OneAtATime
 from mqguard.base.untrusted import loggable
 from mqguard.efs.statedir import UnsafePath, create_exclusive, open_state_dir
 
@@ -174,7 +175,7 @@ class PauseWatch:
         self._current: Optional[Pause] = None
         self._seen: Optional[Pause] = None  # the record as read, and when this host first saw it
         self._first_seen = 0.0
-        self._thread: Optional[threading.Thread] = None
+        self._reads = OneAtATime[None]("pause read")  # a hung EFS: at most one read stuck
         self._bad = ""  # the last complaint about the record, logged once
 
     @property
@@ -192,10 +193,7 @@ class PauseWatch:
 
     def refresh(self) -> None:
         """Start a read unless one is still outstanding (a hung EFS: at most one thread stuck)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._thread = threading.Thread(target=self._read, name="pause-read", daemon=True)
-        self._thread.start()
+        self._reads.start(self._read)
 
     def _read(self) -> None:
         started = time.monotonic()

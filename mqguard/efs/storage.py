@@ -18,11 +18,11 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, FrozenSet, List, Optional, Sequence, Tuple
 
+from mqguard.base.offloop import OneAtATime
 from mqguard.efs.statedir import STATE_DIR, UnsafePath, allowed_owners, open_state_dir
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -176,23 +176,17 @@ class StorageProber:
         # unmounted mount point (it would be the local disk, and the next mount would find a non-empty directory)
         self.owners = owners if owners is not None else allowed_owners()
         self.dirs = tuple(dirs)  # MQ's directories to probe (data and log parents); the path until they exist
-        self._lock = threading.Lock()
-        self._thread: Optional[threading.Thread] = None
-        self._started = 0.0
+        self._runs = OneAtATime[None]("storage probe")
         self._result: Optional[Tuple[bool, float, str, Optional[bool], str]] = None
-        self._done = threading.Event()
 
     def probe(self, timeout: float) -> ProbeReading:
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                stuck = time.monotonic() - self._started
-                return ProbeReading(False, None, f"previous probe of {self.path} still stuck after {stuck:.0f}s")
-            self._done = threading.Event()
-            self._result = None
-            self._started = time.monotonic()
-            done = self._done
-            self._thread = threading.Thread(target=self._run, args=(done,), name="storage-probe", daemon=True)
-            self._thread.start()
+        stuck = self._runs.stuck_for
+        if stuck is not None:
+            return ProbeReading(False, None, f"previous probe of {self.path} still stuck after {stuck:.0f}s")
+        self._result = None
+        done = self._runs.start(self._run)
+        if done is None:  # another caller's probe began in between
+            return ProbeReading(False, None, f"previous probe of {self.path} still stuck")
         if not done.wait(timeout):
             return ProbeReading(False, None, f"probe of {self.path} did not finish within {timeout:g}s")
         result = self._take_result()
@@ -207,7 +201,7 @@ class StorageProber:
     def _take_result(self) -> Optional[Tuple[bool, float, str, Optional[bool], str]]:
         return self._result  # (a method: mypy would keep the None assigned above in probe())
 
-    def _run(self, done: threading.Event) -> None:
+    def _run(self) -> None:
         start = time.monotonic()
         try:
             if self.mounted is not None and not self.mounted():
@@ -219,9 +213,7 @@ class StorageProber:
             ok, seconds, detail = False, time.monotonic() - start, f"probe failed: {exc}{_hint(exc)}"
         state_ok, state_detail = _probe_state_dir(self.path, self.owners) if ok else (None, "")
         self._result = (ok, seconds, detail, state_ok, state_detail)
-        done.set()
 
     @property
     def outstanding(self) -> bool:
-        t = self._thread
-        return t is not None and t.is_alive()
+        return self._runs.stuck_for is not None

@@ -33,7 +33,10 @@ class History:
 def read_history(storage_path: str, owners: FrozenSet[int], now: float, since: Optional[float] = None) -> History:
     """Every host's events, oldest first; OSError when the history directory cannot be read."""
     out = History()
-    dfd = open_history_dir(storage_path, owners)
+    try:
+        dfd = open_history_dir(storage_path, owners, create=False)
+    except FileNotFoundError:
+        return out  # nothing written yet (or .mqguard not made yet): an empty history, and nothing created
     try:
         names = sorted(os.listdir(dfd), key=lambda n: (n.endswith('.1') is False, n))  # older generation first
         if len(names) > MAX_FILES:

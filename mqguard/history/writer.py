@@ -18,7 +18,7 @@ import stat
 import threading
 from typing import Callable, Deque, FrozenSet, List, Optional, Tuple
 
-from mqguard.efs.statedir import UnsafePath, open_state_dir
+from mqguard.efs.statedir import STATE_DIR, UnsafePath, open_state_dir
 from mqguard.history.events import EVENTS, Event, safe_host
 
 log = logging.getLogger(__name__)
@@ -30,20 +30,28 @@ Identity = Callable[[], Tuple[str, str]]  # (instance id, availability zone), as
 Pending = Tuple[float, str, str]  # (wall time, event, detail) as the loop recorded it
 
 
-def open_history_dir(storage_path: str, owners: FrozenSet[int]) -> int:
-    """A directory fd for ``.mqguard/history`` (created 0755), checked like the state directory."""
-    parent = open_state_dir(storage_path, owners)
+def open_history_dir(storage_path: str, owners: FrozenSet[int], create: bool = True) -> int:
+    """A directory fd for ``.mqguard/history`` (created 0755 when ``create``), checked like the state directory;
+    FileNotFoundError when it does not exist and ``create`` is false."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    if create:
+        parent = open_state_dir(storage_path, owners)
+    else:  # a reader: never makes anything on the shared storage
+        parent = os.open(os.path.join(storage_path, STATE_DIR), flags)
     try:
         try:
             fd = os.open(HISTORY_DIR, flags, dir_fd=parent)
         except FileNotFoundError:
+            if not create:
+                raise
             try:
                 os.mkdir(HISTORY_DIR, 0o755, dir_fd=parent)
             except FileExistsError:
                 pass
             fd = os.open(HISTORY_DIR, flags, dir_fd=parent)
     except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and not create:
+            raise
         raise UnsafePath(exc.errno or errno.EPERM, f"cannot open .mqguard/{HISTORY_DIR}: "
                          f"{'it is a symbolic link' if exc.errno in (errno.ELOOP, errno.ENOTDIR) else exc}") from None
     finally:

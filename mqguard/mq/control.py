@@ -23,6 +23,7 @@ DSPMQINF_NOT_FOUND = 44
 ADDMQINF_EXISTS = 45
 ENDMQM_NOT_RUNNING = 40
 ENDMQM_CANNOT_SWITCH = 77  # -s refused (reference: unverified; IBM's docs say -s without a standby just ends)
+STRMQM_ANSWERS = (STRMQM_STARTED, STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED, *STRMQM_ELSEWHERE)  # not failures
 STRMQM_LEFTOVERS = 24  # AMQ8041S: processes of the last instance still run
 ENDMQM_NO_QMGR = 16
 RUNMQSC_PARTIAL = 10
@@ -206,7 +207,7 @@ class MqControl:
         return [self._bin("strmqm")] + (["-x"] if self.qm.multi_instance else []) + [self.name]
 
     def strmqm(self) -> StartOutcome:
-        res = self.runner.run(self.strmqm_argv(), self.qm.start_timeout, ok_codes=(0, 5, 30, 31, 43, 47))
+        res = self.runner.run(self.strmqm_argv(), self.qm.start_timeout, ok_codes=STRMQM_ANSWERS)
         return classify_strmqm(res, self.qm.multi_instance)
 
     def endmqm(self, mode: Sequence[str], timeout: float) -> CommandResult:

@@ -50,7 +50,8 @@ class Scrape:
     qmgr: str
     path: str
     port: int
-    now: float
+    now: float  # wall: timestamps
+    monotonic: float  # ages (a stepped wall clock must not age a bad episode)
 
 
 def _histogram(name: str, doc: str, labels: Tuple[str, ...], values: Tuple[str, ...], h: Histogram,
@@ -123,7 +124,7 @@ def episode_families(s: Scrape) -> Iterator[Metric]:
     """The bad episode, the Unhealthy report and the AWS calls that carry it."""
     snap, tel = s.snap, s.tel
     yield _gauge("mqguard_bad_seconds", "Age of the current bad episode, 0 when good.", (), (),
-                 max(0.0, s.now - snap.bad_since) if snap and snap.bad_since else 0.0)
+                 snap.bad_seconds + max(0.0, s.monotonic - snap.composed_at) if snap and snap.bad_since else 0.0)
     yield _gauge("mqguard_unhealthy_reported", "1 once SetInstanceHealth(Unhealthy) succeeded.", (), (),
                  1 if snap and snap.reported_unhealthy else 0)
     aws = CounterMetricFamily("mqguard_aws_calls", "Auto Scaling API attempts by result.",
@@ -204,16 +205,17 @@ class MqguardCollector(Collector):
     """All ``mqguard_*`` metrics of the contract, from one consistent snapshot."""
 
     def __init__(self, source: Source, qmgr: str, storage_path: str, listener_port: int,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.source = source
         self.qmgr = qmgr
         self.path = storage_path
         self.port = listener_port
         self.wall = wall
+        self.monotonic = monotonic
 
     def collect(self) -> Iterator[Metric]:
         snap, tel = self.source()
-        scrape = Scrape(snap, tel, self.qmgr, self.path, self.port, self.wall())
+        scrape = Scrape(snap, tel, self.qmgr, self.path, self.port, self.wall(), self.monotonic())
         for concern in CONCERNS:
             yield from concern(scrape)
 

@@ -13,9 +13,10 @@ import logging
 import math
 import threading
 import time
-from typing import Callable, FrozenSet, List, Optional, Tuple, TypeVar
+from typing import Callable, FrozenSet, List, Optional, Tuple
 
 from mqguard.base.clock import iso_utc
+from mqguard.base.offloop import OneAtATime
 from mqguard.config import Config
 from mqguard.config.values import format_duration
 from mqguard.efs import pause as pause_mod
@@ -30,26 +31,6 @@ from mqguard.supervisor.worker import StageSetter, Worker
 log = logging.getLogger(__name__)
 
 EFS_DEADLINE = 10.0  # to write or remove the pause record
-T = TypeVar("T")
-
-
-def bounded(fn: Callable[[], T], timeout: float) -> Tuple[Optional[T], str]:
-    """(value, error) of ``fn`` run on its own thread for at most ``timeout``; error is "" when it worked."""
-    values: List[T] = []
-    errors: List[str] = []
-
-    def run() -> None:
-        try:
-            values.append(fn())
-        except Exception as exc:  # reported to the operator, not raised on their thread
-            errors.append(str(exc))
-
-    t = threading.Thread(target=run, name="bounded-efs", daemon=True)
-    t.start()
-    t.join(timeout)
-    if values:
-        return values[0], ""
-    return None, errors[0] if errors else f"EFS did not answer within {timeout:.0f}s"
 
 
 class Operations:
@@ -67,6 +48,7 @@ class Operations:
         self.wake = wake
         self.wall = wall
         self.record = record  # into the failover history (contract §23)
+        self.efs = OneAtATime[object]("pause record write")  # a hung EFS: one stuck thread, not one per request
         self.drill_request = drill
 
     def handle(self, req: Request) -> Reply:
@@ -93,7 +75,7 @@ class Operations:
         now = self.wall()
         record = Pause(until=now + seconds, reason=pause_mod.parse_reason(reason),
                        by=pause_mod.who(req.peer.uid), since=now)
-        _, error = bounded(lambda: pause_mod.write(cfg.storage.path, self.owners, record), EFS_DEADLINE)
+        _, error = self.efs.run(lambda: pause_mod.write(cfg.storage.path, self.owners, record), EFS_DEADLINE)
         if error:
             return False, f"not paused: cannot write the pause record to {cfg.storage.path}/.mqguard: {error}"
         self.watch.set(record)
@@ -104,7 +86,7 @@ class Operations:
 
     def resume(self, req: Request) -> Reply:
         cfg = self.cfg()
-        existed, error = bounded(lambda: pause_mod.clear(cfg.storage.path, self.owners), EFS_DEADLINE)
+        existed, error = self.efs.run(lambda: pause_mod.clear(cfg.storage.path, self.owners), EFS_DEADLINE)
         if error:
             return False, f"not resumed: cannot remove the pause record in {cfg.storage.path}/.mqguard: {error}"
         was = self.watch.current

@@ -42,6 +42,7 @@ class Snapshot:
     state_dir_ok: Optional[bool] = None  # <storage.path>/.mqguard usable (None: not checked yet)
     state_dir_detail: str = ""
     mq_errors: List[Dict[str, str]] = field(default_factory=list)  # MQ's last messages: {"time","id","text","source"}
+    composed_at: float = 0.0  # monotonic moment this snapshot was composed (ages grow from here, never by wall)
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)

@@ -306,3 +306,8 @@ def test_nothing_is_written_under_the_mount_point_while_the_efs_is_not_mounted(t
     w.record("storage_ready")
     assert w.flush(10)
     assert [e.event for e in read_history(str(tmp_path), OWNERS, time.time()).events] == ["storage_ready"]
+
+
+def test_reading_creates_nothing_and_a_fresh_storage_has_an_empty_history(tmp_path: Path) -> None:
+    hist = read_history(str(tmp_path), OWNERS, time.time())
+    assert hist.events == [] and hist.problems == [] and list(tmp_path.iterdir()) == []

@@ -39,10 +39,22 @@ def snap(**kw: Any) -> Snapshot:
     return Snapshot(**base)
 
 
-def registry_for(s: Optional[Snapshot], tel: Optional[Telemetry] = None) -> Any:
+MONO = 5000.0  # the collector's monotonic "now" in these tests
+
+
+def registry_for(s: Optional[Snapshot], tel: Optional[Telemetry] = None, wall: float = NOW) -> Any:
     tel = tel or Telemetry()
-    collector = MqguardCollector(lambda: (s, tel), "QM1", "/var/mqm", 1414, wall=lambda: NOW)
+    collector = MqguardCollector(lambda: (s, tel), "QM1", "/var/mqm", 1414, wall=lambda: wall,
+                                 monotonic=lambda: MONO)
     return build_registry([collector])
+
+
+def test_the_bad_episode_ages_by_the_monotonic_clock_not_the_wall() -> None:
+    """Issue 18 item 7: bad_seconds was monotonic in the snapshot but wall time in the metric."""
+    bad = snap(state="recovering", healthy=False, bad_since=NOW - 40, bad_seconds=40.0, composed_at=MONO - 2)
+    for wall in (NOW, NOW + 3600, NOW - 3600):  # the wall clock stepped by an hour either way
+        assert registry_for(bad, wall=wall).get_sample_value("mqguard_bad_seconds") == 42
+    assert registry_for(snap()).get_sample_value("mqguard_bad_seconds") == 0
 
 
 def test_every_contract_metric_with_labels_and_zero_series() -> None:
@@ -53,7 +65,8 @@ def test_every_contract_metric_with_labels_and_zero_series() -> None:
     tel.probe(0.004)
     tel.cycle(0.2)
     reg = registry_for(snap(state="recovering", healthy=False, qmgr_status="ended_unexpectedly", qmgr_healthy=False,
-                            bad_since=NOW - 42, listener_ok=False, restart_budget_remaining=4), tel)
+                            bad_since=NOW - 42, bad_seconds=40.0, composed_at=MONO - 2, listener_ok=False,
+                            restart_budget_remaining=4), tel)
     g = reg.get_sample_value
     assert g("mqguard_build_info", {"version": "0.1.0"}) == 1
     assert g("mqguard_state", {"mqguard_state": "recovering"}) == 1
