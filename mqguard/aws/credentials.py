@@ -11,13 +11,13 @@ environment or the shared files still come first, as before.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Dict, Optional
 
 from botocore.credentials import CredentialProvider, RefreshableCredentials
 
 from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
+from mqguard.base.untrusted import load_json
 
 _ROLE = re.compile(r"^[\w+=,.@-]{1,64}$")
 _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
@@ -49,7 +49,7 @@ class ImdsRoleCredentials(CredentialProvider):  # type: ignore[misc]
         role = listing.splitlines()[0].strip() if listing else ""
         if not _ROLE.match(role):
             raise ValueError("instance metadata gave an invalid role name")
-        doc = json.loads(self.imds.get(f"meta-data/iam/security-credentials/{role}", within=FETCH_WITHIN))
+        doc = load_json(self.imds.get(f"meta-data/iam/security-credentials/{role}", within=FETCH_WITHIN))
         if not isinstance(doc, dict) or doc.get("Code", "Success") != "Success":
             raise ValueError("instance metadata has no usable credentials for the role")
         fields = {k: doc.get(k) for k in ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")}

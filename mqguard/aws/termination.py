@@ -9,14 +9,13 @@ is logged and the instance is assumed to stay.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
 from typing import Callable, Optional, Tuple
 
 from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
-from mqguard.base.untrusted import quoted
+from mqguard.base.untrusted import load_json, quoted
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ def parse_spot_notice(body: Optional[str]) -> Optional[Tuple[str, str]]:
     if not body:
         return None
     try:
-        doc = json.loads(body)
+        doc = load_json(body)
     except ValueError:
         return None
     if not isinstance(doc, dict):

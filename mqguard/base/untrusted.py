@@ -9,9 +9,10 @@ anything larger than the caller's limit.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
-from typing import Tuple
+from typing import Any, Callable, Optional, Tuple
 
 LOG_LINE = 200  # characters of outside text in one log line
 
@@ -48,3 +49,13 @@ def read_regular(path: str, limit: int, follow: bool = True) -> Tuple[bytes, os.
     if len(data) > limit:  # it grew while we read
         raise OSError(f"larger than {limit} bytes")
     return data, st
+
+
+def load_json(text: str | bytes, parse_constant: Optional[Callable[[str], Any]] = None) -> Any:
+    """``json.loads`` for outside input: ValueError for anything malformed, including nesting deep enough
+    to make the parser recurse past Python's limit (a RecursionError no caller expects)."""
+    try:
+        return json.loads(text, parse_constant=parse_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+

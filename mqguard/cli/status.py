@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any, Dict, Tuple
 
 from mqguard.base.exitcodes import EX_DEGRADED, EX_OK, EX_UNHEALTHY
-from mqguard.base.untrusted import loggable
+from mqguard.base.untrusted import load_json, loggable
 from mqguard.config import Config
 from mqguard.supervisor.machine import State
 
@@ -42,7 +42,7 @@ def fetch(url: str, timeout: float = 3.0) -> Dict[str, Any]:
         raise StatusError(f"no mqguard daemon answers at {url} ({exc}); is it running? "
                           "(systemctl status mqguard)") from None
     try:
-        doc = json.loads(body)
+        doc = load_json(body)
     except ValueError:
         raise StatusError(f"something answers at {url}, but not with mqguard's status (HTTP {code}, "
                           f"{len(body)} bytes that are not JSON: {loggable(body.decode('utf-8', 'replace'), 60)}); "

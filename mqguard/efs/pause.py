@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, FrozenSet, Optional
 
 from mqguard.base.offloop import OneAtATime
-from mqguard.base.untrusted import loggable
+from mqguard.base.untrusted import load_json, loggable
 from mqguard.efs.statedir import UnsafePath, create_exclusive, open_state_dir
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def parse(text: str, now: Optional[float] = None) -> Pause:
     longest pause any configuration allows. What passes can be formatted.
     """
     now = time.time() if now is None else now
-    doc = json.loads(text, parse_constant=_no_constant)
+    doc = load_json(text, parse_constant=_no_constant)
     if not isinstance(doc, dict) or doc.get("version") != 1:
         raise ValueError("not a version 1 pause record")
     until, since = doc.get("until"), doc.get("since")

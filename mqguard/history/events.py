@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional
 
-from mqguard.base.untrusted import loggable
+from mqguard.base.untrusted import load_json, loggable
 
 # contract §23, in snake_case; the order is roughly the order of a life
 EVENTS = (
@@ -69,7 +69,7 @@ def parse_line(text: str, host: str, now: float) -> Optional[Event]:
     if len(text) > LINE_MAX:
         return None
     try:
-        doc = json.loads(text, parse_constant=lambda name: math.nan)
+        doc = load_json(text, parse_constant=lambda name: math.nan)
     except ValueError:
         return None
     if not isinstance(doc, dict):

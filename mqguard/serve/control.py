@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from mqguard.base.untrusted import loggable
+from mqguard.base.untrusted import load_json, loggable
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def may_control(peer: Peer, group: str) -> bool:
 def parse_request(line: bytes) -> Tuple[str, Dict[str, Any]]:
     """(op, arguments); ValueError with what is wrong."""
     try:
-        doc = json.loads(line.decode("utf-8"))
+        doc = load_json(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise ValueError("not a JSON request") from None
     if not isinstance(doc, dict) or doc.get("v") != PROTOCOL:
@@ -294,7 +294,7 @@ def ask(path: str, op: str, timeout: float, **args: Any) -> Reply:
     if not line:
         return False, "mqguard closed the connection without an answer"
     try:
-        doc = json.loads(line)
+        doc = load_json(line)
         return bool(doc["ok"]), str(doc["message"])
     except (ValueError, KeyError, TypeError):
         return False, f"unexpected answer from mqguard: {loggable(line.decode('utf-8', 'replace'))[:200]}"

@@ -48,6 +48,7 @@ def test_a_line_round_trips_and_the_file_names_the_host_not_the_line() -> None:
     '{"time": "2099-01-01T00:00:00.000Z", "event": "crash"}',  # far in the future
     '{"time": 1e308, "event": "crash"}', '{"time": "NaN", "event": "crash"}',
     '{"time": "2026-12-04T10:00:00.000Z", "event": "crash", "detail": "' + "x" * 5000 + '"}',
+    "[" * 1000 + "]" * 1000,  # nesting that makes the json module recurse past Python's limit
 ])
 def test_lines_that_are_not_sane_events_are_refused(line: str) -> None:
     assert parse_line(line, "hostA", T0) is None
