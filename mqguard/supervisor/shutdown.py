@@ -9,6 +9,7 @@ import time
 from mqguard.aws.termination import SPOT, TERMINATING
 from mqguard.config import Config, StopOnExit
 from mqguard.mq.service import Role
+from mqguard.mq.status import QmStatus
 from mqguard.supervisor.machine import Machine
 from mqguard.supervisor.parts import Parts
 from mqguard.supervisor.stopping import JobAtExit, exit_plan, host_is_stopping, should_end_qmgr
@@ -47,10 +48,12 @@ def shut_down(p: Parts, cfg: Config, machine: Machine, role: Role) -> int:
     p.stop_event.set()
     log.info("%s", plan.say)
     if plan.end_qmgr:
+        was_up = machine.last_status in (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY)
         began = time.monotonic()
         ended = p.lifecycle.end_after_exit(role, qm.stop_timeout)
-        p.history.record("ended", f"as mqguard stopped ({why}), {'cleanly' if ended else 'NOT ended'} "
-                                  f"in {time.monotonic() - began:.1f}s")
+        if was_up:  # a timed end: what --advise sizes stop_timeout by
+            p.history.record("ended", f"as mqguard stopped ({why}), {'cleanly' if ended else 'NOT ended'} "
+                                      f"in {time.monotonic() - began:.1f}s")
     p.history.record("stopped", plan.say)
     p.reporter.join(1.0)
     p.watch.close()
