@@ -77,6 +77,13 @@ def escalation(role: Role, stop_timeout: float) -> List[Tuple[List[str], float]]
             (extra + ["-p"], ESCALATION_STEP_TIMEOUT)]
 
 
+def immediate_end(role: Role) -> List[str]:
+    """endmqm's options to end ``role``'s instance at once, with the same care as an escalation: -s kept on a
+    multi-instance active (without it the standby ends too), -x alone for a standby, -r for a single instance."""
+    steps = [mode for mode, _ in escalation(role, 0.0)]
+    return next((mode for mode in steps if "-i" in mode), steps[0])
+
+
 def end_with_escalation(control: MqControl, role: Role, stop_timeout: float) -> bool:
     """End the queue manager as ``role`` asks, escalated to -i then -p (not a standby). True when it ended."""
     for mode, timeout in escalation(role, stop_timeout):

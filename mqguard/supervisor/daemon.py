@@ -169,7 +169,7 @@ class Daemon:
     def _carry_out_drill(self) -> None:
         kind, self._drill = self._drill, None
         if kind is not None:
-            effects.drill(self.parts, self.machine, kind)
+            effects.drill(self.parts, self.machine, kind, self.role())
 
     def observe(self) -> Observation:
         return observer.observe(self.parts, self.cfg)

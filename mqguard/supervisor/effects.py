@@ -11,7 +11,7 @@ import signal
 import threading
 
 from mqguard.mq.pidwatch import find_controller
-from mqguard.mq.service import Role
+from mqguard.mq.service import Role, immediate_end
 from mqguard.supervisor.machine import Action, ActionKind, Machine
 from mqguard.supervisor.parts import Parts
 
@@ -51,12 +51,14 @@ def execute(p: Parts, machine: Machine, action: Action, role: Role, going_away: 
         p.hooks.complete_launch(warm=action.kind == ActionKind.WARM_READY)
 
 
-def drill(p: Parts, machine: Machine, kind: str) -> None:
+def drill(p: Parts, machine: Machine, kind: str, role: Role) -> None:
     """Inject the failure a drill asked for, marked in the history first."""
     name = p.cfg.queue_manager.name
     p.history.record("drill", kind)
     log.warning("DRILL %s on queue manager %s", kind, name)
     if kind == "crash":
+        # killing the execution controller ends the queue manager abnormally: dspmq then says "Ended
+        # unexpectedly" (reference: strmqm/amqzxma0; the simulator's amqzxma0 does the same)
         pid = find_controller(name, bin_dir=p.cfg.queue_manager.mq_bin_dir)
         if pid is None:
             log.warning("drill crash: no amqzxma0 of %s found; nothing killed", name)
@@ -65,7 +67,8 @@ def drill(p: Parts, machine: Machine, kind: str) -> None:
         log.warning("drill crash: killed amqzxma0 (pid %d)", pid)
     elif kind == "stop":
         machine.expect_failure()  # not an operator's endmqm: no waiting for their strmqm
-        threading.Thread(target=lambda: p.control.endmqm(["-i"], p.cfg.queue_manager.stop_timeout),
+        mode = immediate_end(role)  # a multi-instance active keeps -s: endmqm without it ends the standby too
+        threading.Thread(target=lambda: p.control.endmqm(mode, p.cfg.queue_manager.stop_timeout),
                          name="drill-endmqm", daemon=True).start()
     elif kind == "unhealthy":
         p.reporter.report(f"drill: an operator asked for an Unhealthy report of queue manager {name}")

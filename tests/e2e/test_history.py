@@ -271,3 +271,15 @@ def test_history_on_unreadable_storage_exits_1(tmp_path: Path, efs: FakeEfs) -> 
                 queue_manager={"data_dir": f"{nowhere}/qmgrs", "log_dir": f"{nowhere}/logs"})
     res = h.cli("history", "--config", str(h.conf))
     assert res.returncode == 1 and "cannot read" in res.stderr, res.stderr
+
+
+def test_a_stop_drill_on_a_multi_instance_active_hands_over_and_never_ends_the_standby(
+        pair: Tuple[Harness, Harness]) -> None:
+    # endmqm without -s on the active instance ends every instance, the standby included (reference: endmqm):
+    # a drill must end this host's instance the way mqguard's own ends do, or it takes the pair down
+    a, b = pair
+    res = a.cli("drill", "stop", "--yes", "--config", str(a.conf))
+    assert res.returncode == 0, res.stdout + res.stderr
+    wait_until(lambda: running(b), 30, "B active after the drill", interval=0.05)
+    assert [c["argv"] for c in a.calls("endmqm")] == [["-s", "-i", "QM1"]]
+    assert b.calls("strmqm")[-1]["argv"] == ["-x", "QM1"] and len(b.calls("strmqm")) == 1, "B took over, not restarted"

@@ -376,3 +376,10 @@ def test_the_parents_are_never_made_on_the_local_disk_when_efs_is_gone(sim: Harn
     with pytest.raises(PrepareError, match="not mounted"):
         preparation.run()
     assert not os.path.exists(control.data_parent) and sim.calls("crtmqm") == []
+
+
+def test_a_drills_immediate_end_keeps_the_roles_care() -> None:
+    from mqguard.mq.service import Role, immediate_end
+
+    assert immediate_end(Role.ACTIVE_MI) == ["-s", "-i"], "without -s the standby ends too (reference: endmqm)"
+    assert immediate_end(Role.STANDBY) == ["-x"] and immediate_end(Role.ACTIVE) == ["-r", "-i"]
