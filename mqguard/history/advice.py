@@ -107,20 +107,21 @@ def _stop_timeout(ended_details: List[str], now: Current) -> Advice:
                   "before mqguard escalates to -i")
 
 
-def _failover_starts(episodes: List[Episode]) -> List[float]:
-    waits = []
+def _failover_since(episodes: List[Episode], event: str) -> List[float]:
+    """In finished failovers: from the new active host's first ``event`` to its queue manager running."""
+    out = []
     for e in episodes:
         if e.kind != "failover" or e.ended is None:
             continue
         closer = e.phases[-1]
-        issued = [p.time for p in e.phases if p.event == "start_issued" and p.host == closer.host]
-        if issued:
-            waits.append(closer.time - issued[0])
-    return waits
+        first = next((p.time for p in e.phases if p.event == event and p.host == closer.host), None)
+        if first is not None:
+            out.append(closer.time - first)
+    return out
 
 
 def _lock_wait(episodes: List[Episode], starts: List[Start], now: Current) -> Advice:
-    waits = _failover_starts(episodes)
+    waits = _failover_since(episodes, "start_issued")  # strmqm to running: the old host's lock included
     if len(waits) < MIN_FAILOVERS:
         return Advice("lock_wait", now.lock_wait, None, f"{len(waits)} failover(s) seen, {MIN_FAILOVERS} needed")
     longest = max(waits)
@@ -149,21 +150,8 @@ def _restarts(episodes: List[Episode], now: Current) -> Advice:
                   "restarts); one attempt keeps the outage short")
 
 
-def _replacement_boot(episodes: List[Episode]) -> List[float]:
-    """In failovers: from the replacement's mqguard start to its queue manager running."""
-    out = []
-    for e in episodes:
-        if e.kind != "failover" or e.ended is None:
-            continue
-        closer = e.phases[-1]
-        begun = [p.time for p in e.phases if p.event == "started" and p.host == closer.host]
-        if begun:
-            out.append(closer.time - begun[0])
-    return out
-
-
 def _asg_grace(episodes: List[Episode], now: Current) -> Advice:
-    boots = _replacement_boot(episodes)
+    boots = _failover_since(episodes, "started")  # mqguard's start to MQ running
     if not boots:
         return Advice("asg HealthCheckGracePeriod", now.asg_grace, None,
                       "no failover to a replacement seen: nothing to size it by")
@@ -174,7 +162,7 @@ def _asg_grace(episodes: List[Episode], now: Current) -> Advice:
 
 
 def _hook_timeout(episodes: List[Episode], now: Current) -> Advice:
-    boots = _replacement_boot(episodes)
+    boots = _failover_since(episodes, "started")  # mqguard's start to MQ running
     ends = [p2.time - p1.time for e in episodes for p1 in e.phases if p1.event in ("termination_notice", "spot_notice")
             for p2 in e.phases if p2.event == "stopped" and p2.host == p1.host and p2.time >= p1.time][:50]
     if not boots and not ends:

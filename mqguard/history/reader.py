@@ -38,7 +38,7 @@ def read_history(storage_path: str, owners: FrozenSet[int], now: float, since: O
     except FileNotFoundError:
         return out  # nothing written yet (or .mqguard not made yet): an empty history, and nothing created
     try:
-        names = sorted(os.listdir(dfd), key=lambda n: (n.endswith('.1') is False, n))  # older generation first
+        names = sorted(os.listdir(dfd), key=lambda n: (not n.endswith(".1"), n))  # older generation first
         if len(names) > MAX_FILES:
             out.problems.append(f"{len(names)} files in the history directory; reading the first {MAX_FILES}")
             names = names[:MAX_FILES]

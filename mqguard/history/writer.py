@@ -88,7 +88,6 @@ class HistoryWriter:
         self._queue_max = queue_max
         self._cv = threading.Condition()
         self._thread: Optional[threading.Thread] = None
-        self._closing = False
         self._last_error = ""
         self._busy = False  # the writer thread holds a batch (flush waits for it)
         self.written = 0
@@ -110,7 +109,6 @@ class HistoryWriter:
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for the queue to be written (at shutdown); False if EFS did not take it."""
         with self._cv:
-            self._closing = True
             self._cv.notify()
             return self._cv.wait_for(lambda: not self._queue and not self._busy, timeout)
 

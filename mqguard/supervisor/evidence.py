@@ -84,6 +84,7 @@ class Evidence:
             return [("ended", f"dspmq: {said} (endmqm, not by mqguard)")]
         if new == QmStatus.RUNNING_ELSEWHERE and obs.job_stage is not None:
             return [("ended", f"dspmq: {said} after mqguard's own {obs.job_stage.value}")]  # e.g. a switchover
-        # ended unexpectedly; or another host's instance took over while nobody here asked for it (in IBM's
-        # multi-instance design that follows a failure of this instance); or a status MQ cannot give
+        # ended unexpectedly (what a killed amqzxma0 leaves, reference: strmqm); or "Running elsewhere": another
+        # host's instance is active while nobody here asked for it (reference: dspmq -x, the status on a host
+        # with no instance of a running multi-instance queue manager); or a status MQ cannot give
         return [("crash", f"dspmq: {said}")]

@@ -141,10 +141,10 @@ class Operations:
             return result
 
         log.warning("switchover asked by %s%s", pause_mod.who(req.peer.uid), " (--force)" if force else "")
-        self.record("switchover", f"asked by {pause_mod.who(req.peer.uid)}" + (" (--force)" if force else ""))
         if not self.worker.submit("switchover", job):
-            self.record("good", "switchover refused: mqguard was busy; nothing was ended")
             return False, "refused: mqguard is busy with another job (a start or MQSC); try again in a moment"
+        # recorded once it is under way (endmqm -s takes longer than this line to change what dspmq says)
+        self.record("switchover", f"asked by {pause_mod.who(req.peer.uid)}" + (" (--force)" if force else ""))
         self.wake()
         finished.wait(2 * qm.stop_timeout + qm.start_timeout + 30)
         return outcome[0] if outcome else (False, "still switching over; see mqguard status and the log")

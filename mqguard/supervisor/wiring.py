@@ -119,8 +119,9 @@ def _identity_from(imds: Imds) -> Identity:
     return identity
 
 
-def build_daemon(cfg: Config, config_path: Optional[str] = None, **edges: object) -> Daemon:
-    parts = build_parts(cfg, config_path, **edges)  # type: ignore[arg-type]
+def build_daemon(cfg: Config, config_path: Optional[str] = None, telemetry: Optional[Telemetry] = None,
+                 notifier: Optional[Notifier] = None) -> Daemon:
+    parts = build_parts(cfg, config_path, telemetry=telemetry, notifier=notifier)
     return Daemon(parts, Machine(settings_from(cfg), started_at=parts.clock.monotonic()), parts.clock)
 
 
@@ -151,8 +152,8 @@ class Service:
         self.log_target = logsetup.setup(cfg.logging.level, cfg.logging.format, context=context,
                                          journal=notifier.enabled and logsetup.under_journald())
         lib, why = mqi_library(cfg)
-        self.parts = p = build_parts(cfg, config_path, notifier=notifier)
-        self.daemon = d = Daemon(p, Machine(settings_from(cfg), started_at=p.clock.monotonic()), p.clock)
+        self.daemon = d = build_daemon(cfg, config_path, notifier=notifier)
+        self.parts = p = d.parts
         context.state = lambda: d.machine.state.value
         self.stop_event = threading.Event()
         self.poller: Optional[mqi.PcfPoller] = None

@@ -16,7 +16,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from tests.conftest import Harness, wait_until
+from mqguard.history.events import iso
+from tests.conftest import Harness, free_port, wait_until
 from tests.peers.aws import MotoAsg
 from tests.peers.efs import FakeEfs
 from tests.peers.imds import ImdsServer
@@ -210,8 +211,7 @@ def test_drills_are_marked_and_treated_as_failures(host_a: Harness) -> None:
 
 def test_a_frozen_efs_never_stalls_the_loop_and_hostile_history_files_cost_only_their_lines(
         host_a: Harness, efs: FakeEfs) -> None:
-    host_a.configure(metrics={"listen": "127.0.0.1:0"})
-    host_a.sections["metrics"]["listen"] = f"127.0.0.1:{_free_port()}"
+    host_a.configure(metrics={"listen": f"127.0.0.1:{free_port()}"})
     host_a.start()
     wait_until(lambda: running(host_a), 30, "running")
     wait_until(lambda: any(e["event"] == "running" for e in history(host_a)["events"]), 10, "running recorded")
@@ -231,7 +231,7 @@ def test_a_frozen_efs_never_stalls_the_loop_and_hostile_history_files_cost_only_
     finally:
         efs.thaw()
     # while EFS hung, the probe (or dspmq) could not answer: the episode starts with that "bad"
-    stamp = iso_of(frozen_at)
+    stamp = iso(frozen_at)
     wait_until(lambda: any(e["event"] == "bad" and e["time"] >= stamp for e in history(host_a)["events"]),
                30, "the events of the hang written once EFS answered again")
     d = Path(efs.path, ".mqguard", "history")
@@ -248,20 +248,6 @@ def test_a_frozen_efs_never_stalls_the_loop_and_hostile_history_files_cost_only_
     print(f"\nFIGURE mqguard history with a planted link, garbage and a 100 MB file: {took:.2f} s")
     doc = history(host_a)
     assert {e["host"] for e in doc["events"]} == {"hostA"}
-
-
-def iso_of(t: float) -> str:
-    from mqguard.history.events import iso
-
-    return iso(t)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_history_on_unreadable_storage_exits_1(tmp_path: Path, efs: FakeEfs) -> None:
