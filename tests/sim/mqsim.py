@@ -16,7 +16,14 @@ Strict behaviours are always on; no test can switch them off.
   it does not create missing parents of -md/-ld (ref: crtmqm, "do not rely");
   an existing directory gets a ``.000`` suffix (ref: General conventions);
   without -md/-ld data and logs go under the LOCAL root; it writes no
-  FileLockHeartBeatLen (ref: crtmqm).
+  FileLockHeartBeatLen by itself, but ``-ii FILE|DIR`` merges the stanzas of an
+  INI file (every ``*.ini`` of a directory) into the new qm.ini and ``-ic``
+  records MQSC to apply at every start (ref: crtmqm). While crtmqm runs (knob
+  ``crtmqm.delay``: its "creating default objects" phase) another host's
+  strmqm exits 3, being created (ref: strmqm).
+- ``crtmqdir -s -f`` on a fresh root exits 10, done with warnings (ref:
+  dspmqinf; IBM's container, cmd/runmqserver/qmgr.go createDirStructure,
+  logs rc 10 as a warning and carries on).
 - A listener runs only when crtmqm had ``-p PORT`` or MQSC defined one with
   CONTROL(QMGR) and started it; START LISTENER on a running one fails (runmqsc
   exit 10) (ref: crtmqm).
@@ -30,12 +37,22 @@ Strict behaviours are always on; no test can switch them off.
 - endmqm talks to the controller through a request file, never SIGTERM. Without
   ``-s`` on the active instance it ends the standby too (ref: endmqm).
   Controlled ends (-c/-w) wait while clients are connected (knob
-  ``clients.connected``); ``-tp`` escalates to immediate after its time.
+  ``clients.connected``), a switchover's ``-s -w`` too; ``-tp`` escalates to
+  immediate after its time. ``-s`` with no standby running: IBM's page says it
+  releases the lock, the reference calls a refusal (exit 77) unverified; the
+  simulator takes the stricter: it refuses with 77 and ends nothing, so
+  mqguard must decide ``-s`` from ``dspmq -x`` (ref: endmqm).
 - A second strmqm while a start (log replay) is in progress aborts that start
   (ref: strmqm, "starting it again ... aborts the replay").
 - Failures write AMQERR01.LOG entries (queue manager's and system's) and FDC
   files in the root's ``errors/`` (ref: Files); every TCP connection to a
   listener that closes without speaking MQ logs AMQ9209E (ref: Files).
+
+- 9.2 and earlier run a bare ``amqzxma0 -m NAME -x`` (no path, no ``-u``;
+  ref: strmqm): ``install(..., bare_argv=True)`` makes the controller and its
+  children real executables in ``bindir`` (copies of the Python interpreter,
+  so ``/proc/PID/exe`` names the installation as MQ's binaries do) run with a
+  bare ``argv[0]``.
 
 ``install(bindir, prefix, host)`` writes one executable per command into
 ``bindir`` and a ``mqsim.json``. Files in the control directory are fault
@@ -49,6 +66,7 @@ knobs a test can create or remove at any time:
   dspmq.flood          dspmq prints one line of this many bytes (a runaway command)
   listener.off         listeners fail to bind (the port is taken)
   clients.connected    connected applications: endmqm -c/-w wait until -i/-p or -tp
+  crtmqm.delay         seconds crtmqm spends creating default objects (strmqm elsewhere: exit 3)
   children.linger      seconds a dead controller's children live on (default 2)
   calls.log            (written) one JSON line per command invocation
 """
@@ -103,33 +121,67 @@ VERSION = "9.4.0.0"
 # ------------------------------------------------------------------ install
 
 def install(bindir: str, prefix: str, host: str = "host1", ctl: Optional[str] = None,
-            interpreter: str = sys.executable) -> str:
+            interpreter: str = sys.executable, bare_argv: bool = False) -> str:
     """Write the simulator's commands into ``bindir``; returns the control dir.
 
     ``prefix`` is this simulated host's MQ root (its /var/mqm); it is left as
     it is (empty or missing: ``crtmqdir -s -f`` must prepare it).
     ``interpreter``: the Python the commands run with (one the MQ user can execute).
+    ``bare_argv``: MQ 9.2's process table (see the module's docstring).
     """
     os.makedirs(bindir, exist_ok=True)
     ctl = ctl or os.path.join(bindir, "ctl")
     os.makedirs(ctl, exist_ok=True)
+    real = os.path.realpath(interpreter)
     with open(os.path.join(bindir, "mqsim.json"), "w") as fh:
-        json.dump({"prefix": prefix, "host": host, "ctl": ctl}, fh)
+        json.dump({"prefix": prefix, "host": host, "ctl": ctl, "bare": bare_argv,
+                   "home": f"{sys.base_prefix}:{sys.base_exec_prefix}"}, fh)
     # A copy of this module beside the commands: the installation is then
     # self-contained (a systemd test guest may not see the source tree).
     shutil.copyfile(os.path.abspath(__file__), os.path.join(bindir, "mqsim.py"))
     for cmd in COMMANDS:
         path = os.path.join(bindir, cmd)
-        with open(path, "w") as fh:
-            fh.write(
-                f"#!{interpreter}\n"
-                "import os, sys\n"
-                "sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))\n"
-                "import mqsim\n"
-                f"sys.exit(mqsim.main({cmd!r}, sys.argv[1:]))\n"
-            )
+        if bare_argv and cmd in ("amqzxma0",) + CHILDREN:
+            # a real executable named like MQ's: /proc/PID/exe is <bindir>/<cmd>, argv[0] is bare
+            shutil.copyfile(real, path)
+        else:
+            with open(path, "w") as fh:
+                fh.write(
+                    f"#!{interpreter}\n"
+                    "import os, sys\n"
+                    "sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))\n"
+                    "import mqsim\n"
+                    f"sys.exit(mqsim.main({cmd!r}, sys.argv[1:]))\n"
+                )
         os.chmod(path, 0o755)
     return ctl
+
+
+def _bare_module(bindir: str, qmgr: str) -> str:
+    """The directory holding module ``qmgr``: a bare ``amqzxma0 -m QM1`` (an interpreter copy) runs it, and it
+    runs the program the interpreter copy is named after (only names that are Python identifiers)."""
+    if not qmgr.isidentifier():
+        raise ValueError(f"bare_argv needs a queue manager name that is a Python identifier, not {qmgr!r}")
+    mods = os.path.join(bindir, "bare-modules")
+    os.makedirs(mods, exist_ok=True)
+    path = os.path.join(mods, f"{qmgr}.py")
+    if not os.path.exists(path):
+        with open(path, "w") as fh:
+            fh.write("import os, sys\n"
+                     f"sys.path.insert(0, {bindir!r})\n"
+                     "import mqsim\n"
+                     "prog = os.path.basename(os.readlink('/proc/self/exe'))\n"
+                     f"sys.exit(mqsim.run_in({bindir!r}, prog, ['-m', {qmgr!r}] + sys.argv[1:]))\n")
+    return mods
+
+
+def spawn(sim: Sim, prog: str, args: List[str], **popen: object) -> subprocess.Popen:  # type: ignore[type-arg]
+    """Start MQ program ``prog`` of this installation with ``args`` (which begin with ``-m NAME``)."""
+    path = os.path.join(sim.bindir, prog)
+    if not sim.bare:
+        return subprocess.Popen([path] + args, **popen)  # type: ignore[call-overload]
+    env = {"PYTHONHOME": sim.home, "PYTHONPATH": _bare_module(sim.bindir, args[1]), "PATH": "/usr/bin:/bin"}
+    return subprocess.Popen([prog] + args, executable=path, env=env, **popen)  # type: ignore[call-overload]
 
 
 class Sim:
@@ -140,6 +192,8 @@ class Sim:
         self.prefix: str = conf["prefix"]
         self.host: str = conf["host"]
         self.ctl: str = conf["ctl"]
+        self.bare: bool = bool(conf.get("bare"))
+        self.home: str = str(conf.get("home", ""))
 
     def knob(self, name: str) -> Optional[str]:
         try:
@@ -377,10 +431,14 @@ def make_setgid_dir(path: str) -> None:
 
 # ------------------------------------------------------------------ processes
 
-def qm_processes(sim: Sim, name: str) -> List[int]:
-    """Live processes of queue manager ``name`` of THIS installation (controller and children)."""
+def installation_processes(bindir: str, name: str, programs: Tuple[str, ...]) -> List[int]:
+    """Live processes running one of ``programs`` of the installation in ``bindir`` for queue manager ``name``:
+    identified by the installation (the program's path in argv, or /proc/PID/exe for a bare argv[0]) AND the
+    queue manager's ``-m NAME``, never by a name alone (another installation, another simulator run by another
+    test or a real MQ on the same machine may run a queue manager of the same name)."""
     found = []
-    want = os.path.join(sim.bindir, "").encode()
+    want = os.path.join(bindir, "").encode()
+    exes = {os.path.realpath(os.path.join(bindir, prog)).encode(): prog for prog in programs}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -389,13 +447,23 @@ def qm_processes(sim: Sim, name: str) -> List[int]:
                 args = fh.read().split(b"\0")
         except OSError:
             continue
-        prog = next((a for a in args[:2] if a.startswith(want)), None)
-        if prog is None or os.path.basename(prog).decode() not in ("amqzxma0",) + CHILDREN:
+        prog = next((os.path.basename(a).decode() for a in args[:2] if a.startswith(want)), None)
+        if prog is None:
+            try:
+                prog = exes.get(os.fsencode(os.readlink(f"/proc/{entry}/exe")))
+            except OSError:
+                continue
+        if prog is None or prog not in programs:
             continue
         named = any(a == b"-m" and i + 1 < len(args) and args[i + 1] == name.encode() for i, a in enumerate(args))
         if named and alive(int(entry)):
             found.append(int(entry))
     return found
+
+
+def qm_processes(sim: Sim, name: str) -> List[int]:
+    """Live processes of queue manager ``name`` of THIS installation (controller and children)."""
+    return installation_processes(sim.bindir, name, ("amqzxma0",) + CHILDREN)
 
 
 def view(sim: Sim, name: str) -> Tuple[str, List[Tuple[str, str]]]:
@@ -440,13 +508,19 @@ def cmd_crtmqdir(sim: Sim, argv: List[str]) -> int:
             if not os.path.isdir(path):
                 os.mkdir(path)
             os.chmod(path, 0o2775 if sub != "errors" else 0o3777)
-        if not os.path.exists(sim.mqs_ini):
+        fresh = not os.path.exists(sim.mqs_ini)
+        if fresh:
             with open(sim.mqs_ini, "w") as fh:
                 fh.write("AllQueueManagers:\n   DefaultPrefix=/var/mqm\n"
                          "LogDefaults:\n   LogDefaultPath=/var/mqm/log\n")
     except OSError as exc:
         err(f"AMQ6119S: An internal IBM MQ error has occurred ({exc.strerror}: {exc.filename}).")
         return 71
+    if fresh:
+        # ref: dspmqinf — exit 10 is "done with warnings"; IBM's container (cmd/runmqserver/qmgr.go,
+        # createDirStructure) logs rc 10 as a warning and carries on. Strict: a fresh root always warns.
+        out(f"The filesystem object '{sim.prefix}/web' is not present (simulated warning: a fresh MQ root).")
+        return 10
     out("The filesystem was verified as correct.")
     return 0
 
@@ -636,6 +710,14 @@ def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
     port = opts.get("-p")
     if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
         return 39
+    try:
+        merged = ini_sources(opts["-ii"]) if "-ii" in opts else []
+    except ValueError as exc:  # strict: a tuning file crtmqm cannot read fails the create
+        err(f"AMQ7?? (simulated): cannot read the INI input of crtmqm -ii: {exc}")
+        return 39
+    if "-ic" in opts and not os.path.exists(opts["-ic"]):
+        err(f"AMQ7?? (simulated): the MQSC input of crtmqm -ic does not exist: {opts['-ic']}")
+        return 39
     missing = root_missing(sim, "crtmqm")
     if missing is not None:
         return missing
@@ -665,14 +747,21 @@ def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
         local = os.path.commonpath([os.path.abspath(sim.prefix), os.path.abspath(logs)]) == os.path.abspath(sim.prefix)
         # the log control file; "local_to": the log is on this host's own disk
         write_json(os.path.join(logs, "amqhlctl.lfh"), {"qmgr": name, "local_to": sim.host if local else ""})
+        # being created: another host's strmqm exits 3 until crtmqm is done (ref: strmqm)
+        write_json(os.path.join(data, CREATING), {"host": sim.host, "pid": os.getpid()})
+        stanzas: List[Tuple[str, List[Tuple[str, str]]]] = [
+            ("ExitPath", [("ExitsDefaultPath", "/var/mqm/exits/"), ("ExitsDefaultPath64", "/var/mqm/exits64/")]),
+            ("Log", [("LogPrimaryFiles", "3"), ("LogSecondaryFiles", "2"), ("LogFilePages", "4096"),
+                     ("LogType", "CIRCULAR"), ("LogBufferPages", "0"), ("LogPath", f"{logs}{os.sep}"),
+                     ("LogWriteIntegrity", "TripleWrite")]),
+            ("Service", [("Name", "AuthorizationService"), ("EntryPoints", "14"), ("SecurityPolicy", "User")]),
+        ]
+        for stanza_name, attrs in merged:  # ref: crtmqm -ii: the stanzas are merged into the new qm.ini
+            stanzas = merge_stanza(stanzas, stanza_name, attrs)
+        if "-ic" in opts:  # ref: crtmqm -ic: MQSC applied at every start (recorded as AutoConfig)
+            stanzas = merge_stanza(stanzas, "AutoConfig", [("MQSCConfig", opts["-ic"])])
         with open(os.path.join(data, "qm.ini"), "w") as fh:
-            fh.write(
-                "ExitPath:\n   ExitsDefaultPath=/var/mqm/exits/\n   ExitsDefaultPath64=/var/mqm/exits64/\n"
-                "Log:\n   LogPrimaryFiles=3\n   LogSecondaryFiles=2\n   LogFilePages=4096\n"
-                f"   LogType=CIRCULAR\n   LogBufferPages=0\n   LogPath={logs}{os.sep}\n"
-                "   LogWriteIntegrity=TripleWrite\n"
-                "Service:\n   Name=AuthorizationService\n   EntryPoints=14\n   SecurityPolicy=User\n"
-            )
+            fh.write(render_ini(stanzas))
         listeners: Dict[str, object] = {}
         if port is not None:  # ref: crtmqm — -p defines a listener started and stopped with the queue manager
             listeners["SYSTEM.LISTENER.TCP.1"] = {"port": int(port), "control": "QMGR"}
@@ -689,6 +778,11 @@ def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
     stanza["InstallationName"] = "Installation1"
     sim.add_stanza(stanza)
     Sim.write_state(data, status="ended_immediately")
+    time.sleep(float(sim.knob("crtmqm.delay") or 0))  # "Creating or replacing default objects" (starts it briefly)
+    try:
+        os.unlink(os.path.join(data, CREATING))
+    except FileNotFoundError:
+        pass
     out(
         f"IBM MQ queue manager '{name}' created.",
         f"Directory '{data}' created.",
@@ -699,6 +793,66 @@ def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
         "Setup completed.",
     )
     return 0
+
+
+CREATING = "crtmqm.inprogress"  # in the new data directory while crtmqm runs
+
+
+def parse_ini(text: str, origin: str) -> List[Tuple[str, List[Tuple[str, str]]]]:
+    """MQ's INI format: ``Stanza:`` lines and indented ``Key=Value`` lines; ``#``/``;`` comments. Strict:
+    anything else is an error (ValueError naming the line)."""
+    stanzas: List[Tuple[str, List[Tuple[str, str]]]] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.endswith(":") and "=" not in line and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*:", line):
+            stanzas.append((line[:-1], []))
+        elif "=" in line and stanzas and re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", line.partition("=")[0].strip()):
+            key, _, value = line.partition("=")
+            stanzas[-1][1].append((key.strip(), value.strip()))
+        else:
+            raise ValueError(f"{origin} line {n}: {line[:60]!r} is neither 'Stanza:' nor 'Key=Value' in a stanza")
+    return stanzas
+
+
+def ini_sources(path: str) -> List[Tuple[str, List[Tuple[str, str]]]]:
+    """The stanzas of ``path`` (a file, or every ``*.ini`` of a directory, in name order)."""
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".ini"))
+    elif os.path.isfile(path):
+        files = [path]
+    else:
+        raise ValueError(f"{path} does not exist")
+    out: List[Tuple[str, List[Tuple[str, str]]]] = []
+    for name in files:
+        with open(name) as fh:
+            out += parse_ini(fh.read(), name)
+    return out
+
+
+def merge_stanza(stanzas: List[Tuple[str, List[Tuple[str, str]]]], name: str,
+                 attrs: List[Tuple[str, str]]) -> List[Tuple[str, List[Tuple[str, str]]]]:
+    """Set ``attrs`` in stanza ``name`` (appended when qm.ini has none)."""
+    for stanza_name, existing in stanzas:
+        if stanza_name == name:
+            for key, value in attrs:
+                existing[:] = [(k, v) for k, v in existing if k != key] + [(key, value)]
+            return stanzas
+    return stanzas + [(name, list(attrs))]
+
+
+def render_ini(stanzas: List[Tuple[str, List[Tuple[str, str]]]]) -> str:
+    return "".join(f"{name}:\n" + "".join(f"   {k}={v}\n" for k, v in attrs) for name, attrs in stanzas)
+
+
+def qm_ini(dp: str) -> Dict[str, Dict[str, str]]:
+    """qm.ini as {stanza: {key: value}} (empty when unreadable)."""
+    try:
+        with open(os.path.join(dp, "qm.ini")) as fh:
+            return {name: dict(attrs) for name, attrs in parse_ini(fh.read(), "qm.ini")}
+    except (OSError, ValueError):
+        return {}
 
 
 def log_path(dp: str) -> Optional[str]:
@@ -771,6 +925,14 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
         return 16
     dp = sim.data_path(stanza)
     qm_errors = os.path.join(dp, "errors")
+    creator = read_json(os.path.join(dp, CREATING), {})
+    if creator:
+        if alive(creator.get("pid")):  # ref: strmqm exit 3: being created (another host's crtmqm)
+            err(f"AMQ7?? (simulated): IBM MQ queue manager '{name}' is being created.")
+            return 3
+        # a crtmqm that died half-way left an incomplete queue manager
+        return fail(sim, "strmqm", 71, f"AMQ6109E: An internal IBM MQ error has occurred (queue manager '{name}' "
+                                       "was not completely created).", qmgr=name)
     forced = sim.knob("strmqm.exit")
     if forced:
         out(f"IBM MQ queue manager '{name}' starting.")
@@ -858,11 +1020,10 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
 
 def _spawn_controller(sim: Sim, name: str, multi: bool) -> subprocess.Popen:  # type: ignore[type-arg]
     # ref: strmqm — /opt/mqm/bin/amqzxma0 -m NAME [-x] -u mqm, parent PID 1 (its own session here)
-    argv = [os.path.join(sim.bindir, "amqzxma0"), "-m", name] + (["-x"] if multi else []) + ["-u", "mqm"]
-    return subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True,
-    )
+    # ref: strmqm — 9.2 and earlier: a bare amqzxma0 -m NAME [-x], no path, no -u
+    args = ["-m", name] + (["-x"] if multi else []) + ([] if sim.bare else ["-u", "mqm"])
+    return spawn(sim, "amqzxma0", args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
 def _ignore_termination() -> None:
@@ -896,10 +1057,8 @@ class Controller:
 
     def spawn_children(self) -> None:
         for child in CHILDREN:
-            self.children.append(subprocess.Popen(
-                [os.path.join(self.sim.bindir, child), "-m", self.name],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
-            ))
+            self.children.append(spawn(self.sim, child, ["-m", self.name], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True))
 
     def end_children(self) -> None:
         for proc in self.children:  # they ignore SIGTERM: the controller ends them for good
@@ -1112,9 +1271,13 @@ def cmd_endmqm(sim: Sim, argv: List[str]) -> int:
     if "-s" not in flags:
         # ref: endmqm — without -s on the active instance every instance ends, the standby included
         _end_standby(sim, dp)
-    # with -s and no standby the active simply ends, releasing its lock (IBM MQ 9.3 docs,
-    # "Failover or switchover": endmqm -s "releases the active queue manager lock ... it does
-    # not start a standby queue manager instance")
+    else:
+        standby = state.get("standby")
+        if not (isinstance(standby, dict) and alive(standby.get("pid"))):
+            # ref: endmqm — with -s and no standby IBM's page says the lock is released, the reference calls
+            # a refusal (77) unverified: the stricter of the two, so mqguard must decide -s from dspmq -x
+            err(f"AMQ7?? (simulated): no standby instance of queue manager '{name}' is running to switch over to.")
+            return 77
     if "-p" in flags:
         update_state(dp, status="ending_pre_emptively")
         for proc in [pid] + [p for p in qm_processes(sim, name) if p != pid]:
@@ -1275,7 +1438,11 @@ HANDLERS = {
 
 
 def main(cmd: str, argv: List[str]) -> int:
-    sim = Sim(os.path.dirname(os.path.abspath(sys.argv[0])))
+    return run_in(os.path.dirname(os.path.abspath(sys.argv[0])), cmd, argv)
+
+
+def run_in(bindir: str, cmd: str, argv: List[str]) -> int:
+    sim = Sim(bindir)
     if cmd != "amqzxma0" and cmd not in CHILDREN:
         log_call(sim, cmd, argv)
     return HANDLERS[cmd](sim, argv)
@@ -1283,23 +1450,9 @@ def main(cmd: str, argv: List[str]) -> int:
 
 # -------------------------------------------------------------- test helpers
 
-def controller_pids(name: str) -> List[int]:
-    """Live amqzxma0 processes for ``name`` on this machine."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/comm") as fh:
-                if fh.read().strip() != "amqzxma0":
-                    continue
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                args = fh.read().split(b"\0")
-        except OSError:
-            continue
-        if name.encode() in args and alive(int(entry)):
-            pids.append(int(entry))
-    return pids
+def controller_pids(name: str, bindir: str) -> List[int]:
+    """Live amqzxma0 processes for ``name`` of the simulator installed in ``bindir`` (never another's)."""
+    return installation_processes(bindir, name, ("amqzxma0",))
 
 
 def calls(ctl: str, cmd: Optional[str] = None) -> List[Dict[str, object]]:

@@ -174,8 +174,7 @@ def guest(moto_session: MotoAsg) -> Iterator[Guest]:
 
 def amqzxma0(g: Guest) -> List[int]:
     """amqzxma0 PIDs as the host sees them (the guest's PID namespace is below ours)."""
-    ours = f"{g.shared}/bin/"  # type: ignore[attr-defined]
-    return [p for p in mqsim.controller_pids(QMGR) if ours in Path(f"/proc/{p}/cmdline").read_text()]
+    return mqsim.controller_pids(QMGR, f"{g.shared}/bin")  # type: ignore[attr-defined]
 
 
 def the_controller(g: Guest) -> int:
@@ -603,11 +602,11 @@ def test_multi_instance_standby_runs_in_the_unit_and_takes_over(guest: Guest) ->
     mqsim.install(str(other / "bin"), str(other / "var-mqm"), host="host2", interpreter=PYTHON)
     subprocess.run(["chown", "-R", "mqm:mqm", str(other)], check=True)
     as_mqm = ["setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups"]
-    g.ok(*as_mqm, str(other / "bin" / "crtmqdir"), "-s", "-f")
+    assert g.run(*as_mqm, str(other / "bin" / "crtmqdir"), "-s", "-f").returncode in (0, 10)  # 10: a fresh root
     g.ok(*as_mqm, str(other / "bin" / "addmqinf"), "-s", "QueueManager", "-v", f"Name={QMGR}", "-v",
          f"Directory={QMGR}", "-v", "Prefix=/var/mqm", "-v", f"DataPath={EFS}/qmgrs/{QMGR}")
     g.ok(*as_mqm, str(other / "bin" / "strmqm"), "-x", QMGR)
-    active = [p for p in mqsim.controller_pids(QMGR) if str(other) in Path(f"/proc/{p}/cmdline").read_text()]
+    active = mqsim.controller_pids(QMGR, str(other / "bin"))
     assert len(active) == 1
     starts = len(mqsim.calls(ctl(g), "strmqm"))
     g.write("/etc/mqguard/conf.d/90-mi.conf", "[queue_manager]\nmulti_instance = true\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 from tests.conftest import Harness, wait_until
@@ -19,8 +20,8 @@ def run(h: Harness, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[
 
 
 def prepare_root(h: Harness) -> None:
-    """crtmqdir -s -f: the simulated host's MQ root starts empty (ref: dspmqinf)."""
-    assert run(h, "crtmqdir", "-s", "-f").returncode == 0
+    """crtmqdir -s -f: the simulated host's MQ root starts empty (ref: dspmqinf); a fresh root warns (10)."""
+    assert run(h, "crtmqdir", "-s", "-f").returncode in (0, 10)
     for sub in ("qmgrs", "logs"):
         os.makedirs(f"{h.efs.path}/{sub}", exist_ok=True)
 
@@ -216,7 +217,9 @@ def test_an_empty_mq_root_fails_every_command_with_71_and_an_fdc_until_crtmqdir(
         res = run(sim, *argv)
         assert res.returncode == 71, (argv, res.stderr)
     assert len(fdcs(sim)) == 4 and "Probe Id" in open(f"{sim.prefix}/errors/{fdcs(sim)[0]}").read()
-    assert run(sim, "crtmqdir", "-s", "-f").returncode == 0
+    first = run(sim, "crtmqdir", "-s", "-f")
+    assert first.returncode == 10 and "warning" in first.stdout, "a fresh root: done with warnings (ref: dspmqinf)"
+    assert run(sim, "crtmqdir", "-s", "-f").returncode == 0, "an existing root: verified, no warning"
     assert os.path.isfile(f"{sim.prefix}/mqs.ini")
     assert run(sim, "dspmqinf", "QM1").returncode == 44
 
@@ -365,3 +368,137 @@ def test_a_second_strmqm_aborts_a_start_in_progress(sim: Harness) -> None:
     finally:
         first.kill()
         first.wait()
+
+
+def _second_host(sim: Harness) -> Harness:
+    other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
+    prepare_root(other)
+    return other
+
+
+def test_crtmqm_ii_merges_ini_stanzas_into_qm_ini_and_ic_records_mqsc(sim: Harness) -> None:
+    """ref: crtmqm -ii FILE|DIR merges the stanzas (e.g. TuningParameters: FileLockHeartBeatLen=15); -ic
+    names MQSC applied at every start; an unreadable INI input fails the create."""
+    tuning = sim.tmp / "tuning"
+    tuning.mkdir()
+    (tuning / "10-efs.ini").write_text("TuningParameters:\n   FileLockHeartBeatLen=15\n")
+    (tuning / "20-log.ini").write_text("Log:\n   LogFilePages=8192\n")
+    (tuning / "ignored.txt").write_text("not INI")
+    mqsc = sim.tmp / "auto.mqsc"
+    mqsc.write_text("DEFINE QLOCAL(A)\n")
+    create(sim, "QM1", "-ii", str(tuning), "-ic", str(mqsc))
+    ini = mqsim.qm_ini(f"{sim.efs.path}/qmgrs/QM1")
+    assert ini["TuningParameters"] == {"FileLockHeartBeatLen": "15"}
+    assert ini["Log"]["LogFilePages"] == "8192" and ini["Log"]["LogPath"].endswith("/logs/QM1/")
+    assert ini["AutoConfig"] == {"MQSCConfig": str(mqsc)}
+    (tuning / "30-bad.ini").write_text("this is not a stanza\n")
+    res = run(sim, "crtmqm", "-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs", "-ii", str(tuning), "QM2")
+    assert res.returncode == 39 and "30-bad.ini line 1" in res.stderr
+    assert sim.calls("crtmqm")[-1]["argv"][-1] == "QM2" and not os.path.exists(f"{sim.efs.path}/qmgrs/QM2")
+
+
+def test_strmqm_exits_3_while_another_hosts_crtmqm_is_under_way(sim: Harness) -> None:
+    """ref: strmqm exit 3, being created: a host that registered the data early must wait, not fail."""
+    prepare_root(sim)
+    sim.knob("crtmqm.delay", "3")
+    creating = subprocess.Popen([f"{sim.bindir}/crtmqm", "-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs",
+                                 "QM1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    other = _second_host(sim)
+    try:
+        wait_until(lambda: os.path.exists(f"{sim.efs.path}/qmgrs/QM1/qm.ini"), 10, "qm.ini on the shared storage")
+        res = run(other, "addmqinf", "-s", "QueueManager", "-v", "Name=QM1", "-v", "Directory=QM1", "-v",
+                  "Prefix=/var/mqm", "-v", f"DataPath={sim.efs.path}/qmgrs/QM1")
+        assert res.returncode == 0
+        res = run(other, "strmqm", "QM1")
+        assert res.returncode == 3 and "being created" in res.stderr
+        assert creating.wait(timeout=20) == 0
+        assert run(other, "strmqm", "QM1").returncode == 0, "once crtmqm is done the start works"
+    finally:
+        creating.kill()
+        creating.wait()
+        other.cleanup()
+
+
+def test_endmqm_s_with_no_standby_is_refused_with_77(sim: Harness) -> None:
+    """ref: endmqm — IBM's page says -s releases the lock, the reference calls 77 unverified: the simulator
+    takes the stricter and refuses, ending nothing."""
+    create(sim)
+    run(sim, "strmqm", "-x", "QM1")
+    res = run(sim, "endmqm", "-s", "-w", "QM1")
+    assert res.returncode == 77 and "no standby" in res.stderr
+    assert "STATUS(RUNNING)" in run(sim, "dspmq", "-n", "-m", "QM1").stdout
+
+
+def test_a_switchover_held_by_a_connected_client_waits_until_s_i(sim: Harness) -> None:
+    """ref: endmqm — endmqm -s -w waits for long-lived clients like any -w; -s -i then hands over."""
+    create(sim)
+    run(sim, "strmqm", "-x", "QM1")
+    other = _second_host(sim)
+    try:
+        run(other, *run(sim, "dspmqinf", "-o", "command", "QM1").stdout.split())
+        assert run(other, "strmqm", "-x", "QM1").returncode == 30
+        sim.knob("clients.connected")
+        try:
+            subprocess.run([f"{sim.bindir}/endmqm", "-s", "-w", "QM1"], capture_output=True, timeout=1.5)
+            raise AssertionError("endmqm -s -w must wait while a client is connected")
+        except subprocess.TimeoutExpired:
+            pass
+        assert "STATUS(RUNNING AS STANDBY)" in run(other, "dspmq", "-n", "-m", "QM1").stdout, "no handover yet"
+        assert run(sim, "endmqm", "-s", "-i", "QM1").returncode == 0
+        wait_until(lambda: "STATUS(RUNNING)" in run(other, "dspmq", "-n", "-m", "QM1").stdout, 10, "handover")
+    finally:
+        other.cleanup()
+
+
+def test_a_bare_argv_installation_runs_real_executables_named_like_mq_9_2(tmp_path: object) -> None:
+    """ref: strmqm — 9.2 runs a bare `amqzxma0 -m NAME -x`: no path in argv, no -u; the executable itself
+    (/proc/PID/exe) is the installation's."""
+    from pathlib import Path
+
+    base = Path(str(tmp_path))
+    bindir, shared = str(base / "bin"), base / "shared"
+    (shared / "qmgrs").mkdir(parents=True)
+    (shared / "logs").mkdir()
+    mqsim.install(bindir, str(base / "var"), bare_argv=True)
+    try:
+        assert subprocess.run([f"{bindir}/crtmqdir", "-s", "-f"], capture_output=True).returncode in (0, 10)
+        assert subprocess.run([f"{bindir}/crtmqm", "-md", str(shared / "qmgrs"), "-ld", str(shared / "logs"), "QM1"],
+                              capture_output=True).returncode == 0
+        res = subprocess.run([f"{bindir}/strmqm", "-x", "QM1"], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        pids = mqsim.controller_pids("QM1", bindir)
+        assert len(pids) == 1
+        argv = open(f"/proc/{pids[0]}/cmdline", "rb").read().split(b"\0")[:-1]
+        assert argv == [b"amqzxma0", b"-m", b"QM1", b"-x"]
+        assert os.readlink(f"/proc/{pids[0]}/exe") == os.path.realpath(f"{bindir}/amqzxma0")
+        family = mqsim.qm_processes(mqsim.Sim(bindir), "QM1")
+        assert len(family) == 4, "the children are bare too, found by their executables"
+        assert subprocess.run([f"{bindir}/endmqm", "-i", "QM1"], capture_output=True, timeout=30).returncode == 0
+        assert not mqsim.controller_pids("QM1", bindir)
+    finally:
+        from tests.conftest import kill_controllers
+
+        kill_controllers(bindir)
+
+
+def test_process_lookups_never_reach_another_installations_queue_manager(sim: Harness) -> None:
+    """A queue manager of the same name run by another installation (another test, a real MQ) is never
+    counted or killed as this simulator's."""
+    create(sim)
+    run(sim, "strmqm", "QM1")
+    other = Harness(sim.tmp, sim.efs, host="elsewhere")  # type: ignore[arg-type]
+    try:
+        foreign = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "amqzxma0", "-m", "QM1"])
+        try:
+            assert foreign.pid not in mqsim.controller_pids("QM1", sim.bindir)
+            assert foreign.pid not in mqsim.controller_pids("QM1", other.bindir)
+            assert mqsim.controller_pids("QM1", other.bindir) == []
+            from tests.conftest import kill_controllers
+
+            kill_controllers(other.bindir)
+            assert foreign.poll() is None and len(sim.controllers()) == 1
+        finally:
+            foreign.kill()
+            foreign.wait()
+    finally:
+        other.cleanup()
