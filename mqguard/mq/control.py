@@ -26,6 +26,7 @@ ENDMQM_CANNOT_SWITCH = 77  # -s refused (reference: unverified; IBM's docs say -
 STRMQM_ANSWERS = (STRMQM_STARTED, STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED, *STRMQM_ELSEWHERE)  # not failures
 STRMQM_LEFTOVERS = 24  # AMQ8041S: processes of the last instance still run
 ENDMQM_NO_QMGR = 16
+CRTMQDIR_WARNINGS = 10  # done, with warnings (reference: dspmqinf; IBM's container carries on after it)
 RUNMQSC_PARTIAL = 10
 RUNMQSC_NOTHING = 20
 
@@ -178,7 +179,8 @@ class MqControl:
 
     # -- preparation -------------------------------------------------------
     def crtmqdir(self) -> CommandResult:
-        return self.runner.run([self._bin("crtmqdir"), "-s", "-f"], self.command_timeout * 4, ok_codes=(0,))
+        return self.runner.run([self._bin("crtmqdir"), "-s", "-f"], self.command_timeout * 4,
+                               ok_codes=(0, CRTMQDIR_WARNINGS))
 
     def addmqinf(self, where: QmLocation) -> CommandResult:
         argv = [

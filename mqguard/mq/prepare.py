@@ -35,7 +35,7 @@ import time
 from typing import Callable, FrozenSet, List, Optional, Tuple
 
 from mqguard.efs.statedir import STATE_DIR, UnsafePath, allowed_owners, open_regular, open_state_dir
-from mqguard.mq.control import DSPMQINF_NOT_FOUND, MqControl, QmLocation
+from mqguard.mq.control import CRTMQDIR_WARNINGS, DSPMQINF_NOT_FOUND, MqControl, QmLocation
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,11 @@ class Preparation:
             return
         log.warning("MQ's root %s has no mqs.ini (an empty file system?): preparing it with crtmqdir -s -f", root)
         res = self.control.crtmqdir()
-        if not res.ok():
+        if not res.ok((0, CRTMQDIR_WARNINGS)):
             raise PrepareError(f"crtmqdir failed: {res.describe()}")
+        if res.returncode == CRTMQDIR_WARNINGS:  # done with warnings: carry on, as IBM's own container does
+            log.warning("crtmqdir -s -f finished with warnings (exit 10); carrying on: %s",
+                        " ".join(res.output.split())[:300] or "no text")
 
     def _known_or_registered(self) -> Optional[Prepared]:
         res = self.control.dspmqinf()
