@@ -14,32 +14,47 @@ the default path), so the unit and the daemon agree on ``mq_bin_dir``,
   is NOT success: the queue manager then runs outside this unit, systemd would
   find no main process and run ExecStop, ending the queue manager that mqguard
   is about to adopt; a failed start runs no ExecStop;
-- ``stop``: ends the queue manager the way mqguard does: ``endmqm -w``
-  (multi-instance active: ``-s -w``, standby: ``-x``), escalated to ``-i`` and
-  then ``-p`` after ``stop_timeout``. A queue manager that is not running is
-  success (systemd also runs ExecStop after the queue manager died).
+- ``stop``: ends the queue manager the way mqguard does: ``endmqm -r -w``
+  (an active with a standby listed by ``dspmq -x``: ``-s -w``; a standby:
+  ``-x``), escalated to ``-i`` and then ``-p`` after ``stop_timeout``. A
+  queue manager that is not running is success (systemd also runs ExecStop
+  after the queue manager died).
+
+Stopping never depends on mqguard's configuration: with the file missing or
+invalid, ExecStop still ends MQ with endmqm (otherwise systemd would go on to
+its KillSignal=SIGKILL of a running queue manager). It needs only where MQ's
+commands are and how long ``-w`` may take: what ``start`` used, recorded in
+the unit's runtime directory; else those two keys of the configuration,
+read alone; else the defaults. The role comes from ``dspmq -x``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
-from typing import List, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from mqguard import config as config_mod
 from mqguard.base.exitcodes import EX_CONFIG, EX_USAGE
 from mqguard.base.runner import CommandRunner
+from mqguard.base.untrusted import load_json, read_regular
 from mqguard.mq.control import STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED, MqControl
 from mqguard.mq.leftovers import clear_leftovers
 from mqguard.mq.prepare import EXIT_CODES as PREPARE_EXIT_CODES
 from mqguard.mq.prepare import PrepareError, preparation_for
-from mqguard.mq.service import end_with_escalation, role_of
+from mqguard.mq.service import Role, end_with_escalation
 from mqguard.mq.status import QmStatus
 
 log = logging.getLogger("mq-unit")
 
 USAGE = "usage: mq-unit prepare|start|stop QMGR_NAME"
 EX_TIMED_OUT = 124  # like timeout(1)
+# What ending needs; the start records them in the unit's RuntimeDirectory= for its stop.
+END_KEYS: Tuple[Tuple[str, str], ...] = (("queue_manager", "mq_bin_dir"), ("queue_manager", "stop_timeout"),
+                                         ("health", "command_timeout"))
+END_RECORD = "end.json"
 
 
 def _control(cfg: config_mod.Config) -> MqControl:
@@ -83,16 +98,66 @@ def start(control: MqControl) -> int:
 
 
 def stop(control: MqControl) -> int:
-    reading = control.dspmq()
+    reading = control.dspmq(instances=True)
     # "status not available" may hide a live instance: let endmqm say for itself
     live = reading.status is not None and (reading.status.live or reading.status == QmStatus.STATUS_NOT_AVAILABLE)
     if reading.ok and not live:
         print(f"queue manager {control.name} is not running here ({reading.status.value if reading.status else ''})",
               flush=True)
         return 0
-    # dspmq failing is no reason to leave MQ running: endmqm says for itself
-    role = role_of(reading.status, control.qm.multi_instance)
-    return 0 if end_with_escalation(control, role, control.qm.stop_timeout) else 1
+    # dspmq failing is no reason to leave MQ running: endmqm says for itself. The role (-s, -x or -r) is read from
+    # dspmq -x inside the escalation, never from the configuration.
+    return 0 if end_with_escalation(control, Role.ACTIVE, control.qm.stop_timeout) else 1
+
+
+def record_for_stop(cfg: config_mod.Config, environ: Mapping[str, str]) -> None:
+    """What the stop will need, from the configuration the start used (in the unit's runtime directory)."""
+    where = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if not where.startswith("/"):
+        return  # not run by systemd (tests, by hand): the stop reads the configuration's keys alone
+    doc = {"mq_bin_dir": cfg.queue_manager.mq_bin_dir, "stop_timeout": cfg.queue_manager.stop_timeout,
+           "command_timeout": cfg.health.command_timeout}
+    path = os.path.join(where, END_RECORD)
+    try:
+        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(doc, fh)
+        os.replace(path + ".tmp", path)
+    except OSError as exc:
+        log.warning("cannot record the end settings in %s (%s): the stop will read the configuration", where, exc)
+
+
+def _recorded(environ: Mapping[str, str]) -> Dict[Tuple[str, str], str]:
+    """The start's record, as configuration values (empty when there is none or it is not sane)."""
+    where = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if not where.startswith("/"):
+        return {}
+    try:
+        data, _ = read_regular(os.path.join(where, END_RECORD), 4096, follow=False)
+        doc = load_json(data)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    out: Dict[Tuple[str, str], str] = {}
+    for section, key in END_KEYS:
+        value = doc.get(key)
+        if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            out[(section, key)] = f"{value}s" if isinstance(value, (int, float)) else value
+    return out
+
+
+def end_config(name: str, environ: Mapping[str, str]) -> config_mod.Config:
+    """The configuration ending needs, whatever state the files are in: never raises."""
+    recorded = _recorded(environ)
+    given: Dict[Tuple[str, str], str] = {("queue_manager", "name"): name, **recorded}
+    cfg, problems = config_mod.load_keys(config_mod.default_path(dict(environ)), END_KEYS, given)
+    for problem in problems:
+        if not recorded:
+            log.warning("mq-unit stop: %s (ending the queue manager anyway)", problem)
+    if recorded:
+        log.info("mq-unit stop: using the settings queue manager %s was started with", name)
+    return cfg
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -102,6 +167,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(USAGE, file=sys.stderr)
         return EX_USAGE
     verb, name = args
+    if verb == "stop":  # never refused: a refusal here would make systemd SIGKILL a running queue manager
+        return stop(_control(end_config(name, os.environ)))
     try:
         cfg = config_mod.load(config_mod.default_path())
     except config_mod.ConfigError as exc:
@@ -114,7 +181,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     control = _control(cfg)
     if verb == "prepare":
         return prepare(control, cfg)
-    return start(control) if verb == "start" else stop(control)
+    record_for_stop(cfg, os.environ)
+    return start(control)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import grp
 import os
 import pwd
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mqguard.base.untrusted import read_regular
 from mqguard.config.types import (
@@ -85,6 +85,7 @@ __all__ = [
     "effective_lines",
     "error_for",
     "load",
+    "load_keys",
 ]
 
 DEFAULT_PATH = "/etc/mqguard/mqguard.conf"
@@ -252,6 +253,68 @@ def load(path: Optional[str] = None) -> Config:
     if cross:
         raise ConfigError(cross)
     return cfg
+
+
+def load_keys(path: Optional[str], keys: Sequence[Tuple[str, str]],
+              given: Optional[Dict[Tuple[str, str], str]] = None) -> Tuple[Config, List[ConfigProblem]]:
+    """Only ``keys`` from the files, every other key at its default; never raises.
+
+    For a command that must work whatever else the files hold (ending MQ, pausing at 3 a.m.): a missing file,
+    invalid INI, an unknown or invalid key elsewhere cost nothing; a needed key that is invalid keeps its
+    default. Returns the configuration and the problems met on the way (the caller says them as warnings).
+    ``given`` values (e.g. the queue manager's name from the command line) win over the files. No cross-checks.
+    """
+    main_path = path or default_path()
+    problems: List[ConfigProblem] = []
+    merged = _read_raw(config_files(main_path), problems)
+    wanted = set(keys)
+    for problem in problems:  # a file that is not valid INI as a whole: its well-formed lines still count
+        if not problem.section and "not valid INI" in problem.expected:
+            for found, value in _scan_lines(problem.file, wanted).items():
+                merged.setdefault(found, (value, problem.file))
+    problems = [p for p in problems if not p.section or (p.section, p.key) in wanted]  # only what blocks a key
+    values: Dict[str, Dict[str, object]] = {}
+    for section, options in SCHEMA.items():
+        values[section] = {}
+        for key, option in options.items():
+            raw, source = option.default, "(default)"
+            if given and (section, key) in given:
+                raw, source = given[(section, key)], "(given)"
+            elif (section, key) in wanted and (section, key) in merged:
+                raw, source = merged[(section, key)]
+            try:
+                values[section][key] = option.parse(bounded(raw))
+                continue
+            except ValueError as exc:
+                if source != "(default)":
+                    problems.append(ConfigProblem(source, section, key, raw, f"expected {exc}; using the default "
+                                                  f"{option.default!r}"))
+            try:
+                values[section][key] = option.parse(bounded(option.default))
+            except ValueError:  # only a required key has no usable default (the caller gives it)
+                values[section][key] = ""
+    files = tuple(f for f in config_files(main_path) if os.path.exists(f))
+    return _with_storage_defaults(_build(values, files)), problems
+
+
+def _scan_lines(path: str, wanted: set) -> Dict[Tuple[str, str], str]:  # type: ignore[type-arg]
+    """The wanted keys of a file configparser refused, line by line: ``[section]`` and ``key = value`` lines
+    count, anything else is skipped (the last value of a key wins, as in a valid file)."""
+    found: Dict[Tuple[str, str], str] = {}
+    try:
+        text = read_file(path)
+    except (OSError, UnicodeDecodeError):
+        return found
+    section = ""
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].split("#", 1)[0].strip() if not raw.lstrip().startswith(("#", ";")) else ""
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+        elif "=" in line and not raw[:1].isspace():
+            key, _, value = line.partition("=")
+            if (section, key.strip()) in wanted:
+                found[(section, key.strip())] = value.strip()
+    return found
 
 
 def _build(values: Dict[str, Dict[str, object]], sources: Tuple[str, ...]) -> Config:

@@ -22,7 +22,6 @@ STRMQM_ELSEWHERE = (31, 43, 47)
 DSPMQINF_NOT_FOUND = 44
 ADDMQINF_EXISTS = 45
 ENDMQM_NOT_RUNNING = 40
-ENDMQM_CANNOT_SWITCH = 77  # -s refused (reference: unverified; IBM's docs say -s without a standby just ends)
 STRMQM_ANSWERS = (STRMQM_STARTED, STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED, *STRMQM_ELSEWHERE)  # not failures
 STRMQM_LEFTOVERS = 24  # AMQ8041S: processes of the last instance still run
 ENDMQM_NO_QMGR = 16
@@ -145,9 +144,10 @@ class MqControl:
         return self._root
 
     # -- queries -----------------------------------------------------------
-    def dspmq(self) -> StatusReading:
+    def dspmq(self, instances: bool = False) -> StatusReading:
+        """dspmq -n -m NAME (with -x for a multi-instance queue manager, or when ``instances`` is asked for)."""
         argv = [self._bin("dspmq"), "-n", "-m", self.name]
-        if self.qm.multi_instance:
+        if self.qm.multi_instance or instances:
             argv.append("-x")
         res = self.runner.run(argv, self.command_timeout)
         if not res.ok():

@@ -16,12 +16,12 @@ from typing import List, Mapping, Optional, Protocol, Tuple
 from mqguard.base.runner import CommandRunner
 from mqguard.config import Config, error_for
 from mqguard.mq.control import (
-    ENDMQM_CANNOT_SWITCH,
     ENDMQM_NO_QMGR,
     ENDMQM_NOT_RUNNING,
     MqControl,
     StartOutcome,
     StartResult,
+    StatusReading,
     classify_strmqm_code,
 )
 from mqguard.mq.leftovers import clear_leftovers
@@ -49,6 +49,18 @@ def role_of(status: Optional[QmStatus], multi_instance: bool) -> Role:
     if not multi_instance:
         return Role.ACTIVE
     return Role.STANDBY if status == QmStatus.RUNNING_AS_STANDBY else Role.ACTIVE_MI
+
+
+def role_seen(reading: StatusReading, assumed: Role) -> Role:
+    """The role ``dspmq -x`` shows: a standby here is ended alone (-x); an active hands over (-s) only when a
+    standby instance is listed, else it ends with -r (reference: endmqm — decide -s from dspmq -x, never from an
+    exit code). When dspmq cannot say, the role that was assumed stands."""
+    if reading.status == QmStatus.RUNNING_AS_STANDBY:
+        return Role.STANDBY
+    if reading.entry is None:
+        return assumed
+    standby = any(i.mode == "standby" for i in reading.entry.instances)
+    return Role.ACTIVE_MI if standby else Role.ACTIVE
 
 
 def longest_end(stop_timeout: float) -> float:
@@ -85,21 +97,33 @@ def immediate_end(role: Role) -> List[str]:
 
 
 def end_with_escalation(control: MqControl, role: Role, stop_timeout: float) -> bool:
-    """End the queue manager as ``role`` asks, escalated to -i then -p (not a standby). True when it ended."""
-    for mode, timeout in escalation(role, stop_timeout):
+    """End this host's instance, escalated to -i then -p (not a standby). True when it ended.
+
+    Every end escalates, a switchover's included: one long-lived client cannot stall ``-s -w``. Whether ``-s``
+    applies is read from ``dspmq -x`` before the first step and again after a step with ``-s`` failed (the
+    standby may have gone meanwhile); ``role`` is only what the caller assumed."""
+    role = role_seen(control.dspmq(instances=True), Role(role))
+    step = 0
+    rechecked = False
+    while step < len(escalation(role, stop_timeout)):
+        mode, timeout = escalation(role, stop_timeout)[step]
         res = control.endmqm(mode, timeout)
-        if res.returncode == ENDMQM_CANNOT_SWITCH and "-s" in mode:
-            # no standby to switch to (if this MQ refuses -s then): end it, clients reconnect to a replacement
-            mode = [m for m in mode if m != "-s"] + ["-r"]
-            log.warning("endmqm -s refused (no standby?); ending %s with endmqm %s", control.name, " ".join(mode))
-            res = control.endmqm(mode, timeout)
         if res.ok((0,)):
             log.info("queue manager %s ended (endmqm %s)", control.name, " ".join(mode))
             return True
         if res.returncode in (ENDMQM_NOT_RUNNING, ENDMQM_NO_QMGR):
             log.info("queue manager %s was not running (endmqm exit %s)", control.name, res.returncode)
             return True
+        if "-s" in mode and not rechecked:
+            rechecked = True
+            seen = role_seen(control.dspmq(instances=True), role)
+            if seen != role:
+                log.warning("endmqm %s did not end %s (%s): dspmq -x now shows %s; ending it as such",
+                            " ".join(mode), control.name, res.describe(), seen.value)
+                role = seen
+                continue  # the same step, with the options the new role asks for
         log.warning("endmqm %s did not end %s: %s; escalating", " ".join(mode), control.name, res.describe())
+        step += 1
     return False
 
 

@@ -11,7 +11,7 @@ import signal
 import threading
 
 from mqguard.mq.pidwatch import find_controller
-from mqguard.mq.service import Role, immediate_end
+from mqguard.mq.service import Role, immediate_end, role_seen
 from mqguard.supervisor.machine import Action, ActionKind, Machine
 from mqguard.supervisor.parts import Parts
 
@@ -67,8 +67,11 @@ def drill(p: Parts, machine: Machine, kind: str, role: Role) -> None:
         log.warning("drill crash: killed amqzxma0 (pid %d)", pid)
     elif kind == "stop":
         machine.expect_failure()  # not an operator's endmqm: no waiting for their strmqm
-        mode = immediate_end(role)  # a multi-instance active keeps -s: endmqm without it ends the standby too
-        threading.Thread(target=lambda: p.control.endmqm(mode, p.cfg.queue_manager.stop_timeout),
-                         name="drill-endmqm", daemon=True).start()
+
+        def end() -> None:
+            # -s while dspmq -x lists a standby (without it the standby ends too), else -r; -x on a standby
+            mode = immediate_end(role_seen(p.control.dspmq(instances=True), role))
+            p.control.endmqm(mode, p.cfg.queue_manager.stop_timeout)
+        threading.Thread(target=end, name="drill-endmqm", daemon=True).start()
     elif kind == "unhealthy":
         p.reporter.report(f"drill: an operator asked for an Unhealthy report of queue manager {name}")

@@ -23,6 +23,7 @@ from mqguard.efs import pause as pause_mod
 from mqguard.efs.pause import Pause, PauseWatch
 from mqguard.mq.control import MqControl, StartResult
 from mqguard.mq.lifecycle import Lifecycle
+from mqguard.mq.service import Role, end_with_escalation, longest_end
 from mqguard.mq.status import QmStatus
 from mqguard.serve.control import ControlOp, Reply, Request
 from mqguard.supervisor.machine import JobOutcome, JobResult, JobStage
@@ -146,19 +147,21 @@ class Operations:
         # recorded once it is under way (endmqm -s takes longer than this line to change what dspmq says)
         self.record("switchover", f"asked by {pause_mod.who(req.peer.uid)}" + (" (--force)" if force else ""))
         self.wake()
-        finished.wait(2 * qm.stop_timeout + qm.start_timeout + 30)
+        finished.wait(longest_end(qm.stop_timeout) + qm.stop_timeout + qm.start_timeout + 30)
         return outcome[0] if outcome else (False, "still switching over; see mqguard status and the log")
 
     def _switch(self, set_stage: StageSetter, standby: List[str]) -> Tuple[JobResult, bool, str]:
         qm = self.cfg().queue_manager
         set_stage(JobStage.SWITCHING)
         began = time.monotonic()
-        res = self.control.endmqm(["-s", "-w"], qm.stop_timeout)
-        if not res.ok((0,)):
+        # Every end escalates, a switchover's too: -s -w, then -s -i and -s -p on stop_timeout, so one long-lived
+        # client cannot keep this host quiescing (reference: endmqm); -s only while dspmq -x lists a standby.
+        if not end_with_escalation(self.control, Role.ACTIVE_MI, qm.stop_timeout):
             reading = self.control.dspmq()
             still = reading.status == QmStatus.RUNNING
-            return (JobResult(JobOutcome.UP if still else JobOutcome.FAILED, res.describe()), False,
-                    f"endmqm -s failed: {res.describe()}" + ("; this host is still active" if still else ""))
+            return (JobResult(JobOutcome.UP if still else JobOutcome.FAILED, "endmqm -s did not end it"), False,
+                    "endmqm -s, -s -i and -s -p did not end the queue manager"
+                    + ("; this host is still active" if still else ""))
         deadline = time.monotonic() + qm.stop_timeout
         other: Optional[str] = None
         while time.monotonic() < deadline:

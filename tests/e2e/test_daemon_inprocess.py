@@ -167,3 +167,34 @@ def test_a_switchover_between_two_in_process_hosts(tmp_path: Path, efs: FakeEfs)
                 r.stop()
         b.cleanup()
         a.cleanup()
+
+
+def test_a_switchover_held_by_one_long_lived_client_escalates_and_hands_over(tmp_path: Path, efs: FakeEfs) -> None:
+    """Issue 24 item 2: one non-reconnecting client keeps `endmqm -s -w` quiescing; the switchover escalates like
+    every other end (-s -i on stop_timeout) instead of leaving A quiescing until it is reported."""
+    a, b = Harness(tmp_path, efs, host="hostA"), Harness(tmp_path, efs, host="hostB")
+    for h in (a, b):
+        h.configure(queue_manager={"multi_instance": "true", "stop_timeout": "2s"},
+                    health={"poll_interval": "0.2s", "grace_period": "3s"})
+    ra = Running(a)
+    rb: Running | None = None
+    try:
+        wait_until(lambda: ra.state() == State.RUNNING.value, 60, "A active")
+        rb = Running(b)
+        wait_until(lambda: rb is not None and rb.state() == State.STANDBY.value, 60, "B standby")
+        a.knob("clients.connected")  # one application that never disconnects
+        d, p = ra.d, ra.d.parts
+        ops = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners, d.wake)
+        ok, said = ops.handle(Request("switchover", Peer(pid=1, uid=0, gid=0)))
+        assert ok, said
+        assert [c["argv"] for c in a.calls("endmqm")] == [["-s", "-w", "QM1"], ["-s", "-i", "QM1"]]
+        wait_until(lambda: rb is not None and rb.state() == State.RUNNING.value, 30, "B active")
+        wait_until(lambda: ra.state() == State.STANDBY.value, 30, "A a standby again")
+        for r in (ra, rb):
+            assert not r.d.machine.reported_in_episode and r.d.machine.restarts_total == 0
+    finally:
+        for r in (rb, ra):
+            if r is not None and r.thread.is_alive():
+                r.stop()
+        b.cleanup()
+        a.cleanup()

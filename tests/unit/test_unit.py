@@ -157,12 +157,68 @@ def test_mq_unit_start_passes_strmqm_failures_to_systemd(sim: Harness) -> None:
     assert mq_unit(h, "start", "QM1") == 71  # systemd records it; mqguard reads ExecStart's status
 
 
-def test_mq_unit_multi_instance_uses_x(sim: Harness) -> None:
+def test_mq_unit_multi_instance_uses_x_and_decides_s_from_dspmq_x(sim: Harness) -> None:
+    """Item 3: -s only when dspmq -x lists a standby (the simulator refuses -s without one, exit 77, the stricter
+    reading of the reference); with no standby the active ends with -r like a single instance."""
     h = prepared(sim)
     assert mq_unit(h, "start", "QM1", multi_instance="true") == 0
     assert argvs(h, "strmqm") == [["-x", "QM1"]]
     assert mq_unit(h, "stop", "QM1", multi_instance="true") == 0
-    assert argvs(h, "endmqm") == [["-s", "-w", "QM1"]]
+    assert argvs(h, "endmqm") == [["-r", "-w", "QM1"]] and "ENDED NORMALLY" in h.dspmq()
+    other = Harness(h.tmp, h.efs, host="host2")  # type: ignore[arg-type]
+    try:
+        other.prepare_root()
+        subprocess.run([f"{other.bindir}/addmqinf", "-s", "QueueManager", "-v", "Name=QM1", "-v", "Directory=QM1",
+                        "-v", "Prefix=/var/mqm", "-v", f"DataPath={h.efs.path}/qmgrs/QM1"], check=True,
+                       capture_output=True)
+        assert mq_unit(h, "start", "QM1", multi_instance="true") == 0
+        assert subprocess.run([f"{other.bindir}/strmqm", "-x", "QM1"], capture_output=True).returncode == 30
+        assert mq_unit(h, "stop", "QM1", multi_instance="true") == 0
+        assert argvs(h, "endmqm")[-1] == ["-s", "-w", "QM1"], "a standby is listed: hand over"
+        assert "STATUS(RUNNING)" in subprocess.run([f"{other.bindir}/dspmq", "-n", "-m", "QM1"], capture_output=True,
+                                                   text=True).stdout
+    finally:
+        other.cleanup()
+
+
+def test_mq_unit_stop_ends_mq_with_endmqm_whatever_the_configuration_holds(sim: Harness) -> None:
+    """Item 1: the stop path needs nothing of mqguard's configuration; a missing file, invalid INI, an unknown or
+    invalid key elsewhere, a deleted hook script: endmqm still runs (exit 78 here made systemd SIGKILL MQ)."""
+    h = prepared(sim)
+    good = h.conf.read_text()
+    breakages = {
+        "a hook script that was deleted": good + f"[hooks]\non_state_change = {h.tmp}/gone.sh\n",
+        "an unknown key": good.replace("[health]", "[health]\npoll_intervall = 5s"),
+        "invalid INI": good + "\nthis is not INI\n",
+        "an invalid value of a key the stop does not use": good.replace("poll_interval = 1s", "poll_interval = soon"),
+        "another queue manager's name": good.replace("name = QM1", "name = QM2"),
+    }
+    for why, text in breakages.items():
+        assert mq_unit(h, "start", "QM1") == 0, why
+        h.conf.write_text(text)
+        os.environ[config.ENV_VAR] = str(h.conf)
+        try:
+            assert unitcmd.main(["stop", "QM1"]) == 0, why
+        finally:
+            del os.environ[config.ENV_VAR]
+        assert argvs(h, "endmqm")[-1] == ["-r", "-w", "QM1"] and "ENDED NORMALLY" in h.dspmq(), why
+    # no file at all: MQ's own defaults, with the bin dir and stop_timeout the start recorded
+    runtime = h.tmp / "runtime"
+    runtime.mkdir()
+    os.environ["RUNTIME_DIRECTORY"] = str(runtime)
+    try:
+        assert mq_unit(h, "start", "QM1", stop_timeout="1s") == 0
+        assert (runtime / unitcmd.END_RECORD).is_file()
+        h.conf.unlink()
+        Path(h.ctl, "clients.connected").write_text("")  # -w waits: the recorded stop_timeout (1s) must apply
+        os.environ[config.ENV_VAR] = str(h.conf)
+        began = time.monotonic()
+        assert unitcmd.main(["stop", "QM1"]) == 0
+        assert time.monotonic() - began < 30, "the recorded stop_timeout, not the 60s default"
+        assert argvs(h, "endmqm")[-2:] == [["-r", "-w", "QM1"], ["-r", "-i", "QM1"]]
+    finally:
+        del os.environ["RUNTIME_DIRECTORY"]
+        os.environ.pop(config.ENV_VAR, None)
 
 
 def test_mq_unit_refuses_another_queue_manager_and_bad_usage(sim: Harness, capsys: pytest.CaptureFixture[str]) -> None:
