@@ -4,25 +4,40 @@ APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux systemd python3 python3-s
 # only the deploy kit's checks (tests/deploy) need these: `make unit` does not install them
 DEPLOY_APT_PACKAGES = cloud-init packer nftables
 STAMP = build/.deps-stamp
+APT_STAMP = build/.apt-deps-stamp
 DEPLOY_STAMP = build/.deploy-deps-stamp
 
-.PHONY: deps deploy-deps test lint unit e2e systemtest deploytest demo bench soak rpm clean
+.PHONY: apt-deps deps deploy-deps test lint unit e2e systemtest deploytest demo bench soak rpm clean
 
 build:
 	mkdir -p build
 
-# Debian packages (real peers: FUSE for the "EFS") and Python tools. Idempotent.
-deps: $(STAMP)
-$(STAMP): requirements-dev.txt Makefile | build
+# Debian packages (real peers: FUSE for the "EFS") and the mqm user. Idempotent.
+apt-deps: $(APT_STAMP)
+$(APT_STAMP): Makefile | build
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	$(PYTHON) -m pip install -q -r requirements-dev.txt
 	@# MQ's installer creates the mqm user and group; the default run_as names it.
 	@getent passwd mqm >/dev/null || useradd --system --user-group --home-dir /var/mqm --no-create-home \
 	  --shell /sbin/nologin mqm
+	touch $@
+
+# ... and the Python tools the suite needs, into $(PYTHON)'s environment.
+deps: $(STAMP)
+$(STAMP): requirements-dev.txt $(APT_STAMP) | build
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# The demo's own virtual environment under build/: it works with a stock Debian python3, whose
+# pip refuses to install into the system (PEP 668, "externally-managed-environment").
+DEMO_VENV = build/demo-venv
+$(DEMO_VENV)/.stamp: requirements-demo.txt $(APT_STAMP) | build
+	rm -rf $(DEMO_VENV)
+	$(PYTHON) -m venv --system-site-packages $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install -q -r requirements-demo.txt
 	touch $@
 
 # The deploy kit's tools (tests/deploy): cloud-init's schema checker, packer, nft, checkov, cfn-guard.
@@ -78,9 +93,10 @@ SOAK_SEED ?= 7
 soak: deps
 	$(PYTHON) tools/soak.py --seconds $(SOAK_SECONDS) --seed $(SOAK_SEED)
 
-# Runs the real daemon against the simulator, moto, IMDSv2 and a FUSE "EFS".
-demo: deps
-	$(PYTHON) tools/demo.py
+# Runs the real daemon against the simulator, moto, IMDSv2 and a FUSE "EFS" (it refuses to run on a
+# host with IBM MQ installed, and touches no process it did not start).
+demo: $(DEMO_VENV)/.stamp
+	$(DEMO_VENV)/bin/python tools/demo.py
 
 VERSION := $(shell $(PYTHON) -c 'import re;print(re.search(r"__version__ = \"(.+)\"", open("mqguard/__init__.py").read()).group(1))')
 RELEASE ?= 1

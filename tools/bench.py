@@ -29,10 +29,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import Harness, free_port  # noqa: E402
 from tests.peers.aws import MotoAsg  # noqa: E402
 from tests.peers.efs import FakeEfs  # noqa: E402
 from tests.peers.imds import ImdsServer  # noqa: E402
+from tests.support import Harness, free_port  # noqa: E402
 
 TARGET_P99_MS = 10.0
 TARGET_RSS_MIB = 35.0

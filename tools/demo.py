@@ -6,10 +6,17 @@ bindfs mount as "EFS", an IMDSv2 server and moto's Auto Scaling server, all on
 127.0.0.1. The story: queue manager created -> running -> killed -> restarted
 locally -> made to fail persistently -> reported Unhealthy (read back from the
 ASG) -> clean stop. Everything started here is stopped and unmounted at the end.
+
+It never touches what it did not start: it refuses to run on a host where IBM
+MQ is installed (/opt/mqm), its queue manager has a name no one uses
+(MQGDEMO.<pid>), and every process it kills is found by its own simulator's
+installation directory and that name, never by name across the machine (a
+real queue manager, or the one a parallel `make test` runs, is left alone).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -23,11 +30,11 @@ from typing import Callable, List, Optional
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import free_port, kill_controllers, wait_until  # noqa: E402
 from tests.peers.aws import MotoAsg  # noqa: E402
 from tests.peers.efs import FakeEfs, available  # noqa: E402
 from tests.peers.imds import ImdsServer  # noqa: E402
 from tests.sim import mqsim  # noqa: E402
+from tests.support import free_port, kill_controllers, wait_until  # noqa: E402
 
 COLOURS = ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m")
 BOLD, DIM, GREEN, RED, RESET = COLOURS if sys.stdout.isatty() else ("",) * 5
@@ -62,11 +69,23 @@ class Tail(threading.Thread):
         return any(text in line for line in self.lines)
 
 
-def main() -> int:
+MQ_INSTALLATION = "/opt/mqm"  # IBM MQ's installation: where it exists, this is a real MQ host
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="mqguard's demo against simulated peers")
+    parser.add_argument("--refuse-if", default=MQ_INSTALLATION, metavar="PATH",
+                        help="refuse to run where PATH exists (default: IBM MQ's installation, /opt/mqm)")
+    args = parser.parse_args(argv)
+    if os.path.lexists(args.refuse_if):
+        print(f"refusing to run the demo: {args.refuse_if} exists, so this looks like a real IBM MQ host. The demo "
+              "starts and kills simulated queue managers; run it on a build or test machine instead.", file=sys.stderr)
+        return 2
     why = available()
     if why:
         print(f"demo needs FUSE: {why}", file=sys.stderr)
         return 1
+    qmgr = f"MQGDEMO.{os.getpid()}"  # a name no real or test queue manager uses
     tmp = Path(tempfile.mkdtemp(prefix="mqguard-demo-"))
     efs: Optional[FakeEfs] = None
     imds: Optional[ImdsServer] = None
@@ -89,7 +108,7 @@ def main() -> int:
         )
         conf = tmp / "mqguard.conf"
         conf.write_text(
-            f"[queue_manager]\nname = QM1\nmq_bin_dir = {bindir}\nrun_as =\n"
+            f"[queue_manager]\nname = {qmgr}\nmq_bin_dir = {bindir}\nrun_as =\n"
             f"data_dir = {efs.path}/qmgrs\nlog_dir = {efs.path}/logs\nmqsc_dir = {mqsc}\n"
             f"listener_port = {port}\nstop_on_exit = always\nstop_timeout = 10s\n"
             f"[storage]\npath = {efs.path}\nfstypes = fuse\nprobe_timeout = 1s\n"
@@ -109,21 +128,21 @@ def main() -> int:
         )
         tail = Tail(daemon)
         tail.start()
-        wait(lambda: tail.seen("QM1: running"), 60, "the queue manager to run")
-        pid = mqsim.controller_pids("QM1")[0]
-        say(f"queue manager QM1 created on EFS, started (amqzxma0 pid {pid}) and MQSC applied", GREEN)
+        wait(lambda: tail.seen(f"{qmgr}: running"), 60, "the queue manager to run")
+        pid = mqsim.controller_pids(qmgr, bindir)[0]
+        say(f"queue manager {qmgr} created on EFS, started (amqzxma0 pid {pid}) and MQSC applied", GREEN)
 
         say(f"kill -9 {pid}  (the queue manager crashes)", RED)
         os.kill(pid, signal.SIGKILL)
         crashed = time.monotonic()
-        wait(lambda: [p for p in mqsim.controller_pids("QM1") if p != pid], 30, "a local restart")
+        wait(lambda: [p for p in mqsim.controller_pids(qmgr, bindir) if p != pid], 30, "a local restart")
         took = time.monotonic() - crashed
         say(f"restarted locally in {took:.2f}s (poll interval is 2s; the pidfd woke mqguard)", GREEN)
-        wait(lambda: sum("QM1: running" in line for line in tail.lines) >= 2, 30, "running again")
+        wait(lambda: sum(f"{qmgr}: running" in line for line in tail.lines) >= 2, 30, "running again")
 
         say("making strmqm fail (exit 71) and crashing the queue manager again", RED)
         Path(ctl, "strmqm.exit").write_text("71")
-        os.kill(mqsim.controller_pids("QM1")[0], signal.SIGKILL)
+        os.kill(mqsim.controller_pids(qmgr, bindir)[0], signal.SIGKILL)
         failed = time.monotonic()
         wait(lambda: moto.health() == "Unhealthy", 60, "the Unhealthy report")
         say(f"after {time.monotonic() - failed:.1f}s (grace period 8s, 2 local attempts): ASG says "
@@ -137,7 +156,8 @@ def main() -> int:
         daemon.send_signal(signal.SIGTERM)
         rc = daemon.wait(timeout=60)
         tail.join(5)
-        say(f"mqguard exited {rc}; amqzxma0 processes left: {len(mqsim.controller_pids('QM1'))}", GREEN)
+        say(f"mqguard exited {rc}; amqzxma0 processes of {qmgr} left: {len(mqsim.controller_pids(qmgr, bindir))}",
+            GREEN)
         daemon = None
         say("what happened, from the history every host keeps on EFS: mqguard history")
         hist = subprocess.run([sys.executable, "-m", "mqguard", "history", "--config", str(conf)], env=env,
@@ -154,7 +174,7 @@ def main() -> int:
         if daemon is not None and daemon.poll() is None:
             daemon.kill()
             daemon.wait(timeout=10)
-        kill_controllers(bindir)
+        kill_controllers(bindir)  # only this demo's simulator: its installation directory is ours
         if efs is not None:
             efs.unmount()
         if imds is not None:

@@ -42,10 +42,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
-from tests.conftest import Harness, free_port, kill_controllers  # noqa: E402
 from tests.peers.aws import FaultProxy, MotoAsg  # noqa: E402
 from tests.peers.efs import FakeEfs  # noqa: E402
 from tests.peers.imds import ImdsServer  # noqa: E402
+from tests.support import Harness, free_port, kill_controllers  # noqa: E402
 
 GRACE = 8.0
 RSS_GROWTH_MIB = 2.0  # of one mqguard process, from 20 s after its start to the end

@@ -92,6 +92,7 @@ DEFAULT_PATH = "/etc/mqguard/mqguard.conf"
 ENV_VAR = "MQGUARD_CONFIG"
 
 MAX_FILE = 1024 * 1024  # a configuration file larger than this is refused
+EFS_MIN_HEARTBEAT = 15  # FileLockHeartBeatLen on EFS: IBM support, "IBM MQ: Considerations for EFS on AWS"
 HOUR, DAY = 3600.0, 86400.0
 
 
@@ -126,6 +127,8 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
         "stop_on_exit": Option("auto", _choice(StopOnExit), "auto | always | never"),
         "unit": Option("auto", _unit, "systemd template the queue manager runs in (mq@.service); none = as a child"),
         "lock_wait": Option("3m", duration(0, HOUR), "how long 'running elsewhere' (a stale lock) is waited for"),
+        "file_lock_heartbeat_len": Option("15", _int_range(0, 3600), "qm.ini TuningParameters FileLockHeartBeatLen "
+                                          "given to crtmqm (IBM: at least 15 on EFS); 0 = MQ's default"),
     },
     "storage": {
         "path": Option("/var/mqm", _abs_path, "must be a mount point (the EFS mount)"),
@@ -367,6 +370,11 @@ def _cross_checks(cfg: Config, file: str) -> List[ConfigProblem]:
                               f"expected a directory below storage.path ({st.path}): the queue manager's data and "
                               "logs must be on the shared storage, or a replacement instance cannot find them")
             )
+    if qm.file_lock_heartbeat_len < EFS_MIN_HEARTBEAT and any(t.startswith("nfs") for t in st.fstypes):
+        problems.append(ConfigProblem(
+            file, "queue_manager", "file_lock_heartbeat_len", str(qm.file_lock_heartbeat_len),
+            f"expected at least {EFS_MIN_HEARTBEAT} on NFS/EFS (IBM support, 'IBM MQ: Considerations for EFS on "
+            "AWS': lock checks must outlast EFS's 30 s IO timeouts, or a short stall fails the queue manager over)"))
     if h.command_timeout >= qm.start_timeout:
         problems.append(
             ConfigProblem(

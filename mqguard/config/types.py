@@ -41,6 +41,7 @@ class QueueManagerConfig:
     stop_on_exit: StopOnExit
     unit: str
     lock_wait: float
+    file_lock_heartbeat_len: int
 
 
 @dataclass(frozen=True)

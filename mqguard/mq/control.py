@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mqguard.base.runner import CommandResult, CommandRunner
 from mqguard.config import QueueManagerConfig
+from mqguard.mq import qmini
 from mqguard.mq.names import directory_name
 from mqguard.mq.status import DspmqEntry, ParseError, QmStatus, find_entry
 
@@ -192,17 +193,26 @@ class MqControl:
         ]
         return self.runner.run(argv, self.command_timeout, ok_codes=(0, ADDMQINF_EXISTS))
 
-    def crtmqm_argv(self) -> List[str]:
-        # Both -md and -ld, always under the shared storage (contract section 21); -p makes MQ define a
-        # listener that starts and stops with the queue manager (IBM's container always passes -p).
+    def crtmqm_argv(self, ini_input: Optional[str] = None) -> List[str]:
+        # Both -md and -ld, always under the shared storage (the data must be where a replacement looks); -p
+        # makes MQ define a listener that starts and stops with the queue manager (IBM's container always passes
+        # -p); -ii merges qm.ini stanzas such as FileLockHeartBeatLen (reference: crtmqm).
         argv = [self._bin("crtmqm"), "-md", self.data_parent, "-ld", self.log_parent]
         if self.qm.listener_port > 0:
             argv += ["-p", str(self.qm.listener_port)]
-        return argv + list(self.qm.crtmqm_options) + [self.name]
+        options, _ = split_ini_input(self.qm.crtmqm_options)
+        return argv + options + (["-ii", ini_input] if ini_input else []) + [self.name]
 
     def crtmqm(self) -> CommandResult:
-        # crtmqm formats log files: allow it the start budget, not a query's.
-        return self.runner.run(self.crtmqm_argv(), self.qm.start_timeout, ok_codes=(0,))
+        """crtmqm with the operator's options and mqguard's qm.ini tuning (FileLockHeartBeatLen, after the
+        operator's own -ii input, so it wins)."""
+        _, theirs = split_ini_input(self.qm.crtmqm_options)
+        try:
+            with qmini.crtmqm_input(self.qm.file_lock_heartbeat_len, theirs) as ini:
+                # crtmqm formats log files: allow it the start budget, not a query's.
+                return self.runner.run(self.crtmqm_argv(ini), self.qm.start_timeout, ok_codes=(0,))
+        except OSError as exc:
+            return CommandResult(self.crtmqm_argv(), None, "", "", 0.0, error=f"cannot prepare crtmqm -ii: {exc}")
 
     # -- start / stop ------------------------------------------------------
     def strmqm_argv(self) -> List[str]:
@@ -220,6 +230,21 @@ class MqControl:
         return self.runner.run(
             [self._bin("runmqsc"), self.name], self.command_timeout * 4, stdin=script, ok_codes=(0,)
         )
+
+
+def split_ini_input(options: Sequence[str]) -> Tuple[List[str], Optional[str]]:
+    """(crtmqm options without -ii, the operator's -ii FILE|DIR or None): mqguard passes one -ii of its own."""
+    out: List[str] = []
+    theirs: Optional[str] = None
+    i = 0
+    while i < len(options):
+        if options[i] == "-ii" and i + 1 < len(options):
+            theirs = options[i + 1]
+            i += 2
+            continue
+        out.append(options[i])
+        i += 1
+    return out, theirs
 
 
 def classify_strmqm(res: CommandResult, multi_instance: bool) -> StartOutcome:

@@ -20,6 +20,7 @@ from typing import Callable, FrozenSet, List, Optional
 from mqguard.base.runner import CommandResult
 from mqguard.base.untrusted import read_regular
 from mqguard.efs.statedir import allowed_owners
+from mqguard.mq import qmini
 from mqguard.mq.control import (
     RUNMQSC_NOTHING,
     RUNMQSC_PARTIAL,
@@ -60,6 +61,10 @@ class Lifecycle:
         """Make the queue manager known on this host; returns what was done (PrepareError when it cannot)."""
         done = self.service.prepare()
         where = self.control.location or self.control.locate()
+        minimum = self.control.qm.file_lock_heartbeat_len
+        problem = qmini.heartbeat_problem(where.data_path, minimum) if where and minimum > 0 else None
+        if problem:  # a queue manager created before (by hand, or by an older mqguard): say so, change nothing
+            log.warning("queue manager %s: %s", self.control.name, problem)
         return f"{done.value} (data in {where.data_path})" if where else done.value
 
     # -- start -------------------------------------------------------------

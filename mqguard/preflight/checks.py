@@ -205,6 +205,30 @@ def amqmfsck(bin_dir: str, directory: str, multi_instance: bool, host: Host) -> 
     return out
 
 
+def lock_heartbeat(data_dir: str, directory: str, minimum: int, on_nfs: bool) -> List[Finding]:
+    """FileLockHeartBeatLen of an existing queue manager on the storage (IBM asks for 15 or more on EFS)."""
+    from mqguard.mq import qmini
+    from mqguard.mq.prepare import find_data_directories
+
+    found = find_data_directories(data_dir, directory)
+    if not found:
+        return [Finding("lock heartbeat", PASS, f"no queue manager in {data_dir} yet: mqguard creates it with "
+                        f"FileLockHeartBeatLen={minimum}" if minimum else "no queue manager yet")]
+    out = []
+    want = max(minimum, 15 if on_nfs else 0)
+    for name in found:
+        path = os.path.join(data_dir, name)
+        problem = qmini.heartbeat_problem(path, want) if want else None
+        if problem:
+            out.append(Finding("lock heartbeat", WARN, problem.split(": on EFS")[0],
+                               problem.split("; with the queue manager ended, ")[-1] + " (IBM support: 'IBM MQ: "
+                               "Considerations for EFS on AWS')"))
+        else:
+            out.append(Finding("lock heartbeat", PASS, f"{path}/qm.ini: FileLockHeartBeatLen is at least {want}"
+                               if want else f"{path}/qm.ini: not checked (file_lock_heartbeat_len = 0)"))
+    return out
+
+
 def units_installed(host: Host) -> List[Finding]:
     out = []
     for unit in ("mqguard.service", TEMPLATE, PREPARE_TEMPLATE):

@@ -9,6 +9,7 @@ from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY
 from mqguard.config import Config
 from mqguard.efs.storage import check_mount
 from mqguard.mq.control import MqControl
+from mqguard.mq.names import directory_name
 from mqguard.preflight import checks
 from mqguard.preflight.checks import FAIL, PASS, Finding, Host
 
@@ -34,6 +35,8 @@ def run_preflight(cfg: Optional[Config], host: Host, image: bool = False) -> Lis
             pass
         findings += checks.setgid_directories(st.path, owner)
         findings += checks.amqmfsck(qm.mq_bin_dir, st.path, qm.multi_instance, host)
+        findings += checks.lock_heartbeat(qm.data_dir, directory_name(qm.name), qm.file_lock_heartbeat_len,
+                                          any(t.startswith("nfs") for t in st.fstypes))
     control = MqControl(qm, st.path, host.runner, cfg.health.command_timeout)
     findings += checks.mq_root(control.mq_root())  # None: dspmqver does not answer
     findings += checks.units_installed(host) + checks.polkit_rule(host)

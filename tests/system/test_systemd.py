@@ -523,6 +523,44 @@ def test_bad_config_fails_once_with_78_and_does_not_loop(guest: Guest) -> None:
     g.wait_for(lambda: running(g), 60, "running again")
 
 
+def test_stopping_mq_ends_it_with_endmqm_whatever_the_configuration_holds(guest: Guest) -> None:
+    """Issue 24 item 1, in the real systemd: `systemctl stop mq@QM1` with a broken, then a deleted configuration
+    runs endmqm (ExecStop) and nothing is left for KillSignal=SIGKILL; before, mq-unit exited 78 and systemd
+    SIGKILLed the running queue manager ("Ended unexpectedly")."""
+    g = guest
+    g.ok("systemctl", "stop", "mqguard")  # stop_on_exit = auto: the queue manager stays, in its own unit
+    assert g.show("ActiveState", unit=UNIT)["ActiveState"] == "active" and len(amqzxma0(g)) == 1
+
+    def stop_and_check(why: str) -> None:
+        ends = len(mqsim.calls(ctl(g), "endmqm"))
+        before = len(g.ok("journalctl", "-u", UNIT, "--no-pager", "-o", "cat").splitlines())
+        g.ok("systemctl", "stop", UNIT)
+        journal = g.ok("journalctl", "-u", UNIT, "--no-pager", "-o", "cat").splitlines()[before:]
+        assert [c["argv"] for c in mqsim.calls(ctl(g), "endmqm")[ends:]] == [["-r", "-w", QMGR]], (why, journal)
+        dspmq = g.run("setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups", f"{g.shared}/bin/dspmq", "-n",  # type: ignore[attr-defined]
+                      "-m", QMGR).stdout
+        assert "STATUS(ENDED NORMALLY)" in dspmq, (why, dspmq, journal)
+        assert not [ln for ln in journal if "SIGKILL" in ln], (why, journal)
+        assert g.show("Result", unit=UNIT)["Result"] == "success", (why, journal)
+        assert amqzxma0(g) == []
+
+    g.write("/etc/mqguard/conf.d/60-typo.conf", "[health]\ngrace_periode = 60s\n[hooks]\n"
+            "on_state_change = /usr/local/bin/deleted-hook\n")
+    stop_and_check("an unknown key and a deleted hook script")
+    g.ok("rm", "/etc/mqguard/conf.d/60-typo.conf")
+    g.ok("systemctl", "start", UNIT)  # the start records what its stop needs in the unit's runtime directory
+    assert len(amqzxma0(g)) == 1
+    saved = {path: g.ok("cat", path) for path in ("/etc/mqguard/mqguard.conf", "/etc/mqguard/conf.d/50-systest.conf")}
+    g.ok("rm", *saved)
+    try:
+        stop_and_check("no configuration at all")
+    finally:
+        for path, text in saved.items():
+            g.write(path, text)
+    g.ok("systemctl", "start", "mqguard")
+    g.wait_for(lambda: running(g), 60, "running again")
+
+
 def test_a_wedged_loop_is_killed_by_the_watchdog_and_restarted(guest: Guest) -> None:
     g = guest
     g.write("/etc/systemd/system/mqguard.service.d/50-watchdog.conf", "[Service]\nWatchdogSec=3s\n")

@@ -230,3 +230,15 @@ def test_data_and_log_dirs_default_to_the_shared_storage(tmp_path: Path) -> None
         config.load(str(write(tmp_path / "n.conf", "[queue_manager]\nname=QM1\nlog_dir=/MQHA\n[storage]\npath=/MQHA\n")))
     with pytest.raises(ConfigError, match="lock_wait"):
         config.load(str(write(tmp_path / "o.conf", "[queue_manager]\nname=QM1\nlock_wait=2h\n")))
+
+
+def test_file_lock_heartbeat_len_is_never_below_15_on_nfs(tmp_path: Path) -> None:
+    """IBM support, "IBM MQ: Considerations for EFS on AWS": FileLockHeartBeatLen 15 or more on EFS."""
+    assert config.load(str(write(tmp_path / "a.conf", "[queue_manager]\nname=QM1\n"))).queue_manager \
+        .file_lock_heartbeat_len == 15
+    low = write(tmp_path / "b.conf", "[queue_manager]\nname=QM1\nfile_lock_heartbeat_len = 10\n")
+    with pytest.raises(config.ConfigError, match="at least 15 on NFS/EFS"):
+        config.load(str(low))
+    elsewhere = write(tmp_path / "c.conf", "[queue_manager]\nname=QM1\nfile_lock_heartbeat_len = 0\n"
+                                           "[storage]\nfstypes = xfs\n")
+    assert config.load(str(elsewhere)).queue_manager.file_lock_heartbeat_len == 0

@@ -38,7 +38,8 @@ def test_fresh_storage_creates_with_md_ld_starts_and_applies_mqsc(sim: Harness) 
     lc = lifecycle_for(sim)
     assert lc.prepare() == f"created (data in {sim.efs.path}/qmgrs/QM1)"
     crt = sim.calls("crtmqm")
-    assert crt[0]["argv"] == ["-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs", "-p", str(sim.port), "QM1"]
+    assert crt[0]["argv"][:6] == ["-md", f"{sim.efs.path}/qmgrs", "-ld", f"{sim.efs.path}/logs", "-p", str(sim.port)]
+    assert crt[0]["argv"][6] == "-ii" and crt[0]["argv"][8:] == ["QM1"]
     assert lc.start().result is StartResult.STARTED
     summary = lc.apply_mqsc()
     assert [Path(p).name for p in summary.applied] == ["10-a.mqsc", "20-b.mqsc"] and summary.failed == []
@@ -383,3 +384,30 @@ def test_a_drills_immediate_end_keeps_the_roles_care() -> None:
 
     assert immediate_end(Role.ACTIVE_MI) == ["-s", "-i"], "without -s the standby ends too (reference: endmqm)"
     assert immediate_end(Role.STANDBY) == ["-x"] and immediate_end(Role.ACTIVE) == ["-r", "-i"]
+
+
+def test_a_queue_manager_mqguard_creates_gets_file_lock_heartbeat_len_15(sim: Harness) -> None:
+    """Issue 24 item 5: IBM asks for FileLockHeartBeatLen >= 15 on EFS (support page "IBM MQ: Considerations for EFS
+    on AWS"); crtmqm -ii merges it into the new qm.ini (reference: crtmqm). An operator's own -ii input is kept
+    (copied first) and mqguard's value, merged last, wins; the temporary input is removed afterwards."""
+    from tests.sim import mqsim
+
+    theirs = sim.tmp / "operator.ini"
+    theirs.write_text("Log:\n   LogFilePages=8192\nTuningParameters:\n   FileLockHeartBeatLen=5\n")
+    lc = lifecycle_for(sim, crtmqm_options=f"-lc -ii {theirs}", file_lock_heartbeat_len="20")
+    lc.prepare()
+    ini = mqsim.qm_ini(f"{sim.efs.path}/qmgrs/QM1")
+    assert ini["TuningParameters"]["FileLockHeartBeatLen"] == "20"
+    assert ini["Log"]["LogFilePages"] == "8192", "the operator's own -ii input still applies"
+    argv = sim.calls("crtmqm")[0]["argv"]
+    assert argv.count("-ii") == 1 and "-lc" in argv and str(theirs) not in argv
+    assert not os.path.exists(argv[argv.index("-ii") + 1]), "the temporary -ii input is removed"
+
+
+def test_a_registered_queue_manager_without_the_heartbeat_is_named_in_the_log(sim: Harness,
+                                                                               caplog: pytest.LogCaptureFixture) -> None:
+    sim.create_by_hand()  # crtmqm by hand: no TuningParameters
+    lc = lifecycle_for(sim)
+    with caplog.at_level("WARNING"):
+        assert lc.prepare().startswith("known")
+    assert "FileLockHeartBeatLen unset (MQ's default, 10), below 15" in caplog.text

@@ -86,6 +86,9 @@ def test_a_good_host_passes_and_exits_0(sim: Harness, tmp_path: Path) -> None:
     assert by(findings, "EFS mount").verdict == PASS and by(findings, "setgid dirs").verdict == PASS
     assert by(findings, "amqmfsck").verdict == PASS and by(findings, "data owner").verdict == PASS
     assert by(findings, "MQ root").verdict == PASS
+    # crtmqm by hand gave no TuningParameters: IBM asks for FileLockHeartBeatLen >= 15 on EFS (issue 24 item 5)
+    beat = by(findings, "lock heartbeat")
+    assert beat.verdict == WARN and "FileLockHeartBeatLen unset" in beat.detail and "=15" in beat.fix
 
 
 def test_uid_mismatch_soft_mount_and_missing_units_fail(sim: Harness, tmp_path: Path) -> None:
