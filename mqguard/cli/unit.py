@@ -81,7 +81,7 @@ def start(control: MqControl) -> int:
     reading = control.dspmq()
     if reading.status is not None and not reading.status.live:
         clear_leftovers(control.name, qm.mq_bin_dir)
-    res = control.runner.run(control.strmqm_argv(), qm.start_timeout, ok_codes=range(256))
+    res = control.run_strmqm(range(256))  # exit 3 (being created elsewhere) is waited for, within start_timeout
     if res.output.strip():
         print(res.output.rstrip(), flush=True)
     if res.timed_out:

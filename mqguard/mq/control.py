@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import enum
+import logging
 import os
+import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mqguard.base.runner import CommandResult, CommandRunner
 from mqguard.config import QueueManagerConfig
 from mqguard.mq import qmini
 from mqguard.mq.names import directory_name
 from mqguard.mq.status import DspmqEntry, ParseError, QmStatus, find_entry
+
+log = logging.getLogger(__name__)
 
 MQ_PREFIX = "/var/mqm"  # addmqinf Prefix= (IBM's recipe and mq-container pass /var/mqm); never MQ's root itself
 
@@ -25,6 +29,8 @@ ADDMQINF_EXISTS = 45
 ENDMQM_NOT_RUNNING = 40
 STRMQM_ANSWERS = (STRMQM_STARTED, STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED, *STRMQM_ELSEWHERE)  # not failures
 STRMQM_LEFTOVERS = 24  # AMQ8041S: processes of the last instance still run
+STRMQM_BEING_CREATED = 3  # another host's crtmqm is still under way: wait, not a failure (reference: strmqm)
+CREATION_POLL = 1.0  # how often a start that met "being created" is tried again
 ENDMQM_NO_QMGR = 16
 CRTMQDIR_WARNINGS = 10  # done, with warnings (reference: dspmqinf; IBM's container carries on after it)
 RUNMQSC_PARTIAL = 10
@@ -219,8 +225,22 @@ class MqControl:
         return [self._bin("strmqm")] + (["-x"] if self.qm.multi_instance else []) + [self.name]
 
     def strmqm(self) -> StartOutcome:
-        res = self.runner.run(self.strmqm_argv(), self.qm.start_timeout, ok_codes=STRMQM_ANSWERS)
+        res = self.run_strmqm(STRMQM_ANSWERS)
         return classify_strmqm(res, self.qm.multi_instance)
+
+    def run_strmqm(self, ok_codes: Sequence[int], sleep: Callable[[float], None] = time.sleep,
+                   clock: Callable[[], float] = time.monotonic) -> CommandResult:
+        """strmqm, tried again while it says the queue manager is being created (exit 3: another host's crtmqm
+        is under way), all within start_timeout: a race read as a wait, never as a failed start."""
+        deadline = clock() + self.qm.start_timeout
+        while True:
+            left = max(1.0, deadline - clock())
+            res = self.runner.run(self.strmqm_argv(), left, ok_codes=ok_codes)
+            if res.returncode != STRMQM_BEING_CREATED or clock() + CREATION_POLL >= deadline:
+                return res
+            log.info("strmqm %s: the queue manager is being created (exit 3, another host's crtmqm); trying again "
+                     "in %.0fs", self.name, CREATION_POLL)
+            sleep(CREATION_POLL)
 
     def endmqm(self, mode: Sequence[str], timeout: float) -> CommandResult:
         argv = [self._bin("endmqm")] + list(mode) + [self.name]
@@ -269,6 +289,9 @@ def classify_strmqm_code(code: int, multi_instance: bool) -> StartOutcome:
         return StartOutcome(StartResult.FAILED, "strmqm started a standby, but multi_instance is off")
     if code in STRMQM_ELSEWHERE:
         return StartOutcome(StartResult.ELSEWHERE, f"an active instance runs elsewhere (exit {code})")
+    if code == STRMQM_BEING_CREATED:
+        return StartOutcome(StartResult.FAILED, "still being created by another host's crtmqm after start_timeout "
+                                                "(exit 3)", timed_out=True)
     return StartOutcome(StartResult.FAILED, f"exit {code}")
 
 

@@ -52,6 +52,10 @@ class PrepareError(Exception):
         self.timed_out = timed_out
 
 
+class LockUnusable(PrepareError):
+    """The create lock cannot be had at all (the state directory on the storage is unusable)."""
+
+
 class Prepared(str, enum.Enum):
     """What preparation did (also mq-unit prepare's exit status: see EXIT_CODES)."""
 
@@ -86,20 +90,35 @@ class Preparation:
     def run(self) -> Prepared:
         """Raises PrepareError with the reason when the queue manager cannot be made ready."""
         self.ensure_root()
-        done = self._known_or_registered()
-        if done is not None:
-            return done
-        if not self.create:
-            raise PrepareError(f"no queue manager data in {self.control.data_parent} and create = false")
-        self._make_parents()
-        # Two instances may race here on a fresh EFS: only one may run crtmqm.
-        with CreateLock(self.control.storage_path, self.lock_timeout, self.owners):
-            done = self._known_or_registered()
+        if self._known():
+            return Prepared.KNOWN
+        if self.create:
+            self._make_parents()
+        # Registering and creating both happen under the create lock: two hosts never both run crtmqm, and a host
+        # never registers (then starts) a queue manager whose crtmqm is still under way on another host.
+        try:
+            lock = CreateLock(self.control.storage_path, self.lock_timeout, self.owners)
+            lock.__enter__()
+        except LockUnusable as exc:
+            # .mqguard cannot hold the lock (a broken state directory): an existing queue manager is still
+            # registered (strmqm then waits out a create under way, exit 3), but nothing is created without it
+            done = self._registered()
+            if done is not None:
+                log.warning("registered %s without the create lock (%s)", self.control.name, exc)
+                return done
+            raise PrepareError(f"no queue manager data in {self.control.data_parent}, and without the create lock "
+                               f"({exc}) nothing is created") from None
+        try:
+            done = self._registered()
             if done is not None:
                 return done
+            if not self.create:
+                raise PrepareError(f"no queue manager data in {self.control.data_parent} and create = false")
             res = self.control.crtmqm()
             if not res.ok():
                 raise PrepareError(f"crtmqm failed: {res.describe()}", timed_out=res.timed_out)
+        finally:
+            lock.__exit__()
         where = self.control.locate()
         log.info("created queue manager %s: data in %s, logs in %s", self.control.name,
                  where.data_path if where else "?", self.control.log_parent)
@@ -120,13 +139,20 @@ class Preparation:
             log.warning("crtmqdir -s -f finished with warnings (exit 10); carrying on: %s",
                         " ".join(res.output.split())[:300] or "no text")
 
-    def _known_or_registered(self) -> Optional[Prepared]:
+    def _known(self) -> bool:
+        """Registered on this host already (dspmqinf exit 0)."""
         res = self.control.dspmqinf()
         if res.ok((0,)):
             self.control.locate()
-            return Prepared.KNOWN
+            return True
         if res.returncode != DSPMQINF_NOT_FOUND:
             raise PrepareError(f"dspmqinf failed: {res.describe()}")
+        return False
+
+    def _registered(self) -> Optional[Prepared]:
+        """KNOWN, or REGISTERED from the data on the storage (addmqinf), or None when there is none."""
+        if self._known():
+            return Prepared.KNOWN
         found = find_data_directories(self.control.data_parent, self.control.directory)
         if not found:
             return None
@@ -205,7 +231,7 @@ class CreateLock:
             finally:
                 os.close(dir_fd)
         except UnsafePath as exc:
-            raise PrepareError(f"create lock: {exc.strerror}") from None
+            raise LockUnusable(f"create lock: {exc.strerror}") from None
         deadline = time.monotonic() + self.timeout
         while True:
             try:

@@ -411,3 +411,58 @@ def test_a_registered_queue_manager_without_the_heartbeat_is_named_in_the_log(si
     with caplog.at_level("WARNING"):
         assert lc.prepare().startswith("known")
     assert "FileLockHeartBeatLen unset (MQ's default, 10), below 15" in caplog.text
+
+
+def test_strmqm_exit_3_while_another_hosts_crtmqm_runs_is_waited_for(sim: Harness) -> None:
+    """Issue 24 item 6: strmqm exit 3 (being created) is a wait, not a failed start (reference: strmqm)."""
+    import threading
+
+    from tests.sim import mqsim
+
+    sim.knob("crtmqm.delay", "3")
+    creator = threading.Thread(target=lambda: lifecycle_for(sim).prepare())
+    creator.start()
+    other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
+    try:
+        other.prepare_root()
+        mqsim_ini = f"{sim.efs.path}/qmgrs/QM1/qm.ini"
+        deadline = time.monotonic() + 10
+        while not os.path.exists(mqsim_ini) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # what a second host that looked before the create lock existed did: it registered the data early
+        subprocess.run([f"{other.bindir}/addmqinf", "-s", "QueueManager", "-v", "Name=QM1", "-v", "Directory=QM1",
+                        "-v", "Prefix=/var/mqm", "-v", f"DataPath={sim.efs.path}/qmgrs/QM1"], check=True)
+        outcome = lifecycle_for(other).start()
+        assert outcome.result is StartResult.STARTED, outcome.detail
+        codes = [c for c in mqsim.calls(other.ctl, "strmqm")]
+        assert len(codes) >= 2, "the first strmqm met the create under way (exit 3) and was repeated"
+    finally:
+        creator.join(30)
+        other.cleanup()
+
+
+def test_registering_an_existing_queue_manager_waits_for_the_create_lock(sim: Harness) -> None:
+    """Issue 24 item 6: a second host registers only under the create lock, never while the first host's crtmqm
+    runs (IBM's container carries a TODO for this race)."""
+    import sys
+
+    sim.knob("crtmqm.delay", "3")
+    sim.configure(queue_manager={"run_as": ""})
+    # another process, as another host would be (POSIX locks are per process: a thread would share ours)
+    creator = subprocess.Popen([sys.executable, "-m", "mqguard.cli.unit", "prepare", "QM1"],
+                               env=dict(sim.env(), MQGUARD_CONFIG=str(sim.conf)), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    other = Harness(sim.tmp, sim.efs, host="host2")  # type: ignore[arg-type]
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(f"{sim.efs.path}/qmgrs/QM1/qm.ini") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lifecycle_for(other).prepare().startswith("registered")
+        created = sim.calls("crtmqm")[0]["t"]
+        registered = other.calls("addmqinf")[0]["t"]
+        assert registered >= created + 3, "registered while crtmqm was still creating default objects"
+        assert creator.wait(30) == 11, creator.stdout.read() if creator.stdout else ""
+    finally:
+        creator.kill()
+        creator.wait()
+        other.cleanup()
