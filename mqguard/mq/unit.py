@@ -53,11 +53,18 @@ def resolve(setting: str, env: Mapping[str, str], exists: Callable[[str], bool] 
     queue manager must then not inherit mqguard's sandbox), else none.
     ValueError when a template is called for but not installed.
     """
+    service = bool(env.get("INVOCATION_ID") and env.get("NOTIFY_SOCKET"))  # mqguard runs as a systemd service
     if setting == "none":
+        if service:
+            raise ValueError(
+                "auto or a template unit when mqguard runs under systemd: unit = none would run the queue manager "
+                "inside mqguard's own service, with its sandbox and cgroup (RestrictSUIDSGID= refuses MQ's setgid "
+                "directories, TasksMax=256 and LimitNOFILE=1024 are below IBM's minimums, and every restart of "
+                "mqguard kills the queue manager); unit = none is for running mqguard outside systemd")
         return None
     template = setting
     if setting == "auto":
-        if not (env.get("INVOCATION_ID") and env.get("NOTIFY_SOCKET")):
+        if not service:
             return None
         template = TEMPLATE
     if not installed(template, exists):

@@ -41,7 +41,10 @@ def test_auto_uses_the_unit_only_under_systemd_and_a_missing_template_is_an_erro
     assert resolve("auto", under, lambda p: p == present) == TEMPLATE
     assert resolve("auto", {}, lambda p: p == present) is None  # by hand, in tests, in a container
     assert resolve("auto", {"INVOCATION_ID": "x"}, lambda p: p == present) is None  # a child of some service
-    assert resolve("none", under, lambda p: True) is None
+    assert resolve("none", {}, lambda p: True) is None  # a container, a hand run: MQ as mqguard's child
+    # issue 24 item 8: under systemd, none would put MQ in mqguard's sandbox and cgroup: refused, with the cost
+    with pytest.raises(ValueError, match="inside mqguard's own service.*TasksMax=256.*kills the queue manager"):
+        resolve("none", under, lambda p: True)
     assert resolve("mine@.service", {}, lambda p: p == "/etc/systemd/system/mine@.service") == "mine@.service"
     with pytest.raises(ValueError, match="mq@.service to be installed"):
         resolve("auto", under, lambda p: False)  # never fall back to running MQ inside mqguard's sandbox
