@@ -9,14 +9,18 @@ the shared storage to prove MQ's setgid directories can be made there.
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
-import socket
+import select
+import signal
 import stat
+import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from mqguard.base.runner import CommandRunner
+from mqguard.base.runner import CommandRunner, RunAs
 from mqguard.efs.storage import MOUNTINFO, find_mount
 from mqguard.mq.unit import PREPARE_TEMPLATE, TEMPLATE, UNIT_DIRS
 from mqguard.preflight import kernel
@@ -148,6 +152,11 @@ def efs_mount(path: str, host: Host) -> List[Finding]:
     if "soft" in opts:
         out.append(Finding("EFS mount", FAIL, f"{path} is mounted soft: MQ can see I/O errors as corruption",
                            "mount with hard (AWS and IBM both say so)"))
+    elif "nolock" in opts or opts.get("local_lock", "none") != "none":
+        local = "nolock" if "nolock" in opts else f"local_lock={opts.get('local_lock')}"
+        out.append(Finding("EFS mount", FAIL, f"{path} is mounted {local}: file locks stay on this host, so another "
+                           "host can start the same queue manager and multi-instance failover breaks",
+                           "mount without nolock/local_lock (the reference: locks must reach the server)"))
     elif missing:
         out.append(Finding("EFS mount", WARN, f"{path} ({entry.source}) lacks {', '.join(missing)}",
                            "mount with nfsvers=4.1,hard,timeo=600,retrans=2,noresvport,nodev,nosuid,_netdev (or "
@@ -158,24 +167,80 @@ def efs_mount(path: str, host: Host) -> List[Finding]:
     return out
 
 
-def setgid_directories(path: str, owner: Optional[Tuple[int, int]] = None) -> List[Finding]:
-    """MQ creates its directories with setgid modes: can that be done (and kept) on the storage?"""
-    probe = os.path.join(path, f".mqguard-preflight-{socket.gethostname()}-{os.getpid()}")
-    try:
-        os.mkdir(probe, 0o770)
+def as_user(owner: Optional[Tuple[int, int]], work: Callable[[], Tuple[bool, str]],
+            timeout: float = 60.0) -> Tuple[bool, str]:
+    """``work()`` as the MQ user: in a child that drops to ``owner`` when this process is root (a check made as
+    root proves nothing about what MQ, running as mqm, may do, and root must never act on a path mqm controls),
+    in this process otherwise. Bounded: a hung file system costs ``timeout``, then the child is killed."""
+    if owner is None or os.geteuid() != 0:
+        return work()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
         try:
-            if owner is not None and os.geteuid() == 0:
-                os.chown(probe, *owner)
-            os.chmod(probe, 0o2775)  # noqa: S103 - MQ's own mode for its directories (ug+rwx, setgid)
-            kept = bool(os.stat(probe).st_mode & stat.S_ISGID)
+            os.close(r)
+            os.setgroups([owner[1]])
+            os.setgid(owner[1])
+            os.setuid(owner[0])
+            ok, detail = work()
+            os.write(w, json.dumps([ok, detail]).encode()[:8192])
+        except BaseException as exc:
+            os.write(w, json.dumps([False, f"{type(exc).__name__}: {exc}"]).encode()[:8192])
         finally:
-            os.rmdir(probe)
+            os._exit(0)
+    os.close(w)
+    try:
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(r, 8192) if ready else b""
+            if not chunk:
+                break
+            data += chunk
+        if not data:
+            os.kill(pid, signal.SIGKILL)
+            return False, f"no answer within {timeout:.0f}s (a hung file system?)"
+        ok, detail = json.loads(data.decode())
+        return bool(ok), str(detail)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+
+
+def _make_setgid_dir(path: str) -> Tuple[bool, str]:
+    """mkdtemp (a random name, created exclusively: nothing to race), then chmod through its descriptor."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".mqguard-preflight-", dir=path)
     except OSError as exc:
-        return [Finding("setgid dirs", FAIL, f"cannot make a setgid directory in {path}: {exc.strerror}",
-                        "check the file system's permissions (mqm:mqm, ug+rwx) and that nothing forbids setgid")]
-    if not kept:
-        return [Finding("setgid dirs", FAIL, f"{path} drops the setgid bit", "check the export's and mount's options")]
-    return [Finding("setgid dirs", PASS, f"setgid directories can be made in {path}")]
+        return False, f"cannot make a directory in {path}: {exc.strerror}"
+    try:
+        fd = os.open(probe, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, 0o2775)
+            kept = bool(os.fstat(fd).st_mode & stat.S_ISGID)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return False, f"cannot make a setgid directory in {path}: {exc.strerror}"
+    finally:
+        try:
+            os.rmdir(probe)
+        except OSError:
+            pass
+    return kept, "" if kept else f"{path} drops the setgid bit"
+
+
+def setgid_directories(path: str, owner: Optional[Tuple[int, int]] = None, user: str = "mqm") -> List[Finding]:
+    """Can the MQ user make MQ's setgid directories on the storage (and are they kept)? Checked AS that user: a
+    root-owned file-system root passes for root and fails MQ."""
+    ok, detail = as_user(owner, lambda: _make_setgid_dir(path))
+    who = f"the MQ user ({user})" if owner is not None and os.geteuid() == 0 else "this user"
+    if not ok:
+        return [Finding("setgid dirs", FAIL, f"{who}: {detail}",
+                        f"give {user} the storage (mqm:mqm, ug+rwx; an EFS access point with the MQ user's UID/GID) "
+                        "and check that nothing forbids setgid")]
+    return [Finding("setgid dirs", PASS, f"{who} can make setgid directories in {path}")]
 
 
 def mq_root(root: Optional[str]) -> List[Finding]:
@@ -188,12 +253,19 @@ def mq_root(root: Optional[str]) -> List[Finding]:
                     "nothing to do: mqguard runs crtmqdir -s -f first; by hand: crtmqdir -s -f")]
 
 
-def amqmfsck(bin_dir: str, directory: str, multi_instance: bool, host: Host) -> List[Finding]:
-    """IBM's shared-file-system check, when MQ is installed: the basic test here, -c/-w need a second host."""
+def amqmfsck(bin_dir: str, directory: str, multi_instance: bool, host: Host, user: str = "mqm") -> List[Finding]:
+    """IBM's shared-file-system check, when MQ is installed: the basic test here (as the MQ user, with -x: it
+    deletes the files it made), -c/-w need a second host."""
     tool = os.path.join(bin_dir, "amqmfsck")
     if not os.access(tool, os.X_OK):
         return [Finding("amqmfsck", WARN, f"{tool} not found (MQ not installed yet?)")]
-    res = host.runner.run([tool, directory], 120)
+    runner = host.runner
+    if os.geteuid() == 0 and runner.run_as is None:
+        try:
+            runner = CommandRunner(run_as=RunAs.lookup(user))
+        except KeyError:
+            pass  # the mqm user check says so
+    res = runner.run([tool, "-x", directory], 120)
     if not res.ok():
         return [Finding("amqmfsck", FAIL, f"amqmfsck {directory}: {res.outcome}: {res.output[:200]}",
                         "fix the shared file system before trusting it with MQ's data (IBM: amqmfsck)")]

@@ -33,8 +33,8 @@ def run_preflight(cfg: Optional[Config], host: Host, image: bool = False) -> Lis
             owner = (pw.pw_uid, pw.pw_gid)
         except KeyError:
             pass
-        findings += checks.setgid_directories(st.path, owner)
-        findings += checks.amqmfsck(qm.mq_bin_dir, st.path, qm.multi_instance, host)
+        findings += checks.setgid_directories(st.path, owner, user)
+        findings += checks.amqmfsck(qm.mq_bin_dir, st.path, qm.multi_instance, host, user)
         findings += checks.lock_heartbeat(qm.data_dir, directory_name(qm.name), qm.file_lock_heartbeat_len,
                                           any(t.startswith("nfs") for t in st.fstypes))
     control = MqControl(qm, st.path, host.runner, cfg.health.command_timeout)

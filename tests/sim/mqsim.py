@@ -540,7 +540,8 @@ def cmd_amqmfsck(sim: Sim, argv: List[str]) -> int:
             os.fsync(fd)
         finally:
             os.close(fd)
-            os.unlink(probe)
+            if "-x" in argv:  # ref: Known operational facts — -x deletes the test files it created; else they stay
+                os.unlink(probe)
     except OSError as exc:
         err(f"AMQ6245E: Error executing system call on file '{probe}' ({exc.strerror}).")
         return 1

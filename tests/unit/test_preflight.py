@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import pytest
 
 from mqguard import config
 from mqguard.preflight import kernel
-from mqguard.preflight.checks import FAIL, PASS, WARN, Finding, Host
+from mqguard.preflight.checks import FAIL, PASS, WARN, Finding, Host, setgid_directories
 from mqguard.preflight.run import exit_code, run_preflight
 from tests.conftest import ROOT, Harness
+from tests.sim import mqsim
 
 GOOD: Dict[str, str] = {
     "kernel/shmmni": "4096", "kernel/shmall": "18446744073692774399", "kernel/shmmax": "18446744073692774399",
@@ -41,6 +44,36 @@ def mountinfo(tmp: Path, path: str, tail: str = NFS_OPTS) -> str:
 
 def by(findings: List[Finding], check: str) -> Finding:
     return next(f for f in findings if f.check == check)
+
+
+MQM = pwd.getpwnam("mqm")
+
+
+@pytest.fixture
+def sim() -> Iterator[Harness]:
+    """The simulator on storage the MQ user can reach (pytest's own tmp is root's, mode 0700): preflight makes its
+    storage checks as the MQ user."""
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="mqguard-preflight-test-"))
+    base.chmod(0o755)
+
+    class _Plain:
+        path = str(base / "shared")
+
+        def thaw(self) -> None:
+            pass
+
+    os.makedirs(_Plain.path)
+    os.chown(_Plain.path, MQM.pw_uid, MQM.pw_gid)
+    h = Harness(base, _Plain())  # type: ignore[arg-type]
+    if os.path.exists("/usr/bin/python3"):  # an interpreter the MQ user may run (amqmfsck runs as mqm)
+        mqsim.install(h.bindir, h.prefix, host="host1", interpreter="/usr/bin/python3")
+    Path(h.ctl, "calls.log").touch()
+    os.chmod(Path(h.ctl, "calls.log"), 0o666)  # the simulator logs every call, mqm's included
+    try:
+        yield h
+    finally:
+        h.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_kernel_values_below_ibms_minimums_fail_and_the_sysctl_file_raises_only_those(tmp_path: Path) -> None:
@@ -69,8 +102,7 @@ def test_a_host_whose_values_exceed_ibms_is_left_untouched(tmp_path: Path) -> No
 def test_a_good_host_passes_and_exits_0(sim: Harness, tmp_path: Path) -> None:
     sim.create_by_hand()
     cfg = config.load(str(sim.configure(storage={"fstypes": "nfs4"}, queue_manager={"run_as": "mqm"})))
-    me = pwd.getpwnam("mqm")
-    os.chown(cfg.queue_manager.data_dir, me.pw_uid, me.pw_gid)
+    os.chown(cfg.queue_manager.data_dir, MQM.pw_uid, MQM.pw_gid)
     units, polkit = tmp_path / "units", tmp_path / "polkit"
     units.mkdir()
     polkit.mkdir()
@@ -86,6 +118,7 @@ def test_a_good_host_passes_and_exits_0(sim: Harness, tmp_path: Path) -> None:
     assert by(findings, "EFS mount").verdict == PASS and by(findings, "setgid dirs").verdict == PASS
     assert by(findings, "amqmfsck").verdict == PASS and by(findings, "data owner").verdict == PASS
     assert by(findings, "MQ root").verdict == PASS
+    assert not [n for n in os.listdir(sim.efs.path) if n.startswith("amqmfsck")], "amqmfsck -x removed its files"
     # crtmqm by hand gave no TuningParameters: IBM asks for FileLockHeartBeatLen >= 15 on EFS (issue 24 item 5)
     beat = by(findings, "lock heartbeat")
     assert beat.verdict == WARN and "FileLockHeartBeatLen unset" in beat.detail and "=15" in beat.fix
@@ -122,3 +155,27 @@ def test_an_unmounted_storage_path_fails_with_the_fix(sim: Harness, tmp_path: Pa
 def test_mqm_uid_at_or_above_1000_is_a_warning(uid: int, verdict: str) -> None:
     fake = pwd.struct_passwd(("mqm", "x", uid, uid, "", "/var/mqm", "/bin/sh"))
     assert by(run_preflight(None, Host(lookup_user=lambda name: fake), image=True), "mqm user").verdict == verdict
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the check switches to the MQ user")
+def test_the_storage_is_checked_as_the_mq_user_not_as_root(sim: Harness) -> None:
+    """Issue 24 item 9: a root-owned EFS root passed because the check ran as root; MQ runs as mqm."""
+    owner = (MQM.pw_uid, MQM.pw_gid)
+    root_owned = Path(sim.tmp) / "root-owned"
+    root_owned.mkdir(mode=0o755)
+    found = setgid_directories(str(root_owned), owner, "mqm")[0]
+    assert found.verdict == FAIL and "the MQ user (mqm)" in found.detail and "Permission denied" in found.detail
+    assert setgid_directories(sim.efs.path, owner, "mqm")[0].verdict == PASS
+    assert not [n for n in os.listdir(sim.efs.path) if n.startswith(".mqguard-preflight")], "nothing left behind"
+
+
+def test_nolock_and_local_lock_mounts_fail(sim: Harness, tmp_path: Path) -> None:
+    """Issue 24 item 9: nolock/local_lock= make file locks host-local (another host could start the queue manager)."""
+    cfg = config.load(str(sim.configure(storage={"fstypes": "nfs4"})))
+    for opts, verdict in ((NFS_OPTS + ",nolock", FAIL), (NFS_OPTS + ",local_lock=posix", FAIL),
+                          (NFS_OPTS + ",local_lock=none", PASS)):
+        host = Host(proc_sys=proc_sys(tmp_path), mountinfo=mountinfo(tmp_path, sim.efs.path, opts))
+        efs = by(run_preflight(cfg, host), "EFS mount")
+        assert efs.verdict == verdict, (opts, efs)
+        if verdict == FAIL:
+            assert "stay on this host" in efs.detail
