@@ -129,6 +129,9 @@ class Preparation:
         root = self.control.mq_root()
         if root is None:
             raise PrepareError("MQ does not say where its root is (dspmqver failed); nothing is guessed")
+        problem = shared_root_problem(root, self.control.storage_path, self.control.qm.multi_instance)
+        if problem:
+            raise PrepareError(problem)
         if os.path.isfile(os.path.join(root, "mqs.ini")):
             return
         log.warning("MQ's root %s has no mqs.ini (an empty file system?): preparing it with crtmqdir -s -f", root)
@@ -185,6 +188,21 @@ class Preparation:
                 raise PrepareError(f"cannot create {path} for the queue manager (mode 2775, as the MQ user): "
                                    f"{exc.strerror}") from None
             log.info("created %s (mode %04o) for the queue manager", path, PARENT_MODE)
+
+
+def shared_root_problem(root: str, storage: str, multi_instance: bool) -> str:
+    """Why MQ's root may not be on the shared storage ('' when it may): a multi-instance pair would share
+    mqs.ini, MQ's system error logs, FDC files and IPC sockets. IBM's multi-instance recipe keeps /var/mqm local to
+    each host and puts only the queue manager's data and logs on the shared file system (reference: Files)."""
+    if not multi_instance:
+        return ""  # a single instance may keep its root on EFS (IBM's original EFS proof of concept did)
+    root_n, storage_n = os.path.normpath(root), os.path.normpath(storage)
+    if os.path.commonpath([root_n, storage_n]) != storage_n:
+        return ""
+    return (f"multi_instance with MQ's root {root} on the shared storage {storage}: both hosts would share mqs.ini, "
+            "MQ's error logs and FDC files; keep MQ's root (/var/mqm) on each host's own disk and the queue "
+            "manager's data and logs below storage.path (e.g. /MQHA/qmgrs and /MQHA/logs), as IBM's "
+            "multi-instance recipe does")
 
 
 def find_data_directories(parent: str, directory: str) -> List[str]:

@@ -243,7 +243,14 @@ def setgid_directories(path: str, owner: Optional[Tuple[int, int]] = None, user:
     return [Finding("setgid dirs", PASS, f"{who} can make setgid directories in {path}")]
 
 
-def mq_root(root: Optional[str]) -> List[Finding]:
+def mq_root(root: Optional[str], storage: str = "", multi_instance: bool = False) -> List[Finding]:
+    from mqguard.mq.prepare import shared_root_problem
+
+    if root is not None and storage:
+        problem = shared_root_problem(root, storage, multi_instance)
+        if problem:
+            return [Finding("MQ root", FAIL, problem.split(": both hosts")[0] + ": both hosts would share mqs.ini",
+                            problem.split("; ", 1)[-1])]
     if root is None:
         return [Finding("MQ root", WARN, "dspmqver does not say where MQ's root is (MQ not installed yet?)",
                         "install IBM MQ; mqguard asks dspmqver (or $MQ_DATA_PATH) and never guesses /var/mqm")]

@@ -38,7 +38,7 @@ def run_preflight(cfg: Optional[Config], host: Host, image: bool = False) -> Lis
         findings += checks.lock_heartbeat(qm.data_dir, directory_name(qm.name), qm.file_lock_heartbeat_len,
                                           any(t.startswith("nfs") for t in st.fstypes))
     control = MqControl(qm, st.path, host.runner, cfg.health.command_timeout)
-    findings += checks.mq_root(control.mq_root())  # None: dspmqver does not answer
+    findings += checks.mq_root(control.mq_root(), st.path, qm.multi_instance)  # None: dspmqver does not answer
     findings += checks.units_installed(host) + checks.polkit_rule(host)
     return findings
 

@@ -103,7 +103,7 @@ def test_create_lock_serialises_two_instances(sim: Harness) -> None:
     finally:
         holder.kill()
         holder.wait()
-    assert lifecycle_for(sim).prepare().startswith("created")
+    assert lifecycle_for(sim, multi_instance="false").prepare().startswith("created")
 
 
 def test_second_instance_rechecks_after_waiting_for_the_lock(sim: Harness) -> None:
@@ -466,3 +466,16 @@ def test_registering_an_existing_queue_manager_waits_for_the_create_lock(sim: Ha
         creator.kill()
         creator.wait()
         other.cleanup()
+
+
+def test_multi_instance_with_mq_root_on_the_shared_storage_is_refused(sim: Harness) -> None:
+    """Issue 24 item 10: IBM's multi-instance recipe keeps /var/mqm local to each host; with MQ's root on the shared
+    storage both hosts would share mqs.ini and MQ's error logs. Single instance (IBM's original EFS proof of concept
+    put /var/mqm on EFS) stays allowed."""
+    from tests.sim import mqsim
+
+    mqsim.install(sim.bindir, f"{sim.efs.path}/var-mqm", host="host1")
+    with pytest.raises(PrepareError, match="mqs.ini"):
+        lifecycle_for(sim, multi_instance="true").prepare()
+    assert sim.calls("crtmqdir") == [] and sim.calls("crtmqm") == [], "nothing was made"
+    assert lifecycle_for(sim, multi_instance="false").prepare().startswith("created")

@@ -179,3 +179,12 @@ def test_nolock_and_local_lock_mounts_fail(sim: Harness, tmp_path: Path) -> None
         assert efs.verdict == verdict, (opts, efs)
         if verdict == FAIL:
             assert "stay on this host" in efs.detail
+
+
+def test_multi_instance_with_mq_root_on_the_storage_fails() -> None:
+    from mqguard.preflight.checks import mq_root
+
+    assert mq_root("/MQHA/var-mqm", "/MQHA", multi_instance=True)[0].verdict == FAIL
+    assert mq_root("/MQHA", "/MQHA", multi_instance=True)[0].verdict == FAIL
+    assert mq_root("/var/mqm", "/MQHA", multi_instance=True)[0].verdict != FAIL
+    assert mq_root("/MQHA/var-mqm", "/MQHA", multi_instance=False)[0].verdict != FAIL
