@@ -55,15 +55,20 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
+# Before the first snapshot: the machine's first state, as the metrics say it (not a state of its own)
+NO_SNAPSHOT_STATE = State.WAITING_FOR_STORAGE.value
+
+
 def health_verdict(snap: Optional[Snapshot], stale_after: float, now: float) -> Tuple[bool, Dict[str, Any]]:
-    """(healthy?, JSON body) for /healthz. A stalled loop is not healthy, whatever it said last."""
+    """(healthy?, JSON body) for /healthz. A stalled loop is not healthy, whatever it said last. ``now`` is
+    monotonic: a step of the wall clock (NTP, a VM resumed) neither stalls nor revives the loop."""
     if snap is None:
-        return False, {"healthy": False, "state": State.STARTING.value, "reasons": ["no cycle completed yet"]}
+        return False, {"healthy": False, "state": NO_SNAPSHOT_STATE, "reasons": ["no cycle completed yet"]}
     reasons = list(snap.bad_reasons)
     healthy = snap.healthy
-    if snap.last_cycle is not None and now - snap.last_cycle > stale_after:
+    if snap.cycle_at is not None and now - snap.cycle_at > stale_after:
         healthy = False
-        reasons.append(f"supervision loop stalled: last cycle {now - snap.last_cycle:.0f}s ago")
+        reasons.append(f"supervision loop stalled: last cycle {now - snap.cycle_at:.0f}s ago")
     if not healthy and not reasons:
         reasons.append(snap.state)
     return healthy, {
@@ -75,8 +80,8 @@ def health_verdict(snap: Optional[Snapshot], stale_after: float, now: float) -> 
 def role_verdict(snap: Optional[Snapshot], role: str, stale_after: float, now: float) -> Tuple[bool, Dict[str, Any]]:
     """(serve clients here?, JSON body) for /active and /standby: what a load balancer's target group asks."""
     if snap is None:
-        return False, {role: False, "reason": "no cycle completed yet"}
-    fresh = snap.last_cycle is not None and now - snap.last_cycle <= stale_after
+        return False, {role: False, "state": NO_SNAPSHOT_STATE, "reason": "no cycle completed yet"}
+    fresh = snap.cycle_at is not None and now - snap.cycle_at <= stale_after
     yes = fresh and (snap.active if role == "active" else snap.standby)
     doc: Dict[str, Any] = {role: yes, "state": snap.state, "qmgr": snap.qmgr, "qmgr_status": snap.qmgr_status}
     if not fresh:
@@ -107,14 +112,14 @@ class _Conn:
 
 class HttpEndpoint:
     def __init__(self, host: str, port: int, snapshot: SnapshotSource, registry: CollectorRegistry,
-                 stale_after: float | Callable[[], float], wall: Callable[[], float] = time.time,
+                 stale_after: float | Callable[[], float], monotonic: Callable[[], float] = time.monotonic,
                  max_connections: int = MAX_CONNECTIONS, count: Callable[[str], None] = lambda result: None) -> None:
         self.snapshot = snapshot
         self.count = count  # evicted / refused, for mqguard_http_connections_total
         self.registry = registry
         # a callable follows a reloaded poll_interval
         self._stale_after = stale_after if callable(stale_after) else (lambda: float(stale_after))
-        self.wall = wall
+        self.monotonic = monotonic  # staleness is judged on the monotonic clock, as the snapshot's cycle_at
         self.max_connections = min(max_connections, connection_cap())
         self.refused = 0  # new connections closed at once: the cap was reached and every connection was busy
         self.evicted = 0  # idle connections closed to make room for a new one
@@ -292,15 +297,15 @@ class HttpEndpoint:
             body, ctype = self._metrics(accept)
             return 200, body, ctype
         if path == "/healthz":
-            ok, doc = health_verdict(self.snapshot(), self._stale_after(), self.wall())
+            ok, doc = health_verdict(self.snapshot(), self._stale_after(), self.monotonic())
             return (200 if ok else 503), _json_body(doc), "application/json"
         if path in ("/active", "/standby"):
-            ok, doc = role_verdict(self.snapshot(), path[1:], self._stale_after(), self.wall())
+            ok, doc = role_verdict(self.snapshot(), path[1:], self._stale_after(), self.monotonic())
             return (200 if ok else 503), _json_body(doc), "application/json"
         if path == "/status":
             snap = self.snapshot()
             if snap is None:
-                doc = {"state": State.STARTING.value, "error": "no cycle completed yet"}
+                doc = {"state": NO_SNAPSHOT_STATE, "error": "no cycle completed yet"}
                 return 503, _json_body(doc), "application/json"
             return 200, _json_body(snap.to_json()), "application/json"
         return 404, _json_body({"error": "not found", "paths": PATHS}), "application/json"

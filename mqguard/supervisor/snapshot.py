@@ -43,9 +43,11 @@ class Snapshot:
     state_dir_detail: str = ""
     mq_errors: List[Dict[str, str]] = field(default_factory=list)  # MQ's last messages: {"time","id","text","source"}
     composed_at: float = 0.0  # monotonic moment this snapshot was composed (ages grow from here, never by wall)
+    cycle_at: Optional[float] = None  # monotonic end of the cycle it shows (None before the first): staleness
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)
+        doc.pop("cycle_at", None)  # a monotonic reading means nothing outside this process
         doc["bad_since"] = iso_utc(self.bad_since)
         doc["last_cycle"] = iso_utc(self.last_cycle)
         doc["bad_seconds"] = round(self.bad_seconds, 3)

@@ -22,7 +22,7 @@ from tests.unit.test_metrics_http_notify import registry_for, snap
 
 @pytest.fixture
 def ep() -> Iterator[HttpEndpoint]:
-    s = snap(last_cycle=time.time())
+    s = snap(last_cycle=time.time(), cycle_at=time.monotonic())
     endpoint = HttpEndpoint("127.0.0.1", 0, lambda: s, registry_for(s), stale_after=30, max_connections=16)
     endpoint.start()
     try:
@@ -153,7 +153,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 from tests.conftest import ROOT
 from tests.unit.test_metrics_http_notify import registry_for, snap
 from mqguard.serve.http import HttpEndpoint
-s = snap(last_cycle=time.time())
+s = snap(last_cycle=time.time(), cycle_at=time.monotonic())
 ep = HttpEndpoint("127.0.0.1", 0, lambda: s, registry_for(s), stale_after=30)
 ep.start()
 print(ep.port, ep.max_connections, flush=True)

@@ -28,18 +28,20 @@ from mqguard.supervisor.snapshot import Snapshot, summary_line
 NOW = 1_800_000_000.0
 
 
+MONO = 5000.0  # the monotonic "now" of the collector and the endpoints in these tests
+
+
 def snap(**kw: Any) -> Snapshot:
     base: Dict[str, Any] = dict(
         version="0.1.0", qmgr="QM1", state="running", healthy=True, qmgr_status="running", qmgr_detail="",
         storage_path="/var/mqm", storage_ok=True, storage_detail="mounted", listener_port=1414, listener_ok=True,
         bad_since=None, bad_seconds=0.0, restarts=2, reported_unhealthy=False, last_cycle=NOW - 1, verdict="running",
-        qmgr_healthy=True,
+        qmgr_healthy=True, cycle_at=MONO - 1,
     )
     base.update(kw)
     return Snapshot(**base)
 
 
-MONO = 5000.0  # the collector's monotonic "now" in these tests
 
 
 def registry_for(s: Optional[Snapshot], tel: Optional[Telemetry] = None, wall: float = NOW) -> Any:
@@ -119,18 +121,42 @@ def test_no_global_registry_side_effects_on_import() -> None:
 
 
 def test_health_verdict() -> None:
-    ok, body = health_verdict(snap(), stale_after=30, now=NOW)
+    ok, body = health_verdict(snap(), stale_after=30, now=MONO)
     assert ok and body["healthy"] and body["state"] == "running"
-    ok, body = health_verdict(snap(healthy=False, state="failed", bad_reasons=["queue manager ended"]), 30, NOW)
+    ok, body = health_verdict(snap(healthy=False, state="failed", bad_reasons=["queue manager ended"]), 30, MONO)
     assert not ok and body["reasons"] == ["queue manager ended"]
-    ok, body = health_verdict(snap(last_cycle=NOW - 100), stale_after=30, now=NOW)
+    ok, body = health_verdict(snap(cycle_at=MONO - 100), stale_after=30, now=MONO)
     assert not ok and "stalled" in body["reasons"][0]
-    assert health_verdict(None, 30, NOW)[0] is False
+    assert health_verdict(None, 30, MONO)[0] is False
+
+
+def test_staleness_is_judged_by_the_monotonic_clock_not_the_wall() -> None:
+    """Issue 24 item 11: /healthz, /active and /standby judged staleness by the wall clock; a step of it (NTP, a
+    resumed VM) made a live loop look stalled, or a stalled one look live."""
+    from mqguard.serve.http import role_verdict
+
+    stepped = snap(last_cycle=NOW - 3600, cycle_at=MONO - 1)  # the wall jumped an hour; the loop is fresh
+    assert health_verdict(stepped, 30, MONO)[0] is True
+    assert role_verdict(stepped, "active", 30, MONO)[0] is True
+    stalled = snap(last_cycle=NOW, cycle_at=MONO - 100)  # the wall says "just now"; no cycle for 100 s
+    assert health_verdict(stalled, 30, MONO)[0] is False
+    assert role_verdict(stalled, "active", 30, MONO)[0] is False
+
+
+def test_before_the_first_snapshot_http_and_metrics_name_the_same_state() -> None:
+    """Issue 24 item 11: HTTP said `starting` while the metrics said `waiting_for_storage`."""
+    from mqguard.serve.http import role_verdict
+
+    state = next(labels["mqguard_state"] for labels, value in
+                 ((s.labels, s.value) for m in registry_for(None).collect() for s in m.samples
+                  if s.name == "mqguard_state") if value == 1)
+    assert health_verdict(None, 30, MONO)[1]["state"] == state == "waiting_for_storage"
+    assert role_verdict(None, "active", 30, MONO)[1]["state"] == state
 
 
 @pytest.fixture
 def endpoint() -> Any:
-    holder: Dict[str, Optional[Snapshot]] = {"snap": snap(last_cycle=time.time())}
+    holder: Dict[str, Optional[Snapshot]] = {"snap": snap(last_cycle=time.time(), cycle_at=time.monotonic())}
     ep = HttpEndpoint("127.0.0.1", 0, lambda: holder["snap"], registry_for(holder["snap"]), stale_after=30)
     ep.start()
     try:

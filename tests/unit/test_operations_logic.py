@@ -166,7 +166,7 @@ def snap(state: State, status: Optional[str], listener: Optional[bool] = True, g
     return Snapshot(version="x", qmgr="QM1", state=state.value, healthy=state in (State.RUNNING, State.STANDBY),
                     qmgr_status=status, qmgr_detail="", storage_path="/efs", storage_ok=True, storage_detail="",
                     listener_port=1414, listener_ok=listener, bad_since=None, bad_seconds=0, restarts=0,
-                    reported_unhealthy=False, last_cycle=100.0, verdict="", going_away=going_away)
+                    reported_unhealthy=False, last_cycle=100.0, cycle_at=100.0, verdict="", going_away=going_away)
 
 
 @pytest.mark.parametrize("state,status,listener,going_away,active,standby", [
@@ -187,7 +187,7 @@ def test_role_endpoints_in_every_state(state: State, status: Optional[str], list
     s = snap(state, status, listener, going_away)
     assert role_verdict(s, "active", 30, 110)[0] is active
     assert role_verdict(s, "standby", 30, 110)[0] is standby
-    assert role_verdict(replace(s, last_cycle=10.0), "active", 30, 110)[0] is False  # a stalled loop says no
+    assert role_verdict(replace(s, cycle_at=10.0), "active", 30, 110)[0] is False  # a stalled loop says no
     assert role_verdict(None, "active", 30, 110)[0] is False
 
 
