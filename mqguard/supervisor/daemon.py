@@ -130,14 +130,17 @@ class Daemon:
                 self.cycle_guard.failed(exc)
                 self.machine.not_begun(action.kind)
         last_key, last_state, _ = self._last
-        if verdict.state != last_state:
-            role = _HOOK_ROLES.get(obs.qmgr, "none") if obs.qmgr else "none"
-            for listener in self.state_listeners:
-                listener(verdict.state, last_state or State.WAITING_FOR_STORAGE, verdict.line, role)
+        self._last = (verdict.key, verdict.state, obs)  # before the listeners: a transition is told once
         if verdict.key != last_key:
             calm = verdict.healthy or verdict.state in (State.STARTING, State.PREPARING)
             log.log(logging.INFO if calm else logging.WARNING, "%s: %s", self.cfg.queue_manager.name, verdict.line)
-        self._last = (verdict.key, verdict.state, obs)
+        if verdict.state != last_state:
+            role = _HOOK_ROLES.get(obs.qmgr, "none") if obs.qmgr else "none"
+            for listener in self.state_listeners:
+                try:  # one listener that raises neither silences the others nor skips the rest of the cycle
+                    listener(verdict.state, last_state or State.WAITING_FOR_STORAGE, verdict.line, role)
+                except Exception as exc:
+                    self.cycle_guard.failed(exc)
         self.cycles += 1
         took = self.clock.monotonic() - started
         self.parts.telemetry.cycle(took)

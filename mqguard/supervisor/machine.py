@@ -90,14 +90,23 @@ class Machine:
         self.settings = settings
 
     def not_begun(self, kind: ActionKind) -> None:
-        """The job an action asked for could not even be begun (the worker was taken, or mqguard failed):
-        the action is asked for again, and it counts as nothing done."""
+        """An action could not even be begun (the worker was taken, or carrying it out raised): it is asked
+        for again, and it counts as nothing done. Every kind: a lost MQ_READY leaves the launch hook to time out
+        (ABANDON terminates a healthy instance), a lost report is never sent."""
         if kind == ActionKind.BRING_UP:
             self._forget_last_bring_up()
         elif kind == ActionKind.APPLY_MQSC:
             self.mqsc_pending = True
         elif kind in (ActionKind.END_FOR_TERMINATION, ActionKind.COMPLETE_TERMINATION):
             self.termination_begun = False
+        elif kind == ActionKind.MQ_READY:
+            self.start.ready_announced = False
+        elif kind == ActionKind.WARM_READY:
+            self.start.warm_announced = False
+        elif kind == ActionKind.REPORT_UNHEALTHY:
+            self.ep.reported = False  # the rules report again while the episode is still bad
+            if not self.start.storage_seen:
+                self.start.mount_failure_reported = False
 
     def expect_failure(self) -> None:
         """A drill is about to end the queue manager: that end is a failure, not an operator's (§23)."""
@@ -305,7 +314,8 @@ class Machine:
         self.last_job_end = None
         self.budget.clear()
         self.start.mount_failure_reported = False
-        self.seen = replace(self.seen, deliberate_since=None)
+        # every timer starts again: the lock wait too (the operator may have moved the queue manager meanwhile)
+        self.seen = replace(self.seen, deliberate_since=None, elsewhere_since=None)
         self.deliberate_wait = False  # the operator resumed: start it now
         if not self.start.storage_seen:
             self.start.began = now

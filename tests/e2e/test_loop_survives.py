@@ -72,3 +72,32 @@ def test_an_exception_in_any_observation_or_effect_does_not_end_supervision(
         assert families["mqguard_cycle_errors"].samples[0].value == 4
     finally:
         h.cleanup()
+
+
+def test_a_state_listener_that_raises_neither_repeats_the_transition_nor_skips_the_cycle(
+        tmp_path: Path, efs: FakeEfs) -> None:
+    """Issue 24 item 11: a listener that raised skipped the rest of the cycle (no snapshot) and the next cycle
+    notified the same transition again, so the state hook ran twice."""
+    h = Harness(tmp_path, efs)
+    h.configure(health={"poll_interval": "0.2s"})
+    try:
+        d = build_daemon(config_mod.load(str(h.conf)), str(h.conf), telemetry=Telemetry())
+        seen: List[State] = []
+        hook: List[State] = []
+
+        def raising(new: State, old: State, reason: str, role: str) -> None:
+            seen.append(new)
+            if len(seen) == 1:
+                raise RuntimeError("injected failure in a state listener")
+
+        d.state_listeners.append(raising)
+        d.state_listeners.append(lambda new, old, reason, role: hook.append(new))
+        t = threading.Thread(target=d.run, daemon=True)
+        t.start()
+        wait_until(lambda: d.machine.state is State.RUNNING and State.RUNNING in hook, 60, "running")
+        d.request_stop()
+        t.join(30)
+        assert hook == seen, "every listener hears every transition, the one after a raising listener too"
+        assert hook.count(hook[0]) == 1, f"the first transition was notified again: {hook}"
+    finally:
+        h.cleanup()

@@ -475,3 +475,48 @@ def test_a_pause_ending_is_a_deadline_of_the_machine_and_settings_change_only_th
     assert d.m.settings.grace_period == 5.0
     d.m.stop()
     assert d.m.state is State.STOPPING
+
+
+def test_an_mq_ready_warm_ready_or_report_that_raised_is_asked_for_again() -> None:
+    """Issue 24 item 11: only job actions were re-armed by not_begun; a lost MQ_READY left the launch hook to
+    time out (and with DefaultResult: ABANDON the group terminated a healthy instance), a lost report was never
+    sent."""
+    d = Driver()
+    d.step()
+    d.step(after=1, stage=JobStage.STARTING)
+    v = d.step(after=1, qmgr=R, result=UP)
+    assert ActionKind.MQ_READY in kinds(v)
+    d.m.not_begun(ActionKind.MQ_READY)  # threading.Thread().start() raised: "can't start new thread"
+    assert ActionKind.MQ_READY in kinds(d.step(after=1, qmgr=R)), "announced again"
+    assert ActionKind.MQ_READY not in kinds(d.step(after=1, qmgr=R)), "and only once when it began"
+
+    w = Driver()
+    assert kinds(w.step(warm=True)) == [ActionKind.WARM_READY]
+    w.m.not_begun(ActionKind.WARM_READY)
+    assert kinds(w.step(after=1, warm=True)) == [ActionKind.WARM_READY]
+    assert kinds(w.step(after=1, warm=True)) == []
+
+    r = Driver(grace_period=10.0, restart_attempts=0)
+    r.up()
+    r.step(after=1, qmgr=CRASHED)
+    v = r.step(after=11, qmgr=CRASHED)
+    assert ActionKind.REPORT_UNHEALTHY in kinds(v)
+    r.m.not_begun(ActionKind.REPORT_UNHEALTHY)
+    assert ActionKind.REPORT_UNHEALTHY in kinds(r.step(after=1, qmgr=CRASHED)), "reported again while still bad"
+    assert r.reports() == 2 and r.m.reported_in_episode
+
+
+def test_resume_restarts_the_lock_wait_like_every_other_timer() -> None:
+    """Issue 24 item 11, decided: a pause and resume is a clean slate for every timer, lock_wait included (the
+    operator may have moved the queue manager meanwhile: the full wait applies again)."""
+    d = Driver(grace_period=10.0, lock_wait=60.0)
+    d.step()
+    d.step(after=1, stage=JobStage.STARTING)
+    d.step(after=1, qmgr=ELSEWHERE, result=ELSEWHERE_JOB)
+    d.step(after=50, qmgr=ELSEWHERE)
+    d.step(after=1, qmgr=ELSEWHERE, paused=True)
+    d.step(after=1, qmgr=ELSEWHERE, paused=False)  # resumed
+    v = d.step(after=30, qmgr=ELSEWHERE)  # 82 s since first seen elsewhere, 30 s since the resume
+    assert not v.bad_reasons and "lock" in v.line, v.line
+    v = d.step(after=31, qmgr=ELSEWHERE)
+    assert v.bad_reasons and "past lock_wait" in v.bad_reasons[0]
