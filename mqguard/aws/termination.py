@@ -78,6 +78,15 @@ class TerminationWatch:
         self.reason: Optional[str] = None
         self.kind: Optional[str] = None  # TERMINATING or SPOT once going away
         self.warm = False  # target-lifecycle-state Warmed:* (a warm-pool instance: never start MQ)
+
+    @staticmethod
+    def interval_for(poll_interval: float) -> float:
+        """IMDS is asked at least every 5 s (a spot notice gives two minutes), more often with a faster poll."""
+        return min(5.0, poll_interval)
+
+    def reconfigure(self, poll_interval: float) -> None:
+        """A reload's [health] poll_interval (SIGHUP): the next wait uses it."""
+        self.interval = self.interval_for(poll_interval)
         self._warned = False
         self._looked = False  # IMDS was asked at least once
         self._bad_notice = ""

@@ -179,6 +179,11 @@ class PcfPoller:
         self._released = threading.Event()
         self._quiet_until = 0.0
 
+    def reconfigure(self, poll_interval: float) -> None:
+        """A reload's [health] poll_interval (SIGHUP): the next refresh waits this long."""
+        self.interval = poll_interval
+        self._backoff = Backoff(base=poll_interval, cap=max(60.0, poll_interval))
+
     def release(self, timeout: float = 5.0) -> bool:
         """Drop the bindings connection before a start of the queue manager, and stay off for a while.
 

@@ -43,6 +43,7 @@ class Daemon:
         self.clock = clock
         self.cfg = parts.cfg  # replaced by a reload; the parts keep the configuration they were built with
         self.state_listeners: List[StateListener] = []
+        self.reload_listeners: List[Callable[[config_mod.Config], None]] = []  # edges that read [health] too
         self.cycles = 0
         self.started = clock.monotonic()
         self.cycle_guard = CycleGuard(parts.telemetry.cycle_error, clock.monotonic)
@@ -221,6 +222,10 @@ class Daemon:
             p.control.command_timeout = new.health.command_timeout
             p.reporter.mode = self.cfg.health.report
             p.reporter.respect_grace_period = new.health.respect_asg_grace_period
+            if p.termination is not None:
+                p.termination.reconfigure(self.cfg.health.poll_interval)
+            for listener in self.reload_listeners:
+                listener(self.cfg)
             logging.getLogger().setLevel(new.logging.level.upper())
             log.info("configuration reloaded ([health] and logging.level applied)")
         finally:

@@ -82,7 +82,8 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
         imds = Imds(cfg.aws.imds_url)
         identity = _identity_from(imds)
         autoscaling = AutoScaling(imds, cfg.aws.region, cfg.aws.endpoint_url, observe=telemetry.aws_call)
-        termination = TerminationWatch(imds, min(5.0, cfg.health.poll_interval), stop_event, wakeup.wake)
+        termination = TerminationWatch(imds, TerminationWatch.interval_for(cfg.health.poll_interval), stop_event,
+                                       wakeup.wake)
         hooks = Hooks(autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook, stop_event,
                       errors=aws_errors)
     reporter = Reporter(cfg.health.report, autoscaling, cfg.health.respect_asg_grace_period, stop_event,
@@ -165,6 +166,8 @@ class Service:
                                         cfg.health.poll_interval, self.stop_event)
             collectors.append(mqi.PcfCollector(self.poller.snapshot, cfg.queue_manager.name))
             p.jobs.before_start.append(self.poller.release)
+            d.reload_listeners.append(lambda new: self.poller.reconfigure(new.health.poll_interval)
+                                      if self.poller is not None else None)
         elif cfg.metrics.pcf == PcfMode.AUTO:
             log.info("MQI/PCF metrics off: %s; supervising with dspmq only", why)
         registry = build_registry(collectors)  # type: ignore[arg-type]

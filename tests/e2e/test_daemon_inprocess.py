@@ -198,3 +198,38 @@ def test_a_switchover_held_by_one_long_lived_client_escalates_and_hands_over(tmp
                 r.stop()
         b.cleanup()
         a.cleanup()
+
+
+def test_a_reload_applies_poll_interval_to_every_part_that_reads_it(
+        tmp_path: Path, efs: FakeEfs, moto: MotoAsg, imds: ImdsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24 item 11: SIGHUP applied [health] only in part; the termination watch and the MQI poller kept
+    the poll_interval they were built with."""
+    import datetime
+    import types
+
+    from mqguard.mq import mqi
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    imds.paths[LIFECYCLE] = "InService"
+    h = Harness(tmp_path, efs)
+    h.configure(health={"poll_interval": "1s", "report": "autoscaling"},
+                aws={"region": "us-east-1", "endpoint_url": moto.url, "imds_url": imds.url})
+    r = Running(h)
+    try:
+        wait_until(lambda: r.state() == State.RUNNING.value, 60, "running")
+        poller = mqi.PcfPoller(types.ModuleType("nolib"), "QM1", ["*"], 1.0, threading.Event(),
+                               now=datetime.datetime.now)
+        r.d.reload_listeners.append(lambda cfg: poller.reconfigure(cfg.health.poll_interval))
+        termination = r.d.parts.termination
+        assert termination is not None and termination.interval == 1.0
+        h.configure(health={"poll_interval": "0.3s"})
+        r.d._reload_requested = True
+        r.d.wake()
+        wait_until(lambda: r.d.cfg.health.poll_interval == 0.3, 30, "the reload")
+        assert termination.interval == 0.3 and poller.interval == 0.3
+        assert r.d.machine.settings.restart_spacing == 0.3
+    finally:
+        r.stop()
+        h.cleanup()
