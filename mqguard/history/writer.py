@@ -127,29 +127,32 @@ class HistoryWriter:
                 self._queue.clear()
                 self._busy = True
             events = [Event(t, self.hostname, name, detail, *self._instance) for t, name, detail in batch]
+            done: List[Event] = []  # appended so far: a batch that fails half-way loses only the rest
             try:
-                self._append(events)
-            except Exception as exc:  # OSError from EFS, UnsafePath from a planted link: the events are lost
+                self._append(events, done)
+            except Exception as exc:  # OSError from EFS, UnsafePath from a planted link: the rest are lost
                 self._failed()
-                self._dropped(len(batch))
+                self._dropped(len(batch) - len(done))
                 text = str(exc)
                 if text != self._last_error:
-                    log.warning("history: %d event(s) not written to %s/.mqguard/%s: %s", len(batch),
+                    log.warning("history: %d event(s) not written to %s/.mqguard/%s: %s", len(batch) - len(done),
                                 self.storage_path, HISTORY_DIR, text)
                     self._last_error = text
             else:
-                self.written += len(batch)
-                self._written(len(batch))
                 self._last_error = ""
+            if done:
+                self.written += len(done)
+                self._written(len(done))
                 try:
-                    self._after_write(events)
+                    self._after_write(done)
                 except Exception as exc:  # a summary is a nicety: it never stops the writer
                     log.debug("history: after-write summary failed: %s", exc)
             with self._cv:
                 self._busy = False
                 self._cv.notify_all()
 
-    def _append(self, batch: list[Event]) -> None:
+    def _append(self, batch: List[Event], done: List[Event]) -> None:
+        """Append ``batch``; each event written is added to ``done`` (what a failure half-way did not lose)."""
         if not self._mounted():  # the local disk under the mount point is not the shared history
             raise OSError(errno.ENOENT, f"{self.storage_path} is not mounted")
         dfd = open_history_dir(self.storage_path, self.owners)
@@ -165,8 +168,11 @@ class HistoryWriter:
                     fd = -1
                     os.rename(name, name + ".1", src_dir_fd=dfd, dst_dir_fd=dfd)  # one older generation kept
                     fd, size = self._open(dfd, name), 0
-                os.write(fd, data)
+                view = memoryview(data)
+                while view:  # a short write is finished, never taken for the whole line
+                    view = view[os.write(fd, view):]
                 size += len(data)
+                done.append(ev)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -180,7 +186,10 @@ class HistoryWriter:
         except OSError as exc:
             what = "it is a symbolic link" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
             raise UnsafePath(exc.errno or errno.EPERM, f"refusing history/{name}: {what}") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
             os.close(fd)
-            raise UnsafePath(errno.EPERM, f"refusing history/{name}: it is not a regular file")
+            what = "it is not a regular file" if not stat.S_ISREG(st.st_mode) else \
+                f"it has {st.st_nlink} links (a hard link to another file, e.g. qm.ini)"
+            raise UnsafePath(errno.EPERM, f"refusing history/{name}: {what}")
         return fd

@@ -312,3 +312,37 @@ def test_nothing_is_written_under_the_mount_point_while_the_efs_is_not_mounted(t
 def test_reading_creates_nothing_and_a_fresh_storage_has_an_empty_history(tmp_path: Path) -> None:
     hist = read_history(str(tmp_path), OWNERS, time.time())
     assert hist.events == [] and hist.problems == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_that_fails_half_way_counts_only_what_was_lost(tmp_path: Path) -> None:
+    """Issue 24 item 11: the writer counted a whole batch as dropped when part of it was written."""
+    line = len(Event(time.time(), "hostA", "running", "x" * 10).line().encode())
+    w, dropped, _ = writer(tmp_path, max_bytes=line + 10)  # the second event rotates the file
+    hist = tmp_path / ".mqguard" / "history"
+    w.record("started")  # creates the directory and the file
+    assert w.flush(10)
+    (hist / "hostA.jsonl").unlink()
+    (hist / "hostA.jsonl.1").mkdir()  # a directory where the rotation renames to: the rename fails
+    (hist / "hostA.jsonl.1" / "keep").write_text("x")
+    with w._cv:  # one batch of three: queued together while the writer waits
+        for name in ("running", "bad", "good"):
+            w._queue.append((time.time(), name, "x" * 10))
+        w._cv.notify()
+    assert w.flush(10)
+    assert (hist / "hostA.jsonl").read_text().count("\n") == 1, "the first event of the batch was written"
+    assert sum(dropped) == 2 and w.written == 2, (dropped, w.written)  # 'started' and 'running' written
+
+
+def test_the_history_file_is_never_appended_through_a_hard_link(tmp_path: Path) -> None:
+    """Security round 3 (low): a hard link planted as this host's history file sent JSON into qm.ini."""
+    w, dropped, failed = writer(tmp_path)
+    w.record("started")
+    assert w.flush(10)
+    hist = tmp_path / ".mqguard" / "history"
+    victim = tmp_path / "qm.ini"
+    victim.write_text("Log:\n")
+    (hist / "hostA.jsonl").unlink()
+    os.link(victim, hist / "hostA.jsonl")
+    w.record("running")
+    assert w.flush(10)
+    assert victim.read_text() == "Log:\n" and failed and sum(dropped) == 1
