@@ -78,6 +78,10 @@ class TerminationWatch:
         self.reason: Optional[str] = None
         self.kind: Optional[str] = None  # TERMINATING or SPOT once going away
         self.warm = False  # target-lifecycle-state Warmed:* (a warm-pool instance: never start MQ)
+        self._warned = False
+        self._looked = False  # IMDS was asked at least once
+        self._bad_notice = ""
+        self._thread: Optional[threading.Thread] = None
 
     @staticmethod
     def interval_for(poll_interval: float) -> float:
@@ -87,10 +91,6 @@ class TerminationWatch:
     def reconfigure(self, poll_interval: float) -> None:
         """A reload's [health] poll_interval (SIGHUP): the next wait uses it."""
         self.interval = self.interval_for(poll_interval)
-        self._warned = False
-        self._looked = False  # IMDS was asked at least once
-        self._bad_notice = ""
-        self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="imds-termination", daemon=True)

@@ -3,9 +3,10 @@
 Argument lists only (never a shell), a timeout on every call, both output
 streams kept (bounded: the first and last ``OUTPUT_LIMIT`` bytes of each), the
 caller's list of acceptable exit codes, the configured user, and an
-environment built from an allow-list: MQ gets what it needs (PATH, locale,
-time zone, its own MQ*/AMQ* variables), never mqguard's AWS credentials or
-systemd's notify/watchdog variables.
+environment built from an allow-list: MQ gets what it needs (PATH, the C
+locale, whose English output mqguard parses, time zone, its own MQ*/AMQ*
+variables), never mqguard's AWS credentials or systemd's notify/watchdog
+variables.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 # What a child inherits from mqguard's environment: nothing else. In particular
 # not AWS_* (credentials), NOTIFY_SOCKET/WATCHDOG_* (MQ's processes could send
 # READY/WATCHDOG in mqguard's name) or PYTHON* (mqguard's own interpreter setup).
-_ENV_NAMES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
-_ENV_PREFIXES = ("LC_", "MQ", "AMQ")
+_ENV_NAMES = frozenset({"PATH", "TZ", "TMPDIR"})  # LANG and LC_* are not passed: the C locale is set instead
+_ENV_PREFIXES = ("MQ", "AMQ")
 # Each stream keeps its first and its last OUTPUT_LIMIT bytes: MQ's real output
 # is a few kilobytes; a runaway command must not grow mqguard's memory.
 OUTPUT_LIMIT = 64 * 1024
@@ -134,6 +135,7 @@ class CommandRunner:
         source = os.environ if self.base_env is None else self.base_env
         env = {k: v for k, v in source.items() if k in _ENV_NAMES or k.startswith(_ENV_PREFIXES)}
         env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        env.update(LANG="C", LC_ALL="C")  # mqguard parses MQ's English output (dspmq, dspmqver, runmqsc)
         if self.run_as is not None:
             env.update(HOME=self.run_as.home, USER=self.run_as.user, LOGNAME=self.run_as.user)
         return env

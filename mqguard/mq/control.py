@@ -17,7 +17,7 @@ from mqguard.mq.status import DspmqEntry, ParseError, QmStatus, find_entry
 
 log = logging.getLogger(__name__)
 
-MQ_PREFIX = "/var/mqm"  # addmqinf Prefix= (IBM's recipe and mq-container pass /var/mqm); never MQ's root itself
+MQ_PREFIX = "/var/mqm"  # addmqinf Prefix= when MQ cannot say its root (IBM's recipe and mq-container pass /var/mqm)
 
 # strmqm exit codes (IBM MQ documentation)
 STRMQM_STARTED = 0
@@ -194,7 +194,7 @@ class MqControl:
             self._bin("addmqinf"), "-s", "QueueManager",
             "-v", f"Name={self.name}",
             "-v", f"Directory={where.directory}",
-            "-v", f"Prefix={MQ_PREFIX}",
+            "-v", f"Prefix={self.mq_root() or MQ_PREFIX}",
             "-v", f"DataPath={where.data_path}",
         ]
         return self.runner.run(argv, self.command_timeout, ok_codes=(0, ADDMQINF_EXISTS))

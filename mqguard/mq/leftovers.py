@@ -20,7 +20,7 @@ import signal
 import time
 from typing import Callable, List
 
-from mqguard.mq.pidwatch import CONTROLLER, PROC, _is_zombie, _read, mq_program, names_qmgr
+from mqguard.mq.pidwatch import CONTROLLER, PROC, _is_zombie, _read, executable, mq_program, names_qmgr
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ def _cmdline(pid: int, proc: str) -> List[bytes]:
 
 
 def _bin_dirs(bin_dir: str) -> List[bytes]:
-    return [os.path.normpath(d).encode() for d in {bin_dir, "/opt/mqm/bin"}]
+    """The installation's bin directory (as configured and resolved: /proc/PID/exe is a resolved path)."""
+    dirs = {os.path.normpath(d) for d in (bin_dir, "/opt/mqm/bin")}
+    return [d.encode() for d in dirs | {os.path.realpath(d) for d in dirs}]
 
 
 def find_leftovers(qmgr: str, bin_dir: str, proc: str = PROC) -> List[int]:
@@ -52,7 +54,7 @@ def find_leftovers(qmgr: str, bin_dir: str, proc: str = PROC) -> List[int]:
             continue
         try:
             args = _read(f"{proc}/{pid}/cmdline").split(b"\0")
-            if mq_program(args, dirs) is None or not names_qmgr(args, want):
+            if mq_program(args, dirs, executable(pid, proc)) is None or not names_qmgr(args, want):
                 continue
             if _is_zombie(_read(f"{proc}/{pid}/stat")):
                 continue
@@ -69,7 +71,7 @@ def clear_leftovers(qmgr: str, bin_dir: str, proc: str = PROC,
     if not pids:
         return 0
     dirs = _bin_dirs(bin_dir)
-    controllers = [p for p in pids if mq_program(_cmdline(p, proc), dirs) == CONTROLLER]
+    controllers = [p for p in pids if mq_program(_cmdline(p, proc), dirs, executable(p, proc)) == CONTROLLER]
     if controllers:
         # a live execution controller is an instance, not leftovers (whatever dspmq said): never kill it
         log.warning("queue manager %s: its execution controller runs (pid %s) although no instance was seen; "

@@ -28,15 +28,28 @@ def _is_zombie(stat: bytes) -> bool:
 MQ_PROGRAM_PREFIXES = ("amq", "runmq")
 
 
-def mq_program(args: List[bytes], bin_dirs: List[bytes]) -> Optional[str]:
-    """The MQ program a command line runs from one of ``bin_dirs`` (its first word or, for an interpreted
-    stand-in, its second), or None."""
+def mq_program(args: List[bytes], bin_dirs: List[bytes], exe: Optional[bytes] = None) -> Optional[str]:
+    """The MQ program a process runs from one of ``bin_dirs``: named by its command line (the first word or, for
+    an interpreted stand-in, its second), or, for a bare argv[0] such as 9.2's ``amqzxma0 -m QM1 -x``
+    (reference: strmqm), by the executable itself (``exe``, the realpath of /proc/PID/exe). None otherwise."""
     for word in args[:2]:
         if os.path.dirname(word) in bin_dirs:
             name = os.path.basename(word).decode("utf-8", "replace")
             if name.startswith(MQ_PROGRAM_PREFIXES):
                 return name
+    if exe is not None and args and b"/" not in args[0] and os.path.dirname(exe) in bin_dirs:
+        name = os.path.basename(exe).decode("utf-8", "replace")
+        if name.startswith(MQ_PROGRAM_PREFIXES) and args[0] == os.path.basename(exe):
+            return name
     return None
+
+
+def executable(pid: int, proc: str = PROC) -> Optional[bytes]:
+    """The realpath of the program ``pid`` runs (None when it cannot be read: another user's, or gone)."""
+    try:
+        return os.fsencode(os.path.realpath(os.readlink(f"{proc}/{pid}/exe")))
+    except OSError:
+        return None
 
 
 def names_qmgr(args: List[bytes], qmgr: bytes) -> bool:

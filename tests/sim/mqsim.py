@@ -511,8 +511,8 @@ def cmd_crtmqdir(sim: Sim, argv: List[str]) -> int:
         fresh = not os.path.exists(sim.mqs_ini)
         if fresh:
             with open(sim.mqs_ini, "w") as fh:
-                fh.write("AllQueueManagers:\n   DefaultPrefix=/var/mqm\n"
-                         "LogDefaults:\n   LogDefaultPath=/var/mqm/log\n")
+                fh.write(f"AllQueueManagers:\n   DefaultPrefix={sim.prefix}\n"
+                         f"LogDefaults:\n   LogDefaultPath={sim.prefix}/log\n")
     except OSError as exc:
         err(f"AMQ6119S: An internal IBM MQ error has occurred ({exc.strerror}: {exc.filename}).")
         return 71
@@ -773,7 +773,7 @@ def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
     except OSError as exc:
         return fail(sim, "crtmqm", 69, f"AMQ6235E: Directory '{exc.filename}' missing or storage not available "
                                        f"({exc.strerror}).")
-    stanza = {"Name": name, "Prefix": "/var/mqm", "Directory": directory}
+    stanza = {"Name": name, "Prefix": sim.prefix, "Directory": directory}  # Prefix: the installation's data path
     if "-md" in opts:
         stanza["DataPath"] = data
     stanza["InstallationName"] = "Installation1"

@@ -62,7 +62,8 @@ def test_data_on_storage_but_not_registered_uses_addmqinf_never_crtmqm(sim: Harn
         assert lc2.prepare().startswith("registered")
         assert other.calls("crtmqm") == []
         add = other.calls("addmqinf")[0]["argv"]
-        assert add == ["-s", "QueueManager", "-v", "Name=QM1", "-v", "Directory=QM1", "-v", "Prefix=/var/mqm",
+        # Prefix: MQ's own root as dspmqver says (issue 24 item 12: it was a hard-coded /var/mqm)
+        assert add == ["-s", "QueueManager", "-v", "Name=QM1", "-v", "Directory=QM1", "-v", f"Prefix={other.prefix}",
                        "-v", f"DataPath={sim.efs.path}/qmgrs/QM1"]
         assert lc2.start().result is StartResult.STARTED
     finally:

@@ -21,3 +21,39 @@ def test_the_controller_watched_is_the_one_of_this_installation(sim: object) -> 
         assert find_controller("QM1", bin_dir=other.bindir) == other.controllers()[0]
     finally:
         other.cleanup()
+
+
+def test_mq_9_2s_bare_argv_is_recognised_by_the_executable(tmp_path: object) -> None:
+    """Issue 24 item 12: 9.2 runs a bare `amqzxma0 -m QM1 -x` (reference: strmqm); mqguard knew MQ's processes
+    only by an absolute argv[0] under mq_bin_dir, so it never cleared a crashed 9.2 instance's leftovers."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    from mqguard.mq.leftovers import find_leftovers
+    from tests.conftest import kill_controllers, wait_until
+    from tests.sim import mqsim
+
+    base = Path(str(tmp_path))
+    bindir = str(base / "bin")
+    (base / "shared" / "qmgrs").mkdir(parents=True)
+    (base / "shared" / "logs").mkdir()
+    ctl = mqsim.install(bindir, str(base / "var"), bare_argv=True)
+    try:
+        subprocess.run([f"{bindir}/crtmqdir", "-s", "-f"], capture_output=True, timeout=30)
+        subprocess.run([f"{bindir}/crtmqm", "-md", str(base / "shared" / "qmgrs"), "-ld", str(base / "shared" / "logs"),
+                        "QM1"], check=True, capture_output=True, timeout=30)
+        Path(ctl, "children.linger").write_text("60")
+        subprocess.run([f"{bindir}/strmqm", "-x", "QM1"], check=True, capture_output=True, timeout=30)
+        controller = find_controller("QM1", bin_dir=bindir)
+        assert controller == mqsim.controller_pids("QM1", bindir)[0]
+        assert open(f"/proc/{controller}/cmdline", "rb").read().startswith(b"amqzxma0\0")
+        os.kill(controller, signal.SIGKILL)
+        wait_until(lambda: find_controller("QM1", bin_dir=bindir) is None, 10, "the controller gone")
+        time.sleep(0.2)
+        left = find_leftovers("QM1", bindir)
+        assert len(left) == 3, f"the bare children of the dead instance: {left}"
+        assert find_leftovers("QM1", str(base / "elsewhere")) == [], "another installation's are not ours"
+    finally:
+        kill_controllers(bindir)

@@ -145,3 +145,11 @@ def test_cancel_running_kills_a_running_command_and_refuses_new_ones_until_resum
     assert runner.run([PY, "-c", "pass"], 10).error.startswith("cancelled")
     runner.resume()
     assert runner.run([PY, "-c", "pass"], 10).ok()
+
+
+def test_mq_commands_run_in_the_c_locale_whatever_mqguard_runs_in() -> None:
+    """Issue 24 item 12: mqguard parses MQ's English output (dspmq, dspmqver, runmqsc's summary), while LANG/LC_*
+    passed through: a German host's runmqsc summary would not parse."""
+    env = CommandRunner(base_env={"PATH": "/usr/bin:/bin", "LANG": "de_DE.UTF-8", "LC_MESSAGES": "de_DE.UTF-8",
+                                  "LC_ALL": "fr_FR.UTF-8"}).environment()
+    assert env["LANG"] == "C" and env["LC_ALL"] == "C" and "LC_MESSAGES" not in env
