@@ -136,12 +136,20 @@ def pipelining_flood(port: int, seconds: float, clients: int = 600) -> None:
         s.close()
 
 
-def fresh_checks(port: int, path: str, n: int) -> List[float]:
-    """n checks as a load balancer makes them: a new connection each, one request, closed; -1 for no answer."""
+def burn(seconds: float) -> None:
+    """Keep one CPU busy (another tenant of a shared machine)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def fresh_checks(port: int, path: str, n: int, timeout: float = 2.0) -> List[float]:
+    """n checks as a load balancer makes them: a new connection each, one request, closed; -1 for no answer
+    within ``timeout``."""
     out = []
     for _ in range(n):
         started = time.perf_counter()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         try:
             conn.request("GET", path)
             conn.getresponse().read()
@@ -219,6 +227,19 @@ def main() -> int:
         finally:
             flood.terminate()
             flood.join(10)
+        # the same with one CPU kept busy by another process (a busy machine: seen from outside at 97.9-98.7 %)
+        burner = multiprocessing.Process(target=burn, args=(120.0,), daemon=True)
+        flood = multiprocessing.Process(target=pipelining_flood, args=(port, 90.0), daemon=True)
+        burner.start()
+        flood.start()
+        try:
+            time.sleep(3)
+            busy_checks = fresh_checks(port, "/active", 1000, timeout=1.0)
+        finally:
+            flood.terminate()
+            burner.terminate()
+            flood.join(10)
+            burner.join(10)
     finally:
         efs.thaw()
         if h.proc is not None and h.proc.poll() is None:
@@ -245,6 +266,13 @@ def main() -> int:
     print(f"\n/active during 600 never-reading pipelining clients, 500 fresh-connection checks: {answered} answered, "
           f"{fast / len(checks):.1%} within 50 ms (target 99 %: {'met' if fast >= 0.99 * len(checks) else 'MISSED'}); "
           f"median {statistics.median([m for m in checks if m >= 0] or [0]):.2f} ms")
+    within = sum(1 for ms in busy_checks if 0 <= ms <= 1000)
+    met = within >= 0.99 * len(busy_checks)
+    ok &= met
+    print(f"/active during the same flood with one CPU kept busy, {len(busy_checks)} fresh-connection checks: "
+          f"{within / len(busy_checks):.1%} answered within 1 s (target 99 %: {'met' if met else 'MISSED'}); "
+          f"median {statistics.median([m for m in busy_checks if m >= 0] or [0]):.2f} ms, "
+          f"p99 {p99([m if m >= 0 else 1e9 for m in busy_checks]):.0f} ms")
     print(f"\nRSS of mqguard run (report = log): {rss:.1f} MiB steady, {rss_abused:.1f} MiB with 100 abusive clients")
     packaged = packaged_rss()
     if packaged is None:

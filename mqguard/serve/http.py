@@ -98,7 +98,7 @@ def connection_cap() -> int:
 
 
 class _Conn:
-    __slots__ = ("close_after", "deadline", "inbuf", "last_request", "outbuf", "peer", "sock")
+    __slots__ = ("close_after", "deadline", "inbuf", "last_request", "outbuf", "peer", "served", "sock")
 
     def __init__(self, sock: socket.socket, peer: str, now: float) -> None:
         self.sock = sock
@@ -108,6 +108,7 @@ class _Conn:
         self.outbuf = bytearray()
         self.deadline = now + HEADER_TIMEOUT
         self.close_after = False
+        self.served = 0  # requests answered on this connection
 
 
 class HttpEndpoint:
@@ -220,13 +221,14 @@ class HttpEndpoint:
             self._sel.register(sock, selectors.EVENT_READ, conn)
 
     def _make_room(self) -> bool:
-        """Close the connection whose last request (or connect) is oldest, idle or with an answer in flight: a
-        crowd that pipelines requests and never reads its answers, or that drips, must not lock out a load
-        balancer's fresh check. A newcomer is the youngest, so it is never the one closed for the next (closing
-        idle ones first did exactly that to a check whose request had not arrived yet)."""
+        """Close one connection for a newcomer, in this order: one that does not read its answers (an answer in
+        flight: a crowd that pipelines and never reads), then one already served and idle, then one whose first
+        request has not arrived; the oldest of its kind. A load balancer's fresh check is in the last kind, and
+        the youngest there: under load its request may be read well after it connected, and it must outlive
+        the crowd (closing by age alone evicted it as soon as the cap's worth of newcomers had arrived)."""
         if not self._conns:
             return False
-        self._close(min(self._conns.values(), key=lambda c: c.last_request))
+        self._close(min(self._conns.values(), key=_eviction_order))
         self.evicted += 1
         self.count("evicted")
         self._say_pressure()
@@ -267,6 +269,7 @@ class HttpEndpoint:
 
     def _handle(self, conn: _Conn, head: bytes) -> None:
         conn.last_request = time.monotonic()
+        conn.served += 1
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
@@ -367,6 +370,18 @@ class HttpEndpoint:
             except (KeyError, ValueError):
                 pass
         conn.sock.close()
+
+
+def _eviction_order(conn: _Conn) -> Tuple[int, float]:
+    """(kind, age) of a connection, the smallest closed first: not reading (0), served and idle (1), no request
+    yet (2); the oldest first within a kind."""
+    if conn.outbuf:
+        kind = 0
+    elif conn.served:
+        kind = 1
+    else:
+        kind = 2
+    return kind, conn.last_request
 
 
 def _json_body(doc: Dict[str, Any]) -> bytes:

@@ -229,3 +229,34 @@ def test_a_flood_that_pipelines_and_never_reads_cannot_starve_active(ep: HttpEnd
     finally:
         for s in flood:
             s.close()
+
+
+def test_a_fresh_check_whose_request_is_late_outlives_clients_that_do_not_read(ep: HttpEndpoint) -> None:
+    """Issue 24 build 3: under load a load balancer's check may connect well before its request is read; when the
+    cap is full the connections evicted first are those that do not read their answers, then idle ones, and only
+    then the newest without a request (before, the oldest by last request went first: the check)."""
+    check = socket.create_connection(("127.0.0.1", ep.port), timeout=5)
+    flood: List[socket.socket] = []
+    burst = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 200
+    try:
+        time.sleep(0.05)
+        for _ in range(60):  # the cap is 16: 60 newcomers that pipeline and never read
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", ep.port))
+            s.setblocking(False)
+            try:
+                s.send(burst[:8000])
+            except OSError:
+                pass
+            flood.append(s)
+            time.sleep(0.005)
+        time.sleep(0.2)
+        check.sendall(b"GET /active HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+        answer = check.recv(64)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert ep.evicted >= 44
+    finally:
+        check.close()
+        for s in flood:
+            s.close()
