@@ -43,8 +43,10 @@ def test_fresh_efs_creates_starts_and_applies_mqsc(harness: Harness) -> None:
     harness.wait_log(r"QM1: running", timeout=30)
     crt = harness.calls("crtmqm")
     assert len(crt) == 1
-    assert crt[0]["argv"] == ["-md", f"{harness.efs.path}/qmgrs", "-ld", f"{harness.efs.path}/logs",
-                              "-p", str(harness.port), "QM1"]
+    argv = crt[0]["argv"]
+    assert argv[:6] == ["-md", f"{harness.efs.path}/qmgrs", "-ld", f"{harness.efs.path}/logs", "-p", str(harness.port)]
+    assert argv[6] == "-ii" and argv[8:] == ["QM1"], "FileLockHeartBeatLen through crtmqm -ii"
+    assert "FileLockHeartBeatLen=15" in Path(harness.efs.src, "qmgrs", "QM1", "qm.ini").read_text()
     assert Path(harness.efs.src, "qmgrs", "QM1", "qm.ini").is_file(), "data must land on the EFS"
     assert Path(harness.efs.src, "logs", "QM1").is_dir()
     mqsc = Path(harness.efs.src, "qmgrs", "QM1", "mqsc.log").read_text().splitlines()
@@ -68,7 +70,8 @@ def test_data_on_efs_but_not_registered_uses_addmqinf_never_crtmqm(harness: Harn
     assert harness.calls("crtmqm") == []
     order = [c["cmd"] for c in harness.calls() if c["cmd"] in ("dspmqinf", "addmqinf", "strmqm")
              and c["argv"][:1] != ["-o"]]  # the read-back of Directory/DataPath aside
-    assert order[:3] == ["dspmqinf", "addmqinf", "strmqm"]
+    # dspmqinf, then again under the create lock (a first-time registration never races another host's crtmqm)
+    assert order[:4] == ["dspmqinf", "dspmqinf", "addmqinf", "strmqm"]
     assert "registered existing queue manager QM1" in harness.log_text()
     harness.stop()
 
