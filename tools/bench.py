@@ -227,19 +227,20 @@ def main() -> int:
         finally:
             flood.terminate()
             flood.join(10)
-        # the same with one CPU kept busy by another process (a busy machine: seen from outside at 97.9-98.7 %)
+        # a harsher flood (three processes of 600 clients) with one CPU kept busy by another process: a busy
+        # machine (seen from outside at 97.9-98.7 % within 1 s before the eviction order and backlog changed)
         burner = multiprocessing.Process(target=burn, args=(120.0,), daemon=True)
-        flood = multiprocessing.Process(target=pipelining_flood, args=(port, 90.0), daemon=True)
+        floods = [multiprocessing.Process(target=pipelining_flood, args=(port, 90.0), daemon=True) for _ in range(3)]
         burner.start()
-        flood.start()
+        for flood in floods:
+            flood.start()
         try:
             time.sleep(3)
             busy_checks = fresh_checks(port, "/active", 1000, timeout=1.0)
         finally:
-            flood.terminate()
-            burner.terminate()
-            flood.join(10)
-            burner.join(10)
+            for proc in [*floods, burner]:
+                proc.terminate()
+                proc.join(10)
     finally:
         efs.thaw()
         if h.proc is not None and h.proc.poll() is None:
@@ -269,7 +270,7 @@ def main() -> int:
     within = sum(1 for ms in busy_checks if 0 <= ms <= 1000)
     met = within >= 0.99 * len(busy_checks)
     ok &= met
-    print(f"/active during the same flood with one CPU kept busy, {len(busy_checks)} fresh-connection checks: "
+    print(f"/active during 1,800 such clients with one CPU kept busy, {len(busy_checks)} fresh-connection checks: "
           f"{within / len(busy_checks):.1%} answered within 1 s (target 99 %: {'met' if met else 'MISSED'}); "
           f"median {statistics.median([m for m in busy_checks if m >= 0] or [0]):.2f} ms, "
           f"p99 {p99([m if m >= 0 else 1e9 for m in busy_checks]):.0f} ms")

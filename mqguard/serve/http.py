@@ -49,7 +49,7 @@ HEADER_TIMEOUT = 5.0  # a request's headers must arrive within this
 IDLE_TIMEOUT = 30.0  # a keep-alive connection may wait this long for its next request
 WRITE_TIMEOUT = 10.0  # a client that does not read its answer is dropped
 METRICS_TTL = 1.0  # /metrics is rendered at most this often
-BACKLOG = 128
+BACKLOG = 1024  # a crowd reconnecting faster than the loop accepts must not drop a check's SYN (retried after 1 s)
 PATHS = ["/metrics", "/healthz", "/status", "/active", "/standby"]
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
             431: "Request Header Fields Too Large", 503: "Service Unavailable"}
