@@ -59,9 +59,9 @@ def run_history(cfg: Config, args: argparse.Namespace, now: Optional[float] = No
         ended = [e.detail for e in hist.events if e.event == "ended"]
         advice = advise(eps, sts, ended, current)
         if args.json:
-            print(json.dumps({"advice": [a.to_json() for a in advice]}, indent=2))
+            print(json.dumps({"advice": [a.to_json() for a in advice], "truncated": hist.truncated}, indent=2))
         else:
-            print(render_advice(advice))
+            print(render_advice(advice) + "".join(f"\ntruncated: {t}" for t in hist.truncated))
         return EX_OK
     if args.json:
         print(json.dumps(document(hist, eps, sts), indent=2))
@@ -74,7 +74,7 @@ def document(hist: History, eps: List[Episode], sts: List[Start]) -> Dict[str, A
     return {"events": [e.to_json() for e in hist.events], "episodes": [e.to_json() for e in eps],
             "starts": [{"host": s.host, "time": iso(s.time), "seconds": round(s.seconds, 3), "became": s.became}
                        for s in sts],
-            "skipped_lines": hist.skipped_lines, "problems": hist.problems}
+            "skipped_lines": hist.skipped_lines, "problems": hist.problems, "truncated": hist.truncated}
 
 
 def _dur(seconds: Optional[float]) -> str:
@@ -97,11 +97,12 @@ def render(hist: History, eps: List[Episode], sts: List[Start]) -> str:
         lines.append("")
         lines.append("starts (strmqm to running or standby, log replay included):")
         lines.extend(f"  {iso(st.time)}  {st.host}  {_dur(st.seconds):>9}  -> {st.became}" for st in sts[-10:])
-    if hist.skipped_lines or hist.problems:
+    if hist.skipped_lines or hist.problems or hist.truncated:
         lines.append("")
         if hist.skipped_lines:
             lines.append(f"{hist.skipped_lines} line(s) skipped: not sane events (malformed, unknown, out of range)")
         lines.extend(f"refused: {p}" for p in hist.problems)
+        lines.extend(f"truncated: {t}" for t in hist.truncated)
     return "\n".join(lines)
 
 

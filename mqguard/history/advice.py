@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Dict, List, Optional, Tuple
 
 from mqguard.history.episodes import Episode, Start
 
@@ -58,6 +58,14 @@ def _within(current: float, low: float, high: float, rec: float) -> float:
     return current if low <= current <= high else rec
 
 
+# What the configuration accepts for each setting it holds (config/__init__.py's SCHEMA): advice is always a value
+# the configuration takes, however the history was steered (the EFS is shared: anyone may have written it).
+BOUNDS: Dict[str, Tuple[float, float]] = {
+    "start_timeout": (1.0, 86400.0), "grace_period": (0.0, 86400.0), "stop_timeout": (1.0, 3600.0),
+    "lock_wait": (0.0, 3600.0), "restart_attempts": (0.0, 1000.0),
+}
+
+
 def advise(episodes: List[Episode], starts: List[Start], ended_details: List[str], now: Current) -> List[Advice]:
     out = [_start_timeout(starts, now), _grace(episodes, now), _stop_timeout(ended_details, now),
            _lock_wait(episodes, starts, now), _restarts(episodes, now)]
@@ -65,7 +73,17 @@ def advise(episodes: List[Episode], starts: List[Start], ended_details: List[str
         out.append(_asg_grace(episodes, now))
     if now.hook_timeout is not None:
         out.append(_hook_timeout(episodes, now))
-    return out
+    return [_bounded(a) for a in out]
+
+
+def _bounded(a: Advice) -> Advice:
+    """The advice clamped into what the configuration accepts, saying so when it had to."""
+    bounds = BOUNDS.get(a.setting)
+    if bounds is None or a.recommended is None or bounds[0] <= a.recommended <= bounds[1]:
+        return a
+    clamped = min(max(a.recommended, bounds[0]), bounds[1])
+    return replace(a, recommended=clamped, because=f"{a.because} (the history asks for {a.recommended:g}, "
+                                                     f"beyond what the configuration accepts)")
 
 
 def _start_timeout(starts: List[Start], now: Current) -> Advice:
@@ -161,10 +179,23 @@ def _asg_grace(episodes: List[Episode], now: Current) -> Advice:
                   "hook InService already means MQ runs (0), without it the grace must cover that")
 
 
+def _terminations(episodes: List[Episode]) -> List[float]:
+    """Seconds from each host's termination (or spot) notice to its mqguard stopping: one pass over the phases
+    (a quadratic pairing cost 1.25 GiB on 8,000 planted pairs)."""
+    out: List[float] = []
+    for e in episodes:
+        notice: Dict[str, float] = {}
+        for p in e.phases:  # in time order
+            if p.event in ("termination_notice", "spot_notice"):
+                notice.setdefault(p.host, p.time)
+            elif p.event == "stopped" and p.host in notice:
+                out.append(p.time - notice.pop(p.host))
+    return out
+
+
 def _hook_timeout(episodes: List[Episode], now: Current) -> Advice:
     boots = _failover_since(episodes, "started")  # mqguard's start to MQ running
-    ends = [p2.time - p1.time for e in episodes for p1 in e.phases if p1.event in ("termination_notice", "spot_notice")
-            for p2 in e.phases if p2.event == "stopped" and p2.host == p1.host and p2.time >= p1.time][:50]
+    ends = _terminations(episodes)[-50:]
     if not boots and not ends:
         return Advice("lifecycle hook timeout", now.hook_timeout, None,
                       "no replacement start or termination seen: nothing to size it by")

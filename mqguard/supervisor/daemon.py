@@ -121,8 +121,8 @@ class Daemon:
         before = self._marks()
         verdict = self.machine.step(obs)
         p = self.parts
-        for event, detail in self.evidence.cycle(obs, verdict, before, self._marks(), p.reporter.reported,
-                                                 p.reporter.dry_runs, p.termination.kind if p.termination else None):
+        for event, detail in self.evidence.cycle(obs, verdict, before, self._marks(), p.reporter.dry_runs,
+                                                 p.termination.kind if p.termination else None):
             p.history.record(event, detail)
         for action in verdict.actions:
             try:  # one effect that fails neither loses the others nor leaves the machine waiting for it

@@ -38,10 +38,9 @@ class Evidence:
         self.storage_ok: Optional[bool] = None
         self.paused = False
         self.going_away: Optional[str] = None
-        self.reported = False  # AWS accepted a report (once per instance: it is then replaced)
         self.dry_runs = 0
 
-    def cycle(self, obs: Observation, verdict: Verdict, before: Marks, after: Marks, reported: bool, dry_runs: int,
+    def cycle(self, obs: Observation, verdict: Verdict, before: Marks, after: Marks, dry_runs: int,
               going_away: Optional[str]) -> List[Event]:
         out: List[Event] = []
         if obs.storage_ok and self.storage_ok is not True:
@@ -57,11 +56,10 @@ class Evidence:
             out.append(("restart", f"local restart {after.restarts}"))
         if before.bad and not after.bad and verdict.healthy:
             out.append(("good", verdict.line))
-        if reported and not self.reported:
-            out.append(("reported", "SetInstanceHealth(Unhealthy) accepted by Auto Scaling"))
+        # a report AWS accepted is recorded by the reporter itself, then flushed (the instance goes away next)
         if dry_runs > self.dry_runs:
             out.append(("reported", "report = log: Auto Scaling was not told (dry run)"))
-        self.reported, self.dry_runs = reported, dry_runs
+        self.dry_runs = dry_runs
         if obs.paused != self.paused:
             out.append(("paused" if obs.paused else "resumed", ""))
             self.paused = obs.paused

@@ -21,6 +21,8 @@ from mqguard.config import ReportMode
 
 log = logging.getLogger(__name__)
 
+REPORT_FLUSH = 5.0  # at most this long for the 'reported' history event to reach the storage
+
 
 class Reporter:
     def __init__(
@@ -32,6 +34,8 @@ class Reporter:
         backoff: Optional[Backoff] = None,
         on_reported: Callable[[], None] = lambda: None,
         errors: Optional[AwsErrors] = None,
+        record: Callable[[str, str], None] = lambda event, detail: None,
+        flush: Callable[[float], bool] = lambda timeout: True,
     ) -> None:
         self.mode = mode
         self.autoscaling = autoscaling
@@ -39,6 +43,8 @@ class Reporter:
         self.stop = stop
         self.backoff = backoff
         self.on_reported = on_reported
+        self.record = record  # the failover history: the report's own event is written here, then flushed
+        self.flush = flush
         self.dry_runs = 0
         self.preflight_result = ""  # "", "ok", "not in an Auto Scaling group" or "error: ..."
         self.errors = errors if errors is not None else AwsErrors()
@@ -93,6 +99,11 @@ class Reporter:
             log.warning("not reporting the instance after all: the bad episode that asked for it has ended")
             return
         if instance is not None:
+            # The group replaces this instance next: its last words go to the shared storage before anything
+            # else happens (bounded: a hung EFS must not hold the report's news back for long).
+            self.record("reported", "SetInstanceHealth(Unhealthy) accepted by Auto Scaling")
+            if not self.flush(REPORT_FLUSH):
+                log.warning("the 'reported' history event was not written within %.0fs (EFS slow?)", REPORT_FLUSH)
             with self._lock:
                 self._reported = True
             log.error(

@@ -86,12 +86,15 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
                                        wakeup.wake)
         hooks = Hooks(autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook, stop_event,
                       errors=aws_errors)
-    reporter = Reporter(cfg.health.report, autoscaling, cfg.health.respect_asg_grace_period, stop_event,
-                        on_reported=wakeup.wake, errors=aws_errors)
-    summary = EpisodeSummary(cfg.storage.path, owners, clock.wall, telemetry.episode_seen)
+    writers: List[HistoryWriter] = []  # the summary reads this host's file first: its name is the writer's
+    summary = EpisodeSummary(cfg.storage.path, owners, clock.wall, telemetry.episode_seen,
+                             host=lambda: writers[0].host if writers else "")
     history = HistoryWriter(cfg.storage.path, owners, clock.wall, telemetry.history_drop,
                             telemetry.history_write_error, identity=identity, after_write=summary.after_write,
                             written=telemetry.history_write, mounted=mounted)
+    writers.append(history)
+    reporter = Reporter(cfg.health.report, autoscaling, cfg.health.respect_asg_grace_period, stop_event,
+                        on_reported=wakeup.wake, errors=aws_errors, record=history.record, flush=history.flush)
     return Parts(
         cfg=cfg, config_path=config_path, clock=clock, mountinfo=mountinfo, notifier=notifier or Notifier({}),
         telemetry=telemetry, runner=runner, control=control, service=service, lifecycle=lifecycle,

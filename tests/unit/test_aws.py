@@ -420,3 +420,28 @@ def test_instance_role_credentials_come_through_mqguards_bounded_imds_client(imd
     res = _credentials_probe(imds.url, moto.url, tmp_path)
     outcome, took, _ = res.stdout.split()
     assert outcome != "ok" and float(took) < 30, res.stdout + res.stderr  # bounded, not a stall
+
+
+def test_the_reports_own_event_is_on_the_storage_before_the_report_counts_as_done(
+        moto: MotoAsg, imds: ImdsServer, tmp_path: Path) -> None:
+    """Security round 3 HIGH 3: the `reported` event was queued by the loop later, behind a history read on the
+    writer's thread; an instance killed right after reporting lost it in 2 of 4 tries from outside."""
+    import time
+
+    from mqguard.history.reader import read_history
+    from mqguard.history.writer import HistoryWriter
+
+    owners = frozenset({os.getuid()})
+    writer = HistoryWriter(str(tmp_path), owners, time.time, lambda n: None, lambda: None, host="hostA")
+    calls: list = []  # type: ignore[type-arg]
+    asg = asg_for(moto, imds, moto.url, calls)
+    seen_at_done: list = []  # type: ignore[type-arg]
+
+    def done() -> None:  # what the reporter tells the loop: by then the event must be on the storage
+        seen_at_done.extend(e.event for e in read_history(str(tmp_path), owners, time.time()).events)
+
+    reporter = Reporter(ReportMode.AUTOSCALING, asg, False, threading.Event(), on_reported=done,
+                        record=writer.record, flush=writer.flush)
+    reporter.report("test")
+    wait_for(lambda: reporter.reported)
+    assert reporter.reported and seen_at_done == ["reported"]

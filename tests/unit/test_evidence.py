@@ -16,11 +16,11 @@ def verdict(healthy: bool = True, bad: Optional[List[str]] = None) -> Verdict:
 
 
 def step(e: Evidence, status: Optional[QmStatus], before: Marks = CALM, after: Marks = CALM, healthy: bool = True,
-         storage_ok: bool = True, stage: Optional[JobStage] = None, paused: bool = False, reported: bool = False,
+         storage_ok: bool = True, stage: Optional[JobStage] = None, paused: bool = False,
          dry_runs: int = 0, going: Optional[str] = None) -> List[str]:
     obs = Observation(now=1.0, storage_ok=storage_ok, qmgr=status, job_stage=stage, paused=paused)
     return [name for name, _ in e.cycle(obs, verdict(healthy, ["queue manager ended_unexpectedly"]), before,
-                                        after, reported, dry_runs, going)]
+                                        after, dry_runs, going)]
 
 
 def test_a_life_in_events_each_said_once() -> None:
