@@ -34,8 +34,10 @@ def run_check(cfg: Config, runner: CommandRunner, mountinfo: str = MOUNTINFO) ->
     mount = check_mount(st.path, st.fstypes, mountinfo)
     storage_ok = False
     if mount.ok:
+        # it only looks: no .mqguard is made (as root, one would belong to root and lock the daemon out)
         probe = StorageProber(st.path, allowed_owners(qm.run_as), (qm.data_dir, qm.log_dir),
-                              mounted=mount_check(st.path, st.fstypes, mountinfo)).probe(st.probe_timeout)
+                              mounted=mount_check(st.path, st.fstypes, mountinfo), mount_point=True,
+                              create_state_dir=False).probe(st.probe_timeout)
         detail = f"{mount.detail}; probe {probe.seconds * 1000:.1f} ms" if probe.ok and probe.seconds else probe.detail
         storage_ok = probe.ok
         lines.append(Line("storage", OK if probe.ok else BAD, detail))

@@ -97,8 +97,9 @@ def who(uid: int) -> str:
     return f"{name} (uid {uid}) on {socket.gethostname()}"
 
 
-def write(storage_path: str, owners: FrozenSet[int], pause: Pause) -> None:
-    dir_fd = open_state_dir(storage_path, owners)
+def write(storage_path: str, owners: FrozenSet[int], pause: Pause, mount_point: bool = False) -> None:
+    """Write the record (``mount_point``: only onto the mounted file system, see statedir.open_state_dir)."""
+    dir_fd = open_state_dir(storage_path, owners, mount_point=mount_point)
     tmp = f".{PAUSE_FILE}.{socket.gethostname()}.{os.getpid()}"
     try:
         fd = create_exclusive(dir_fd, tmp, 0o644)  # never through a link planted under the name
@@ -112,9 +113,12 @@ def write(storage_path: str, owners: FrozenSet[int], pause: Pause) -> None:
         os.close(dir_fd)
 
 
-def clear(storage_path: str, owners: FrozenSet[int]) -> bool:
+def clear(storage_path: str, owners: FrozenSet[int], mount_point: bool = False) -> bool:
     """Remove the record; False when there was none."""
-    dir_fd = open_state_dir(storage_path, owners)
+    try:
+        dir_fd = open_state_dir(storage_path, owners, mount_point=mount_point, create=False)
+    except FileNotFoundError:
+        return False
     try:
         os.unlink(PAUSE_FILE, dir_fd=dir_fd)
         return True
@@ -125,8 +129,12 @@ def clear(storage_path: str, owners: FrozenSet[int]) -> bool:
 
 
 def read(storage_path: str, owners: FrozenSet[int]) -> Optional[Pause]:
-    """The record, None when there is none; ValueError when it is not one; OSError from the file system."""
-    dir_fd = open_state_dir(storage_path, owners)
+    """The record, None when there is none; ValueError when it is not one; OSError from the file system.
+    A reader makes nothing: no .mqguard, no record."""
+    try:
+        dir_fd = open_state_dir(storage_path, owners, create=False)
+    except FileNotFoundError:
+        return None
     try:
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         try:

@@ -54,21 +54,34 @@ def _describe_open_error(path: str, exc: OSError, dir_fd: Optional[int] = None, 
     return f"cannot open {path}: {exc.strerror or exc}"
 
 
-def open_state_dir(storage_path: str, owners: Iterable[int]) -> int:
-    """A directory fd for ``<storage_path>/.mqguard``, created if missing; raises UnsafePath."""
+def open_state_dir(storage_path: str, owners: Iterable[int], mount_point: bool = False, create: bool = True) -> int:
+    """A directory fd for ``<storage_path>/.mqguard``, created if missing (FileNotFoundError when ``create`` is
+    false: a reader makes nothing); raises UnsafePath.
+
+    ``mount_point``: the storage must be mounted, judged on the descriptor of its root (a file system of its own:
+    another device than its parent's) and everything is then made through that descriptor. Checking the mount
+    first and creating by path after would race an unmount: ``.mqguard`` would land on the local disk under the
+    bare mount point, and the next mount of the EFS would be refused (found by the chaos soak under load)."""
     path = os.path.join(storage_path, STATE_DIR)
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     root = os.open(storage_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if mount_point and not _is_mount_root(root, storage_path):
+        os.close(root)
+        raise UnsafePath(errno.ENOENT, f"{storage_path} is not mounted: nothing is made under its bare mount point")
     try:
         try:
             fd = os.open(STATE_DIR, flags, dir_fd=root)
         except FileNotFoundError:  # first use on this file system: one more round trip, once
+            if not create:
+                raise
             try:
                 os.mkdir(STATE_DIR, DIR_MODE, dir_fd=root)
             except FileExistsError:
                 pass  # another instance made it meanwhile
             fd = os.open(STATE_DIR, flags, dir_fd=root)
     except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and not create:
+            raise
         raise UnsafePath(exc.errno or errno.EPERM, _describe_open_error(path, exc, root, STATE_DIR)) from None
     finally:
         os.close(root)
@@ -77,6 +90,15 @@ def open_state_dir(storage_path: str, owners: Iterable[int]) -> int:
         os.close(fd)
         raise UnsafePath(errno.EPERM, problem)
     return fd
+
+
+def _is_mount_root(fd: int, path: str) -> bool:
+    """Whether the directory open as ``fd`` is the root of a file system mounted at ``path``."""
+    parent = os.path.dirname(os.path.abspath(path).rstrip("/")) or "/"
+    try:
+        return os.fstat(fd).st_dev != os.stat(parent).st_dev
+    except OSError:
+        return False
 
 
 def _check_dir(st: os.stat_result, path: str, owners: FrozenSet[int]) -> Optional[str]:

@@ -144,14 +144,17 @@ def _probe_mq(targets: Sequence[str]) -> None:
             os.close(dir_fd)
 
 
-def _probe_state_dir(path: str, owners: FrozenSet[int]) -> Tuple[bool, str]:
+def _probe_state_dir(path: str, owners: FrozenSet[int], mount_point: bool = False,
+                     create: bool = True) -> Tuple[bool, str]:
     """Is <path>/.mqguard usable (a real directory, right owner and mode, writable)? Never MQ's verdict."""
     try:
-        dir_fd = open_state_dir(path, owners)
+        dir_fd = open_state_dir(path, owners, mount_point=mount_point, create=create)
         try:
             _write_probe(dir_fd)
         finally:
             os.close(dir_fd)
+    except FileNotFoundError:
+        return True, f"{os.path.join(path, STATE_DIR)} not made yet (mqguard run makes it)"
     except UnsafePath as exc:
         return False, str(exc.strerror)
     except OSError as exc:
@@ -170,8 +173,11 @@ class StorageProber:
     """Runs probes on a helper thread; at most one is ever outstanding."""
 
     def __init__(self, path: str, owners: Optional[FrozenSet[int]] = None, dirs: Sequence[str] = (),
-                 mounted: Optional[Callable[[], bool]] = None) -> None:
+                 mounted: Optional[Callable[[], bool]] = None, mount_point: bool = False,
+                 create_state_dir: bool = True) -> None:
         self.path = path
+        self.mount_point = mount_point  # .mqguard made only through the mounted root's descriptor
+        self.create_state_dir = create_state_dir  # False: `mqguard check` makes nothing, it only looks
         self.mounted = mounted  # asked again on the probe's thread, right before it writes: never write under an
         # unmounted mount point (it would be the local disk, and the next mount would find a non-empty directory)
         self.owners = owners if owners is not None else allowed_owners()
@@ -211,7 +217,8 @@ class StorageProber:
             ok, seconds, detail = True, time.monotonic() - start, "probe ok"
         except OSError as exc:
             ok, seconds, detail = False, time.monotonic() - start, f"probe failed: {exc}{_hint(exc)}"
-        state_ok, state_detail = _probe_state_dir(self.path, self.owners) if ok else (None, "")
+        state_ok, state_detail = _probe_state_dir(self.path, self.owners, self.mount_point, self.create_state_dir) \
+            if ok else (None, "")
         self._result = (ok, seconds, detail, state_ok, state_detail)
 
     @property

@@ -30,12 +30,12 @@ Identity = Callable[[], Tuple[str, str]]  # (instance id, availability zone), as
 Pending = Tuple[float, str, str]  # (wall time, event, detail) as the loop recorded it
 
 
-def open_history_dir(storage_path: str, owners: FrozenSet[int], create: bool = True) -> int:
+def open_history_dir(storage_path: str, owners: FrozenSet[int], create: bool = True, mount_point: bool = False) -> int:
     """A directory fd for ``.mqguard/history`` (created 0755 when ``create``), checked like the state directory;
     FileNotFoundError when it does not exist and ``create`` is false."""
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     if create:
-        parent = open_state_dir(storage_path, owners)
+        parent = open_state_dir(storage_path, owners, mount_point=mount_point)
     else:  # a reader: never makes anything on the shared storage
         parent = os.open(os.path.join(storage_path, STATE_DIR), flags)
     try:
@@ -70,7 +70,7 @@ class HistoryWriter:
                  host: Optional[str] = None, max_bytes: int = MAX_BYTES, queue_max: int = QUEUE_MAX,
                  after_write: Callable[[List[Event]], None] = lambda batch: None,
                  written: Callable[[int], None] = lambda n: None,
-                 mounted: Callable[[], bool] = lambda: True) -> None:
+                 mounted: Optional[Callable[[], bool]] = None, mount_point: bool = False) -> None:
         self.storage_path = storage_path
         self.owners = owners
         self.wall = wall
@@ -82,7 +82,8 @@ class HistoryWriter:
         self._identity = identity
         self._after_write = after_write
         self._written = written
-        self._mounted = mounted  # asked right before each write: never write under a bare mount point
+        self._mounted = mounted or (lambda: True)  # asked right before each write: never under a bare mount point
+        self._mount_point = mount_point  # and .mqguard only made through the mounted root's descriptor (no race)
         self._instance = ("", "")
         self._queue: Deque[Pending] = collections.deque()
         self._queue_max = queue_max
@@ -155,7 +156,7 @@ class HistoryWriter:
         """Append ``batch``; each event written is added to ``done`` (what a failure half-way did not lose)."""
         if not self._mounted():  # the local disk under the mount point is not the shared history
             raise OSError(errno.ENOENT, f"{self.storage_path} is not mounted")
-        dfd = open_history_dir(self.storage_path, self.owners)
+        dfd = open_history_dir(self.storage_path, self.owners, mount_point=self._mount_point)
         name = f"{self.host}.jsonl"
         fd = -1
         try:

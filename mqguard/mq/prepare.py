@@ -97,7 +97,8 @@ class Preparation:
         # Registering and creating both happen under the create lock: two hosts never both run crtmqm, and a host
         # never registers (then starts) a queue manager whose crtmqm is still under way on another host.
         try:
-            lock = CreateLock(self.control.storage_path, self.lock_timeout, self.owners)
+            lock = CreateLock(self.control.storage_path, self.lock_timeout, self.owners,
+                              mount_point=self.mounted is not None)
             lock.__enter__()
         except LockUnusable as exc:
             # .mqguard cannot hold the lock (a broken state directory): an existing queue manager is still
@@ -233,17 +234,18 @@ class CreateLock:
     """
 
     def __init__(self, storage_path: str, timeout: float, owners: FrozenSet[int],
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, mount_point: bool = False) -> None:
         self.storage_path = storage_path
         self.path = create_lock_path(storage_path)
         self.timeout = timeout
         self.owners = owners
         self.sleep = sleep
+        self.mount_point = mount_point  # only on the mounted file system, never under a bare mount point
         self.fd = -1
 
     def __enter__(self) -> CreateLock:
         try:
-            dir_fd = open_state_dir(self.storage_path, self.owners)
+            dir_fd = open_state_dir(self.storage_path, self.owners, mount_point=self.mount_point)
             try:
                 self.fd = open_regular(dir_fd, CREATE_LOCK)
             finally:

@@ -39,7 +39,8 @@ class Operations:
                  watch: PauseWatch, owners: FrozenSet[int], wake: Callable[[], None],
                  wall: Callable[[], float] = time.time,
                  record: Callable[[str, str], None] = lambda event, detail: None,
-                 drill: Callable[[str], Reply] = lambda kind: (False, "refused: drills need the daemon")) -> None:
+                 drill: Callable[[str], Reply] = lambda kind: (False, "refused: drills need the daemon"),
+                 mount_point: bool = False) -> None:
         self.cfg = cfg
         self.control = control
         self.lifecycle = lifecycle
@@ -51,6 +52,7 @@ class Operations:
         self.record = record  # into the failover history (contract §23)
         self.efs = OneAtATime[object]("pause record write")  # a hung EFS: one stuck thread, not one per request
         self.drill_request = drill
+        self.mount_point = mount_point  # the pause record only on the mounted EFS, never under a bare mount point
 
     def handle(self, req: Request) -> Reply:
         try:
@@ -76,7 +78,8 @@ class Operations:
         now = self.wall()
         record = Pause(until=now + seconds, reason=pause_mod.parse_reason(reason),
                        by=pause_mod.who(req.peer.uid), since=now)
-        _, error = self.efs.run(lambda: pause_mod.write(cfg.storage.path, self.owners, record), EFS_DEADLINE)
+        _, error = self.efs.run(
+            lambda: pause_mod.write(cfg.storage.path, self.owners, record, mount_point=self.mount_point), EFS_DEADLINE)
         if error:
             return False, f"not paused: cannot write the pause record to {cfg.storage.path}/.mqguard: {error}"
         self.watch.set(record)
@@ -87,7 +90,8 @@ class Operations:
 
     def resume(self, req: Request) -> Reply:
         cfg = self.cfg()
-        existed, error = self.efs.run(lambda: pause_mod.clear(cfg.storage.path, self.owners), EFS_DEADLINE)
+        existed, error = self.efs.run(
+            lambda: pause_mod.clear(cfg.storage.path, self.owners, mount_point=self.mount_point), EFS_DEADLINE)
         if error:
             return False, f"not resumed: cannot remove the pause record in {cfg.storage.path}/.mqguard: {error}"
         was = self.watch.current

@@ -91,7 +91,7 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
                              host=lambda: writers[0].host if writers else "")
     history = HistoryWriter(cfg.storage.path, owners, clock.wall, telemetry.history_drop,
                             telemetry.history_write_error, identity=identity, after_write=summary.after_write,
-                            written=telemetry.history_write, mounted=mounted)
+                            written=telemetry.history_write, mounted=mounted, mount_point=True)
     writers.append(history)
     reporter = Reporter(cfg.health.report, autoscaling, cfg.health.respect_asg_grace_period, stop_event,
                         on_reported=wakeup.wake, errors=aws_errors, record=history.record, flush=history.flush)
@@ -99,7 +99,8 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
         cfg=cfg, config_path=config_path, clock=clock, mountinfo=mountinfo, notifier=notifier or Notifier({}),
         telemetry=telemetry, runner=runner, control=control, service=service, lifecycle=lifecycle,
         diagnostics=diagnostics, owners=owners,
-        prober=StorageProber(cfg.storage.path, owners, (control.data_parent, control.log_parent), mounted=mounted),
+        prober=StorageProber(cfg.storage.path, owners, (control.data_parent, control.log_parent), mounted=mounted,
+                             mount_point=True),
         state_dir=StateDirStatus(),  # .mqguard: said once per change, never MQ's storage verdict
         pause_watch=PauseWatch(cfg.storage.path, owners, wakeup.wake, pause_max=cfg.control.pause_max,
                                wall=clock.wall),  # shared by the pair, on EFS
@@ -175,7 +176,7 @@ class Service:
             log.info("MQI/PCF metrics off: %s; supervising with dspmq only", why)
         registry = build_registry(collectors)  # type: ignore[arg-type]
         operations = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners,
-                                p.wakeup.wake, record=p.history.record, drill=d.request_drill)
+                                p.wakeup.wake, record=p.history.record, drill=d.request_drill, mount_point=True)
         self.control = ControlServer(cfg.control.socket, cfg.control.group, operations.handle)
         self.hook: Optional[StateHook] = None
         if cfg.hooks.on_state_change:

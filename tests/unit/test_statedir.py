@@ -89,3 +89,45 @@ def test_create_lock_refuses_a_fifo(efs: FakeEfs) -> None:
     os.mkfifo(Path(efs.path, ".mqguard", "create.lock"))
     with pytest.raises(PrepareError, match="not a regular file"), CreateLock(efs.path, 1.0, OWNERS):
         pass
+
+
+def test_nothing_is_made_under_a_bare_mount_point(tmp_path: Path) -> None:
+    """The chaos soak under load: .mqguard made on the local disk under an unmounted EFS mount point (a check by
+    path, then a create by path, raced the unmount), and the next mount was refused. With ``mount_point`` the
+    check is made on the root's own descriptor and the directory is created through it; readers make nothing."""
+    from mqguard.efs import pause as pause_mod
+    from mqguard.efs.statedir import UnsafePath, open_state_dir
+
+    bare = tmp_path / "MQHA"
+    bare.mkdir()
+    owners = frozenset({os.getuid()})
+    with pytest.raises(UnsafePath, match="not mounted"):
+        open_state_dir(str(bare), owners, mount_point=True)
+    assert pause_mod.read(str(bare), owners) is None
+    assert not pause_mod.clear(str(bare), owners)
+    assert list(bare.iterdir()) == [], "nothing made under the bare mount point"
+    fd = open_state_dir(str(bare), owners)  # without the flag (a plain directory in a test): made as before
+    os.close(fd)
+    assert (bare / ".mqguard").is_dir()
+
+
+def test_the_state_directory_is_made_on_a_mounted_file_system(efs: object) -> None:
+    from mqguard.efs.statedir import open_state_dir
+
+    path = efs.path  # type: ignore[attr-defined]
+    fd = open_state_dir(path, frozenset({os.getuid()}), mount_point=True)
+    os.close(fd)
+    assert os.path.isdir(os.path.join(path, ".mqguard"))
+
+
+def test_mqguard_check_makes_no_state_directory(efs: object, tmp_path: Path) -> None:
+    """Security round 3 (low): `mqguard check`, documented as side-effect free, made a root-owned .mqguard on a
+    fresh EFS, which mqguard (as mqm) then could not use."""
+    from mqguard.efs.storage import StorageProber
+
+    path = efs.path  # type: ignore[attr-defined]
+    os.makedirs(os.path.join(path, "qmgrs"))
+    os.makedirs(os.path.join(path, "logs"))
+    probe = StorageProber(path, frozenset({os.getuid()}), (os.path.join(path, "qmgrs"), os.path.join(path, "logs")),
+                          mount_point=True, create_state_dir=False).probe(5)
+    assert probe.ok and not os.path.exists(os.path.join(path, ".mqguard"))
