@@ -46,10 +46,11 @@ from mqguard.mq.prepare import EXIT_CODES as PREPARE_EXIT_CODES
 from mqguard.mq.prepare import PrepareError, preparation_for
 from mqguard.mq.service import Role, end_with_escalation
 from mqguard.mq.status import QmStatus
+from mqguard.mq.unit import PREPARE_TEMPLATE, TEMPLATE, unit_name
 
 log = logging.getLogger("mq-unit")
 
-USAGE = "usage: mq-unit prepare|start|stop QMGR_NAME"
+USAGE = "usage: mq-unit prepare|start|stop QMGR_NAME | mq-unit allows UNIT"
 EX_TIMED_OUT = 124  # like timeout(1)
 # What ending needs; the start records them in the unit's RuntimeDirectory= for its stop.
 END_KEYS: Tuple[Tuple[str, str], ...] = (("queue_manager", "mq_bin_dir"), ("queue_manager", "stop_timeout"),
@@ -160,15 +161,28 @@ def end_config(name: str, environ: Mapping[str, str]) -> config_mod.Config:
     return cfg
 
 
+def allows(unit: str, environ: Mapping[str, str]) -> bool:
+    """Whether ``unit`` is mq@ or mq-prepare@ of the queue manager mqguard is configured for (only that key is
+    read: a typo elsewhere must not lock mqguard out of its own queue manager's unit)."""
+    cfg, problems = config_mod.load_keys(config_mod.default_path(dict(environ)), (("queue_manager", "name"),))
+    name = cfg.queue_manager.name
+    if not name or any(p.key == "name" for p in problems):
+        return False
+    return unit in (unit_name(TEMPLATE, name), unit_name(PREPARE_TEMPLATE, name))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if len(args) != 2 or args[0] not in ("prepare", "start", "stop"):
+    if len(args) != 2 or args[0] not in ("prepare", "start", "stop", "allows"):
         print(USAGE, file=sys.stderr)
         return EX_USAGE
     verb, name = args
     if verb == "stop":  # never refused: a refusal here would make systemd SIGKILL a running queue manager
         return stop(_control(end_config(name, os.environ)))
+    if verb == "allows":  # asked by the polkit rule (as root): is this unit the configured queue manager's?
+        print("yes" if allows(name, os.environ) else "no", flush=True)
+        return 0
     try:
         cfg = config_mod.load(config_mod.default_path())
     except config_mod.ConfigError as exc:

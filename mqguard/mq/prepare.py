@@ -178,7 +178,16 @@ class Preparation:
             raise PrepareError(f"{self.control.storage_path} is not mounted: nothing is created on the local disk "
                                "under its mount point")
         for path in (self.control.data_parent, self.control.log_parent):
-            if os.path.isdir(path):
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                st = None
+            except OSError as exc:
+                raise PrepareError(f"cannot look at {path}: {exc.strerror}") from None
+            if st is not None and stat.S_ISLNK(st.st_mode):  # planted by a writer of the shared storage?
+                raise PrepareError(f"refusing {path}: it is a symbolic link (the queue manager's data must be a "
+                                   "real directory on the shared storage)")
+            if st is not None and stat.S_ISDIR(st.st_mode):
                 continue
             try:
                 os.makedirs(path, exist_ok=True)

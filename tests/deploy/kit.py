@@ -48,6 +48,13 @@ def load_template(path: Path = TEMPLATE) -> Template:
     return json.loads(json.dumps(cfn_yaml.load(str(path))))
 
 
+def user_data_files(template: Template) -> Dict[str, str]:
+    """The files the launch template's user data writes ({path: content}), ${...} left as they are."""
+    ud = template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]
+    doc = yaml.safe_load(ud["Fn::Sub"][0])
+    return {str(f["path"]): str(f.get("content", "")) for f in doc.get("write_files", []) or []}
+
+
 def write_json(template: Template, directory: Path, name: str = "template.json") -> Path:
     path = directory / name
     path.write_text(json.dumps(template, indent=1))

@@ -188,6 +188,35 @@ def mount_problems(user_data: str) -> List[str]:
     return p
 
 
+ROOT_UNIT_USERS = {"mq@.service": "mqm", "mq-prepare@.service": "mqm", "mqguard.service": "mqm"}  # the RPM's units
+
+
+def root_step_problems(user_data: str) -> List[str]:
+    """No command systemd runs as root may name a path BELOW a mount point of the shared storage: the MQ user
+    and every writer of the EFS control what is there (a symlink planted at /MQHA/qmgrs made root chown
+    /usr/bin to mqm). The mount point itself is the file system's root inode, which no writer can replace."""
+    doc = parse_user_data(user_data)
+    shared = [m.mount_point.rstrip("/") for m in fstab_lines(doc)]
+    p: List[str] = []
+    for path, text in files(doc).items():
+        m = re.match(r"/etc/systemd/system/([^/]+?)(\.d/[^/]+\.conf)?$", path)
+        if m is None:
+            continue
+        unit = m.group(1)
+        settings = unit_settings(text)
+        user = (settings.get("User") or [ROOT_UNIT_USERS.get(unit, "root")])[-1]
+        for key, values in settings.items():
+            if not key.startswith("Exec"):
+                continue
+            for value in values:
+                as_root = user in ("root", "0") or value.lstrip("-@:!").startswith("+")
+                below = [mp for mp in shared for word in value.split() if word.startswith(mp + "/")]
+                if as_root and below:
+                    p.append(f"{path}: {key}={value} runs as root on a path below {below[0]} (the shared storage: "
+                             "whoever writes it controls what root follows there)")
+    return p
+
+
 def efs_policy_problems(d: Any) -> List[str]:
     """The file system's policy against the mount options (parsed, not matched as text)."""
     efs = d.client("efs")

@@ -234,6 +234,7 @@ def test_deployed_stack_has_what_mqguard_needs(name: str, moto: MotoAsg, templat
     assert kit.user_data_problems(d.user_data(), tls, tmp_path) == []
     assert stackcheck.config_problems(d) == []
     assert stackcheck.mount_problems(d.user_data()) == []
+    assert stackcheck.root_step_problems(d.user_data()) == []
     assert stackcheck.efs_policy_problems(d) == []
     if tls:  # the policy check really ran: moto holds the stack's policy (kit.patch_moto_nlb)
         policy = json.loads(moto.client("efs").describe_file_system_policy(FileSystemId=d.outputs["FileSystemId"])[
@@ -440,6 +441,15 @@ BROKEN: Dict[str, Callable[[kit.Template], None]] = {
         t, "LaunchTemplate", '{"Fn::Sub": "_netdev,noauto,nofail,tls,iam,accesspoint=${AccessPoint},noresvport,nodev,'
         'nosuid"}', '"_netdev,noauto,nofail,tls,iam,noresvport,nodev,nosuid"'),
     "RHEL root device mapped as /dev/xvda": _set(["Mappings", "RootDevice", "rhel9", "Name"], "/dev/xvda"),
+    # security round 3 HIGH 1: root following a path an EFS writer controls
+    "root makes the queue manager's parents": _user_data_edit(
+        "                    After=mqha-mount.service\n",
+        "                    After=mqha-mount.service\n                    [Service]\n                    "
+        "ExecStartPre=+/usr/bin/install -d -o mqm -g mqm -m 2775 /MQHA/qmgrs /MQHA/logs\n"),
+    "the mount unit chowns below the mount point": _user_data_edit(
+        "ExecStartPost=/usr/bin/chown mqm:mqm /MQHA\n",
+        "ExecStartPost=/usr/bin/chown mqm:mqm /MQHA\n                    ExecStartPost=/usr/bin/chown -R mqm:mqm "
+        "/MQHA/qmgrs\n"),
 }
 
 
@@ -475,6 +485,7 @@ def first_rejection(variant: kit.Template, moto: MotoAsg, tmp: Path) -> Tuple[st
                        ("user data", lambda: kit.user_data_problems(d.user_data(), True, tmp)),
                        ("config vs stack", lambda: stackcheck.config_problems(d)),
                        ("mounts", lambda: stackcheck.mount_problems(d.user_data())),
+                       ("root steps on the EFS", lambda: stackcheck.root_step_problems(d.user_data())),
                        ("EFS policy vs mount", lambda: stackcheck.efs_policy_problems(d))):
         problems = run()
         if problems:

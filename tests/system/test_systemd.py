@@ -340,14 +340,43 @@ def test_polkit_lets_the_mq_user_manage_mq_units_and_nothing_else(guest: Guest) 
     assert refused.returncode != 0 and "auth" in refused.stderr.lower(), refused.stderr
     refused = g.run(*as_mqm, "start", "mq-other.service")
     assert refused.returncode != 0, refused.stderr
-    # allowed: mq@ units (this one fails to start, as its queue manager is not mqguard's: exit 78 from mq-unit)
-    allowed = g.run(*as_mqm, "start", "mq@NOSUCH.service")
-    assert "auth" not in allowed.stderr.lower(), allowed.stderr
-    g.wait_for(lambda: g.show("ActiveState", unit="mq@NOSUCH.service")["ActiveState"] == "failed", 10,
-               "the foreign unit to fail")
-    journal = g.ok("journalctl", "-u", "mq@NOSUCH.service", "--no-pager", "-o", "cat")
-    assert "mqguard is configured for" in journal
-    g.ok("systemctl", "reset-failed", "mq@NOSUCH.service")
+    # security round 3 HIGH 1: only the configured queue manager's units (the rule asks mq-unit which)
+    for foreign in ("mq@NOSUCH.service", "mq-prepare@NOSUCH.service"):
+        refused = g.run(*as_mqm, "start", foreign)
+        assert refused.returncode != 0 and "auth" in refused.stderr.lower(), refused.stderr
+        assert g.show("ActiveState", unit=foreign)["ActiveState"] == "inactive"
+    allowed = g.run(*as_mqm, "restart", f"mq-prepare@{QMGR}.service")
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_a_symlink_planted_on_the_efs_never_makes_root_follow_it_in_the_kits_units(guest: Guest) -> None:
+    """Security round 3 HIGH 1, the attack as it was made: mqm plants `qmgrs -> /usr/bin` on the shared storage
+    and starts mq-prepare@ (which the polkit rule allows it); the kit's drop-in ran
+    `+install -d -o mqm -m 2775 /MQHA/qmgrs` as root, which followed the link and gave the target to mqm.
+    Here the kit's own drop-in (from the template, /MQHA pointed at a scratch directory) must leave it root's."""
+    from tests.deploy import kit
+
+    g = guest
+    dropin_path = "/etc/systemd/system/mq-prepare@.service.d/50-efs.conf"
+    dropin = kit.user_data_files(kit.load_template())[dropin_path]
+    scratch, victim = "/srv/attack", "/opt/mqguard-victim"
+    g.ok("install", "-d", "-o", "mqm", "-g", "mqm", "-m", "2775", scratch)
+    g.ok("install", "-d", "-o", "root", "-g", "root", "-m", "0755", victim)
+    as_mqm = ["setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups"]
+    extra = "/etc/systemd/system/mq-prepare@.service.d/60-attack.conf"
+    try:
+        g.write(extra, dropin.replace("/MQHA", scratch))
+        g.ok("systemctl", "daemon-reload")
+        for sub in ("qmgrs", "logs"):
+            g.ok(*as_mqm, "ln", "-s", victim, f"{scratch}/{sub}")
+        g.run(*as_mqm, "systemctl", "--no-ask-password", "restart", f"mq-prepare@{QMGR}.service")
+        owner = g.ok("stat", "-c", "%U:%G %a", victim).split()
+        assert owner == ["root:root", "755"], f"root followed the planted link: {victim} is now {owner}"
+    finally:
+        g.ok("rm", "-f", extra, f"{scratch}/qmgrs", f"{scratch}/logs")
+        g.ok("rmdir", scratch, victim)
+        g.ok("systemctl", "daemon-reload")
+        g.run("systemctl", "reset-failed", f"mq-prepare@{QMGR}.service")
 
 
 def test_restart_leaves_the_queue_manager_running(guest: Guest) -> None:

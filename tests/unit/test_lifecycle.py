@@ -480,3 +480,13 @@ def test_multi_instance_with_mq_root_on_the_shared_storage_is_refused(sim: Harne
         lifecycle_for(sim, multi_instance="true").prepare()
     assert sim.calls("crtmqdir") == [] and sim.calls("crtmqm") == [], "nothing was made"
     assert lifecycle_for(sim, multi_instance="false").prepare().startswith("created")
+
+
+def test_a_symlink_planted_as_the_queue_managers_parent_is_refused(sim: Harness) -> None:
+    """Security round 3 HIGH 1: a writer of the EFS planted /MQHA/qmgrs -> /usr/bin; nothing may follow it."""
+    victim = sim.tmp / "victim"
+    victim.mkdir()
+    os.symlink(victim, f"{sim.efs.path}/qmgrs")
+    with pytest.raises(PrepareError, match="symbolic link"):
+        lifecycle_for(sim).prepare()
+    assert list(victim.iterdir()) == [] and sim.calls("crtmqm") == []

@@ -188,3 +188,37 @@ def test_multi_instance_with_mq_root_on_the_storage_fails() -> None:
     assert mq_root("/MQHA", "/MQHA", multi_instance=True)[0].verdict == FAIL
     assert mq_root("/var/mqm", "/MQHA", multi_instance=True)[0].verdict != FAIL
     assert mq_root("/MQHA/var-mqm", "/MQHA", multi_instance=False)[0].verdict != FAIL
+
+
+RACER = """
+import os, sys, time
+storage, victim, until = sys.argv[1], sys.argv[2], time.monotonic() + float(sys.argv[3])
+while time.monotonic() < until:
+    for name in os.listdir(storage):
+        if name.startswith(".mqguard-preflight"):
+            try:
+                os.rename(os.path.join(storage, name), os.path.join(storage, "moved-" + name))
+                os.symlink(victim, os.path.join(storage, name))
+            except OSError:
+                pass
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"), reason="needs root and a python3 "
+                    "the MQ user may run: the attacker runs as mqm")
+def test_a_racing_mq_user_cannot_steer_preflights_setgid_check_onto_roots_file(sim: Harness) -> None:
+    """Security round 3 HIGH 2: preflight (run by an admin, as root) made a predictable directory on the storage and
+    chowned/chmodded it by path; an mqm process swapped it for a symlink and won the chmod in 24 of 110 runs."""
+    victim = Path(sim.tmp) / "victim"
+    victim.write_text("root's secret\n")
+    victim.chmod(0o600)
+    racer = subprocess.Popen(["setpriv", "--reuid=mqm", "--regid=mqm", "--init-groups", "/usr/bin/python3", "-c",
+                              RACER, sim.efs.path, str(victim), "20"])
+    try:
+        for _ in range(60):
+            setgid_directories(sim.efs.path, (MQM.pw_uid, MQM.pw_gid), "mqm")
+    finally:
+        racer.kill()
+        racer.wait()
+    st = victim.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o600), "root's file was changed through a link"

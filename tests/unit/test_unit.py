@@ -250,3 +250,13 @@ def test_shipped_units_exposure_scores() -> None:
     assert guard <= 2.0
     # MQ's unit is looser by necessity (setuid programs, Java, exits); it must not drift further
     assert mq <= 7.0
+
+
+def test_mq_unit_allows_only_the_configured_queue_managers_units(sim: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    """Security round 3 HIGH 1: the polkit rule let mqm start any mq-prepare@ instance; it now asks mq-unit, which
+    answers yes only for the configured queue manager's two units (a typo elsewhere does not lock it out)."""
+    sim.configure(hooks={"on_state_change": str(sim.tmp / "deleted-hook")}, queue_manager={"name": "APP.QM/1"})
+    for unit, said in (("mq@APP.QM-1.service", "yes"), ("mq-prepare@APP.QM-1.service", "yes"),
+                       ("mq@QM1.service", "no"), ("mq-prepare@OTHER.service", "no"), ("mqguard.service", "no")):
+        assert mq_unit(sim, "allows", unit, name="APP.QM/1") == 0
+        assert capsys.readouterr().out.strip() == said, unit
