@@ -216,7 +216,7 @@ def test_dspmq_reading_for_garbled_hung_and_unknown(sim: Harness) -> None:
     ctl.command_timeout = 0.5
     start = time.monotonic()
     r = ctl.dspmq()
-    assert r.status is None and "timed out" in r.error and time.monotonic() - start < 4
+    assert r.status is None and "timed out" in r.error and time.monotonic() - start < 10  # not the hour
 
 
 def test_mqsc_links_leaving_mqsc_dir_and_foreign_files_are_not_read(sim: Harness, tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ def test_pause_watch_never_blocks_and_keeps_the_last_value_while_efs_hangs() -> 
     began = time.monotonic()
     for _ in range(50):
         watch.refresh()  # the read hangs: at most one outstanding, never waited for
-    assert time.monotonic() - began < 0.5 and watch.current == record
+    assert time.monotonic() - began < 5 and watch.current == record  # blocking would be the whole hang (30 s)
     gate.set()
 
 

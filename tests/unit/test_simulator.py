@@ -194,7 +194,7 @@ def test_fault_knobs(sim: Harness) -> None:
         subprocess.run([f"{sim.bindir}/dspmq", "-m", "QM1"], timeout=0.5, capture_output=True)
         raise AssertionError("dspmq should hang")
     except subprocess.TimeoutExpired:
-        assert time.monotonic() - start < 3
+        assert time.monotonic() - start < 10  # killed at the timeout, not after the hour it hangs
     sim.unknob("dspmq.hang")
     sim.knob("strmqm.delay", "1.0")
     proc = subprocess.Popen([f"{sim.bindir}/strmqm", "QM1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

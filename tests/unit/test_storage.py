@@ -40,8 +40,8 @@ def test_check_mount_uses_the_top_mount_and_checks_fstype(tmp_path: Path) -> Non
 def test_probe_on_real_fuse_mount(efs: FakeEfs) -> None:
     assert check_mount(efs.path, ("fuse",)).ok
     assert not check_mount(efs.path, ("nfs4",)).ok
-    reading = StorageProber(efs.path).probe(2.0)
-    assert reading.ok and reading.seconds is not None and reading.seconds < 2.0
+    reading = StorageProber(efs.path).probe(10.0)  # generous: a busy machine's fsync may be slow
+    assert reading.ok and reading.seconds is not None and reading.seconds < 10.0
     assert list(Path(efs.src, ".mqguard").iterdir()) == []  # the probe files are removed
     assert not [p for p in Path(efs.src).iterdir() if p.name.startswith(".mqguard-probe-")]
 
@@ -55,7 +55,7 @@ def test_frozen_mount_times_out_and_never_piles_up(efs: FakeEfs) -> None:
         start = time.monotonic()
         first = prober.probe(0.3)
         assert not first.ok and "did not finish within" in first.detail
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 5  # the probe's 0.3 s, never the freeze
         for _ in range(5):
             again = prober.probe(0.3)
             assert not again.ok and "still stuck" in again.detail
