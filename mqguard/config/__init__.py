@@ -167,6 +167,7 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
         "socket": Option("/run/mqguard/mqguard.sock", _abs_path, "local control socket (pause, resume, switchover)"),
         "group": Option("mqm", _group, "group allowed to use the control socket (and root)"),
         "pause_max": Option("24h", duration(60, 7 * DAY), "the longest pause allowed"),
+        "drill_interval": Option("5m", duration(0, DAY), "the least time between two drills"),
     },
     "hooks": {
         "on_state_change": Option("", _optional_abs_path, "program run on each state change; empty = none"),

@@ -92,6 +92,7 @@ class ControlConfig:
     socket: str
     group: str
     pause_max: float
+    drill_interval: float
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ class ControlOp(str, enum.Enum):
 OPERATIONS = tuple(op.value for op in ControlOp)
 MAX_LINE = 16 * 1024
 REQUEST_DEADLINE = 5.0  # to send the request line
-MAX_HANDLERS = 4
+MAX_HANDLERS = 16  # requests served at once, all members together (each is a thread)
+MEMBER_HANDLERS = 2  # ... and by any one user: silent connections of one member never lock the others out
 ROOT_HANDLERS = 2
 
 
@@ -117,8 +118,9 @@ class ControlServer:
         self.handler = handler
         self.sock: Optional[socket.socket] = None
         self._stop = threading.Event()
-        self._slots = threading.BoundedSemaphore(MAX_HANDLERS)
         self._root_slots = threading.BoundedSemaphore(ROOT_HANDLERS)  # root is never locked out by others
+        self._busy: Dict[int, int] = {}  # uid -> requests of that user being served now (not root)
+        self._busy_lock = threading.Lock()
         self._refusals = 0
         self._last_refusal_log = -1.0
         self._thread: Optional[threading.Thread] = None
@@ -210,12 +212,32 @@ class ControlServer:
                                 "resume, switch over or drill", timeout=0.5)
             conn.close()
             return
-        slots = self._root_slots if peer.uid == 0 else self._slots
-        if not slots.acquire(blocking=False):
+        if not self._take_slot(peer.uid):
             _reply(conn, False, "busy: other control requests are being served; try again", timeout=0.5)
             conn.close()
             return
-        threading.Thread(target=self._handle, args=(conn, peer, slots), name="control-request", daemon=True).start()
+        threading.Thread(target=self._handle, args=(conn, peer), name="control-request", daemon=True).start()
+
+    def _take_slot(self, uid: int) -> bool:
+        """Root has slots of its own; every other user at most MEMBER_HANDLERS, all of them MAX_HANDLERS."""
+        if uid == 0:
+            return self._root_slots.acquire(blocking=False)
+        with self._busy_lock:
+            if self._busy.get(uid, 0) >= MEMBER_HANDLERS or sum(self._busy.values()) >= MAX_HANDLERS:
+                return False
+            self._busy[uid] = self._busy.get(uid, 0) + 1
+            return True
+
+    def _give_back(self, uid: int) -> None:
+        if uid == 0:
+            self._root_slots.release()
+            return
+        with self._busy_lock:
+            left = self._busy.get(uid, 1) - 1
+            if left > 0:
+                self._busy[uid] = left
+            else:
+                self._busy.pop(uid, None)
 
     def _refused(self, peer: Peer) -> None:
         now = time.monotonic()
@@ -226,7 +248,7 @@ class ControlServer:
                         self._refusals)
             self._last_refusal_log, self._refusals = now, 0
 
-    def _handle(self, conn: socket.socket, peer: Peer, slots: threading.BoundedSemaphore) -> None:
+    def _handle(self, conn: socket.socket, peer: Peer) -> None:
         try:
             with conn:
                 line = _read_line(conn, time.monotonic() + REQUEST_DEADLINE)
@@ -244,7 +266,7 @@ class ControlServer:
         except OSError as exc:
             log.info("control socket: a client went away: %s", exc)
         finally:
-            slots.release()
+            self._give_back(peer.uid)
 
 
 def _read_line(conn: socket.socket, deadline: float) -> bytes:

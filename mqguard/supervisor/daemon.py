@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Tuple
 from mqguard import __version__
 from mqguard import config as config_mod
 from mqguard.base.clock import Clock
+from mqguard.config.values import format_duration
 from mqguard.mq.service import Role, role_of
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor import effects, observer
@@ -53,7 +54,8 @@ class Daemon:
         self._snapshot_lock = threading.Lock()
         self._snapshot: Optional[Snapshot] = None
         self.evidence = Evidence()  # which history events each cycle produced
-        self._drill: Optional[str] = None  # asked over the control socket; carried out by the loop
+        self._drill: Optional[Tuple[str, str]] = None  # (kind, who asked), carried out by the loop
+        self._last_drill: Optional[float] = None  # monotonic: drills are rate-limited
 
     # ----------------------------------------------------------- plumbing
     def wake(self) -> None:
@@ -155,25 +157,33 @@ class Daemon:
         return Marks(m.episode, m.bad_since is not None, m.restarts_total)
 
     # ---------------------------------------------------------------- drills
-    def request_drill(self, kind: str) -> Tuple[bool, str]:
-        """On a control-request thread: check, then leave the failure to the loop (contract §23)."""
+    def request_drill(self, kind: str, who: str = "?") -> Tuple[bool, str]:
+        """On a control-request thread: check, then leave the failure to the loop. At most one drill per
+        [control] drill_interval: a member of the control group cannot turn drills into a stream of failures
+        (ten `drill unhealthy` were ten SetInstanceHealth calls)."""
         if kind not in effects.DRILLS:
             return False, f"refused: unknown drill {kind[:20]!r} (crash, stop or unhealthy)"
+        now, interval = self.clock.monotonic(), self.cfg.control.drill_interval
+        if self._last_drill is not None and now - self._last_drill < interval:
+            wait = interval - (now - self._last_drill)
+            return False, (f"refused: the last drill was {now - self._last_drill:.0f}s ago; one drill per "
+                           f"{format_duration(interval)} ([control] drill_interval; the next in {wait:.0f}s)")
         if observer.pause_in_force(self.parts) is not None:
             return False, "refused: supervision is paused; resume first (a drill must be recovered from)"
         state = self.machine.state
         if state not in (State.RUNNING, State.STANDBY):
             return False, f"refused: mqguard is {state.value}; a drill needs a healthy queue manager"
         if self._drill is not None:
-            return False, f"refused: a {self._drill} drill is already under way"
-        self._drill = kind
+            return False, f"refused: a {self._drill[0]} drill is already under way"
+        self._drill = (kind, who)
+        self._last_drill = now
         self.wake()
         return True, effects.DRILLS[kind]
 
     def _carry_out_drill(self) -> None:
-        kind, self._drill = self._drill, None
-        if kind is not None:
-            effects.drill(self.parts, self.machine, kind, self.role())
+        asked, self._drill = self._drill, None
+        if asked is not None:
+            effects.drill(self.parts, self.machine, asked[0], self.role(), who=asked[1])
 
     def observe(self) -> Observation:
         return observer.observe(self.parts, self.cfg)

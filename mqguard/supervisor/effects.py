@@ -51,11 +51,11 @@ def execute(p: Parts, machine: Machine, action: Action, role: Role, going_away: 
         p.hooks.complete_launch(warm=action.kind == ActionKind.WARM_READY)
 
 
-def drill(p: Parts, machine: Machine, kind: str, role: Role) -> None:
-    """Inject the failure a drill asked for, marked in the history first."""
+def drill(p: Parts, machine: Machine, kind: str, role: Role, who: str = "?") -> None:
+    """Inject the failure a drill asked for, marked in the history first (with who asked)."""
     name = p.cfg.queue_manager.name
-    p.history.record("drill", kind)
-    log.warning("DRILL %s on queue manager %s", kind, name)
+    p.history.record("drill", f"{kind}, asked by {who}")
+    log.warning("DRILL %s on queue manager %s, asked by %s", kind, name, who)
     if kind == "crash":
         # killing the execution controller ends the queue manager abnormally: dspmq then says "Ended
         # unexpectedly" (reference: strmqm/amqzxma0; the simulator's amqzxma0 does the same)

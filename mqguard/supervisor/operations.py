@@ -39,7 +39,7 @@ class Operations:
                  watch: PauseWatch, owners: FrozenSet[int], wake: Callable[[], None],
                  wall: Callable[[], float] = time.time,
                  record: Callable[[str, str], None] = lambda event, detail: None,
-                 drill: Callable[[str], Reply] = lambda kind: (False, "refused: drills need the daemon"),
+                 drill: Callable[[str, str], Reply] = lambda kind, who: (False, "refused: drills need the daemon"),
                  mount_point: bool = False) -> None:
         self.cfg = cfg
         self.control = control
@@ -107,9 +107,10 @@ class Operations:
         kind = req.args.get("kind")
         if not isinstance(kind, str):
             return False, "bad request: kind must be crash, stop or unhealthy"
-        ok, message = self.drill_request(kind)
+        who = pause_mod.who(req.peer.uid)
+        ok, message = self.drill_request(kind, who)
         if ok:
-            log.warning("drill %s asked by %s", kind, pause_mod.who(req.peer.uid))
+            log.warning("drill %s asked by %s", kind, who)
         return ok, message
 
     # ----------------------------------------------------------- switchover

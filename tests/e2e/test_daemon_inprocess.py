@@ -240,3 +240,26 @@ def test_a_reload_applies_poll_interval_to_every_part_that_reads_it(
     finally:
         r.stop()
         h.cleanup()
+
+
+def test_drills_are_rate_limited_and_say_when_the_next_may_come(tmp_path: Path, efs: FakeEfs) -> None:
+    """Security round 3 (low): a member of the control group could repeat drills without limit (ten `drill
+    unhealthy` were ten SetInstanceHealth calls)."""
+    from tests.fakes import FakeClock
+
+    h = Harness(tmp_path, efs)
+    h.configure(control={"drill_interval": "5m"})
+    d = build_daemon(config_mod.load(str(h.conf)), str(h.conf), telemetry=Telemetry())
+    try:
+        d.clock = FakeClock()  # type: ignore[assignment]
+        d.machine.state = State.RUNNING
+        ok, said = d.request_drill("unhealthy", "op1")
+        assert ok, said
+        d._drill = None  # carried out
+        ok, said = d.request_drill("unhealthy", "op2")
+        assert not ok and "one drill per 5m" in said and "drill_interval" in said
+        d.clock.advance(301)  # type: ignore[attr-defined]
+        ok, said = d.request_drill("crash", "op2")
+        assert ok, said
+    finally:
+        h.cleanup()

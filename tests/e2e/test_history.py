@@ -175,6 +175,7 @@ def test_a_switchover_is_a_switchover_episode(pair: Tuple[Harness, Harness]) -> 
 
 
 def test_drills_are_marked_and_treated_as_failures(host_a: Harness) -> None:
+    host_a.configure(control={"drill_interval": "0s"})  # several drills in a row (the limit: a unit test)
     host_a.start()
     wait_until(lambda: running(host_a), 30, "running")
     wait_until(lambda: any(e["event"] == "running" for e in history(host_a)["events"]), 10, "running recorded")
@@ -188,6 +189,7 @@ def test_drills_are_marked_and_treated_as_failures(host_a: Harness) -> None:
     measured = time.time() - killed  # from the request: the drill's own latency counts against us
     ep = wait_for_episode(host_a, "drill")
     assert phases(ep)[:2] == [("hostA", "drill"), ("hostA", "crash")]
+    assert ep["phases"][0]["detail"].startswith("crash, asked by "), "who asked is recorded"
     check_outage(ep, measured, "drill crash")
     # stop: endmqm -i that mqguard must treat as a failure, not as an operator's end
     res = host_a.cli("drill", "stop", "--yes", "--config", str(host_a.conf))

@@ -280,3 +280,20 @@ def test_the_next_cycle_is_due_at_the_earliest_of_poll_watchdog_and_deadline() -
     assert next_due(100.0, 5.0, 2.0, None) == 102.0, "twice per WatchdogSec"
     assert next_due(100.0, 5.0, None, 101.0) == pytest.approx(101.01), "a grace period or pause ending"
     assert next_due(100.0, 5.0, 2.0, 150.0) == 102.0
+
+
+def test_each_member_of_the_control_group_has_slots_of_its_own() -> None:
+    """Security round 3 (low): the members shared 4 slots, so any mqm process holding silent connections locked
+    every other member (and the operator) out of pause and resume."""
+    from mqguard.serve.control import MAX_HANDLERS, MEMBER_HANDLERS, ControlServer
+
+    server = ControlServer("/nonexistent/mqguard.sock", "mqm", lambda req: (True, ""))
+    assert all(server._take_slot(1000) for _ in range(MEMBER_HANDLERS))
+    assert not server._take_slot(1000), "one member is bounded"
+    assert server._take_slot(1001) and server._take_slot(0), "other members and root are not locked out"
+    server._give_back(1000)
+    assert server._take_slot(1000)
+    taken = MEMBER_HANDLERS + 1
+    for uid in range(2000, 2000 + MAX_HANDLERS):  # the total stays bounded however many users there are
+        taken += server._take_slot(uid)
+    assert taken == MAX_HANDLERS
