@@ -80,6 +80,12 @@ def make_client(region: str, endpoint_url: str, imds: Optional[Imds] = None) -> 
         core.set_config_variable("ec2_metadata_service_endpoint", imds.base_url)
         # the instance role's credentials: through mqguard's own bounded IMDSv2 client
         credentials.install(core, imds)
+        if core.get_credentials() is None:
+            # none yet (the role's credentials can answer 404 for a while at boot): a client built now would
+            # stay unsigned for good; raise instead, so the caller retries and the next client asks again
+            from botocore.exceptions import NoCredentialsError
+
+            raise NoCredentialsError()
 
     cfg = BotoConfig(
         region_name=region,

@@ -445,3 +445,37 @@ def test_the_reports_own_event_is_on_the_storage_before_the_report_counts_as_don
     reporter.report("test")
     wait_for(lambda: reporter.reported)
     assert reporter.reported and seen_at_done == ["reported"]
+
+
+def test_credentials_missing_when_the_client_is_first_built_are_fetched_again(
+        imds: ImdsServer, moto: MotoAsg, tmp_path: Path) -> None:
+    """Security round 3 MEDIUM 6: when the role's credentials were missing at the first client (IMDS answered 404
+    for a while at boot), the client stayed unsigned for the life of the process and no report was ever sent."""
+    role = "mq-instance-role"
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    imds.paths["meta-data/iam/security-credentials/"] = role  # listed, but not there yet: 404
+    creds = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAEXAMPLEEXAMPLE12",
+             "SecretAccessKey": "x" * 40, "Token": "t" * 900, "Expiration": "2099-01-01T00:00:00Z"}
+    script = (
+        "import sys, threading, time\n"
+        "from mqguard.aws.autoscaling import AutoScaling, call_until_done\n"
+        "from mqguard.aws.imds import Imds\n"
+        "from mqguard.base.retry import Backoff\n"
+        "asg = AutoScaling(Imds(sys.argv[1]), 'us-east-1', sys.argv[2])\n"
+        "got = call_until_done('SetInstanceHealth', 'SetInstanceHealth', lambda: asg.set_unhealthy(False),\n"
+        "                      threading.Event(), Backoff(base=0.2, cap=0.5), floor=0.3)\n"
+        "print('reported', got)\n"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    proc = subprocess.Popen([sys.executable, "-c", script, imds.url, moto.url], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # the first attempts meet no credentials
+        assert proc.poll() is None, proc.communicate()
+        imds.paths[f"meta-data/iam/security-credentials/{role}"] = json.dumps(creds)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert out.startswith("reported "), out + err[-2000:]
+    assert moto.health() == "Unhealthy"
