@@ -129,10 +129,12 @@ def _write_probe(dir_fd: int) -> None:
         raise OSError(f"read back {len(back)} bytes that differ from what was written")
 
 
-def probe_targets(path: str, dirs: Sequence[str]) -> List[str]:
-    """MQ's directories that exist (the data and log parents), else the storage path itself (before a create)."""
-    found = [d for d in dirs if os.path.isdir(d)]
-    return found or [path]
+def probe_targets(path: str, dirs: Sequence[str], own: Sequence[str] = ()) -> List[str]:
+    """Where the probe writes: the queue manager's own data and log directories once they are known (what MQ
+    itself writes: a read-only parent that a running queue manager never writes is no reason to report it), else
+    the data and log parents that exist, else the storage path itself (before a create)."""
+    found = [d for d in own if os.path.isdir(d)]
+    return found or [d for d in dirs if os.path.isdir(d)] or [path]
 
 
 def _probe_mq(targets: Sequence[str]) -> None:
@@ -174,7 +176,7 @@ class StorageProber:
 
     def __init__(self, path: str, owners: Optional[FrozenSet[int]] = None, dirs: Sequence[str] = (),
                  mounted: Optional[Callable[[], bool]] = None, mount_point: bool = False,
-                 create_state_dir: bool = True) -> None:
+                 create_state_dir: bool = True, own_dirs: Callable[[], Sequence[str]] = lambda: ()) -> None:
         self.path = path
         self.mount_point = mount_point  # .mqguard made only through the mounted root's descriptor
         self.create_state_dir = create_state_dir  # False: `mqguard check` makes nothing, it only looks
@@ -182,6 +184,7 @@ class StorageProber:
         # unmounted mount point (it would be the local disk, and the next mount would find a non-empty directory)
         self.owners = owners if owners is not None else allowed_owners()
         self.dirs = tuple(dirs)  # MQ's directories to probe (data and log parents); the path until they exist
+        self.own_dirs = own_dirs  # the queue manager's own data and log directories, once MQ has said where
         self._runs = OneAtATime[None]("storage probe")
         self._result: Optional[Tuple[bool, float, str, Optional[bool], str]] = None
 
@@ -212,7 +215,7 @@ class StorageProber:
         try:
             if self.mounted is not None and not self.mounted():
                 raise OSError(errno.ENOENT, f"{self.path} is no longer mounted")
-            targets = probe_targets(self.path, self.dirs)
+            targets = probe_targets(self.path, self.dirs, self.own_dirs())
             _probe_mq(targets)
             ok, seconds, detail = True, time.monotonic() - start, "probe ok"
         except OSError as exc:

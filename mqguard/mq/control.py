@@ -103,6 +103,7 @@ class MqControl:
         self.command_timeout = command_timeout
         self.location: Optional[QmLocation] = None  # read back from MQ once prepared
         self._root: Optional[str] = None
+        self._log_dir: Optional[str] = None  # qm.ini's Log: LogPath, read once the location is known
 
     def _bin(self, command: str) -> str:
         return os.path.join(self.qm.mq_bin_dir, command)
@@ -127,6 +128,21 @@ class MqControl:
     def data_path(self) -> str:
         """The queue manager's data directory: as MQ says once known, else the name's directory."""
         return self.location.data_path if self.location else os.path.join(self.data_parent, self.directory)
+
+    def own_dirs(self) -> Tuple[str, ...]:
+        """The queue manager's own data and log directories (what MQ writes), once MQ has said where they are;
+        () before. Reads qm.ini once (on the caller's thread: the storage probe's, which may hang on EFS)."""
+        where = self.location
+        if where is None:
+            return ()
+        if self._log_dir is None:
+            try:
+                log_path = qmini.read(where.data_path).get("Log", {}).get("LogPath", "")
+            except OSError:
+                log_path = ""
+            if log_path.startswith("/"):
+                self._log_dir = os.path.normpath(log_path)
+        return (where.data_path,) + ((self._log_dir,) if self._log_dir else ())
 
     def qmgr_errors_dir(self) -> Optional[str]:
         """The queue manager's own error logs (<DataPath>/errors), once MQ has said where it lives."""

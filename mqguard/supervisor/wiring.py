@@ -100,7 +100,7 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
         telemetry=telemetry, runner=runner, control=control, service=service, lifecycle=lifecycle,
         diagnostics=diagnostics, owners=owners,
         prober=StorageProber(cfg.storage.path, owners, (control.data_parent, control.log_parent), mounted=mounted,
-                             mount_point=True),
+                             mount_point=True, own_dirs=control.own_dirs),
         state_dir=StateDirStatus(),  # .mqguard: said once per change, never MQ's storage verdict
         pause_watch=PauseWatch(cfg.storage.path, owners, wakeup.wake, pause_max=cfg.control.pause_max,
                                wall=clock.wall),  # shared by the pair, on EFS

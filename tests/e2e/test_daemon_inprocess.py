@@ -65,6 +65,10 @@ def test_start_up_prepares_starts_and_publishes_healthy(daemon: Running) -> None
     snap = daemon.d.snapshot()
     assert snap is not None and snap.healthy and snap.qmgr_status == "running" and snap.storage_ok
     assert daemon.d.machine.jobs_started == 1 and daemon.d.parts.jobs.prepared
+    # the storage probe writes where MQ writes: the queue manager's own data and log directories (security round 3
+    # MEDIUM 5: their parents, which a running queue manager never writes, got a healthy host reported)
+    efs = daemon.h.efs.path
+    assert daemon.d.parts.control.own_dirs() == (f"{efs}/qmgrs/QM1", f"{efs}/logs/QM1")
     # the controller's pid is found while the loop waits for the next cycle: the next snapshot shows it
     wait_until(lambda: getattr(daemon.d.snapshot(), "controller_pid", None) in daemon.h.controllers(), 10,
                "the watched amqzxma0 in the snapshot")

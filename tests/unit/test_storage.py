@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -86,3 +87,19 @@ def test_nothing_is_written_under_a_mount_point_that_went_away(tmp_path: Path) -
     reading = StorageProber(str(tmp_path), mounted=lambda: False).probe(2.0)
     assert not reading.ok and "no longer mounted" in reading.detail
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_probe_writes_where_mq_writes_once_the_queue_manager_is_known(tmp_path: Path) -> None:
+    """Security round 3 MEDIUM 5: the probe wrote in qmgrs/ and logs/, which a running queue manager never writes;
+    made read-only, they got a healthy host reported (Unhealthy decided in 6 s while MQ ran)."""
+    from mqguard.efs.storage import probe_targets
+
+    parents = [str(tmp_path / "qmgrs"), str(tmp_path / "logs")]
+    own = [str(tmp_path / "qmgrs" / "QM1"), str(tmp_path / "logs" / "QM1")]
+    assert probe_targets(str(tmp_path), parents, own) == [str(tmp_path)], "nothing yet: the storage path"
+    for d in parents:
+        os.mkdir(d)
+    assert probe_targets(str(tmp_path), parents, own) == parents, "before a create: the parents"
+    for d in own:
+        os.mkdir(d)
+    assert probe_targets(str(tmp_path), parents, own) == own, "once known: the queue manager's own directories"
