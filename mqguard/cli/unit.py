@@ -40,6 +40,7 @@ from mqguard import config as config_mod
 from mqguard.base.exitcodes import EX_CONFIG, EX_USAGE
 from mqguard.base.runner import CommandRunner
 from mqguard.base.untrusted import load_json, read_regular
+from mqguard.efs.statedir import allowed_owners
 from mqguard.mq.control import STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED, MqControl
 from mqguard.mq.leftovers import clear_leftovers
 from mqguard.mq.prepare import EXIT_CODES as PREPARE_EXIT_CODES
@@ -81,7 +82,7 @@ def start(control: MqControl) -> int:
     qm = control.qm
     reading = control.dspmq()
     if reading.status is not None and not reading.status.live:
-        clear_leftovers(control.name, qm.mq_bin_dir)
+        clear_leftovers(control.name, qm.mq_bin_dir, owners=allowed_owners(qm.run_as))
     res = control.run_strmqm(range(256))  # exit 3 (being created elsewhere) is waited for, within start_timeout
     if res.output.strip():
         print(res.output.rstrip(), flush=True)

@@ -26,7 +26,7 @@ import re
 import stat
 import threading
 from dataclasses import dataclass
-from typing import Callable, Deque, Dict, List, Optional, Set, Tuple
+from typing import Callable, Deque, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from mqguard.base.runner import CommandResult
 from mqguard.base.untrusted import loggable
@@ -86,12 +86,17 @@ def parse_error_log(text: str, source: str) -> List[MqMessage]:
     return out
 
 
-def _open_regular(path: str) -> Tuple[int, os.stat_result]:
+def _open_regular(path: str, owners: Optional[FrozenSet[int]] = None) -> Tuple[int, os.stat_result]:
+    """A regular file, never through a link; with ``owners``, only one MQ (or root) wrote: MQ's errors/ directory
+    is mode 3777, so any local user can drop an AMQERR01.LOG or FDC file there to speak in MQ's name."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise OSError(f"{path} is not a regular file")
+    if owners is not None and st.st_uid not in owners:
+        os.close(fd)
+        raise OSError(f"{path} belongs to uid {st.st_uid}, not to MQ: not MQ's diagnostics")
     return fd, st
 
 
@@ -110,15 +115,16 @@ def _read_from(fd: int, offset: int, limit: int) -> bytes:
 class LogTail:
     """New text of one ``errors/AMQERR01.LOG`` since the last look, across its rotation to AMQERR02."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, owners: Optional[FrozenSet[int]] = None) -> None:
         self.directory = directory
+        self.owners = owners
         self.inode: Optional[int] = None
         self.offset = 0
 
     def baseline(self) -> None:
         """Start at the current end: what MQ wrote before mqguard looked is not news."""
         try:
-            fd, st = _open_regular(os.path.join(self.directory, "AMQERR01.LOG"))
+            fd, st = _open_regular(os.path.join(self.directory, "AMQERR01.LOG"), self.owners)
             os.close(fd)
             self.inode, self.offset = st.st_ino, st.st_size
         except OSError:
@@ -128,7 +134,7 @@ class LogTail:
         text = b""
         current = os.path.join(self.directory, "AMQERR01.LOG")
         try:
-            fd, st = _open_regular(current)
+            fd, st = _open_regular(current, self.owners)
         except OSError:
             return ""
         try:
@@ -146,7 +152,7 @@ class LogTail:
 
     def _rest_of_rotated(self, limit: int) -> bytes:
         try:
-            fd, st = _open_regular(os.path.join(self.directory, "AMQERR02.LOG"))
+            fd, st = _open_regular(os.path.join(self.directory, "AMQERR02.LOG"), self.owners)
         except OSError:
             return b""
         try:
@@ -158,8 +164,9 @@ class LogTail:
 class FdcWatch:
     """FDC files that appeared in ``<root>/errors`` since the last look (names and probe ids)."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, owners: Optional[FrozenSet[int]] = None) -> None:
         self.directory = directory
+        self.owners = owners
         self.seen: Set[str] = set()
 
     def _names(self) -> Set[str]:
@@ -176,10 +183,10 @@ class FdcWatch:
         fresh = sorted(names - self.seen)[:MAX_FDC_NAMES]
         self.seen |= set(fresh)
         out = []
-        for name in fresh:
+        for name in list(fresh):
             probe, when = "?", ""
             try:
-                fd, st = _open_regular(os.path.join(self.directory, name))
+                fd, st = _open_regular(os.path.join(self.directory, name), self.owners)
                 try:
                     head = _read_from(fd, 0, FDC_HEAD).decode("utf-8", "replace")
                 finally:
@@ -187,8 +194,9 @@ class FdcWatch:
                 found = _PROBE.search(head)
                 probe = found.group(1) if found else "?"
                 when = str(int(st.st_mtime))
-            except OSError:
-                pass
+            except OSError as exc:
+                if "not MQ's diagnostics" in str(exc):
+                    continue  # someone else's file under MQ's name: not news from MQ
             out.append(MqMessage(when, name, f"FDC file {name} (probe id {probe})", "fdc"))
         return out
 
@@ -198,8 +206,10 @@ class Diagnostics:
 
     def __init__(self, qmgr_errors: Callable[[], Optional[str]], root_errors: Callable[[], Optional[str]],
                  count: Callable[[str, int], None] = lambda severity, n: None,
-                 count_fdc: Callable[[int], None] = lambda n: None) -> None:
+                 count_fdc: Callable[[int], None] = lambda n: None,
+                 owners: Optional[FrozenSet[int]] = None) -> None:
         self.qmgr_errors = qmgr_errors
+        self.owners = owners  # who may have written MQ's diagnostics (MQ's user, root)
         self.root_errors = root_errors
         self.count = count
         self.count_fdc = count_fdc
@@ -266,7 +276,7 @@ class Diagnostics:
         for source, directory in self._sources():
             tail = self._tails.get(source)
             if tail is None or tail.directory != directory:
-                tail = self._tails[source] = LogTail(directory)
+                tail = self._tails[source] = LogTail(directory, self.owners)
                 tail.baseline()
                 if baseline:
                     continue
@@ -277,7 +287,7 @@ class Diagnostics:
         root = self.root_errors()
         if root:
             if self._fdc is None or self._fdc.directory != root:
-                self._fdc = FdcWatch(root)
+                self._fdc = FdcWatch(root, self.owners)
                 self._fdc.baseline()
             elif baseline:
                 self._fdc.baseline()

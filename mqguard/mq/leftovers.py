@@ -18,9 +18,9 @@ import logging
 import os
 import signal
 import time
-from typing import Callable, List
+from typing import Callable, FrozenSet, List, Optional
 
-from mqguard.mq.pidwatch import CONTROLLER, PROC, _is_zombie, _read, executable, mq_program, names_qmgr
+from mqguard.mq.pidwatch import CONTROLLER, PROC, _is_zombie, _read, executable, mq_program, names_qmgr, owned_by
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,10 @@ def _bin_dirs(bin_dir: str) -> List[bytes]:
     return [d.encode() for d in dirs | {os.path.realpath(d) for d in dirs}]
 
 
-def find_leftovers(qmgr: str, bin_dir: str, proc: str = PROC) -> List[int]:
-    """PIDs of live MQ processes of ``qmgr`` started from ``bin_dir`` (or /opt/mqm/bin)."""
+def find_leftovers(qmgr: str, bin_dir: str, proc: str = PROC,
+                   owners: Optional[FrozenSet[int]] = None) -> List[int]:
+    """PIDs of live MQ processes of ``qmgr`` started from ``bin_dir`` (or /opt/mqm/bin), run by one of ``owners``
+    (another user's look-alike is never killed)."""
     dirs = _bin_dirs(bin_dir)
     want = qmgr.encode()
     found = []
@@ -56,6 +58,8 @@ def find_leftovers(qmgr: str, bin_dir: str, proc: str = PROC) -> List[int]:
             args = _read(f"{proc}/{pid}/cmdline").split(b"\0")
             if mq_program(args, dirs, executable(pid, proc)) is None or not names_qmgr(args, want):
                 continue
+            if not owned_by(pid, owners, proc):
+                continue
             if _is_zombie(_read(f"{proc}/{pid}/stat")):
                 continue
         except OSError:
@@ -65,9 +69,10 @@ def find_leftovers(qmgr: str, bin_dir: str, proc: str = PROC) -> List[int]:
 
 
 def clear_leftovers(qmgr: str, bin_dir: str, proc: str = PROC,
-                    kill: Callable[[int, int], None] = os.kill, sleep: Callable[[float], None] = time.sleep) -> int:
+                    kill: Callable[[int, int], None] = os.kill, sleep: Callable[[float], None] = time.sleep,
+                    owners: Optional[FrozenSet[int]] = None) -> int:
     """SIGKILL what a dead instance of ``qmgr`` left; returns how many were killed. Waits (bounded) for them."""
-    pids = find_leftovers(qmgr, bin_dir, proc)
+    pids = find_leftovers(qmgr, bin_dir, proc, owners)
     if not pids:
         return 0
     dirs = _bin_dirs(bin_dir)
@@ -86,6 +91,6 @@ def clear_leftovers(qmgr: str, bin_dir: str, proc: str = PROC,
         except (ProcessLookupError, PermissionError) as exc:
             log.warning("cannot kill pid %d: %s", pid, exc)
     deadline = time.monotonic() + KILL_WAIT
-    while time.monotonic() < deadline and find_leftovers(qmgr, bin_dir, proc):
+    while time.monotonic() < deadline and find_leftovers(qmgr, bin_dir, proc, owners):
         sleep(0.05)
     return len(pids)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import select
-from typing import List, Optional
+from typing import FrozenSet, List, Optional
 
 PROC = "/proc"
 CONTROLLER = "amqzxma0"
@@ -69,9 +69,21 @@ def _runs(pid: int, program: bytes, proc: str) -> bool:
         return False
 
 
-def find_controller(qmgr: str, proc: str = PROC, bin_dir: str = "") -> Optional[int]:
+def owned_by(pid: int, owners: Optional[FrozenSet[int]], proc: str = PROC) -> bool:
+    """Whether ``pid`` runs as one of ``owners`` (MQ's user, root, mqguard's own; None: anyone). Any local user can
+    start a process whose argv and name look like MQ's: only MQ's user runs MQ."""
+    if owners is None:
+        return True
+    try:
+        return os.stat(f"{proc}/{pid}").st_uid in owners
+    except OSError:
+        return False
+
+
+def find_controller(qmgr: str, proc: str = PROC, bin_dir: str = "",
+                    owners: Optional[FrozenSet[int]] = None) -> Optional[int]:
     """PID of a live amqzxma0 whose arguments include ``-m qmgr`` (of the installation in ``bin_dir``, when given:
-    another installation on the host may run a queue manager of the same name)."""
+    another installation on the host may run a queue manager of the same name), run by one of ``owners``."""
     want = qmgr.encode()
     program = os.path.join(os.path.normpath(bin_dir), CONTROLLER).encode() if bin_dir else b""
     dirs = [os.path.normpath(bin_dir).encode()]
@@ -90,7 +102,7 @@ def find_controller(qmgr: str, proc: str = PROC, bin_dir: str = "") -> Optional[
             continue  # exited while we looked
         if program and mq_program(args, dirs) != CONTROLLER and not _runs(pid, program, proc):
             continue  # argv[0] (or argv[1] of an interpreted stand-in), or the executable itself
-        if names_qmgr(args, want):
+        if names_qmgr(args, want) and owned_by(pid, owners, proc):
             return pid
     return None
 
@@ -98,10 +110,12 @@ def find_controller(qmgr: str, proc: str = PROC, bin_dir: str = "") -> Optional[
 class ControllerWatch:
     """Holds a pidfd for the current amqzxma0, if any."""
 
-    def __init__(self, qmgr: str, proc: str = PROC, bin_dir: str = "") -> None:
+    def __init__(self, qmgr: str, proc: str = PROC, bin_dir: str = "",
+                 owners: Optional[FrozenSet[int]] = None) -> None:
         self.qmgr = qmgr
         self.proc = proc
         self.bin_dir = bin_dir
+        self.owners = owners
         self.pid: Optional[int] = None
         self.fd: Optional[int] = None
 
@@ -110,7 +124,7 @@ class ControllerWatch:
         if self.pid is not None and self._alive():
             return self.fd
         self.close()
-        pid = find_controller(self.qmgr, self.proc, self.bin_dir)
+        pid = find_controller(self.qmgr, self.proc, self.bin_dir, self.owners)
         if pid is None:
             return None
         try:

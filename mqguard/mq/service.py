@@ -15,6 +15,7 @@ from typing import List, Mapping, Optional, Protocol, Tuple
 
 from mqguard.base.runner import CommandRunner
 from mqguard.config import Config, error_for
+from mqguard.efs.statedir import allowed_owners
 from mqguard.mq.control import (
     ENDMQM_NO_QMGR,
     ENDMQM_NOT_RUNNING,
@@ -155,7 +156,7 @@ class ChildService:
         return self.preparation.run()
 
     def start(self) -> StartOutcome:
-        clear_leftovers(self.control.name, self.control.qm.mq_bin_dir)
+        clear_leftovers(self.control.name, self.control.qm.mq_bin_dir, owners=allowed_owners(self.control.qm.run_as))
         return self.control.strmqm()
 
     def end(self, role: Role, stop_timeout: float) -> bool:

@@ -59,7 +59,7 @@ def drill(p: Parts, machine: Machine, kind: str, role: Role, who: str = "?") -> 
     if kind == "crash":
         # killing the execution controller ends the queue manager abnormally: dspmq then says "Ended
         # unexpectedly" (reference: strmqm/amqzxma0; the simulator's amqzxma0 does the same)
-        pid = find_controller(name, bin_dir=p.cfg.queue_manager.mq_bin_dir)
+        pid = find_controller(name, bin_dir=p.cfg.queue_manager.mq_bin_dir, owners=p.owners)
         if pid is None:
             log.warning("drill crash: no amqzxma0 of %s found; nothing killed", name)
             return

@@ -68,9 +68,10 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
     service = build_service(cfg, control, os.environ, preparation_for(qm.create, qm.start_timeout, control,
                                                                       mounted=mounted))
     lifecycle = Lifecycle(control, qm.mqsc_dir, service)
-    diagnostics = Diagnostics(control.qmgr_errors_dir, control.root_errors_dir, telemetry.mq_message, telemetry.fdc)
-    runner.observers.append(diagnostics.on_command)
     owners = allowed_owners(qm.run_as)
+    diagnostics = Diagnostics(control.qmgr_errors_dir, control.root_errors_dir, telemetry.mq_message, telemetry.fdc,
+                              owners=owners)
+    runner.observers.append(diagnostics.on_command)
     wakeup = WakePipe()
     stop_event = threading.Event()
     aws_errors = AwsErrors()
@@ -104,7 +105,7 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
         state_dir=StateDirStatus(),  # .mqguard: said once per change, never MQ's storage verdict
         pause_watch=PauseWatch(cfg.storage.path, owners, wakeup.wake, pause_max=cfg.control.pause_max,
                                wall=clock.wall),  # shared by the pair, on EFS
-        watch=ControllerWatch(qm.name, bin_dir=qm.mq_bin_dir),
+        watch=ControllerWatch(qm.name, bin_dir=qm.mq_bin_dir, owners=owners),
         listener=ListenerProbe(qm.listener_port, clock.monotonic),
         wakeup=wakeup, worker=Worker(wakeup.wake), stop_event=stop_event, aws_errors=aws_errors,
         autoscaling=autoscaling, termination=termination, hooks=hooks, reporter=reporter,

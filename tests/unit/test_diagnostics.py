@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List
 
+import pytest
+
 from mqguard.mq.diagnostics import Diagnostics, LogTail, parse_error_log
 from tests.conftest import Harness
 from tests.sim import mqsim
@@ -83,3 +85,22 @@ def test_a_failed_start_in_the_simulator_is_surfaced_with_its_fdc_and_counted(si
     assert [m.id for m in diag.recent()][-1].endswith(".FDC")
     assert diag.look() == []  # each once
     assert "AMQ6109E" in mqsim.error_log(qm_errors)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file another owner")
+def test_files_someone_else_dropped_into_mqs_errors_directory_are_not_mqs_diagnostics(tmp_path: Path) -> None:
+    """Security round 3 (low): MQ's errors/ is mode 3777, so anyone could spoof MQ's diagnostics there."""
+    from mqguard.mq.diagnostics import Diagnostics
+
+    errors = tmp_path / "errors"
+    errors.mkdir()
+    d = Diagnostics(lambda: None, lambda: str(errors), owners=frozenset({0}))
+    d.look(baseline=True)
+    (errors / "AMQERR01.LOG").write_text(entry("AMQ9999E: spoofed."))
+    (errors / "AMQ4242.0.FDC").write_text("| Probe Id          :- XY000001 |\n")
+    for f in errors.iterdir():
+        os.chown(f, 4242, 4242)
+    assert d.look() == [], "another user's files speak for no one"
+    for f in errors.iterdir():
+        os.chown(f, 0, 0)
+    assert {m.id for m in d.look()} == {"AMQ9999E"}, "MQ's own log is read again once it is MQ's"

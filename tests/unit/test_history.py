@@ -391,3 +391,12 @@ def test_advice_is_linear_and_always_inside_the_configurations_bounds() -> None:
     stop = next(a for a in advise([], [], [e.detail for e in slow], Current(60, 300, 60, 180, 3, 5))
                 if a.setting == "stop_timeout")
     assert stop.recommended == 3600.0 and "beyond what the configuration accepts" in stop.because
+
+
+def test_a_line_from_the_future_is_not_history() -> None:
+    """Security round 3 (low): timestamps a day ahead were accepted, so planted lines could pose as the newest."""
+    now = time.time()
+    ahead = json.dumps({"time": iso(now + 3600), "event": "good"})
+    close = json.dumps({"time": iso(now + 60), "event": "good"})
+    assert parse_line(ahead, "hostA", now) is None
+    assert parse_line(close, "hostA", now) is not None, "a clock a minute ahead is still a clock"

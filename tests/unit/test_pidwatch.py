@@ -57,3 +57,37 @@ def test_mq_9_2s_bare_argv_is_recognised_by_the_executable(tmp_path: object) -> 
         assert find_leftovers("QM1", str(base / "elsewhere")) == [], "another installation's are not ours"
     finally:
         kill_controllers(bindir)
+
+
+def test_a_look_alike_amqzxma0_run_by_another_user_is_neither_watched_nor_killed(sim: object) -> None:
+    """Security round 3 (low): with the sandbox off, a process any user started with MQ's argv and name was taken
+    for the queue manager by the crash watch and the drills (and would be killed as a leftover)."""
+    import os
+    import time
+
+    from mqguard.efs.statedir import allowed_owners
+    from mqguard.mq.leftovers import find_leftovers
+
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root to run the look-alike as another user")
+    h: Harness = sim  # type: ignore[assignment]
+    fake = ("import ctypes, sys, time; ctypes.CDLL(None).prctl(15, b'amqzxma0', 0, 0, 0); print('up', flush=True);"
+            " time.sleep(60)")
+    if not os.path.exists("/usr/bin/python3"):
+        import pytest
+        pytest.skip("no python3 that another user may run")
+    # argv[0] is this installation's amqzxma0 (exec -a), the name (comm) too: all a look-alike can fake
+    proc = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash", "-c",
+                             'exec -a "$0" /usr/bin/python3 -c "$1" -m QM1 -x -u mqm', f"{h.bindir}/amqzxma0", fake],
+                            stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
+        time.sleep(0.1)
+        owners = allowed_owners("mqm")
+        assert find_controller("QM1", bin_dir=h.bindir) == proc.pid, "without owners it is taken for MQ"
+        assert find_controller("QM1", bin_dir=h.bindir, owners=owners) is None
+        assert find_leftovers("QM1", h.bindir, owners=owners) == []
+    finally:
+        proc.kill()
+        proc.wait()
