@@ -443,13 +443,13 @@ BROKEN: Dict[str, Callable[[kit.Template], None]] = {
     "RHEL root device mapped as /dev/xvda": _set(["Mappings", "RootDevice", "rhel9", "Name"], "/dev/xvda"),
     # security round 3 HIGH 1: root following a path an EFS writer controls
     "root makes the queue manager's parents": _user_data_edit(
-        "                    After=mqha-mount.service\n",
-        "                    After=mqha-mount.service\n                    [Service]\n                    "
-        "ExecStartPre=+/usr/bin/install -d -o mqm -g mqm -m 2775 /MQHA/qmgrs /MQHA/logs\n"),
+        "      RequiresMountsFor=/MQHA\n      After=mqha-mount.service\n# mqguard starts only now",
+        "      RequiresMountsFor=/MQHA\n      After=mqha-mount.service\n      [Service]\n"
+        "      ExecStartPre=+/usr/bin/install -d -o mqm -g mqm -m 2775 /MQHA/qmgrs /MQHA/logs\n"
+        "# mqguard starts only now"),
     "the mount unit chowns below the mount point": _user_data_edit(
-        "ExecStartPost=/usr/bin/chown mqm:mqm /MQHA\n",
-        "ExecStartPost=/usr/bin/chown mqm:mqm /MQHA\n                    ExecStartPost=/usr/bin/chown -R mqm:mqm "
-        "/MQHA/qmgrs\n"),
+        "      ExecStartPost=/usr/bin/chown mqm:mqm /MQHA\n",
+        "      ExecStartPost=/usr/bin/chown mqm:mqm /MQHA\n      ExecStartPost=/usr/bin/chown -R mqm:mqm /MQHA/qmgrs\n"),
 }
 
 

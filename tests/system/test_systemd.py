@@ -369,8 +369,9 @@ def test_a_symlink_planted_on_the_efs_never_makes_root_follow_it_in_the_kits_uni
         g.ok("systemctl", "daemon-reload")
         for sub in ("qmgrs", "logs"):
             g.ok(*as_mqm, "ln", "-s", victim, f"{scratch}/{sub}")
-        g.run(*as_mqm, "systemctl", "--no-ask-password", "restart", f"mq-prepare@{QMGR}.service")
+        res = g.run(*as_mqm, "systemctl", "--no-ask-password", "restart", f"mq-prepare@{QMGR}.service")
         owner = g.ok("stat", "-c", "%U:%G %a", victim).split()
+        assert res.returncode == 0, f"the unit did not run, so the attack proves nothing: {res.stderr}"
         assert owner == ["root:root", "755"], f"root followed the planted link: {victim} is now {owner}"
     finally:
         g.ok("rm", "-f", extra, f"{scratch}/qmgrs", f"{scratch}/logs")
