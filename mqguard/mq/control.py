@@ -11,7 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mqguard.base.runner import CommandResult, CommandRunner
 from mqguard.config import QueueManagerConfig
-from mqguard.mq import qmini
+from mqguard.mq import level, qmini
 from mqguard.mq.names import directory_name
 from mqguard.mq.status import DspmqEntry, ParseError, QmStatus, find_entry
 
@@ -104,6 +104,7 @@ class MqControl:
         self.location: Optional[QmLocation] = None  # read back from MQ once prepared
         self._root: Optional[str] = None
         self._log_dir: Optional[str] = None  # qm.ini's Log: LogPath, read once the location is known
+        self._version: Optional[str] = None  # this installation's IBM MQ level (dspmqver), asked until it answers
 
     def _bin(self, command: str) -> str:
         return os.path.join(self.qm.mq_bin_dir, command)
@@ -152,6 +153,13 @@ class MqControl:
         """MQ's system error log and FDC files (<MQ root>/errors), once the queue manager is known here."""
         root = self.mq_root() if self.location else None
         return os.path.join(root, "errors") if root else None
+
+    def mq_version(self) -> Optional[str]:
+        """This installation's IBM MQ level (dspmqver's Version, e.g. 9.4.0.0); None while MQ does not say."""
+        if self._version is None:
+            res = self.runner.run([self._bin("dspmqver")], self.command_timeout)
+            self._version = level.parse_version(res.output) if res.ok() else None
+        return self._version
 
     def mq_root(self) -> Optional[str]:
         """MQ's own root (mqs.ini, errors/): $MQ_DATA_PATH, else dspmqver's DataPath (asked until it answers).

@@ -15,6 +15,7 @@ from typing import Callable, List, Optional
 from mqguard.aws.lifecyclehooks import Hooks, heartbeat_interval
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.control import StartResult
+from mqguard.mq.level import LevelGuard
 from mqguard.mq.lifecycle import Lifecycle, PrepareError
 from mqguard.mq.service import Role
 from mqguard.serve.telemetry import Telemetry
@@ -27,13 +28,15 @@ log = logging.getLogger(__name__)
 class Jobs:
     def __init__(self, qm: QueueManagerConfig, lifecycle: Lifecycle, hooks: Optional[Hooks],
                  telemetry: Telemetry, wake: Callable[[], None],
-                 record: Callable[[str, str], None] = lambda event, detail: None) -> None:
+                 record: Callable[[str, str], None] = lambda event, detail: None,
+                 levels: Optional[LevelGuard] = None) -> None:
         self.qm = qm  # [queue_manager] is never changed by a reload
         self.lifecycle = lifecycle
         self.hooks = hooks
         self.telemetry = telemetry
         self.wake = wake
         self.record = record  # into the failover history (contract §23)
+        self.levels = levels  # never older MQ on newer data
         self.prepared = False  # the queue manager is known on this host (dspmqinf / addmqinf / crtmqm done)
         self.before_start: List[Callable[[], object]] = []
 
@@ -56,6 +59,10 @@ class Jobs:
             self.prepared = True
             self.wake()  # let the loop start observing dspmq now
         set_stage(JobStage.STARTING)
+        refusal = self.levels.refusal() if self.levels is not None else None
+        if refusal:
+            log.error("queue manager %s is not started here: %s", name, refusal)
+            return JobResult(JobOutcome.FAILED, refusal, hold=refusal, report_now=True)
         for hook in self.before_start:  # e.g. the MQI view drops its bindings connection (AMQ8041)
             hook()
         self.record("start_issued", "strmqm" + (" -x" if self.qm.multi_instance else ""))
@@ -67,6 +74,8 @@ class Jobs:
             log.warning("queue manager %s: %s; not fighting it", name, outcome.detail)
             return JobResult(JobOutcome.ELSEWHERE, outcome.detail)
         log.info("queue manager %s: %s", name, outcome.detail)
+        if outcome.result == StartResult.ALREADY_RUNNING and self.levels is not None:
+            self.levels.record()  # this installation runs it as the active instance (a start: in apply_mqsc)
         if outcome.result == StartResult.STARTED:
             self.apply_mqsc(set_stage)
             return JobResult(JobOutcome.UP, outcome.detail, mqsc_applied=True)
@@ -74,6 +83,8 @@ class Jobs:
 
     def apply_mqsc(self, set_stage: StageSetter) -> JobResult:
         set_stage(JobStage.CONFIGURING)
+        if self.levels is not None:  # a takeover: this installation runs it now
+            self.levels.record()
         summary = self.lifecycle.apply_mqsc()
         self.telemetry.mqsc_failed(len(summary.failed))
         return JobResult(JobOutcome.UP, f"MQSC: {len(summary.applied)} applied, {len(summary.failed)} failed")

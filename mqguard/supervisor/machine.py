@@ -60,6 +60,7 @@ class Machine:
     pause_ends: Optional[float] = None  # when the pause in force expires: the loop wakes then
     termination_begun: bool = False  # the clean end (or the hook alone) for a going-away instance was asked for
     mqsc_pending: bool = False  # a takeover's MQSC apply waits for the worker, never dropped
+    hold: str = ""  # a job said this host must not bring the queue manager up again (lost data, an older MQ)
 
     def __post_init__(self, started_at: float) -> None:
         self.start = StartUp(began=started_at)
@@ -126,6 +127,9 @@ class Machine:
         if early is not None:
             return early
         self._rule_job_finished(obs, actions)
+        held = self._rule_held(obs, actions)
+        if held is not None:
+            return held
         j, self.seen = judge(obs, self.seen, self.settings)
         if j.overran and not self.ep.reported:  # a start past start_timeout is reported at once
             actions.append(self._report(obs, j.overran))
@@ -222,8 +226,25 @@ class Machine:
             self.healthy_as = State.STANDBY
         if res.outcome in (JobOutcome.FAILED, JobOutcome.TIMED_OUT):
             self._open_episode(obs.now)
+            if res.hold:
+                self.hold = res.hold
+                if res.report_now and not self.ep.reported:  # a fresh instance cures it: no local restarts first
+                    actions.append(self._report(obs, res.hold))
             if res.outcome == JobOutcome.TIMED_OUT and not self.ep.reported:
                 actions.append(self._report(obs, f"start exceeded start_timeout: {res.detail}"))
+
+    def _rule_held(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
+        """Held: a job found this host must not bring the queue manager up (its data is not where it was, or this
+        installation is older than the one that last ran it). Nothing is started again; the state is failed with
+        the reason, which says how to proceed. Once the queue manager is seen healthy here (an operator started
+        it), the hold is over."""
+        if not self.hold:
+            return None
+        if counts_healthy(obs.qmgr, self.settings.multi_instance):
+            self.hold = ""
+            return None
+        self.state = State.FAILED
+        return self._verdict(State.FAILED, False, [self.hold], actions, obs)
 
     def _rule_fully_good(self, obs: Observation, j: Judgement, actions: List[Action]) -> Verdict:
         """Fully good: the episode (if any) ends; a takeover gets its MQSC; the first time, MQ is ready."""

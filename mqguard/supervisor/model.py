@@ -48,6 +48,8 @@ class JobResult:
     detail: str
     mqsc_applied: bool = False  # the job started the queue manager active and applied MQSC
     standby: bool = False  # the job started (or adopted) a standby instance here
+    hold: str = ""  # this host must not bring it up again (lost data, an older MQ): why, and how to proceed
+    report_now: bool = False  # with hold: a replacement cures it, so report at once
 
 
 @dataclass(frozen=True)

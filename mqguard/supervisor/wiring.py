@@ -31,6 +31,7 @@ from mqguard.history.writer import HistoryWriter, Identity
 from mqguard.mq import mqi
 from mqguard.mq.control import MqControl
 from mqguard.mq.diagnostics import Diagnostics
+from mqguard.mq.level import LevelGuard
 from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.listener import ListenerProbe
 from mqguard.mq.pidwatch import ControllerWatch
@@ -109,7 +110,9 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
         listener=ListenerProbe(qm.listener_port, clock.monotonic),
         wakeup=wakeup, worker=Worker(wakeup.wake), stop_event=stop_event, aws_errors=aws_errors,
         autoscaling=autoscaling, termination=termination, hooks=hooks, reporter=reporter,
-        jobs=Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake, history.record), history=history,
+        jobs=Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake, history.record,
+                  levels=LevelGuard(cfg.storage.path, owners, qm.name, control.mq_version, mount_point=True)),
+        history=history,
     )
 
 

@@ -267,3 +267,30 @@ def test_drills_are_rate_limited_and_say_when_the_next_may_come(tmp_path: Path, 
         assert ok, said
     finally:
         h.cleanup()
+
+
+def test_older_mq_never_starts_newer_data_and_is_reported_at_once(tmp_path: Path, efs: FakeEfs) -> None:
+    """Contract section 25 (issue 26 item 2): a host from an old AMI (a warm-pool instance kept through an upgrade)
+    after an upgrade: no strmqm, no local restarts, reported at once (a fresh instance is the cure)."""
+    from tests.sim import mqsim
+
+    new, old = Harness(tmp_path, efs, host="hostNew"), Harness(tmp_path, efs, host="hostOld")
+    mqsim.install(old.bindir, old.prefix, host="hostOld", version="9.3.0.15")
+    for h in (new, old):
+        h.configure(health={"poll_interval": "0.2s", "grace_period": "60s"}, queue_manager={"stop_on_exit": "always"})
+    rn = Running(new)
+    try:
+        wait_until(lambda: rn.state() == State.RUNNING.value, 60, "the new release runs it")
+    finally:
+        rn.stop()  # ends it (stop_on_exit = always): the data was last run by 9.4
+    ro = Running(old)
+    try:
+        wait_until(lambda: ro.state() == State.FAILED.value, 60, "the old release refuses")
+        snap = ro.d.snapshot()
+        assert snap is not None and "earlier release than 9.4.0.0" in snap.bad_reasons[0]
+        assert ro.d.machine.reported_in_episode, "reported at once, not after the grace period"
+        assert old.calls("strmqm") == [] and ro.d.machine.restarts_total == 0
+    finally:
+        ro.stop()
+        old.cleanup()
+        new.cleanup()

@@ -48,6 +48,9 @@ Strict behaviours are always on; no test can switch them off.
   files in the root's ``errors/`` (ref: Files); every TCP connection to a
   listener that closes without speaking MQ logs AMQ9209E (ref: Files).
 
+- Each installation has a level (``install(version=...)``, shown by dspmqver); a
+  queue manager started by a newer release is migrated and cannot be started by
+  an earlier one afterwards (IBM, "Queue manager migration"): strmqm exits 71.
 - 9.2 and earlier run a bare ``amqzxma0 -m NAME -x`` (no path, no ``-u``;
   ref: strmqm): ``install(..., bare_argv=True)`` makes the controller and its
   children real executables in ``bindir`` (copies of the Python interpreter,
@@ -121,7 +124,7 @@ VERSION = "9.4.0.0"
 # ------------------------------------------------------------------ install
 
 def install(bindir: str, prefix: str, host: str = "host1", ctl: Optional[str] = None,
-            interpreter: str = sys.executable, bare_argv: bool = False) -> str:
+            interpreter: str = sys.executable, bare_argv: bool = False, version: str = VERSION) -> str:
     """Write the simulator's commands into ``bindir``; returns the control dir.
 
     ``prefix`` is this simulated host's MQ root (its /var/mqm); it is left as
@@ -135,7 +138,7 @@ def install(bindir: str, prefix: str, host: str = "host1", ctl: Optional[str] = 
     real = os.path.realpath(interpreter)
     with open(os.path.join(bindir, "mqsim.json"), "w") as fh:
         json.dump({"prefix": prefix, "host": host, "ctl": ctl, "bare": bare_argv,
-                   "home": f"{sys.base_prefix}:{sys.base_exec_prefix}"}, fh)
+                   "home": f"{sys.base_prefix}:{sys.base_exec_prefix}", "version": version}, fh)
     # A copy of this module beside the commands: the installation is then
     # self-contained (a systemd test guest may not see the source tree).
     shutil.copyfile(os.path.abspath(__file__), os.path.join(bindir, "mqsim.py"))
@@ -193,6 +196,7 @@ class Sim:
         self.host: str = conf["host"]
         self.ctl: str = conf["ctl"]
         self.bare: bool = bool(conf.get("bare"))
+        self.version: str = str(conf.get("version") or VERSION)  # this installation's MQ level (VRMF)
         self.home: str = str(conf.get("home", ""))
 
     def knob(self, name: str) -> Optional[str]:
@@ -551,12 +555,13 @@ def cmd_amqmfsck(sim: Sim, argv: List[str]) -> int:
 
 def cmd_dspmqver(sim: Sim, argv: List[str]) -> int:
     """ref: dspmqver — the installation, with DataPath (MQ's root)."""
+    vrm = "".join(sim.version.split(".")[:3])
     out(
-        "Name:        IBM MQ", f"Version:     {VERSION}", "Level:       p940-L240606",
+        "Name:        IBM MQ", f"Version:     {sim.version}", f"Level:       p{vrm}-L240606",
         "BuildType:   IKAP - (Production)", "Platform:    IBM MQ for Linux (x86-64 platform)",
         "Mode:        64-bit", "O/S:         Linux", "InstName:    Installation1", "InstDesc:",
         "Primary:     Yes", f"InstPath:    {os.path.dirname(sim.bindir)}", f"DataPath:    {sim.prefix}",
-        "MaxCmdLevel: 940", "LicenseType: Production",
+        f"MaxCmdLevel: {vrm}", "LicenseType: Production",
     )
     return 0
 
@@ -856,6 +861,12 @@ def qm_ini(dp: str) -> Dict[str, Dict[str, str]]:
         return {}
 
 
+def release(vrmf: str) -> Tuple[int, ...]:
+    """The V.R of a VRMF ("9.4.0.0" -> (9, 4)): what queue manager migration follows (IBM)."""
+    parts = [int(p) for p in vrmf.split(".")[:2] if p.isdigit()]
+    return tuple(parts)
+
+
 def log_path(dp: str) -> Optional[str]:
     """qm.ini's Log: LogPath= (None when qm.ini is unreadable)."""
     try:
@@ -985,6 +996,13 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
         return fail(sim, "strmqm", 24, "AMQ8041S: The queue manager cannot be restarted or deleted because "
                                        f"processes, that were previously connected, are still running "
                                        f"(pids {' '.join(map(str, leftovers))}).", qmgr=name, qm_errors=qm_errors)
+    last = state.get("level")
+    if isinstance(last, str) and release(last) > release(sim.version):
+        # IBM, "Queue manager migration": a new version or release migrates the queue manager when it starts, and
+        # once migrated it can no longer be started by an earlier code level (exit code: the simulator's choice)
+        return fail(sim, "strmqm", 71, f"AMQ7?? (simulated): queue manager '{name}' was last started by IBM MQ "
+                                       f"{last}; this installation is {sim.version}: it cannot be started by an "
+                                       "earlier release", qmgr=name, qm_errors=qm_errors)
     lp = log_path(dp)
     lfh = read_json(os.path.join(lp, "amqhlctl.lfh"), {}) if lp else {}
     if not lfh or lfh.get("local_to") not in ("", sim.host):
@@ -1014,7 +1032,7 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
         f"Log replay for queue manager '{name}' complete.",
         f"Transaction manager state recovered for queue manager '{name}'.",
         "Plain text communication is enabled.",
-        f"IBM MQ queue manager '{name}' started using V{VERSION}.",
+        f"IBM MQ queue manager '{name}' started using V{sim.version}.",
     )
     return 0
 
@@ -1183,8 +1201,8 @@ def cmd_amqzxma0(sim: Sim, argv: List[str]) -> int:
             return 0
         time.sleep(0.05)
     c.start_qmgr_listeners()
-    update_state(dp, status="running", host=sim.host, pid=me, since=time.time())
-    c.log(f"AMQ8003I: IBM MQ queue manager '{name}' started using V{VERSION}.")
+    update_state(dp, status="running", host=sim.host, pid=me, since=time.time(), level=sim.version)  # migrated
+    c.log(f"AMQ8003I: IBM MQ queue manager '{name}' started using V{sim.version}.")
     controlled = False
     immediate_at: Optional[float] = None
     ending = ""

@@ -520,3 +520,30 @@ def test_resume_restarts_the_lock_wait_like_every_other_timer() -> None:
     assert not v.bad_reasons and "lock" in v.line, v.line
     v = d.step(after=31, qmgr=ELSEWHERE)
     assert v.bad_reasons and "past lock_wait" in v.bad_reasons[0]
+
+
+def test_a_held_bring_up_is_never_tried_again_and_reported_once_only_when_a_replacement_cures_it() -> None:
+    """Contract section 25: an older MQ on newer data is reported at once (no local restarts first); lost data is
+    reported never (a replacement would find the same); both stay failed, saying why, until MQ runs here."""
+    older = JobResult(JobOutcome.FAILED, "older MQ", hold="this host's IBM MQ 9.3 is an earlier release", report_now=True)
+    d = Driver(grace_period=60.0, restart_attempts=3)
+    d.step()
+    d.step(after=1, stage=JobStage.STARTING)
+    v = d.step(after=1, qmgr=QmStatus.ENDED_NORMALLY, result=older)
+    assert kinds(v) == [ActionKind.REPORT_UNHEALTHY] and v.state is State.FAILED
+    for _ in range(30):
+        v = d.step(after=10, qmgr=QmStatus.ENDED_NORMALLY)
+        assert kinds(v) == [] and v.state is State.FAILED and "earlier release" in v.bad_reasons[0]
+    assert d.reports() == 1 and d.m.restarts_total == 0
+    v = d.step(after=1, qmgr=R)  # an operator started it with the right MQ
+    assert v.state is State.RUNNING and not d.m.hold
+
+    lost = JobResult(JobOutcome.FAILED, "data", hold="QM1's data is not in /MQHA/qmgrs", report_now=False)
+    e = Driver(grace_period=10.0)
+    e.step()
+    e.step(after=1, stage=JobStage.PREPARING)
+    e.step(after=1, result=lost)
+    for _ in range(20):
+        v = e.step(after=10)
+        assert v.state is State.FAILED and kinds(v) == []
+    assert e.reports() == 0, "a replacement would find the same: never reported"

@@ -502,3 +502,29 @@ def test_process_lookups_never_reach_another_installations_queue_manager(sim: Ha
             foreign.wait()
     finally:
         other.cleanup()
+
+
+def test_a_queue_manager_started_by_a_newer_release_cannot_be_started_by_an_older_one(sim: Harness) -> None:
+    """IBM, "Queue manager migration": once a new version or release has started (migrated) a queue manager, an
+    earlier code level cannot start it (a warm-pool instance from an old AMI after an upgrade)."""
+    create(sim)
+    assert run(sim, "strmqm", "QM1").returncode == 0
+    assert run(sim, "endmqm", "-w", "QM1").returncode == 0
+    old = Harness(sim.tmp, sim.efs, host="old")  # type: ignore[arg-type]
+    try:
+        mqsim.install(old.bindir, old.prefix, host="old", version="9.3.0.15")
+        prepare_root(old)
+        run(old, *run(sim, "dspmqinf", "-o", "command", "QM1").stdout.split())
+        assert "Version:     9.3.0.15" in run(old, "dspmqver").stdout
+        res = run(old, "strmqm", "QM1")
+        assert res.returncode == 71 and "earlier release" in res.stderr
+        fixpack = Harness(sim.tmp, sim.efs, host="fixpack")  # type: ignore[arg-type]
+        try:
+            mqsim.install(fixpack.bindir, fixpack.prefix, host="fixpack", version="9.4.0.0")
+            prepare_root(fixpack)
+            run(fixpack, *run(sim, "dspmqinf", "-o", "command", "QM1").stdout.split())
+            assert run(fixpack, "strmqm", "QM1").returncode == 0, "the same release starts it"
+        finally:
+            fixpack.cleanup()
+    finally:
+        old.cleanup()
