@@ -50,11 +50,13 @@ def moto_session() -> Iterator[MotoAsg]:
 
 @pytest.fixture
 def moto(moto_session: MotoAsg) -> Iterator[MotoAsg]:
-    """The session's moto server, with the instance set Healthy again."""
-    moto_session.client("autoscaling").set_instance_health(
-        InstanceId=moto_session.instance_id, HealthStatus="Healthy"
-    )
+    """The session's moto server, with the instance set Healthy again and no record of an earlier create (each
+    test's EFS is new: the group's tag from another test would make it refuse to create, as it should)."""
+    asg = moto_session.client("autoscaling")
+    asg.set_instance_health(InstanceId=moto_session.instance_id, HealthStatus="Healthy")
+    moto_session.forget_creates()
     yield moto_session
+    moto_session.forget_creates()
 
 
 @pytest.fixture

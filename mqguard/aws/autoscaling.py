@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # series and the RPM's trimmed botocore model all follow this list.
 OPERATIONS = (
     "SetInstanceHealth", "DescribeAutoScalingInstances", "CompleteLifecycleAction", "RecordLifecycleActionHeartbeat",
+    "DescribeTags", "CreateOrUpdateTags",
 )
 
 CallObserver = Callable[[str, str], None]  # (operation, result: ok | error | throttled)
@@ -191,6 +192,16 @@ class AutoScaling:
     def record_heartbeat(self, hook: str, group: str) -> None:
         self._call("RecordLifecycleActionHeartbeat", LifecycleHookName=hook, AutoScalingGroupName=group,
                    InstanceId=self.identity().instance_id)
+
+    def group_tag(self, group: str, key: str) -> Optional[str]:
+        """The value of tag ``key`` on ``group``, None when it has none."""
+        resp = self._call("DescribeTags", Filters=[{"Name": "auto-scaling-group", "Values": [group]},
+                                                   {"Name": "key", "Values": [key]}])
+        return next((str(t.get("Value", "")) for t in resp.get("Tags", []) if t.get("Key") == key), None)
+
+    def set_group_tag(self, group: str, key: str, value: str) -> None:
+        self._call("CreateOrUpdateTags", Tags=[{"ResourceId": group, "ResourceType": "auto-scaling-group",
+                                                "Key": key, "Value": value, "PropagateAtLaunch": False}])
 
     def describe_instance(self) -> Optional[Dict[str, Any]]:
         ident = self.identity()

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Callable, FrozenSet, List, Optional
+from typing import Callable, FrozenSet, List, Optional, Protocol
 
+from mqguard.base.clock import iso_utc
 from mqguard.base.runner import CommandResult
 from mqguard.base.untrusted import read_regular
 from mqguard.efs.statedir import allowed_owners
@@ -30,7 +32,7 @@ from mqguard.mq.control import (
     StatusReading,
     mqsc_files,
 )
-from mqguard.mq.prepare import PrepareError
+from mqguard.mq.prepare import DataMissing, Prepared, PrepareError, find_data_directories
 from mqguard.mq.service import QueueManagerService, Role
 from mqguard.mq.status import QmStatus
 
@@ -48,8 +50,11 @@ class MqscSummary:
 class Lifecycle:
     def __init__(self, control: MqControl, mqsc_dir: str, service: QueueManagerService,
                  owners: Optional[FrozenSet[int]] = None, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, creation: Optional[Creation] = None,
+                 wall: Callable[[], float] = time.time) -> None:
         self.control = control
+        self.creation = creation  # what the Auto Scaling group remembers of an earlier create (None: nothing)
+        self.wall = wall
         self.service = service
         self.owners = owners if owners is not None else allowed_owners(control.qm.run_as)
         self.mqsc_dir = mqsc_dir
@@ -59,13 +64,36 @@ class Lifecycle:
     # -- preparation -------------------------------------------------------
     def prepare(self) -> str:
         """Make the queue manager known on this host; returns what was done (PrepareError when it cannot)."""
+        data = find_data_directories(self.control.data_parent, self.control.directory)
+        if self.creation is not None and not data:
+            self._refuse_if_created_before()
         done = self.service.prepare()
         where = self.control.location or self.control.locate()
+        if done == Prepared.CREATED and self.creation is not None:
+            self.creation.record(f"{iso_utc(self.wall())} on {socket.gethostname()}: data in "
+                                 f"{where.data_path if where else self.control.data_parent}")
         minimum = self.control.qm.file_lock_heartbeat_len
         problem = qmini.heartbeat_problem(where.data_path, minimum) if where and minimum > 0 else None
         if problem:  # a queue manager created before (by hand, or by an older mqguard): say so, change nothing
             log.warning("queue manager %s: %s", self.control.name, problem)
         return f"{done.value} (data in {where.data_path})" if where else done.value
+
+    def _refuse_if_created_before(self) -> None:
+        """No data on the storage: a first create, or the data is not where it was? The group remembers."""
+        try:
+            earlier = self.creation.earlier() if self.creation is not None else None
+        except Exception as exc:
+            raise PrepareError(f"no data of {self.control.name} in {self.control.data_parent}, and the Auto Scaling "
+                               f"group cannot say whether it was created before ({exc}): nothing is created") from None
+        if not earlier:
+            return
+        found = _what_is_there(self.control.data_parent)
+        raise DataMissing(
+            f"queue manager {self.control.name} was created before ({earlier}), but its data is not in "
+            f"{self.control.data_parent} ({found}): nothing is created, as an empty {self.control.name} would take "
+            "its clients and lose their messages. Mount the file system that holds the data (or restore it there) "
+            "and restart mqguard; to create it anew on purpose: "
+            f"{self.creation.how_to_recreate() if self.creation else ''}, then systemctl restart mqguard")
 
     # -- start -------------------------------------------------------------
     def start(self) -> StartOutcome:
@@ -173,4 +201,27 @@ def read_mqsc(path: str, mqsc_dir: str, owners: FrozenSet[int]) -> str:
     return data.decode("utf-8")
 
 
-__all__ = ["Lifecycle", "MqscSummary", "PrepareError", "read_mqsc"]
+class Creation(Protocol):
+    """What the Auto Scaling group remembers of an earlier create (aws/creation.py)."""
+
+    def earlier(self) -> Optional[str]: ...
+
+    def record(self, detail: str) -> None: ...
+
+    def how_to_recreate(self) -> str: ...
+
+
+def _what_is_there(parent: str) -> str:
+    try:
+        names = sorted(os.listdir(parent))
+    except FileNotFoundError:
+        return f"{parent} does not exist"
+    except OSError as exc:
+        return f"{parent} cannot be read: {exc.strerror}"
+    if not names:
+        return f"{parent} is empty"
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"{parent} holds {shown}"
+
+
+__all__ = ["Creation", "Lifecycle", "MqscSummary", "PrepareError", "read_mqsc"]

@@ -47,9 +47,18 @@ _LOCK_POLL = 0.5
 class PrepareError(Exception):
     """The queue manager cannot be made ready on this host (yet)."""
 
+    hold = False  # True: trying again cannot help; an operator must act (see DataMissing)
+
     def __init__(self, message: str, timed_out: bool = False) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+
+
+class DataMissing(PrepareError):
+    """The queue manager was created before, but its data is not where it should be: nothing may be created
+    (an empty queue manager would take its clients and lose their messages). Held until an operator acts."""
+
+    hold = True
 
 
 class LockUnusable(PrepareError):

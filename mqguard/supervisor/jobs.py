@@ -48,6 +48,8 @@ class Jobs:
                 done = self.lifecycle.prepare()
             except PrepareError as exc:
                 log.error("cannot prepare queue manager %s: %s", name, exc)
+                if exc.hold:  # trying again cannot help; a replacement would find the same: no report either
+                    return JobResult(JobOutcome.FAILED, str(exc), hold=str(exc))
                 return JobResult(JobOutcome.TIMED_OUT if exc.timed_out else JobOutcome.FAILED, str(exc))
             except OSError as exc:  # EFS trouble while looking for data or taking the lock
                 log.error("cannot prepare queue manager %s: %s", name, exc)

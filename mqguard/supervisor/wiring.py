@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 
 from mqguard import config as config_mod
 from mqguard.aws.autoscaling import AutoScaling
+from mqguard.aws.creation import CreationRecord
 from mqguard.aws.errors import AwsErrors
 from mqguard.aws.imds import Imds
 from mqguard.aws.lifecyclehooks import Hooks
@@ -68,7 +69,6 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
     mounted = mount_check(cfg.storage.path, cfg.storage.fstypes, mountinfo)  # asked again right before writes
     service = build_service(cfg, control, os.environ, preparation_for(qm.create, qm.start_timeout, control,
                                                                       mounted=mounted))
-    lifecycle = Lifecycle(control, qm.mqsc_dir, service)
     owners = allowed_owners(qm.run_as)
     diagnostics = Diagnostics(control.qmgr_errors_dir, control.root_errors_dir, telemetry.mq_message, telemetry.fdc,
                               owners=owners)
@@ -88,6 +88,9 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
                                        wakeup.wake)
         hooks = Hooks(autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook, stop_event,
                       errors=aws_errors)
+    # the group remembers a create, so that lost data is never taken for a first create (contract section 25)
+    creation = CreationRecord(autoscaling, cfg.aws.asg_name, qm.name, stop_event, aws_errors) if autoscaling else None
+    lifecycle = Lifecycle(control, qm.mqsc_dir, service, creation=creation)
     writers: List[HistoryWriter] = []  # the summary reads this host's file first: its name is the writer's
     summary = EpisodeSummary(cfg.storage.path, owners, clock.wall, telemetry.episode_seen,
                              host=lambda: writers[0].host if writers else "")

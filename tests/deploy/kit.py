@@ -38,7 +38,9 @@ NFS_OPTIONS = {"nfsvers=4.1", "hard", "timeo=600", "retrans=2", "noresvport", "_
 TLS_OPTIONS = {"tls", "iam", "accesspoint", "_netdev", "nodev", "nosuid", "noauto", "nofail"}
 CLIENT_CIDR = "10.20.0.0/16"  # ClientCidr has no default: the tests' clients
 MQGUARD_CALLS = {"autoscaling:SetInstanceHealth", "autoscaling:CompleteLifecycleAction",
-                 "autoscaling:RecordLifecycleActionHeartbeat"}
+                 "autoscaling:RecordLifecycleActionHeartbeat", "autoscaling:CreateOrUpdateTags"}
+NO_RESOURCE_LEVEL = {"autoscaling:DescribeAutoScalingInstances", "autoscaling:DescribeTags"}  # on "*" only
+OWN_TAG = "mqguard:created:QM1"  # the one tag mqguard writes
 
 Template = Dict[str, Any]
 
@@ -111,15 +113,32 @@ def _matches(patterns: Any, value: str) -> bool:
     return any(fnmatch.fnmatchcase(value.lower(), str(p).lower()) for p in pats)
 
 
-def allowed(policy: Dict[str, Any], action: str, resource: str) -> bool:
-    """Identity-policy evaluation for Allow/Deny with Action/Resource wildcards (no conditions used here)."""
+def _condition_holds(condition: Dict[str, Any], tag_keys: List[str]) -> bool:
+    """The conditions mqguard's policy uses, on a request's tag keys (anything else is refused as unknown)."""
+    for operator, tests in condition.items():
+        for key, want in tests.items():
+            if key != "aws:TagKeys":
+                raise AssertionError(f"condition key not evaluated here: {key}")
+            if operator == "ForAllValues:StringLike":
+                if not all(_matches(want, k) for k in tag_keys):
+                    return False
+            elif operator == "Null":
+                if (want == "true") != (not tag_keys):
+                    return False
+            else:
+                raise AssertionError(f"condition operator not evaluated here: {operator}")
+    return True
+
+
+def allowed(policy: Dict[str, Any], action: str, resource: str, tag_keys: Optional[List[str]] = None) -> bool:
+    """Identity-policy evaluation for Allow/Deny with Action/Resource wildcards and the tag-key conditions."""
     statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
     verdict = False
     for st in statements:
-        if st.get("Condition"):
-            raise AssertionError(f"conditions are not evaluated here: {st}")
         acts, res = st.get("Action", st.get("NotAction")), st.get("Resource", "*")
         hit = _matches(acts, action) if "Action" in st else not _matches(acts, action)
+        if hit and st.get("Condition") and not _condition_holds(st["Condition"], tag_keys or []):
+            hit = False
         if hit and _matches(res, resource):
             if st["Effect"] == "Deny":
                 return False
@@ -138,14 +157,17 @@ def iam_problems(policy: Dict[str, Any], own: str, other: str) -> List[str]:
     problems = []
     for action in autoscaling_actions():
         for resource, label in ((own, "this group"), (other, "another group"), ("*", "*")):
-            got = allowed(policy, action, resource)
-            if action == "autoscaling:DescribeAutoScalingInstances":
+            got = allowed(policy, action, resource, [OWN_TAG])
+            if action in NO_RESOURCE_LEVEL:
                 want = True  # no resource-level permission exists for it
             else:
                 want = action in MQGUARD_CALLS and resource == own
             if got != want:
                 problems.append(f"{action} on {label}: {'allowed' if got else 'denied'}, expected "
                                 f"{'allowed' if want else 'denied'}")
+    for keys in (["mqguard:stack"], [OWN_TAG, "Name"], []):  # only its own record, never another tag
+        if allowed(policy, "autoscaling:CreateOrUpdateTags", own, keys):
+            problems.append(f"autoscaling:CreateOrUpdateTags of tags {keys} on this group: allowed, expected denied")
     return problems
 
 

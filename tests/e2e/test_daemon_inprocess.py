@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 import pytest
 
@@ -294,3 +295,69 @@ def test_older_mq_never_starts_newer_data_and_is_reported_at_once(tmp_path: Path
         ro.stop()
         old.cleanup()
         new.cleanup()
+
+
+def test_lost_data_is_never_taken_for_a_first_create(
+        tmp_path: Path, efs: FakeEfs, moto: MotoAsg, imds: ImdsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contract section 25 (issue 26 item 1): after a stack update replaced the file system, the new instance found
+    no qm.ini and crtmqm made a healthy, EMPTY QM1. The group now remembers the first create; with the data gone,
+    nothing is created, the state is failed with what was expected and found and how to proceed, nothing is
+    reported (a replacement would find the same); deleting the group's tag is the deliberate re-create."""
+    import shutil
+
+    from mqguard.aws.creation import tag_key
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    imds.paths[LIFECYCLE] = "InService"
+    proxy = FaultProxy(moto.url, []).start()
+    asg = moto.client("autoscaling")
+
+    def host(name: str) -> Harness:
+        h = Harness(tmp_path, efs, host=name)
+        h.configure(health={"poll_interval": "0.2s", "report": "autoscaling", "grace_period": "2s"},
+                    queue_manager={"stop_on_exit": "always"},
+                    aws={"region": "us-east-1", "endpoint_url": proxy.url, "imds_url": imds.url,
+                         "asg_name": moto.asg_name})
+        return h
+
+    def tag() -> Optional[str]:
+        tags = asg.describe_tags(Filters=[{"Name": "auto-scaling-group", "Values": [moto.asg_name]},
+                                          {"Name": "key", "Values": [tag_key("QM1")]}])["Tags"]
+        return tags[0]["Value"] if tags else None
+
+    first = host("first")
+    r1 = Running(first)
+    try:
+        wait_until(lambda: r1.state() == State.RUNNING.value, 60, "created and running")
+        wait_until(tag, 15, "the group's record of the create")
+        assert "data in" in str(tag())
+    finally:
+        r1.stop()
+    for sub in ("qmgrs", "logs"):  # the file system was replaced: an empty one is mounted where the data was
+        shutil.rmtree(Path(efs.src, sub))
+    second = host("second")
+    r2 = Running(second)
+    try:
+        wait_until(lambda: r2.state() == State.FAILED.value, 60, "failed, holding")
+        snap = r2.d.snapshot()
+        assert snap is not None and "was created before" in snap.bad_reasons[0]
+        assert "delete-tags" in snap.bad_reasons[0] and "restart mqguard" in snap.bad_reasons[0]
+        time.sleep(3)  # past the grace period
+        assert second.calls("crtmqm") == [] and moto.health() == "Healthy", "nothing created, nothing reported"
+        assert not Path(efs.src, "qmgrs", "QM1").exists()
+    finally:
+        r2.stop()
+    asg.delete_tags(Tags=[{"ResourceId": moto.asg_name, "ResourceType": "auto-scaling-group",
+                           "Key": tag_key("QM1")}])
+    third = host("third")
+    r3 = Running(third)
+    try:
+        wait_until(lambda: r3.state() == State.RUNNING.value, 60, "created anew, on purpose")
+        assert len(third.calls("crtmqm")) == 1
+    finally:
+        r3.stop()
+        proxy.stop()
+        for h in (first, second, third):
+            h.cleanup()

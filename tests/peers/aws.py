@@ -46,6 +46,15 @@ class MotoAsg:
         self.instance_id = self.instances()[0]["InstanceId"]
         return self
 
+    def forget_creates(self) -> None:
+        """Remove mqguard's records of earlier creates from the group (mqguard:created:*)."""
+        asg = self.client("autoscaling")
+        tags = asg.describe_tags(Filters=[{"Name": "auto-scaling-group", "Values": [self.asg_name]}])["Tags"]
+        old = [{"ResourceId": self.asg_name, "ResourceType": "auto-scaling-group", "Key": t["Key"]}
+               for t in tags if t["Key"].startswith("mqguard:created:")]
+        if old:
+            asg.delete_tags(Tags=old)
+
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=REGION, endpoint_url=self.url, **CREDS)
 
