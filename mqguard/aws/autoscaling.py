@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 OPERATIONS = (
     "SetInstanceHealth", "DescribeAutoScalingInstances", "CompleteLifecycleAction", "RecordLifecycleActionHeartbeat",
     "DescribeTags", "CreateOrUpdateTags",
-)
+)  # and, with [aws] cfn_stack, CloudFormation's SignalResource (aws/cfn.py)
 
 CallObserver = Callable[[str, str], None]  # (operation, result: ok | error | throttled)
 
@@ -61,7 +61,7 @@ def xform_name(operation: str) -> str:
     return str(xform(operation))
 
 
-def make_client(region: str, endpoint_url: str, imds: Optional[Imds] = None) -> Any:
+def make_client(region: str, endpoint_url: str, imds: Optional[Imds] = None, service: str = "autoscaling") -> Any:
     # botocore imports urllib3's pyOpenSSL shim only to find the standard SSLContext
     # again; where the distribution ships pyOpenSSL and cryptography that import
     # costs ~6 MiB of resident memory for nothing (urllib3 then uses the standard
@@ -98,7 +98,7 @@ def make_client(region: str, endpoint_url: str, imds: Optional[Imds] = None) -> 
         user_agent_extra="mqguard",
     )
     return boto3.session.Session(botocore_session=core).client(
-        "autoscaling", endpoint_url=endpoint_url or None, config=cfg)
+        service, endpoint_url=endpoint_url or None, config=cfg)
 
 
 @dataclass
@@ -134,6 +134,10 @@ class AutoScaling:
                 region = self._region or self.imds.region()
                 self._identity = InstanceIdentity(self.imds.instance_id(), region)
             return self._identity
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._endpoint_url
 
     def known_instance_id(self) -> Optional[str]:
         """The instance id if it was already looked up (never asks IMDS: for hooks' environment)."""

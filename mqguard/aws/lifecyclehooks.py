@@ -39,17 +39,42 @@ class Hooks:
         self.backoff = backoff or Backoff(base=1.0, cap=30.0)
         self.errors = errors
         self.launch_completed = False
+        self.launch_abandoned = False
         self.termination_completed = False
+        self._launch_beats: Optional[Heartbeats] = None
 
     def complete_launch(self, warm: bool = False) -> None:
         """In the background: the queue manager is up (or, ``warm``, the instance may join its warm pool:
         the group then expects the hook once more when it moves the instance into service)."""
-        if self.launch_hook and (warm or not self.launch_completed):
+        if self.launch_hook and not self.launch_abandoned and (warm or not self.launch_completed):
             threading.Thread(target=self._complete_launch, args=(warm,), name="launch-hook", daemon=True).start()
 
     def _complete_launch(self, warm: bool) -> None:
+        self.stop_launch_heartbeats()  # an operator's hold is over (MQ runs): the launch completes now
         if self._complete(self.launch_hook, "CONTINUE", attempts=None) and not warm:
             self.launch_completed = True
+
+    def launch_pending(self) -> bool:
+        """The launch hook is configured and this instance has not completed it yet."""
+        return bool(self.launch_hook) and not self.launch_completed and not self.launch_abandoned
+
+    def abandon_launch(self, reason: str) -> None:
+        """The instance cannot serve: ABANDON the launch now (the group terminates it and launches another at
+        once) instead of letting the hook time out (its HeartbeatTimeout, up to 17 min in the kit)."""
+        if not self.launch_pending():
+            return
+        self.launch_abandoned = True
+        log.error("abandoning the launch of this instance (%s): the group replaces it now", reason)
+        threading.Thread(target=self._complete, args=(self.launch_hook, "ABANDON", 5), name="launch-hook",
+                         daemon=True).start()
+
+    def keep_launch_alive(self, why: str) -> None:
+        """The instance waits for an operator (held): heartbeat the launch hook so that the group does not
+        terminate the instance being investigated (AWS bounds it: 100 x the timeout, at most 48 hours)."""
+        if not self.launch_pending() or self._launch_beats is not None:
+            return
+        log.warning("keeping the launch hook %s alive while an operator acts (%s)", self.launch_hook, why)
+        self._launch_beats = Heartbeats(self, heartbeat_interval(60.0), hook=self.launch_hook, at_once=True).__enter__()
 
     def complete_termination(self, attempts: int = 5) -> None:
         """After the clean end (called on the worker thread; bounded)."""
@@ -75,31 +100,41 @@ class Hooks:
     def heartbeats(self, interval: float) -> Heartbeats:
         return Heartbeats(self, interval)
 
+    def stop_launch_heartbeats(self) -> None:
+        beats, self._launch_beats = self._launch_beats, None
+        if beats is not None:
+            beats.__exit__(None, None, None)
+
 
 class Heartbeats:
-    """While in the ``with`` block, record a heartbeat on the termination hook every ``interval``."""
+    """While in the ``with`` block, record a heartbeat on a hook (the termination hook unless told) every
+    ``interval``."""
 
-    def __init__(self, hooks: Hooks, interval: float) -> None:
+    def __init__(self, hooks: Hooks, interval: float, hook: str = "", at_once: bool = False) -> None:
         self.hooks = hooks
+        self.hook = hook or hooks.termination_hook
         self.interval = interval
+        self.at_once = at_once  # the first heartbeat now (the hook's timer starts again at once)
         self.sent = 0
         self._done = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def __enter__(self) -> Heartbeats:
-        if self.hooks.termination_hook:
+        if self.hook:
             self._thread = threading.Thread(target=self._run, name="hook-heartbeat", daemon=True)
             self._thread.start()
         return self
 
     def _run(self) -> None:
         hooks = self.hooks
-        while not self._done.wait(self.interval):
+        wait = 0.0 if self.at_once else self.interval
+        while not self._done.wait(wait):
+            wait = self.interval
             try:
-                hooks.asg.record_heartbeat(hooks.termination_hook, hooks.asg.group_name(hooks.asg_name))
+                hooks.asg.record_heartbeat(self.hook, hooks.asg.group_name(hooks.asg_name))
                 self.sent += 1
             except Exception as exc:  # a missed heartbeat only shortens the hook's remaining time
-                log.warning("lifecycle hook heartbeat for %s failed: %s", hooks.termination_hook, exc)
+                log.warning("lifecycle hook heartbeat for %s failed: %s", self.hook, exc)
 
     def __exit__(self, kind: Optional[Type[BaseException]], value: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:

@@ -37,6 +37,8 @@ from mqguard.config.values import (
     Parser,
     _abs_path,
     _asg_name,
+    _cfn_resource,
+    _cfn_stack,
     _choice,
     _crtmqm_options,
     _fstypes,
@@ -153,6 +155,8 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
         "termination_hook": Option("", _hook_name, "lifecycle hook on EC2_INSTANCE_TERMINATING"),
         "launch_hook": Option("", _hook_name, "lifecycle hook on EC2_INSTANCE_LAUNCHING"),
         "asg_name": Option("", _asg_name, "empty: looked up when a hook needs it"),
+        "cfn_stack": Option("", _cfn_stack, "stack to signal when MQ first runs (SUCCESS) or cannot (FAILURE)"),
+        "cfn_resource": Option("Group", _cfn_resource, "the group's logical id in that stack"),
     },
     "metrics": {
         "listen": Option("0.0.0.0:9157", parse_listen, "host:port or off", _show_listen),

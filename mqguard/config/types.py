@@ -72,6 +72,8 @@ class AwsConfig:
     termination_hook: str
     launch_hook: str
     asg_name: str
+    cfn_stack: str
+    cfn_resource: str
 
 
 @dataclass(frozen=True)

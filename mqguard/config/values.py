@@ -187,6 +187,21 @@ def _unit(raw: str) -> str:
     return value
 
 
+def _cfn_name(what: str, pattern: str) -> Parser:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value and not re.match(pattern, value):
+            raise ValueError(what)
+        return value
+
+    return parse
+
+
+_cfn_stack = _cfn_name("a CloudFormation stack name (a letter, then up to 127 of A-Z a-z 0-9 -) or empty",
+                       r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
+_cfn_resource = _cfn_name("a template's logical resource id (1-255 of A-Z a-z 0-9)", r"^[A-Za-z0-9]{1,255}$")
+
+
 def _asg_name(raw: str) -> str:
     value = raw.strip()
     if len(value) > 255 or any(ord(c) < 32 for c in value):

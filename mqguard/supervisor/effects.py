@@ -40,15 +40,28 @@ def execute(p: Parts, machine: Machine, action: Action, role: Role, going_away: 
             log.info("a job is still running: %s waits for it (%s)", job, action.reason)
             machine.not_begun(action.kind)
     elif action.kind == ActionKind.REPORT_UNHEALTHY:
+        p.diagnostics.collect("the Unhealthy decision")
+        if p.hooks is not None and p.hooks.launch_pending():
+            # still launching: the instance never served; abandoning replaces it now, not at the hook's timeout
+            p.hooks.abandon_launch(action.reason)
+            if p.signal is not None:
+                p.signal.send(False, action.reason)
+            return
         episode = machine.episode
         p.reporter.report(action.reason, lambda: machine.still_bad(episode))
-        p.diagnostics.collect("the Unhealthy decision")
+    elif action.kind == ActionKind.HOLD:
+        log.error("queue manager %s held for an operator: %s", name, action.reason)
+        if p.hooks is not None:
+            p.hooks.keep_launch_alive(action.reason)
     elif action.kind == ActionKind.COMPLETE_TERMINATION:
         log.warning("queue manager %s: %s", name, action.reason)
         if p.hooks is not None:
             threading.Thread(target=p.hooks.complete_termination, name="termination-hook", daemon=True).start()
-    elif action.kind in (ActionKind.MQ_READY, ActionKind.WARM_READY) and p.hooks is not None:
-        p.hooks.complete_launch(warm=action.kind == ActionKind.WARM_READY)
+    elif action.kind in (ActionKind.MQ_READY, ActionKind.WARM_READY):
+        if p.hooks is not None:
+            p.hooks.complete_launch(warm=action.kind == ActionKind.WARM_READY)
+        if action.kind == ActionKind.MQ_READY and p.signal is not None:
+            p.signal.send(True, action.reason)
 
 
 def drill(p: Parts, machine: Machine, kind: str, role: Role, who: str = "?") -> None:

@@ -104,6 +104,8 @@ class Machine:
             self.start.ready_announced = False
         elif kind == ActionKind.WARM_READY:
             self.start.warm_announced = False
+        elif kind == ActionKind.HOLD:
+            pass  # the hold stands; keeping the instance is best effort
         elif kind == ActionKind.REPORT_UNHEALTHY:
             self.ep.reported = False  # the rules report again while the episode is still bad
             if not self.start.storage_seen:
@@ -230,6 +232,8 @@ class Machine:
                 self.hold = res.hold
                 if res.report_now and not self.ep.reported:  # a fresh instance cures it: no local restarts first
                     actions.append(self._report(obs, res.hold))
+                elif not res.report_now:  # a replacement would find the same: keep this instance for the operator
+                    actions.append(Action(ActionKind.HOLD, res.hold))
             if res.outcome == JobOutcome.TIMED_OUT and not self.ep.reported:
                 actions.append(self._report(obs, f"start exceeded start_timeout: {res.detail}"))
 

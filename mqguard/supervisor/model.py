@@ -76,6 +76,7 @@ class ActionKind(str, enum.Enum):
     WARM_READY = "warm_ready"  # warm-pool preparation done (completes the launch hook, MQ not started)
     END_FOR_TERMINATION = "end_for_termination"  # going away: end MQ cleanly, then complete the termination hook
     COMPLETE_TERMINATION = "complete_termination"  # going away with stop_on_exit = never: leave MQ, complete it
+    HOLD = "hold"  # held for an operator (lost data): keep the instance (its launch hook alive), report nothing
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import FrozenSet, Optional
 
 from mqguard.aws.autoscaling import AutoScaling
+from mqguard.aws.cfn import StackSignal
 from mqguard.aws.errors import AwsErrors
 from mqguard.aws.lifecyclehooks import Hooks
 from mqguard.aws.termination import TerminationWatch
@@ -59,6 +60,7 @@ class Parts:
     autoscaling: Optional[AutoScaling]  # None with report = log: a dry run makes no AWS call at all
     termination: Optional[TerminationWatch]
     hooks: Optional[Hooks]
+    signal: Optional[StackSignal]
     reporter: Reporter
     jobs: Jobs
     history: HistoryWriter  # this host's events, appended to the shared history on EFS off the loop

@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 
 from mqguard import config as config_mod
 from mqguard.aws.autoscaling import AutoScaling
+from mqguard.aws.cfn import StackSignal
 from mqguard.aws.creation import CreationRecord
 from mqguard.aws.errors import AwsErrors
 from mqguard.aws.imds import Imds
@@ -79,6 +80,7 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
     autoscaling: Optional[AutoScaling] = None
     termination: Optional[TerminationWatch] = None
     hooks: Optional[Hooks] = None
+    signal: Optional[StackSignal] = None
     identity: Optional[Identity] = None
     if cfg.health.report == ReportMode.AUTOSCALING:
         imds = Imds(cfg.aws.imds_url)
@@ -88,6 +90,8 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
                                        wakeup.wake)
         hooks = Hooks(autoscaling, cfg.aws.asg_name, cfg.aws.launch_hook, cfg.aws.termination_hook, stop_event,
                       errors=aws_errors)
+        if cfg.aws.cfn_stack:
+            signal = StackSignal(autoscaling, cfg.aws.cfn_stack, cfg.aws.cfn_resource, stop_event, aws_errors)
     # the group remembers a create, so that lost data is never taken for a first create (contract section 25)
     creation = CreationRecord(autoscaling, cfg.aws.asg_name, qm.name, stop_event, aws_errors) if autoscaling else None
     lifecycle = Lifecycle(control, qm.mqsc_dir, service, creation=creation)
@@ -112,7 +116,7 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
         watch=ControllerWatch(qm.name, bin_dir=qm.mq_bin_dir, owners=owners),
         listener=ListenerProbe(qm.listener_port, clock.monotonic),
         wakeup=wakeup, worker=Worker(wakeup.wake), stop_event=stop_event, aws_errors=aws_errors,
-        autoscaling=autoscaling, termination=termination, hooks=hooks, reporter=reporter,
+        autoscaling=autoscaling, termination=termination, hooks=hooks, signal=signal, reporter=reporter,
         jobs=Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake, history.record,
                   levels=LevelGuard(cfg.storage.path, owners, qm.name, control.mq_version, mount_point=True)),
         history=history,

@@ -319,7 +319,7 @@ def test_lost_data_is_never_taken_for_a_first_create(
         h.configure(health={"poll_interval": "0.2s", "report": "autoscaling", "grace_period": "2s"},
                     queue_manager={"stop_on_exit": "always"},
                     aws={"region": "us-east-1", "endpoint_url": proxy.url, "imds_url": imds.url,
-                         "asg_name": moto.asg_name})
+                         "asg_name": moto.asg_name, "launch_hook": "mq-launch"})
         return h
 
     def tag() -> Optional[str]:
@@ -344,8 +344,13 @@ def test_lost_data_is_never_taken_for_a_first_create(
         snap = r2.d.snapshot()
         assert snap is not None and "was created before" in snap.bad_reasons[0]
         assert "delete-tags" in snap.bad_reasons[0] and "restart mqguard" in snap.bad_reasons[0]
+        # the instance is kept for the operator: its launch hook is heart-beaten, never abandoned (a replacement
+        # would find the same, and the group would replace the instance being investigated at the hook's timeout)
+        wait_until(lambda: [x for x in proxy.lifecycle if x.get("Action") == "RecordLifecycleActionHeartbeat"
+                            and x.get("LifecycleHookName") == "mq-launch"], 15, "the launch hook kept alive")
         time.sleep(3)  # past the grace period
         assert second.calls("crtmqm") == [] and moto.health() == "Healthy", "nothing created, nothing reported"
+        assert not [x for x in proxy.lifecycle if x.get("LifecycleActionResult") == "ABANDON"]
         assert not Path(efs.src, "qmgrs", "QM1").exists()
     finally:
         r2.stop()
@@ -361,3 +366,57 @@ def test_lost_data_is_never_taken_for_a_first_create(
         proxy.stop()
         for h in (first, second, third):
             h.cleanup()
+
+
+def _launching(tmp_path: Path, efs: FakeEfs, moto: MotoAsg, imds: ImdsServer, proxy: FaultProxy,
+               **health: str) -> Harness:
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    imds.paths[LIFECYCLE] = "InService"
+    h = Harness(tmp_path, efs)
+    h.configure(health={"poll_interval": "0.2s", "report": "autoscaling", **health},
+                aws={"region": "us-east-1", "endpoint_url": proxy.url, "imds_url": imds.url,
+                     "launch_hook": "mq-launch", "cfn_stack": "mqstack"})
+    return h
+
+
+def test_a_launch_that_works_completes_the_hook_and_signals_success(
+        tmp_path: Path, efs: FakeEfs, moto: MotoAsg, imds: ImdsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 26 item 8: the rolling update waits for each new instance's signal (and rolls back on FAILURE)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    proxy = FaultProxy(moto.url, []).start()
+    h = _launching(tmp_path, efs, moto, imds, proxy)
+    r = Running(h)
+    try:
+        wait_until(lambda: proxy.signals, 60, "the stack's signal")
+        assert [(s["StackName"], s["LogicalResourceId"], s["UniqueId"], s["Status"]) for s in proxy.signals] == [
+            ("mqstack", "Group", moto.instance_id, "SUCCESS")]
+        wait_until(lambda: proxy.lifecycle, 10, "the launch hook")
+        assert proxy.lifecycle[0]["LifecycleActionResult"] == "CONTINUE"
+    finally:
+        r.stop()
+        proxy.stop()
+        h.cleanup()
+
+
+def test_a_launch_that_cannot_serve_is_abandoned_at_once_and_signals_failure(
+        tmp_path: Path, efs: FakeEfs, moto: MotoAsg, imds: ImdsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 26 item 7: a replacement that could not start waited out the whole launch hook (1020 s in the kit):
+    mqguard only ever completed it with CONTINUE. Now it ABANDONs as soon as it would report."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    proxy = FaultProxy(moto.url, []).start()
+    h = _launching(tmp_path, efs, moto, imds, proxy, grace_period="2s", restart_attempts="1")
+    h.knob("strmqm.exit", "71")
+    r = Running(h)
+    try:
+        wait_until(lambda: any(x.get("LifecycleActionResult") == "ABANDON" for x in proxy.lifecycle), 60,
+                   "the launch abandoned")
+        wait_until(lambda: proxy.signals, 10, "the stack's signal")
+        assert [s["Status"] for s in proxy.signals] == ["FAILURE"]
+        assert not [a for a, _ in proxy.seen if a == "SetInstanceHealth"], "abandoned, not reported"
+        assert moto.health() == "Healthy"
+    finally:
+        r.stop()
+        proxy.stop()
+        h.cleanup()

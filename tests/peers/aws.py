@@ -104,6 +104,11 @@ def _lifecycle_reply(action: str) -> bytes:
     ).encode()
 
 
+def _signal_reply() -> bytes:
+    return (b'<SignalResourceResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">'
+            b"<ResponseMetadata><RequestId>mqguard-test</RequestId></ResponseMetadata></SignalResourceResponse>")
+
+
 class FaultProxy:
     """Forwards to ``upstream`` after failing the first requests as scripted.
 
@@ -111,9 +116,9 @@ class FaultProxy:
     health-check grace period); each request takes the
     next entry until the list is empty, then requests pass through.
 
-    moto 5.2 does not implement the two lifecycle-hook calls; the proxy answers
-    them as the real API does (an empty result) and records their parameters in
-    ``lifecycle``.
+    moto 5.2 does not implement the two lifecycle-hook calls nor CloudFormation's
+    SignalResource; the proxy answers them as the real APIs do (an empty result)
+    and records their parameters in ``lifecycle`` and ``signals``.
     """
 
     def __init__(self, upstream: str, script: List[str]) -> None:
@@ -122,6 +127,7 @@ class FaultProxy:
         self.seen: List[Tuple[str, str]] = []  # (action name, what we did)
         self.lifecycle: List[Dict[str, str]] = []  # parameters of lifecycle-hook calls
         self.lifecycle_at: List[float] = []  # when each of them arrived (time.time())
+        self.signals: List[Dict[str, str]] = []  # parameters of SignalResource calls
         self._lock = threading.Lock()
         proxy = self
 
@@ -148,6 +154,10 @@ class FaultProxy:
                 elif step == "reset":
                     self.close_connection = True
                     self.connection.shutdown(2)
+                elif action == "SignalResource":
+                    with proxy._lock:
+                        proxy.signals.append(params)
+                    self._send(200, _signal_reply())
                 elif action in _LIFECYCLE_ACTIONS:
                     with proxy._lock:
                         proxy.lifecycle.append(params)
