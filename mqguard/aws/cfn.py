@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from mqguard.aws.autoscaling import AutoScaling, call_until_done, make_client
-from mqguard.aws.errors import AwsErrors
+from mqguard.aws.errors import AwsErrors, classify
 from mqguard.base.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -53,5 +53,12 @@ class StackSignal:
                             self.stop, self.backoff, max_attempts=8, errors=self.errors)
             log.info("signalled %s to CloudFormation (%s/%s): %s", status, self.stack, self.resource, reason)
         except Exception as exc:
+            said = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))  # whole, not cut at 300
+            if classify(exc).code == "ValidationError" and "cannot be signaled" in said:
+                # CloudFormation's answer when no create or update waits for this instance (every replacement
+                # after a failure, every warm-pool instance): normal, nothing to tell it
+                log.info("CloudFormation is not waiting for this instance's signal (%s): %s not sent", said[-200:],
+                         status)
+                return
             log.error("could not signal %s to CloudFormation (%s/%s): %s; an update waiting for this instance "
                       "times out and rolls back", status, self.stack, self.resource, exc)

@@ -109,6 +109,13 @@ def _signal_reply() -> bytes:
             b"<ResponseMetadata><RequestId>mqguard-test</RequestId></ResponseMetadata></SignalResourceResponse>")
 
 
+def _signal_refused(stack: str, state: str) -> bytes:
+    return (f'<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type>'
+            f"<Code>ValidationError</Code><Message>Stack arn:aws:cloudformation:us-east-1:123456789012:stack/{stack}/"
+            f"0a1b2c3d is in {state} state and cannot be signaled</Message></Error><RequestId>x</RequestId>"
+            "</ErrorResponse>").encode()
+
+
 class FaultProxy:
     """Forwards to ``upstream`` after failing the first requests as scripted.
 
@@ -128,6 +135,10 @@ class FaultProxy:
         self.lifecycle: List[Dict[str, str]] = []  # parameters of lifecycle-hook calls
         self.lifecycle_at: List[float] = []  # when each of them arrived (time.time())
         self.signals: List[Dict[str, str]] = []  # parameters of SignalResource calls
+        # what CloudFormation says of a signal: "" accepts it (an update or create waits for this instance);
+        # a stack state refuses it as AWS does once nothing waits ("... is in UPDATE_COMPLETE state and cannot be
+        # signaled", a ValidationError: every replacement outside an update hears it)
+        self.stack_state = ""
         self._lock = threading.Lock()
         proxy = self
 
@@ -157,7 +168,10 @@ class FaultProxy:
                 elif action == "SignalResource":
                     with proxy._lock:
                         proxy.signals.append(params)
-                    self._send(200, _signal_reply())
+                    if proxy.stack_state:
+                        self._send(400, _signal_refused(params.get("StackName", ""), proxy.stack_state))
+                    else:
+                        self._send(200, _signal_reply())
                 elif action in _LIFECYCLE_ACTIONS:
                     with proxy._lock:
                         proxy.lifecycle.append(params)

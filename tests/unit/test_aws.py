@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import pytest
 
 from mqguard.aws.autoscaling import AutoScaling, call_until_done
+from mqguard.aws.cfn import StackSignal
 from mqguard.aws.errors import NOT_YET, PERMANENT, THROTTLED, TRANSIENT, AwsErrors, classify, not_yet_delay
 from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
 from mqguard.base.retry import Backoff
@@ -479,3 +480,43 @@ def test_credentials_missing_when_the_client_is_first_built_are_fetched_again(
         proc.kill()
     assert out.startswith("reported "), out + err[-2000:]
     assert moto.health() == "Unhealthy"
+
+
+def _signal_for(moto: MotoAsg, imds: ImdsServer, proxy: FaultProxy) -> StackSignal:
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    asg = AutoScaling(Imds(imds.url), "us-east-1", proxy.url)
+    return StackSignal(asg, "mqstack", "Group", threading.Event(), backoff=Backoff(base=0.01, cap=0.05))
+
+
+def test_a_signal_nobody_waits_for_is_said_once_at_info_not_as_an_error(
+        moto: MotoAsg, imds: ImdsServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every replacement outside a stack update (a failover) signals too, and CloudFormation answers "is in
+    UPDATE_COMPLETE state and cannot be signaled": normal, so it must not page anyone as an ERROR."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    proxy = FaultProxy(moto.url, []).start()
+    proxy.stack_state = "UPDATE_COMPLETE"
+    try:
+        with caplog.at_level(logging.INFO, logger="mqguard.aws.cfn"):
+            signal = _signal_for(moto, imds, proxy)
+            signal.send(True, "queue manager healthy for the first time")
+            signal.send(True, "again")  # once per process
+            deadline = time.monotonic() + 10
+            while not [r for r in caplog.records if r.name == "mqguard.aws.cfn"] and time.monotonic() < deadline:
+                time.sleep(0.02)
+        records = [r for r in caplog.records if r.name == "mqguard.aws.cfn"]
+        assert len(proxy.signals) == 1, "a refusal is an answer: never asked again"
+        assert [r.levelno for r in records] == [logging.INFO], [r.getMessage() for r in records]
+        assert "not waiting" in records[0].getMessage() and "UPDATE_COMPLETE" in records[0].getMessage()
+        # ... while a failure that is not CloudFormation's answer still is an error
+        caplog.clear()
+        proxy.stack_state = ""
+        proxy.script = ["denied"]
+        with caplog.at_level(logging.INFO, logger="mqguard.aws.cfn"):
+            _signal_for(moto, imds, proxy).send(True, "healthy")
+            deadline = time.monotonic() + 10
+            while not [r for r in caplog.records if r.name == "mqguard.aws.cfn"] and time.monotonic() < deadline:
+                time.sleep(0.02)
+        assert [r.levelno for r in caplog.records if r.name == "mqguard.aws.cfn"] == [logging.ERROR]
+    finally:
+        proxy.stop()
