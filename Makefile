@@ -64,7 +64,7 @@ $(DEPLOY_STAMP): Makefile $(STAMP) | build
 	touch $@
 
 lint: deps
-	ruff check mqguard tests tools packaging/rpm/prune.py
+	ruff check mqguard tests tools packaging/rpm/prune.py deploy/cloudformation/warm_pool_refresh.py
 	mypy mqguard
 	vermin -t=3.9- --no-tips --violations mqguard
 

@@ -91,6 +91,22 @@ variable "mqm_gid" {
   }
 }
 
+variable "cloudwatch_agent" {
+  type        = bool
+  default     = false
+  description = "Install the CloudWatch agent with monitoring/cloudwatch's configuration (the stack's CloudWatchAgent=true starts it)."
+}
+
+variable "efs_utils_version" {
+  type        = string
+  default     = "v2.4.1"
+  description = "RHEL 9 only: the aws/efs-utils release whose RPM the build makes (RHEL's repositories have none)."
+  validation {
+    condition     = can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+$", var.efs_utils_version))
+    error_message = "The efs_utils_version is a release tag such as v2.4.1."
+  }
+}
+
 variable "kms_key_id" {
   type        = string
   default     = ""
@@ -165,10 +181,16 @@ build {
     destination = "/tmp/mq-local.tar.gz"
   }
 
-  # the IMDS owner-match firewall (45-imds-firewall.sh installs it)
+  # the IMDS owner-match firewall (45-imds-firewall.sh installs it), the CloudWatch agent's start
   provisioner "file" {
     source      = "${path.root}/files/"
     destination = "/tmp/mqguard-ami-files"
+  }
+
+  # the CloudWatch agent's configuration as the repository ships it (42-cloudwatch-agent.sh)
+  provisioner "file" {
+    source      = "${path.root}/../../monitoring/cloudwatch/"
+    destination = "/tmp/mqguard-cloudwatch"
   }
 
   provisioner "shell" {
@@ -178,6 +200,10 @@ build {
       "MQM_UID=${var.mqm_uid}",
       "MQM_GID=${var.mqm_gid}",
       "AWS_REGION=${var.region}",
+      "EFS_UTILS_VERSION=${var.efs_utils_version}",
+      "CLOUDWATCH_AGENT=${var.cloudwatch_agent}",
+      # the agents' users that reach instance metadata: the CloudWatch agent's run_as_user
+      "IMDS_USERS=${var.cloudwatch_agent ? "cwagent" : ""}",
     ]
     execute_command = "sudo -E sh -eux '{{ .Path }}'"
     scripts = [
@@ -186,6 +212,7 @@ build {
       "${path.root}/scripts/20-install-mq.sh",
       "${path.root}/scripts/30-install-mqguard.sh",
       "${path.root}/scripts/40-mq-kernel-and-limits.sh",
+      "${path.root}/scripts/42-cloudwatch-agent.sh",
       "${path.root}/scripts/45-imds-firewall.sh",
       "${path.root}/scripts/90-preflight.sh",
     ]

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -113,31 +114,39 @@ def _matches(patterns: Any, value: str) -> bool:
     return any(fnmatch.fnmatchcase(value.lower(), str(p).lower()) for p in pats)
 
 
-def _condition_holds(condition: Dict[str, Any], tag_keys: List[str]) -> bool:
-    """The conditions mqguard's policy uses, on a request's tag keys (anything else is refused as unknown)."""
+def _condition_holds(condition: Dict[str, Any], context: Dict[str, List[str]]) -> bool:
+    """The conditions the kit's policies use, on a request's context ({key: values}); anything else is refused
+    as unknown, so a policy cannot pass with a condition this evaluator does not understand."""
     for operator, tests in condition.items():
         for key, want in tests.items():
-            if key != "aws:TagKeys":
+            if key not in ("aws:TagKeys", "cloudwatch:namespace"):
                 raise AssertionError(f"condition key not evaluated here: {key}")
+            values = context.get(key, [])
+            wants = want if isinstance(want, list) else [want]
             if operator == "ForAllValues:StringLike":
-                if not all(_matches(want, k) for k in tag_keys):
+                if not all(_matches(want, k) for k in values):
                     return False
             elif operator == "Null":
-                if (want == "true") != (not tag_keys):
+                if (want == "true") != (not values):
+                    return False
+            elif operator == "StringEquals":
+                if not values or not all(v in wants for v in values):
                     return False
             else:
                 raise AssertionError(f"condition operator not evaluated here: {operator}")
     return True
 
 
-def allowed(policy: Dict[str, Any], action: str, resource: str, tag_keys: Optional[List[str]] = None) -> bool:
-    """Identity-policy evaluation for Allow/Deny with Action/Resource wildcards and the tag-key conditions."""
+def allowed(policy: Dict[str, Any], action: str, resource: str, tag_keys: Optional[List[str]] = None,
+            context: Optional[Dict[str, List[str]]] = None) -> bool:
+    """Identity-policy evaluation for Allow/Deny with Action/Resource wildcards and the kit's conditions."""
+    ctx = {"aws:TagKeys": tag_keys or [], **(context or {})}
     statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
     verdict = False
     for st in statements:
         acts, res = st.get("Action", st.get("NotAction")), st.get("Resource", "*")
         hit = _matches(acts, action) if "Action" in st else not _matches(acts, action)
-        if hit and st.get("Condition") and not _condition_holds(st["Condition"], tag_keys or []):
+        if hit and st.get("Condition") and not _condition_holds(st["Condition"], ctx):
             hit = False
         if hit and _matches(res, resource):
             if st["Effect"] == "Deny":
@@ -216,10 +225,15 @@ def validate_config(text: str, tmp: Path) -> List[str]:
 
 # ---------------------------------------------------------------- deployment into moto
 
-def patch_moto_nlb() -> Callable[[], None]:
+CUSTOM_EVENTS: List[Dict[str, Any]] = []  # what CloudFormation (moto) sent each custom resource's function
+
+
+def patch_moto_nlb(moto_url: str = "") -> Callable[[], None]:
     """Small fixes to moto 5.2's CloudFormation, so the deployment is what AWS would make: the
     load balancer's Type (moto makes an ALB whatever it says), the group's lifecycle hooks, the
-    file system's policy and an access point's Ref. Returns the undo."""
+    file system's policy, an access point's Ref, and custom resources (moto runs their function
+    in Docker: here the function's own inline code runs in a thread, and answers moto's response
+    URL over HTTP as it would answer CloudFormation's). Returns the undo."""
     from moto.elbv2 import models
 
     original = models.FakeLoadBalancer.__dict__["create_from_cloudformation_json"]
@@ -268,7 +282,41 @@ def patch_moto_nlb() -> Callable[[], None]:
     had_id = "physical_resource_id" in efs_models.AccessPoint.__dict__
     efs_models.AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)  # type: ignore
 
+    from moto.cloudformation import custom_model
+
+    custom_original = custom_model.CustomModel.__dict__["create_from_cloudformation_json"]
+
+    def create_custom(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
+                      **kwargs: Any) -> Any:
+        import io
+        import threading
+        import types
+        import zipfile
+
+        from moto.awslambda.models import lambda_backends
+        from moto.cloudformation import cloudformation_backends
+
+        props = cloudformation_json["Properties"]
+        fn = lambda_backends[account_id][region_name].get_function(props["ServiceToken"])
+        with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as z:
+            code = z.read(next(n for n in z.namelist() if n.endswith(".py"))).decode()
+        resource = custom_model.CustomModel(region_name, "req-" + resource_name, kwargs["LogicalId"], resource_name)
+        cloudformation_backends[account_id][region_name].get_stack(kwargs["StackId"]).add_custom_resource(resource)
+        event = {"RequestType": "Create", "ServiceToken": props["ServiceToken"], "StackId": kwargs["StackId"],
+                 "ResponseURL": f"{moto_url}/cloudformation_{region_name}/cfnresponse?stack={kwargs['StackId']}",
+                 "RequestId": resource.request_id, "LogicalResourceId": kwargs["LogicalId"],
+                 "ResourceType": kwargs["ResourceType"], "ResourceProperties": props}
+        CUSTOM_EVENTS.append(event)
+        module = types.ModuleType("index")
+        exec(compile(code, "index.py", "exec"), module.__dict__)  # noqa: S102 - the template's own code, as Lambda runs it
+        handler = getattr(module, fn.handler.split(".")[-1])
+        threading.Thread(target=handler, args=(event, None), daemon=True).start()
+        return resource
+
+    custom_model.CustomModel.create_from_cloudformation_json = classmethod(create_custom)  # type: ignore
+
     def undo() -> None:
+        custom_model.CustomModel.create_from_cloudformation_json = custom_original  # type: ignore
         models.FakeLoadBalancer.create_from_cloudformation_json = original  # type: ignore[method-assign]
         asg_models.FakeAutoScalingGroup.create_from_cloudformation_json = asg_original  # type: ignore
         efs_models.FileSystem.create_from_cloudformation_json = efs_original  # type: ignore
@@ -291,6 +339,10 @@ class Deployed:
         cf.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"],
                         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in full.items()])
         desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
+        deadline = time.monotonic() + 30  # a custom resource's function answers from its own thread
+        while desc["StackStatus"] == "CREATE_IN_PROGRESS" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
         if desc["StackStatus"] != "CREATE_COMPLETE":
             raise AssertionError(f"stack {stack}: {desc['StackStatus']} {desc.get('StackStatusReason')}")
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}

@@ -247,7 +247,24 @@ class Network:
             for port in (389, 636):
                 p += self.flow("instance", f"cidr:{params['LdapCidr']}", port)
         p += self._forbidden()
+        p += self.subnet_problems()
         return p
+
+    def subnet_problems(self) -> List[str]:
+        """The group launches, the load balancer serves and EFS is mounted in the SAME subnets: an AZ where the
+        group may launch but no mount target is can never mount the queue manager's data."""
+        where: Dict[str, Set[str]] = {}
+        for logical, r in self.res.resources().items():
+            props = self.res.value(r.get("Properties", {}))
+            if r["Type"] == "AWS::AutoScaling::AutoScalingGroup":
+                where[f"group {logical}"] = {_group_of(s) for s in props.get("VPCZoneIdentifier", [])}
+            elif r["Type"] == "AWS::ElasticLoadBalancingV2::LoadBalancer":
+                where[f"load balancer {logical}"] = {_group_of(s) for s in props.get("Subnets", [])}
+            elif r["Type"] == "AWS::EFS::MountTarget":
+                where.setdefault("the mount targets", set()).add(_group_of(props.get("SubnetId")))
+        mounts = where.pop("the mount targets", set())
+        return [f"{what} uses subnets {sorted(subnets)}, the mount targets {sorted(mounts)}"
+                for what, subnets in where.items() if subnets != mounts]
 
     def _forbidden(self) -> List[str]:
         p = []

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from tests.conftest import ROOT, Harness, free_port, wait_until
-from tests.deploy import kit, network, stackcheck
+from tests.deploy import kit, network, stackcheck, updatecheck
 from tests.peers.aws import FaultProxy, MotoAsg
 from tests.peers.efs import FakeEfs
 from tests.peers.imds import ImdsServer
@@ -44,6 +44,11 @@ NETWORK_SETS: Dict[str, Dict[str, str]] = {
                      "MqPeerPorts": "1414-1415", "LdapCidr": "10.61.0.0/24"},
     "multi 3 AZ": {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR, "Mode": "multi-instance",
                    "AvailabilityZoneCount": "3"},
+    # issue 26 item 5: three subnets given, two AZs used - the group and the load balancer the same two
+    "existing VPC, 3 subnets, 2 AZs": {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR, "ExistingVpcId": "vpc-0a1b2c3d",
+                                       "ExistingSubnetIds": "subnet-0a1b2c3d,subnet-1a1b2c3d,subnet-2a1b2c3d"},
+    "CloudWatch agent, warm pool": {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR, "CloudWatchAgent": "true",
+                                    "WarmPool": "true"},
 }
 
 
@@ -66,7 +71,7 @@ def template() -> kit.Template:
 
 @pytest.fixture(scope="module")
 def moto(moto_session: MotoAsg) -> Iterator[MotoAsg]:
-    undo = kit.patch_moto_nlb()
+    undo = kit.patch_moto_nlb(moto_session.url)
     try:
         yield moto_session
     finally:
@@ -125,6 +130,65 @@ def test_hook_timeouts_are_mqguards_timeouts_plus_the_documented_margins(templat
     params = template["Parameters"]
     assert params["StopTimeout"]["AllowedValues"] == list(maps["TerminationHook"])
     assert params["MountTimeout"]["AllowedValues"] == list(maps["LaunchHook"])
+
+
+def test_no_parameter_can_replace_the_data_unless_the_shipped_stack_policy_denies_it(template: kit.Template) -> None:
+    """Issue 26 item 1: KmsKeyArn, MqmUid/MqmGid and EfsMount reach create-only properties (or the existence) of
+    the file system and the access point; a stack update replaced them and the queue manager came back empty."""
+    policy = updatecheck.load_policy()
+    assert updatecheck.create_only("AWS::EFS::FileSystem") and updatecheck.create_only("AWS::EFS::AccessPoint")
+    assert updatecheck.stack_policy_problems(template, policy) == []
+    # the check can fail: without the policy every such parameter is named
+    unguarded = " ".join(updatecheck.stack_policy_problems(template, {"Statement": []}))
+    for param in ("KmsKeyArn", "MqmUid", "MqmGid", "EfsMount"):
+        assert param in unguarded, param
+    # ... and a policy that forgets the access point is caught
+    partial = json.loads(json.dumps(policy).replace('"LogicalResourceId/AccessPoint"', '"LogicalResourceId/Other"'))
+    assert any(p.startswith("AccessPoint") for p in updatecheck.stack_policy_problems(template, partial))
+    # the policy is a valid stack policy document: what `aws cloudformation set-stack-policy` takes
+    assert {st["Effect"] for st in policy["Statement"]} == {"Allow", "Deny"}
+    assert all(a.startswith("Update:") for st in policy["Statement"] for a in
+               (st["Action"] if isinstance(st["Action"], list) else [st["Action"]]))
+
+
+def test_an_update_replaces_every_instance_and_waits_for_each_to_run_mq(template: kit.Template) -> None:
+    """Issue 26 items 2, 7 and 8: the warm pool is refreshed after an update; the update and the first create wait
+    for mqguard's signal as long as the launch hook; a failed AZ launch goes to another AZ; zonal shift."""
+    assert updatecheck.warm_pool_problems(template) == []
+    assert updatecheck.signal_problems(template) == []
+    refresh = template["Resources"]["WarmPoolRefresh"]
+    assert refresh["Condition"] == template["Resources"]["WarmPoolResource"]["Condition"]
+
+
+def test_every_shipped_cloudwatch_agent_configuration_can_do_its_work(template: kit.Template) -> None:
+    """Issue 26 item 6: the agent runs as cwagent, which the IMDS firewall refused; a new VPC had no logs and
+    monitoring endpoints; the role had no CloudWatch action."""
+    assert updatecheck.AGENT_CONFIGS, "the check reads the shipped agent configurations"
+    assert updatecheck.agent_problems(template) == []
+    refused = updatecheck.agent_problems(template, hcl_text=(ROOT / "deploy" / "ami" / "mqguard.pkr.hcl").read_text()
+                                         .replace('"cwagent" : ""', '"" : ""'))
+    assert any("firewall refuses" in p for p in refused)
+
+
+def test_the_no_active_queue_manager_alarm_is_a_valid_put_metric_alarm(template: kit.Template) -> None:
+    """Issue 26 item 6: an outside signal that needs nothing on the instances (moto does not deploy alarms: the
+    resolved properties are checked against CloudWatch's own PutMetricAlarm model)."""
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    for params in ({}, {"AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:mq-pager"}):
+        res = network.Resolver(template, {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR, **params})
+        props = res.value(template["Resources"]["NoActiveQueueManagerAlarm"]["Properties"])
+        props = json.loads(json.dumps(props, default=lambda r: f"{r.logical}-{r.attribute}"))
+        props["AlarmName"] = "stack-no-active-queue-manager"
+        model = botocore.session.get_session().get_service_model("cloudwatch").operation_model("PutMetricAlarm")
+        validate_parameters(props, model.input_shape)
+        assert props["Namespace"] == "AWS/NetworkELB" and props["MetricName"] == "HealthyHostCount"
+        assert props["ComparisonOperator"] == "LessThanThreshold" and props["Threshold"] == 1
+        assert props["TreatMissingData"] == "breaching", "no data (no targets at all) is the outage itself"
+        assert props["Period"] * props["EvaluationPeriods"] >= 300, "longer than a takeover or a local restart"
+        assert {d["Name"] for d in props["Dimensions"]} == {"LoadBalancer", "TargetGroup"}
+        assert ("AlarmActions" in props) == bool(params), "the topic is used when one is given"
 
 
 def test_the_stacks_policy_is_examples_iam_policy_json(template: kit.Template) -> None:
@@ -249,6 +313,13 @@ def test_deployed_stack_has_what_mqguard_needs(name: str, moto: MotoAsg, templat
         assert pool["Properties"]["AutoScalingGroupName"] == {"Ref": "Group"}
         assert template["Conditions"]["UseWarmPool"] == {"Fn::And": [{"Fn::Equals": [{"Ref": "WarmPool"}, "true"]},
                                                                      {"Fn::Not": [{"Condition": "MultiInstance"}]}]}
+        # the refresh's function ran (its inline code, answering moto's response URL) with the deployed values
+        sent = [e for e in kit.CUSTOM_EVENTS if e["StackId"].split("/")[1] == d.stack]
+        assert [e["LogicalResourceId"] for e in sent] == ["WarmPoolRefresh"]
+        lt = d.group()["LaunchTemplate"]
+        assert sent[0]["ResourceProperties"]["GroupName"] == d.group_name
+        assert sent[0]["ResourceProperties"]["LaunchTemplateId"] == lt["LaunchTemplateId"]
+        assert str(sent[0]["ResourceProperties"]["LaunchTemplateVersion"]) == str(lt["Version"])
     assert d.outputs["ClientEndpoint"].endswith("(1414)") and d.outputs["AutoScalingGroupName"] == d.group_name
 
 
@@ -448,8 +519,36 @@ BROKEN: Dict[str, Callable[[kit.Template], None]] = {
         "      ExecStartPre=+/usr/bin/install -d -o mqm -g mqm -m 2775 /MQHA/qmgrs /MQHA/logs\n"
         "# mqguard starts only now"),
     "the mount unit chowns below the mount point": _user_data_edit(
-        "      ExecStartPost=/usr/bin/chown mqm:mqm /MQHA\n",
-        "      ExecStartPost=/usr/bin/chown mqm:mqm /MQHA\n      ExecStartPost=/usr/bin/chown -R mqm:mqm /MQHA/qmgrs\n"),
+        "      ExecStartPost=-/usr/bin/chown mqm:mqm /MQHA\n",
+        "      ExecStartPost=-/usr/bin/chown mqm:mqm /MQHA\n      ExecStartPost=/usr/bin/chown -R mqm:mqm /MQHA/qmgrs\n"),
+    # ---- issue 26: updates never lose data or run old MQ
+    "a second access point made from MqmUid, which the stack policy does not name": lambda t: t["Resources"].__setitem__(
+        "LogsAccessPoint", {"Type": "AWS::EFS::AccessPoint", "Properties": {
+            "FileSystemId": {"Ref": "FileSystem"}, "RootDirectory": {"Path": "/mqlogs", "CreationInfo": {
+                "OwnerUid": {"Ref": "MqmUid"}, "OwnerGid": {"Ref": "MqmGid"}, "Permissions": "2770"}}}}),
+    "the file system deleted when an update replaces it": _set(["Resources", "FileSystem", "UpdateReplacePolicy"],
+                                                               "Delete"),
+    "a warm pool nothing refreshes": lambda t: t["Resources"].pop("WarmPoolRefresh"),
+    "the refresh not keyed on the launch template's version": _del(["Resources", "WarmPoolRefresh", "Properties",
+                                                                    "LaunchTemplateVersion"]),
+    "the refresh replaces the instance the update just made": lambda t: _replace_in(
+        t, "WarmPoolRefreshFunction", '\\"SkipMatching\\": True', '\\"SkipMatching\\": False'),
+    "the update does not wait for mqguard's signal": _set(["Resources", "Group", "UpdatePolicy",
+                                                          "AutoScalingRollingUpdate", "WaitOnResourceSignals"], False),
+    "the update waits 2 minutes for a signal": _set(["Resources", "Group", "UpdatePolicy", "AutoScalingRollingUpdate",
+                                                    "PauseTime"], "PT2M"),
+    "the first create waits for one signal from a pair": _set(["Resources", "Group", "CreationPolicy",
+                                                              "ResourceSignal", "Count"], 1),
+    "a failed launch retried in the same AZ only": _set(["Resources", "Group", "Properties",
+                                                        "AvailabilityZoneDistribution",
+                                                        "CapacityDistributionStrategy"], "balanced-only"),
+    "the group launches in every given subnet": _set(["Resources", "Group", "Properties", "VPCZoneIdentifier",
+                                                     "Fn::If", 2], {"Ref": "ExistingSubnetIds"}),
+    "no logs endpoint for the CloudWatch agent": lambda t: t["Resources"].pop("LogsEndpoint"),
+    "the agent may not write its log group": lambda t: _replace_in(
+        t, "CloudWatchAgentPolicy", "log-group:/mqguard/prometheus", "log-group:/mqguard/other"),
+    "user data never starts the CloudWatch agent": _set(LT + ["UserData", "Fn::Base64", "Fn::Sub", 1,
+                                                             "CloudWatchAgentStart", "Fn::If", 1], "# no agent"),
 }
 
 
@@ -462,8 +561,13 @@ def _replace_in(t: kit.Template, resource: str, old: str, new: str) -> None:
 def first_rejection(variant: kit.Template, moto: MotoAsg, tmp: Path) -> Tuple[str, List[str]]:
     """The first check (cheapest first) that rejects ``variant``: (check, its complaints)."""
     path = kit.write_json(variant, tmp)
+    policy = updatecheck.load_policy()
     for check, run in (("cfn-guard", lambda: kit.cfn_guard(path)), ("mount targets", lambda: kit.mount_target_problems(
-            variant)), ("template", lambda: network.template_problems(variant))):
+            variant)), ("template", lambda: network.template_problems(variant)),
+            ("stack policy", lambda: updatecheck.stack_policy_problems(variant, policy)),
+            ("warm pool refresh", lambda: updatecheck.warm_pool_problems(variant)),
+            ("update signals and AZs", lambda: updatecheck.signal_problems(variant)),
+            ("CloudWatch agent", lambda: updatecheck.agent_problems(variant))):
         problems = run()
         if problems:
             return check, problems
@@ -495,7 +599,7 @@ def first_rejection(variant: kit.Template, moto: MotoAsg, tmp: Path) -> Tuple[st
 
 def test_every_broken_copy_is_rejected_and_we_say_by_what(moto: MotoAsg, template: kit.Template,
                                                            tmp_path: Path) -> None:
-    assert len(BROKEN) >= 45
+    assert len(BROKEN) >= 60
     caught: Dict[str, str] = {}
     missed = []
     for i, (name, change) in enumerate(BROKEN.items()):

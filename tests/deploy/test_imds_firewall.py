@@ -20,6 +20,7 @@ from tests.conftest import ROOT
 
 RULES = ROOT / "deploy" / "ami" / "files" / "imds-owner.nft"
 MQM_UID = 936
+AGENT_UID = 992  # an agent's user the image admits (45-imds-firewall.sh: IMDS_USERS, e.g. cwagent)
 OTHER_UID = 65534
 
 _why = ("nft is not installed (.ci/run installs nftables)" if not shutil.which("nft")
@@ -64,7 +65,7 @@ INSIDE = textwrap.dedent("""
     done
     sleep 1
     for host in 169.254.169.254 169.254.169.253 fd00:ec2::254; do
-        for uid in 0 $MQM_UID $OTHER_UID; do
+        for uid in 0 $MQM_UID $AGENT_UID $OTHER_UID; do
             echo "$host $uid $(setpriv --reuid $uid --regid $uid --clear-groups "$PY" -c "$PROBE" "$host")"
         done
     done
@@ -74,9 +75,10 @@ INSIDE = textwrap.dedent("""
 
 def test_only_root_and_mqm_reach_instance_metadata(tmp_path: Path) -> None:
     rules = tmp_path / "imds-owner.nft"
-    rules.write_text(RULES.read_text().replace("@MQM_UID@", str(MQM_UID)))
+    # as 45-imds-firewall.sh renders it: mqm's UID, then each IMDS_USERS user's
+    rules.write_text(RULES.read_text().replace("@IMDS_UIDS@", f"{MQM_UID}, {AGENT_UID}"))
     env = {**os.environ, "RULES": str(rules), "PY": sys.executable, "PROBE": PROBE, "MQM_UID": str(MQM_UID),
-           "OTHER_UID": str(OTHER_UID)}
+           "AGENT_UID": str(AGENT_UID), "OTHER_UID": str(OTHER_UID)}
     res = subprocess.run(["unshare", "--net", "sh", "-c", INSIDE], capture_output=True, text=True, env=env,
                          timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -85,7 +87,8 @@ def test_only_root_and_mqm_reach_instance_metadata(tmp_path: Path) -> None:
     for host in ("169.254.169.254", "fd00:ec2::254"):
         assert seen[(host, "0")] == "answered"
         assert seen[(host, str(MQM_UID))] == "answered"
+        assert seen[(host, str(AGENT_UID))] == "answered", "the CloudWatch agent's user needs the role's credentials"
         assert seen[(host, str(OTHER_UID))] == "ConnectionRefusedError", "another user must not reach IMDS"
-    for uid in ("0", str(MQM_UID), str(OTHER_UID)):
+    for uid in ("0", str(MQM_UID), str(AGENT_UID), str(OTHER_UID)):
         assert seen[("169.254.169.253", uid)] == "answered", "the Amazon DNS resolver stays open to all"
     assert "rules 2" in res.stdout, "loading the file twice replaces the table"
