@@ -241,6 +241,16 @@ def test_ami_recipe_validates_and_keeps_imdsv2(tmp_path: Path) -> None:
     assert "mqguard preflight --image" in by_name["90-preflight.sh"] and "mount.efs" in by_name["90-preflight.sh"]
     assert names.index("15-mqm-user.sh") < names.index("45-imds-firewall.sh"), "mqm's UID is known when it is used"
     assert "systemctl enable mqguard-imds-firewall.service" in by_name["45-imds-firewall.sh"]
+    # issue 26 item 9: the RHEL image can be built - efs-utils from a pinned aws/efs-utils release, chrony on the
+    # Amazon Time Sync Service (no internet NTP in the private subnets); item 6: the agent before the firewall
+    assert "git clone --depth 1 --branch \"${EFS_UTILS_VERSION:?}\" https://github.com/aws/efs-utils" in rhel
+    assert "make rpm" in rhel and "exit 1" not in rhel.split("amazon-ssm-agent", 1)[0]
+    assert "server 169.254.169.123 prefer iburst" in rhel and "systemctl enable chronyd" in rhel
+    assert variables["efs_utils_version"]["default"].startswith("v")
+    assert names.index("42-cloudwatch-agent.sh") < names.index("45-imds-firewall.sh")
+    assert variables["cloudwatch_agent"]["default"] is False
+    assert "@IMDS_UIDS@" in (ami / "files" / "imds-owner.nft").read_text()
+    assert subprocess.run(["sh", "-n", str(ami / "files" / "mqguard-cloudwatch-agent-start")]).returncode == 0
     assert "|| true" not in by_name["10-packages.sh"].split("amazon-efs-utils", 1)[1].split("fi", 1)[0]
     # packer 1.6 predates metadata_options, imds_support and required_plugins: validate the rest
     text = (ami / "mqguard.pkr.hcl").read_text()
