@@ -47,7 +47,7 @@ class ImdsRoleCredentials(CredentialProvider):  # type: ignore[misc]
         """botocore's credential metadata (access_key, secret_key, token, expiry_time); ImdsError/ValueError else."""
         listing = self.imds.get("meta-data/iam/security-credentials/", within=FETCH_WITHIN).strip()
         role = listing.splitlines()[0].strip() if listing else ""
-        if not _ROLE.match(role):
+        if not _ROLE.fullmatch(role):
             raise ValueError("instance metadata gave an invalid role name")
         doc = load_json(self.imds.get(f"meta-data/iam/security-credentials/{role}", within=FETCH_WITHIN))
         if not isinstance(doc, dict) or doc.get("Code", "Success") != "Success":
@@ -55,7 +55,7 @@ class ImdsRoleCredentials(CredentialProvider):  # type: ignore[misc]
         fields = {k: doc.get(k) for k in ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")}
         if not all(isinstance(v, str) and 0 < len(v) <= _FIELD_MAX and v.isprintable() for v in fields.values()):
             raise ValueError("instance metadata gave malformed credentials")
-        if not _KEY_ID.match(str(fields["AccessKeyId"])):
+        if not _KEY_ID.fullmatch(str(fields["AccessKeyId"])):
             raise ValueError("instance metadata gave a malformed access key id")
         return {"access_key": fields["AccessKeyId"], "secret_key": fields["SecretAccessKey"],
                 "token": fields["Token"], "expiry_time": fields["Expiration"]}

@@ -153,12 +153,12 @@ class Imds:
 
     def instance_id(self) -> str:
         value = self.get("meta-data/instance-id")
-        if not _INSTANCE_ID.match(value):
+        if not _INSTANCE_ID.fullmatch(value):
             raise ImdsError(f"instance metadata gave an invalid instance id {quoted(value)}")
         return value
 
     def region(self) -> str:
         value = self.get("meta-data/placement/region")
-        if not _REGION.match(value):
+        if not _REGION.fullmatch(value):
             raise ImdsError(f"instance metadata gave an invalid region {quoted(value)}")
         return value

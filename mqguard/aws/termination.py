@@ -44,7 +44,7 @@ def parse_spot_notice(body: Optional[str]) -> Optional[Tuple[str, str]]:
     if not isinstance(doc, dict):
         return None
     action, when = doc.get("action"), doc.get("time")
-    if action not in SPOT_ACTIONS or not isinstance(when, str) or not _SPOT_TIME.match(when):
+    if action not in SPOT_ACTIONS or not isinstance(when, str) or not _SPOT_TIME.fullmatch(when):
         return None
     return action, when
 

@@ -37,7 +37,7 @@ def bounded(raw: str) -> str:
 
 
 def parse_duration(raw: str) -> float:
-    m = _DURATION.match(bounded(raw))
+    m = _DURATION.fullmatch(bounded(raw))
     if not m:
         raise ValueError("a duration such as 500ms, 5s, 2m, 1h or a number of seconds")
     return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
@@ -99,7 +99,7 @@ def _words(allowed: Optional[List[str]] = None) -> Parser:
 
 
 def validate_qmgr_name(name: str) -> str:
-    if not _QMGR_NAME.match(name):
+    if not _QMGR_NAME.fullmatch(name):
         raise ValueError("a queue manager name: 1-48 characters of A-Z a-z 0-9 . / _ %")
     return name
 
@@ -123,14 +123,14 @@ def _optional_abs_path(raw: str) -> str:
 
 def _user(raw: str) -> str:
     value = raw.strip()
-    if value and not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$", value):
+    if value and not re.fullmatch(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$", value):
         raise ValueError("a user name, or empty for mqguard's own user")
     return value
 
 
 def _group(raw: str) -> str:
     value = raw.strip()
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$", value):
+    if not re.fullmatch(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$", value):
         raise ValueError("a group name")
     return value
 
@@ -148,14 +148,14 @@ def _crtmqm_options(raw: str) -> Tuple[str, ...]:
 
 def _fstypes(raw: str) -> Tuple[str, ...]:
     items = tuple(t.strip() for t in raw.split(",") if t.strip())
-    if not items or any(not re.match(r"^[a-z0-9._-]+$", t) for t in items):
+    if not items or any(not re.fullmatch(r"^[a-z0-9._-]+$", t) for t in items):
         raise ValueError("a comma-separated list of file-system types, e.g. nfs4")
     return items
 
 
 def _url(raw: str) -> str:
     value = raw.strip()
-    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+    if not re.fullmatch(r"^https?://[^\s/]+(/\S*)?$", value):
         raise ValueError("an http:// or https:// URL")
     return value.rstrip("/")
 
@@ -166,14 +166,14 @@ def _optional_url(raw: str) -> str:
 
 def _region(raw: str) -> str:
     value = raw.strip()
-    if value and not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", value):
+    if value and not re.fullmatch(r"^[a-z]{2}(-[a-z]+)+-\d+$", value):
         raise ValueError("an AWS region name such as eu-west-1, or empty for instance metadata")
     return value
 
 
 def _hook_name(raw: str) -> str:
     value = raw.strip()
-    if value and not re.match(r"^[A-Za-z0-9\-_/]{1,255}$", value):
+    if value and not re.fullmatch(r"^[A-Za-z0-9\-_/]{1,255}$", value):
         raise ValueError("an Auto Scaling lifecycle hook name (1-255 of A-Z a-z 0-9 - _ /)")
     return value
 
@@ -182,7 +182,7 @@ def _unit(raw: str) -> str:
     value = raw.strip()
     if value.lower() in ("auto", "none"):
         return value.lower()
-    if not re.match(r"^[A-Za-z0-9_.:-]{1,200}@\.service$", value):
+    if not re.fullmatch(r"^[A-Za-z0-9_.:-]{1,200}@\.service$", value):
         raise ValueError("auto, none, or a systemd template unit name such as mq@.service")
     return value
 
@@ -190,7 +190,7 @@ def _unit(raw: str) -> str:
 def _cfn_name(what: str, pattern: str) -> Parser:
     def parse(raw: str) -> str:
         value = raw.strip()
-        if value and not re.match(pattern, value):
+        if value and not re.fullmatch(pattern, value):
             raise ValueError(what)
         return value
 
@@ -215,9 +215,9 @@ def parse_listen(raw: str) -> Optional[Tuple[str, int]]:
         return None
     expected = "host:port (e.g. 0.0.0.0:9157, [::1]:9157) or off"
     if value.startswith("["):
-        m = re.match(r"^\[([^\]]+)\]:(\d+)$", value)
+        m = re.fullmatch(r"^\[([^\]]+)\]:(\d+)$", value)
     else:
-        m = re.match(r"^([^:\s]+):(\d+)$", value)
+        m = re.fullmatch(r"^([^:\s]+):(\d+)$", value)
     if not m:
         raise ValueError(expected)
     host, port = m.group(1), int(m.group(2))
@@ -234,7 +234,7 @@ def parse_listen(raw: str) -> Optional[Tuple[str, int]]:
 def _patterns(raw: str) -> Tuple[str, ...]:
     items = tuple(p.strip() for p in raw.split(",") if p.strip())
     for p in items:
-        if not re.match(r"^[A-Za-z0-9._/%*?\[\]!-]{1,48}$", p):
+        if not re.fullmatch(r"^[A-Za-z0-9._/%*?\[\]!-]{1,48}$", p):
             raise ValueError("comma-separated queue-name patterns (fnmatch), e.g. APP.*,DEV.QUEUE.1")
     return items
 

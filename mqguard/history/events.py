@@ -87,6 +87,6 @@ def parse_line(text: str, host: str, now: float) -> Optional[Event]:
     return Event(
         time=when, host=host, event=str(event),
         detail=loggable(detail, DETAIL_MAX) if isinstance(detail, str) else "",
-        instance_id=iid if isinstance(iid, str) and INSTANCE_ID.match(iid) else "",
+        instance_id=iid if isinstance(iid, str) and INSTANCE_ID.fullmatch(iid) else "",
         az=loggable(az, 32) if isinstance(az, str) else "",
     )

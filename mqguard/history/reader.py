@@ -100,8 +100,8 @@ def _candidates(dfd: int, out: History, first: str) -> List[Tuple[str, str, int]
             if seen > MAX_ENTRIES:
                 out.problems.append(f"more than {MAX_ENTRIES} entries in the history directory; the rest not looked at")
                 break
-            m = FILE_NAME.match(entry.name)
-            if m is None or not HOST_NAME.match(m.group("host")):
+            m = FILE_NAME.fullmatch(entry.name)
+            if m is None or not HOST_NAME.fullmatch(m.group("host")):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)

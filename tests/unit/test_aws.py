@@ -520,3 +520,19 @@ def test_a_signal_nobody_waits_for_is_said_once_at_info_not_as_an_error(
         assert [r.levelno for r in caplog.records if r.name == "mqguard.aws.cfn"] == [logging.ERROR]
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "us-gov-west-1", "cn-northwest-1", "us-iso-east-1",
+                                    "us-isob-east-1", "eu-isoe-west-1", "us-isof-south-1", "ap-southeast-7",
+                                    "mx-central-1"])
+def test_every_partitions_region_names_are_valid(imds: ImdsServer, region: str) -> None:
+    """Issue 26 (low): region names of the newer partitions (ISO, ISO-B, ISO-E, ISO-F, GovCloud, China)."""
+    imds.paths["meta-data/placement/region"] = region
+    assert Imds(imds.url).region() == region
+
+
+@pytest.mark.parametrize("bad", ["us-east", "US-EAST-1", "us-east-1 x", "../x", "us_east_1"])
+def test_a_region_that_is_no_region_name_is_refused(imds: ImdsServer, bad: str) -> None:
+    imds.paths["meta-data/placement/region"] = bad
+    with pytest.raises(ImdsError):
+        Imds(imds.url).region()

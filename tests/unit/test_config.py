@@ -242,3 +242,12 @@ def test_file_lock_heartbeat_len_is_never_below_15_on_nfs(tmp_path: Path) -> Non
     elsewhere = write(tmp_path / "c.conf", "[queue_manager]\nname=QM1\nfile_lock_heartbeat_len = 0\n"
                                            "[storage]\nfstypes = xfs\n")
     assert config.load(str(elsewhere)).queue_manager.file_lock_heartbeat_len == 0
+
+
+@pytest.mark.parametrize("name", ["QM1\n", "QM1\r\n", "\nQM1"])
+def test_a_queue_manager_name_with_a_line_break_is_refused(name: str) -> None:
+    """`$` also matches before a final newline: "QM1\\n" from a command line or an environment passed the check."""
+    from mqguard.config.values import validate_qmgr_name
+
+    with pytest.raises(ValueError):
+        validate_qmgr_name(name)
