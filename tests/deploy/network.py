@@ -38,8 +38,8 @@ class Resolver:
             raw = params.get(name, spec.get("Default"))
             if raw is None:
                 raise ValueError(f"parameter {name} has no default and no value")
-            self.params[name] = ([s for s in str(raw).split(",") if s] if spec.get("Type") == "CommaDelimitedList"
-                                 else str(raw))
+            # as CloudFormation: an empty list parameter is [""], not [] (the Rules rely on it)
+            self.params[name] = str(raw).split(",") if spec.get("Type") == "CommaDelimitedList" else str(raw)
         self._conditions: Dict[str, bool] = {}
 
     def condition(self, name: str) -> bool:
@@ -96,6 +96,9 @@ class Resolver:
             for key, val in list(env.items()) + [(k, v) for k, v in self.params.items()] + list(PSEUDO.items()):
                 text = text.replace("${" + key + "}", str(val))
             return text
+        if fn == "Fn::Contains":
+            items, wanted = self.value(arg[0]), self.value(arg[1])
+            return wanted in items
         if fn == "Fn::GetAZs":
             return ["us-east-1a", "us-east-1b", "us-east-1c"]
         return {fn: self.value(arg)}
@@ -279,6 +282,20 @@ class Network:
             if r.group in self.at["lb"] and r.peer[1] in ("0.0.0.0/0", "::/0"):
                 p.append("the load balancer admits the whole internet")
         return p
+
+
+def rule_problems(template: Template, params: Dict[str, str]) -> List[str]:
+    """The template's Rules for one set of parameters, as CloudFormation checks them before it creates anything:
+    the description of every assertion that fails."""
+    res = Resolver(template, params)
+    out: List[str] = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not res.value(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions", []):
+            if not res.value(assertion["Assert"]):
+                out.append(f"{name}: {assertion.get('AssertDescription', 'an assertion fails')}")
+    return out
 
 
 def depends_on(template: Template, src: str, dst: str) -> bool:

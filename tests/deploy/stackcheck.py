@@ -236,7 +236,13 @@ def efs_policy_problems(d: Any) -> List[str]:
         st.get("Condition", {})) for st in statements)
     grants_root = any(st.get("Effect") == "Allow" and "ClientRootAccess" in json.dumps(st.get("Action", ""))
                       for st in statements)
-    access_points = {a["AccessPointId"] for a in efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]}
+    described = efs.describe_access_points(FileSystemId=fs_id)["AccessPoints"]
+    access_points = {a["AccessPointId"] for a in described}
+    for a in described:
+        if a.get("PosixUser"):
+            p.append(f"access point {a['AccessPointId']} sets a POSIX user ({a['PosixUser'].get('Uid')}): EFS then "
+                     "takes every operation through it as that user, so any local account reads the queue manager's "
+                     "data and can write qm.ini")
     for m in mounts:
         tls = m.fstype == "efs" and m.option("tls") is not None
         if denies_plain and not tls:

@@ -111,6 +111,18 @@ def test_every_flow_is_open_both_ways_and_nothing_bypasses_the_load_balancer(tem
     assert any("lb -> instance on 9157: no egress" in x for x in network.Network(broken, NETWORK_SETS[mode]).problems())
 
 
+def test_a_wrong_pairing_of_the_existing_network_fails_before_anything_is_made(template: kit.Template) -> None:
+    """Issue 26 item 5: ExistingVpcId without subnets failed obscurely half-way through; subnets without it were
+    silently ignored (a new VPC was made). The template's Rules refuse both up front, naming what is wrong."""
+    for params in NETWORK_SETS.values():
+        assert network.rule_problems(template, params) == []
+    base = {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR}
+    assert any("give ExistingSubnetIds" in p for p in network.rule_problems(
+        template, {**base, "ExistingVpcId": "vpc-0a1b2c3d"}))
+    assert any("used only with ExistingVpcId" in p for p in network.rule_problems(
+        template, {**base, "ExistingSubnetIds": "subnet-0a1b2c3d,subnet-1a1b2c3d"}))
+
+
 def test_group_waits_for_every_mount_target_reports_without_grace_and_rolls_one_at_a_time(
         template: kit.Template) -> None:
     assert network.template_problems(template) == []
@@ -532,6 +544,8 @@ BROKEN: Dict[str, Callable[[kit.Template], None]] = {
         "      ExecStartPost=-/usr/bin/chown mqm:mqm /MQHA\n",
         "      ExecStartPost=-/usr/bin/chown mqm:mqm /MQHA\n      ExecStartPost=/usr/bin/chown -R mqm:mqm /MQHA/qmgrs\n"),
     # ---- issue 26: updates never lose data or run old MQ
+    "the access point makes every local user mqm": _set(["Resources", "AccessPoint", "Properties", "PosixUser"],
+                                                       {"Uid": {"Ref": "MqmUid"}, "Gid": {"Ref": "MqmGid"}}),
     "a second access point made from MqmUid, which the stack policy does not name": lambda t: t["Resources"].__setitem__(
         "LogsAccessPoint", {"Type": "AWS::EFS::AccessPoint", "Properties": {
             "FileSystemId": {"Ref": "FileSystem"}, "RootDirectory": {"Path": "/mqlogs", "CreationInfo": {
