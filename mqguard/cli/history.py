@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
+from mqguard.base import privileges
 from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
 from mqguard.config import Config
 from mqguard.config.values import duration
@@ -41,6 +42,12 @@ def run_history(cfg: Config, args: argparse.Namespace, now: Optional[float] = No
     except SystemExit as exc:
         print(exc, file=sys.stderr)
         return EX_USAGE
+    try:
+        reader = privileges.drop_to(cfg.queue_manager.run_as)
+    except (KeyError, OSError) as exc:
+        print(f"mqguard history: cannot read as {cfg.queue_manager.run_as}: {exc}", file=sys.stderr)
+        return EX_UNHEALTHY
+    as_whom = f" (as {reader})" if reader else ""
     mount = check_mount(cfg.storage.path, cfg.storage.fstypes)
     if not mount.ok:  # the directory under a bare mount point is not the shared history
         print(f"mqguard history: cannot read the history: {mount.detail}", file=sys.stderr)
@@ -49,7 +56,7 @@ def run_history(cfg: Config, args: argparse.Namespace, now: Optional[float] = No
         hist = read_history(cfg.storage.path, allowed_owners(cfg.queue_manager.run_as), now,
                             since=None if since_s is None else now - since_s)
     except OSError as exc:
-        print(f"mqguard history: cannot read {cfg.storage.path}/.mqguard/history: {exc}", file=sys.stderr)
+        print(f"mqguard history: cannot read {cfg.storage.path}/.mqguard/history{as_whom}: {exc}", file=sys.stderr)
         return EX_UNHEALTHY
     eps, sts = episodes(hist.events), starts(hist.events)
     if args.advise:

@@ -271,3 +271,45 @@ def test_a_stop_drill_on_a_multi_instance_active_hands_over_and_never_ends_the_s
     wait_until(lambda: running(b), 30, "B active after the drill", interval=0.05)
     assert [c["argv"] for c in a.calls("endmqm")] == [["-s", "-i", "QM1"]]
     assert b.calls("strmqm")[-1]["argv"] == ["-x", "QM1"] and len(b.calls("strmqm")) == 1, "B took over, not restarted"
+
+
+def test_history_run_by_root_reads_as_the_mq_user(tmp_path: Path, efs: FakeEfs) -> None:
+    """Issue 26: without the access point's POSIX user, root is squashed on EFS and `.mqguard` is mqm's 2770, so the
+    operator's `sudo mqguard history` at 3 a.m. could read nothing. As root, mqguard history reads as the MQ user
+    (also: root never reads files that every writer of the EFS controls). Shown here with a `.mqguard` only root
+    may enter (root would read it) and one only the MQ user may."""
+    import pwd
+
+    from mqguard.history.events import Event
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: it shows that mqguard history, run as root, reads as the MQ user")
+    user = pwd.getpwnam("nobody")
+    h = Harness(tmp_path, efs)
+    h.configure(queue_manager={"run_as": "nobody"})
+    state = Path(efs.path) / ".mqguard"
+    hist = state / "history"
+    hist.mkdir(parents=True, exist_ok=True)
+    (hist / "hostA.jsonl").write_text(Event(time.time() - 60, "hostA", "running", "QM1 running").line())
+    for p in (state, hist, hist / "hostA.jsonl"):
+        os.chown(p, user.pw_uid, user.pw_gid)
+    for d in (Path(efs.path), state, hist):
+        os.chmod(d, 0o755)  # as mqguard makes .mqguard (its parent /MQHA is mqm's 2770 on EFS)
+    # the MQ user must reach the mount point: open the test's own directories above it for the test's duration
+    opened = [d for d in Path(efs.path).parents if d != Path("/") and not os.stat(d).st_mode & 0o001]
+    modes = {d: os.stat(d).st_mode & 0o7777 for d in opened}
+    try:
+        for d in opened:
+            os.chmod(d, modes[d] | 0o001)
+        res = h.cli("history", "--config", str(h.conf), "--json")
+        assert res.returncode == 0, res.stderr
+        assert [e["event"] for e in json.loads(res.stdout)["events"]] == ["running"]
+        # ... and it really is the MQ user reading: a .mqguard only root may enter is unreadable now
+        os.chown(state, 0, 0)
+        os.chmod(state, 0o700)
+        res = h.cli("history", "--config", str(h.conf), "--json")
+        assert res.returncode == 1 and "Permission denied" in res.stderr, (res.stdout, res.stderr)
+        assert "as nobody" in res.stderr, "the message says whose access failed"
+    finally:
+        for d, mode in modes.items():
+            os.chmod(d, mode)
