@@ -1,4 +1,4 @@
-"""Command line: run, check, status, validate-config, preflight, pause, resume, switchover, drill, history,
+"""Command line: run, check, status, list, validate-config, preflight, pause, resume, switchover, drill, history,
 --version.
 
 Exit codes (contract): 0 ok/healthy; 1 unhealthy or runtime error; 2 degraded
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="crash: kill -9 of amqzxma0; stop: endmqm -i, treated as a failure; "
                             "unhealthy: report this instance Unhealthy now")
     drill.add_argument("--yes", action="store_true", help="do not ask")
+    lst = add("list", "every host sharing this storage: role, state, queue manager, pause, last seen (exit 0: "
+                      "one active instance, nothing stale or failed)")
+    lst.add_argument("--json", action="store_true", help='{"hosts": [...]}')
     hist = add("history", "every host's supervision events on EFS as episodes: phases, durations, outage")
     hist.add_argument("--since", metavar="DURATION", help="only events of the last DURATION (e.g. 24h, 7d)")
     hist.add_argument("--json", action="store_true", help="one JSON document (events, episodes, starts)")
@@ -98,6 +101,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             from mqguard.cli.status import run_status
 
             return run_status(_load(args.config), args.json)
+        if args.command == "list":
+            from mqguard.cli.cluster import run_list
+
+            return run_list(_load(args.config), args.json)
         if args.command == "history":
             from mqguard.cli.history import run_history
 

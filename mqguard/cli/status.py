@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import sys
+import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
+from mqguard.base import privileges
 from mqguard.base.exitcodes import EX_DEGRADED, EX_OK, EX_UNHEALTHY
 from mqguard.base.untrusted import load_json, loggable
 from mqguard.config import Config
@@ -96,7 +100,30 @@ def render(doc: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CLUSTER_READ = 5.0  # seconds the pair's records may take to read (a hung EFS never hangs status)
+
+
+def cluster_head(cfg: Config) -> List[str]:
+    """For a pair: `mqguard list`'s table, read as the MQ user in a bounded child (nothing when unreadable)."""
+    from mqguard.cli.cluster import cluster_lines
+
+    owner = None
+    if os.geteuid() == 0 and cfg.queue_manager.run_as:
+        try:
+            pw = pwd.getpwnam(cfg.queue_manager.run_as)
+            owner = (pw.pw_uid, pw.pw_gid)
+        except KeyError:
+            return []
+    ok, text = privileges.as_user(owner, lambda: (True, "\n".join(cluster_lines(cfg, time.time()))), CLUSTER_READ)
+    return text.splitlines() + [""] if ok and text else []
+
+
 def run_status(cfg: Config, as_json: bool) -> int:
+    # a pair: the cluster first (also when this host's daemon does not answer: the other host's state is what
+    # the person needs then)
+    head = cluster_head(cfg) if cfg.queue_manager.multi_instance and not as_json else []
+    if head:
+        print("\n".join(head), flush=True)
     try:
         doc = fetch(status_url(cfg))
     except (ValueError, StatusError) as exc:

@@ -92,6 +92,41 @@ def open_state_dir(storage_path: str, owners: Iterable[int], mount_point: bool =
     return fd
 
 
+def open_sub_dir(storage_path: str, owners: FrozenSet[int], name: str, create: bool = True,
+                 mount_point: bool = False) -> int:
+    """A directory fd for ``.mqguard/<name>`` (created 0755 when ``create``), checked like the state directory;
+    FileNotFoundError when it does not exist and ``create`` is false (a reader makes nothing on the storage)."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    if create:
+        parent = open_state_dir(storage_path, owners, mount_point=mount_point)
+    else:
+        parent = os.open(os.path.join(storage_path, STATE_DIR), flags)
+    try:
+        try:
+            fd = os.open(name, flags, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                raise
+            try:
+                os.mkdir(name, DIR_MODE, dir_fd=parent)
+            except FileExistsError:
+                pass
+            fd = os.open(name, flags, dir_fd=parent)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and not create:
+            raise
+        raise UnsafePath(exc.errno or errno.EPERM, f"cannot open {STATE_DIR}/{name}: "
+                         f"{'it is a symbolic link' if exc.errno in (errno.ELOOP, errno.ENOTDIR) else exc}") from None
+    finally:
+        os.close(parent)
+    st = os.fstat(fd)
+    if st.st_uid not in owners or st.st_mode & 0o022:
+        os.close(fd)
+        raise UnsafePath(errno.EPERM, f"refusing {STATE_DIR}/{name}: owner uid {st.st_uid} or mode "
+                                      f"{stat.S_IMODE(st.st_mode):04o} is not what mqguard made")
+    return fd
+
+
 def _is_mount_root(fd: int, path: str) -> bool:
     """Whether the directory open as ``fd`` is the root of a file system mounted at ``path``."""
     parent = os.path.dirname(os.path.abspath(path).rstrip("/")) or "/"

@@ -18,7 +18,7 @@ import stat
 import threading
 from typing import Callable, Deque, FrozenSet, List, Optional, Tuple
 
-from mqguard.efs.statedir import STATE_DIR, UnsafePath, open_state_dir
+from mqguard.efs.statedir import UnsafePath, open_sub_dir
 from mqguard.history.events import EVENTS, Event, safe_host
 
 log = logging.getLogger(__name__)
@@ -33,35 +33,7 @@ Pending = Tuple[float, str, str]  # (wall time, event, detail) as the loop recor
 def open_history_dir(storage_path: str, owners: FrozenSet[int], create: bool = True, mount_point: bool = False) -> int:
     """A directory fd for ``.mqguard/history`` (created 0755 when ``create``), checked like the state directory;
     FileNotFoundError when it does not exist and ``create`` is false."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    if create:
-        parent = open_state_dir(storage_path, owners, mount_point=mount_point)
-    else:  # a reader: never makes anything on the shared storage
-        parent = os.open(os.path.join(storage_path, STATE_DIR), flags)
-    try:
-        try:
-            fd = os.open(HISTORY_DIR, flags, dir_fd=parent)
-        except FileNotFoundError:
-            if not create:
-                raise
-            try:
-                os.mkdir(HISTORY_DIR, 0o755, dir_fd=parent)
-            except FileExistsError:
-                pass
-            fd = os.open(HISTORY_DIR, flags, dir_fd=parent)
-    except OSError as exc:
-        if isinstance(exc, FileNotFoundError) and not create:
-            raise
-        raise UnsafePath(exc.errno or errno.EPERM, f"cannot open .mqguard/{HISTORY_DIR}: "
-                         f"{'it is a symbolic link' if exc.errno in (errno.ELOOP, errno.ENOTDIR) else exc}") from None
-    finally:
-        os.close(parent)
-    st = os.fstat(fd)
-    if st.st_uid not in owners or st.st_mode & 0o022:
-        os.close(fd)
-        raise UnsafePath(errno.EPERM, f"refusing .mqguard/{HISTORY_DIR}: owner uid {st.st_uid} or mode "
-                                      f"{stat.S_IMODE(st.st_mode):04o} is not what mqguard made")
-    return fd
+    return open_sub_dir(storage_path, owners, HISTORY_DIR, create=create, mount_point=mount_point)
 
 
 class HistoryWriter:

@@ -161,6 +161,10 @@ class MqControl:
             self._version = level.parse_version(res.output) if res.ok() else None
         return self._version
 
+    def known_mq_version(self) -> Optional[str]:
+        """The level ``mq_version`` found, without asking dspmqver (for threads that must not run commands)."""
+        return self._version
+
     def mq_root(self) -> Optional[str]:
         """MQ's own root (mqs.ini, errors/): $MQ_DATA_PATH, else dspmqver's DataPath (asked until it answers).
 

@@ -9,17 +9,14 @@ the shared storage to prove MQ's setgid directories can be made there.
 from __future__ import annotations
 
 import grp
-import json
 import os
 import pwd
-import select
-import signal
 import stat
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from mqguard.base.privileges import as_user
 from mqguard.base.runner import CommandRunner, RunAs
 from mqguard.efs.storage import MOUNTINFO, find_mount
 from mqguard.mq.unit import PREPARE_TEMPLATE, TEMPLATE, UNIT_DIRS
@@ -165,47 +162,6 @@ def efs_mount(path: str, host: Host) -> List[Finding]:
         out.append(Finding("EFS mount", PASS, f"{path} ({entry.source}, {'TLS via efs-utils' if tls else 'NFS 4.1'}, "
                            "hard, timeo=600, retrans=2, noresvport, nodev, nosuid)"))
     return out
-
-
-def as_user(owner: Optional[Tuple[int, int]], work: Callable[[], Tuple[bool, str]],
-            timeout: float = 60.0) -> Tuple[bool, str]:
-    """``work()`` as the MQ user: in a child that drops to ``owner`` when this process is root (a check made as
-    root proves nothing about what MQ, running as mqm, may do, and root must never act on a path mqm controls),
-    in this process otherwise. Bounded: a hung file system costs ``timeout``, then the child is killed."""
-    if owner is None or os.geteuid() != 0:
-        return work()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        try:
-            os.close(r)
-            os.setgroups([owner[1]])
-            os.setgid(owner[1])
-            os.setuid(owner[0])
-            ok, detail = work()
-            os.write(w, json.dumps([ok, detail]).encode()[:8192])
-        except BaseException as exc:
-            os.write(w, json.dumps([False, f"{type(exc).__name__}: {exc}"]).encode()[:8192])
-        finally:
-            os._exit(0)
-    os.close(w)
-    try:
-        data = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(r, 8192) if ready else b""
-            if not chunk:
-                break
-            data += chunk
-        if not data:
-            os.kill(pid, signal.SIGKILL)
-            return False, f"no answer within {timeout:.0f}s (a hung file system?)"
-        ok, detail = json.loads(data.decode())
-        return bool(ok), str(detail)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
 
 
 def _make_setgid_dir(path: str) -> Tuple[bool, str]:

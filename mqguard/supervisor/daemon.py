@@ -214,6 +214,8 @@ class Daemon:
         p.notifier.status(snap.summary)
         with self._snapshot_lock:
             self._snapshot = snap
+        p.hosts.offer(snap.state, snap.qmgr_status, snap.paused["until"] if snap.paused else None, snap.storage_ok,
+                      snap.storage_detail, cfg.health.poll_interval)
 
     # --------------------------------------------------------------- reload
     def reload(self) -> None:

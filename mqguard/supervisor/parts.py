@@ -13,6 +13,7 @@ from mqguard.aws.lifecyclehooks import Hooks
 from mqguard.aws.termination import TerminationWatch
 from mqguard.base.clock import Clock
 from mqguard.base.runner import CommandRunner
+from mqguard.cluster.publisher import HostPublisher
 from mqguard.config import Config
 from mqguard.efs.pause import PauseWatch
 from mqguard.efs.statedir import StateDirStatus
@@ -64,3 +65,4 @@ class Parts:
     reporter: Reporter
     jobs: Jobs
     history: HistoryWriter  # this host's events, appended to the shared history on EFS off the loop
+    hosts: HostPublisher  # this host's record for `mqguard list`, kept current on EFS off the loop

@@ -17,6 +17,7 @@ from mqguard.supervisor.stopping import JobAtExit, exit_plan, host_is_stopping, 
 log = logging.getLogger(__name__)
 
 JOB_DRAIN_TIMEOUT = 10.0  # at shutdown, how long to let a running job finish
+HOST_RECORD_FLUSH = 1.0
 HISTORY_FLUSH = 2.0  # the last events ("ended", "stopped") get this long to reach EFS
 SHUTDOWN_IMDS_DEADLINE = 1.5  # per path: a slow IMDS must not hold up a stop (the answer then is "stays")
 
@@ -59,5 +60,7 @@ def shut_down(p: Parts, cfg: Config, machine: Machine, role: Role) -> int:
     p.watch.close()
     if not p.history.flush(HISTORY_FLUSH):
         log.warning("history: the last events were not written within %.0fs (EFS slow or hung)", HISTORY_FLUSH)
+    if not p.hosts.flush(HOST_RECORD_FLUSH):  # `mqguard list` shows this host stopping (then stale), not running
+        log.debug("host record: the last state was not written within %.0fs", HOST_RECORD_FLUSH)
     log.info("mqguard stopped")
     return 0

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
+from mqguard import __version__
 from mqguard import config as config_mod
 from mqguard.aws.autoscaling import AutoScaling
 from mqguard.aws.cfn import StackSignal
@@ -24,6 +25,7 @@ from mqguard.aws.termination import TerminationWatch
 from mqguard.base import logsetup
 from mqguard.base.clock import Clock, SystemClock
 from mqguard.base.runner import build_runner
+from mqguard.cluster.publisher import HostPublisher
 from mqguard.config import Config, PcfMode, ReportMode
 from mqguard.efs.pause import PauseWatch
 from mqguard.efs.statedir import StateDirStatus, allowed_owners
@@ -82,9 +84,11 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
     hooks: Optional[Hooks] = None
     signal: Optional[StackSignal] = None
     identity: Optional[Identity] = None
+    host_identity = None
     if cfg.health.report == ReportMode.AUTOSCALING:
         imds = Imds(cfg.aws.imds_url)
         identity = _identity_from(imds)
+        host_identity = _host_identity_from(imds)
         autoscaling = AutoScaling(imds, cfg.aws.region, cfg.aws.endpoint_url, observe=telemetry.aws_call)
         termination = TerminationWatch(imds, TerminationWatch.interval_for(cfg.health.poll_interval), stop_event,
                                        wakeup.wake)
@@ -120,6 +124,9 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
         jobs=Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake, history.record,
                   levels=LevelGuard(cfg.storage.path, owners, qm.name, control.mq_version, mount_point=True)),
         history=history,
+        hosts=HostPublisher(cfg.storage.path, owners, clock.wall, clock.monotonic, qm.name, __version__,
+                            cfg.metrics.listen, identity=host_identity, mq_level=control.known_mq_version,
+                            mounted=mounted, mount_point=True),
     )
 
 
@@ -133,6 +140,20 @@ def _identity_from(imds: Imds) -> Identity:
             az = ""
         return iid, az
     return identity
+
+
+def _host_identity_from(imds: Imds) -> Callable[[], Tuple[str, str, str]]:
+    """(instance id, availability zone, private address) for this host's record; asked on its writer's thread."""
+    identity = _identity_from(imds)
+
+    def host_identity() -> Tuple[str, str, str]:
+        iid, az = identity()
+        try:
+            address = imds.get("meta-data/local-ipv4", within=2.0)
+        except Exception:  # the peers then ask the host name
+            address = ""
+        return iid, az, address
+    return host_identity
 
 
 def build_daemon(cfg: Config, config_path: Optional[str] = None, telemetry: Optional[Telemetry] = None,

@@ -1,0 +1,166 @@
+"""The cluster view's parts: records as outside input, the list's verdict, and the publisher on a real
+directory (atomic replace, never through a planted link, never spinning on a failing storage)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from mqguard.cluster import view
+from mqguard.cluster.publisher import MIN_GAP, HostPublisher
+from mqguard.cluster.reader import read_hosts
+from mqguard.cluster.records import HostRecord, parse_record
+
+NOW = 1_800_000_000.0
+BASE = HostRecord(host="hostA", instance_id="i-0a1b2c3d4e5f60718", az="us-east-1a", qmgr="QM1", state="running",
+                  role="active", qmgr_status="running", paused_until=None, last_seen=NOW - 3, version="0.1.0",
+                  mq_level="9.4.0.0", storage_ok=True, storage_detail="ok", address="10.0.1.5:9157",
+                  poll_interval=1.0)
+
+
+def rec(**changes: object) -> HostRecord:
+    return replace(BASE, **changes)  # type: ignore[arg-type]
+
+
+def test_a_record_reads_back_as_written() -> None:
+    assert parse_record(BASE.line().encode(), BASE.key, NOW) == BASE
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"instance_id": "i-0f9e8d7c6b5a49382"}, "speaks for"),  # a record in another host's file
+    ({"state": "healthy-honest"}, "state or role"),
+    ({"role": "leader"}, "state or role"),
+    ({"last_seen": NOW + 86400}, "future"),
+    ({"host": "../../etc"}, "host"),
+    ({"storage_detail": "\x1b[31mred"}, "storage_detail"),
+    ({"address": "10.0.0.1:9157; rm -rf /"}, "address"),
+    ({"poll_interval": float("nan")}, "poll_interval"),
+])
+def test_a_record_that_is_not_sane_is_refused_with_the_reason(change: dict, why: str) -> None:  # type: ignore[type-arg]
+    doc = json.loads(BASE.line())
+    doc.update(change)
+    data = json.dumps(doc).encode() if "nan" not in str(change) else BASE.line().replace('"poll_interval":1.0',
+                                                                                         '"poll_interval":NaN').encode()
+    with pytest.raises(ValueError, match=why):
+        parse_record(data, BASE.key, NOW)
+
+
+@pytest.mark.parametrize("data", [b"[]", b'{"host": 1}', b"\xff\xfe", b"[" * 100_000, b""])
+def test_garbage_is_a_value_error_never_a_crash(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_record(data, BASE.key, NOW)
+
+
+def test_the_list_is_ok_only_with_exactly_one_active_and_nothing_stale_or_failed() -> None:
+    after = view.stale_after(1.0)
+    standby = rec(host="hostB", instance_id="i-0f9e8d7c6b5a49382", state="standby", role="standby",
+                  qmgr_status="running_as_standby")
+    assert after == 33.0
+    assert view.exit_code([BASE, standby], NOW, after) == view.LIST_OK
+    assert view.problems([standby], NOW, after) == ["no active instance"]
+    assert "2 hosts say" in view.problems([BASE, replace(standby, role="active")], NOW, after)[0]
+    old = replace(standby, last_seen=NOW - 600)
+    assert view.problems([BASE, old], NOW, after) == ["i-0f9e8d7c6b5a49382 stale: not seen for 10m00s"]
+    assert view.exit_code([BASE, replace(standby, state="failed")], NOW, after) == view.LIST_PROBLEM
+    assert view.problems([], NOW, after) == ["no host has written a record yet"]
+    # a stale "active" is not an active: a hung host must not hide that nobody serves
+    assert "no active instance" in view.problems([replace(BASE, last_seen=NOW - 600), standby], NOW, after)
+
+
+def test_the_table_puts_the_active_first_and_marks_stale() -> None:
+    standby = rec(host="hostB", instance_id="i-0f9e8d7c6b5a49382", state="standby", role="standby",
+                  qmgr_status="running_as_standby", last_seen=NOW - 100)
+    lines = view.table([standby, BASE], NOW, 33.0, ["hosts/evil.json: not a JSON object"])
+    assert lines[0].split()[:3] == ["HOST", "INSTANCE", "AZ"]
+    assert lines[1].startswith("hostA") and lines[2].startswith("hostB") and "1m40s ago STALE" in lines[2]
+    assert lines[-2].startswith("PROBLEM: i-0f9e8d7c6b5a49382 stale")
+    assert lines[-1] == "refused: hosts/evil.json: not a JSON object"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def publisher(tmp_path: Path, clock: Clock, mounted: bool = True) -> HostPublisher:
+    return HostPublisher(str(tmp_path), frozenset({os.geteuid(), 0}), lambda: NOW, clock, "QM1", "0.1.0",
+                         ("127.0.0.1", 9157), mounted=lambda: mounted, host="hostA")
+
+
+def test_the_record_is_written_replaced_atomically_and_never_through_a_planted_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    clock = Clock()
+    p = publisher(tmp_path, clock)
+    p.offer("running", "running", None, True, "ok", 1.0)
+    assert p.flush(5)
+    hosts = tmp_path / ".mqguard" / "hosts"
+    assert [r.role for r in read_hosts(str(tmp_path), frozenset({os.geteuid(), 0}), NOW).records] == ["active"]
+    # a writer of the storage plants a link and a hard link at the record's name: replaced, never written through
+    (hosts / "hostA.json").unlink()
+    (hosts / "hostA.json").symlink_to(victim)
+    clock.t += 20
+    p.offer("standby", "running_as_standby", None, True, "ok", 1.0)
+    assert p.flush(5)
+    assert victim.read_text() == "precious\n" and not (hosts / "hostA.json").is_symlink()
+    os.link(victim, hosts / "other.json")
+    os.replace(hosts / "other.json", hosts / "hostA.json")
+    clock.t += 20
+    p.offer("running", "running", None, True, "ok", 1.0)
+    assert p.flush(5)
+    assert victim.read_text() == "precious\n"
+    assert [n for n in os.listdir(hosts) if n.endswith(".tmp")] == [], "no temporary file left behind"
+
+
+def test_a_failing_storage_is_retried_no_sooner_than_min_gap(tmp_path: Path) -> None:
+    """Not mounted: every write fails at once. The thread must wait MIN_GAP between attempts, not spin."""
+    attempts: List[float] = []
+    clock = Clock()
+    p = publisher(tmp_path, clock, mounted=False)
+    real = p._write
+
+    def counting(record: HostRecord) -> None:
+        attempts.append(clock.t)
+        real(record)
+    p._write = counting  # type: ignore[method-assign]
+    p.offer("running", "running", None, True, "ok", 1.0)
+    time.sleep(0.5)  # real time passes, the injected clock does not: at most the first attempt
+    assert len(attempts) == 1
+    clock.t += MIN_GAP
+    deadline = time.monotonic() + 5
+    while len(attempts) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert len(attempts) == 2, attempts
+    assert not p.flush(0.2), "a flush says the storage did not take the record"
+    assert not (tmp_path / ".mqguard").exists(), "nothing is made under a bare mount point"
+
+
+def test_writes_are_at_most_every_min_gap_and_at_least_every_refresh(tmp_path: Path) -> None:
+    clock = Clock()
+    p = publisher(tmp_path, clock)
+    p.offer("running", "running", None, True, "ok", 1.0)
+    assert p.flush(5) and p.writes == 1
+    for _ in range(20):  # the loop offers every cycle; nothing changed: no write
+        p.offer("running", "running", None, True, "ok", 1.0)
+    time.sleep(0.3)
+    assert p.writes == 1
+    p.offer("recovering", "ended_unexpectedly", None, True, "ok", 1.0)  # a change within MIN_GAP waits
+    time.sleep(0.3)
+    assert p.writes == 1
+    clock.t += MIN_GAP
+    done = threading.Event()
+    deadline = time.monotonic() + 5
+    while p.writes < 2 and time.monotonic() < deadline:
+        done.wait(0.02)
+    assert p.writes == 2
