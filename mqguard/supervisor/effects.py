@@ -53,6 +53,9 @@ def execute(p: Parts, machine: Machine, action: Action, role: Role, going_away: 
         log.error("queue manager %s held for an operator: %s", name, action.reason)
         if p.hooks is not None:
             p.hooks.keep_launch_alive(action.reason)
+    elif action.kind == ActionKind.KEEP_LAUNCH:
+        if p.hooks is not None:
+            p.hooks.keep_launch_alive(action.reason)
     elif action.kind == ActionKind.COMPLETE_TERMINATION:
         log.warning("queue manager %s: %s", name, action.reason)
         if p.hooks is not None:

@@ -104,8 +104,8 @@ class Machine:
             self.start.ready_announced = False
         elif kind == ActionKind.WARM_READY:
             self.start.warm_announced = False
-        elif kind == ActionKind.HOLD:
-            pass  # the hold stands; keeping the instance is best effort
+        elif kind in (ActionKind.HOLD, ActionKind.KEEP_LAUNCH):
+            pass  # the hold or pause stands; keeping the instance is best effort
         elif kind == ActionKind.REPORT_UNHEALTHY:
             self.ep.reported = False  # the rules report again while the episode is still bad
             if not self.start.storage_seen:
@@ -124,7 +124,7 @@ class Machine:
         actions: List[Action] = []
         notes: List[str] = []
         self.pause_ends = obs.pause_ends
-        early = (self._rule_going_away(obs, actions) or self._rule_paused(obs) or self._rule_warm(obs, actions)
+        early = (self._rule_going_away(obs, actions) or self._rule_paused(obs, actions) or self._rule_warm(obs, actions)
                  or self._rule_wait_for_storage(obs, actions) or self._rule_first_bring_up(obs, actions))
         if early is not None:
             return early
@@ -163,16 +163,21 @@ class Machine:
                 actions.append(Action(ActionKind.END_FOR_TERMINATION, "the instance is going away"))
         return self._verdict(State.STOPPING, False, ["the instance is going away"], actions, obs)
 
-    def _rule_paused(self, obs: Observation) -> Optional[Verdict]:
+    def _rule_paused(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
         """Paused: observe and tell the truth (healthy or not), but start, end, apply and report nothing.
 
         Entering and leaving a pause both give a clean slate: no episode, attempt
         or budget carries over, so a report pending from before cannot be sent and
-        a bad observation after it gets the full grace period.
+        a bad observation after it gets the full grace period. A pause before the
+        queue manager ever ran here keeps the launch hook alive: else the group
+        terminates the instance being investigated when the hook times out.
         """
         if obs.paused != self.was_paused:
             self.was_paused = obs.paused
             self._clean_slate(obs.now)
+            if obs.paused and not self.start.ready_announced:
+                actions.append(Action(ActionKind.KEEP_LAUNCH, "supervision paused before the queue manager ran "
+                                                              "here: the launch is kept until the pause ends"))
         if not obs.paused:
             return None
         if obs.qmgr is not None:
@@ -180,7 +185,7 @@ class Machine:
         if obs.storage_ok:
             self.start.storage_seen = True
         bad = self._plain_badness(obs)
-        return self._verdict(State.PAUSED, not bad, bad, [], obs)
+        return self._verdict(State.PAUSED, not bad, bad, actions, obs)
 
     def _rule_warm(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
         """Warm pool: wait for storage, then let the group stop the instance; never touch MQ."""

@@ -77,6 +77,7 @@ class ActionKind(str, enum.Enum):
     END_FOR_TERMINATION = "end_for_termination"  # going away: end MQ cleanly, then complete the termination hook
     COMPLETE_TERMINATION = "complete_termination"  # going away with stop_on_exit = never: leave MQ, complete it
     HOLD = "hold"  # held for an operator (lost data): keep the instance (its launch hook alive), report nothing
+    KEEP_LAUNCH = "keep_launch"  # paused before MQ ever ran here: heartbeat the launch hook until the pause ends
 
 
 @dataclass(frozen=True)

@@ -420,3 +420,37 @@ def test_a_launch_that_cannot_serve_is_abandoned_at_once_and_signals_failure(
         r.stop()
         proxy.stop()
         h.cleanup()
+
+
+def test_a_fresh_instance_paused_before_mq_ran_keeps_its_launch_alive_and_completes_it_after(
+        tmp_path: Path, efs: FakeEfs, moto: MotoAsg, imds: ImdsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 27: pausing a new instance (to look at it) never completed its launch hook, so Auto Scaling terminated
+    the instance being investigated when the hook timed out. Paused: heartbeats; resumed: MQ up, hook CONTINUE."""
+    from mqguard.efs import pause as pause_mod
+    from mqguard.efs.statedir import allowed_owners
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    proxy = FaultProxy(moto.url, []).start()
+    h = _launching(tmp_path, efs, moto, imds, proxy)
+    now = time.time()
+    pause_mod.write(efs.path, allowed_owners(""), pause_mod.Pause(until=now + 600, reason="looking at a new host",
+                                                                 by="test", since=now))
+    r = Running(h)
+    try:
+        wait_until(lambda: any(x["Action"] == "RecordLifecycleActionHeartbeat" for x in proxy.lifecycle), 30,
+                   "a heartbeat on the launch hook while paused")
+        assert r.state() == State.PAUSED.value and not h.controllers(), "nothing started while paused"
+        assert not [x for x in proxy.lifecycle if x["Action"] == "CompleteLifecycleAction"]
+        assert proxy.lifecycle[0]["LifecycleHookName"] == "mq-launch"
+        pause_mod.write(efs.path, allowed_owners(""), pause_mod.Pause(until=time.time() - 1, reason="done", by="test",
+                                                                     since=now))
+        r.d.wake()
+        wait_until(lambda: [x for x in proxy.lifecycle if x["Action"] == "CompleteLifecycleAction"], 60,
+                   "the launch completed once MQ ran after the pause")
+        done = [x for x in proxy.lifecycle if x["Action"] == "CompleteLifecycleAction"]
+        assert done[0]["LifecycleActionResult"] == "CONTINUE" and h.controllers()
+    finally:
+        r.stop()
+        proxy.stop()
+        h.cleanup()

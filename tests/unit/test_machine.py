@@ -547,3 +547,18 @@ def test_a_held_bring_up_is_never_tried_again_and_reported_once_only_when_a_repl
         v = e.step(after=10)
         assert v.state is State.FAILED and kinds(v) == []
     assert e.reports() == 0, "a replacement would find the same: never reported"
+
+
+def test_a_pause_before_the_queue_manager_ever_ran_keeps_the_launch_alive_once() -> None:
+    """Issue 27: pausing a fresh instance never completed its launch hook, so Auto Scaling terminated the instance
+    being investigated when the hook timed out (~17 min in the kit). The launch is kept alive while paused (the
+    pause always expires, at most [control] pause_max); after the pause MQ comes up and completes it."""
+    d = Driver()
+    v = d.step(qmgr=None, paused=True)
+    assert v.state == State.PAUSED and kinds(v) == [ActionKind.KEEP_LAUNCH]
+    assert kinds(d.step(after=5, qmgr=None, paused=True)) == [], "asked once per pause"
+    v = d.step(after=5, qmgr=None, paused=False)  # resumed: the first bring-up, then MQ_READY completes the hook
+    assert kinds(v) == [ActionKind.BRING_UP]
+    d.step(after=1, qmgr=R, stage=None, result=UP)
+    # a pause once the queue manager has run: the launch hook is long completed, nothing to keep alive
+    assert kinds(d.step(after=5, qmgr=R, paused=True)) == []
