@@ -77,6 +77,39 @@ def _load(path: Optional[str]) -> config_mod.Config:
     return config_mod.load(path or config_mod.default_path())
 
 
+_CLUSTER = (("storage", "path"), ("storage", "fstypes"), ("queue_manager", "run_as"), ("queue_manager", "name"),
+            ("health", "poll_interval"))
+_CONTROL = (("control", "socket"), ("control", "group"), ("queue_manager", "name"))
+# What each operator's command reads: a problem elsewhere in the files (a typo made at 3 a.m.) is a warning for it,
+# never exit 78 - the daemon refuses such a file on its next start or reload, the operator is not locked out now.
+COMMAND_KEYS = {
+    "status": (("metrics", "listen"), ("queue_manager", "multi_instance"), *_CLUSTER),
+    "list": _CLUSTER,
+    "history": (*_CLUSTER, ("health", "grace_period"), ("health", "restart_attempts"),
+                ("queue_manager", "start_timeout"), ("queue_manager", "stop_timeout"), ("queue_manager", "lock_wait")),
+    "pause": _CONTROL, "resume": _CONTROL, "switchover": _CONTROL, "drill": _CONTROL,
+}
+
+
+def _load_for(path: Optional[str], command: str) -> config_mod.Config:
+    """The configuration for an operator's command: the whole of it when it is valid; else only the keys the
+    command needs (an error only when one of those is bad), the rest said as a warning."""
+    try:
+        return _load(path)
+    except config_mod.ConfigError as exc:
+        needed = COMMAND_KEYS[command]
+        cfg, problems = config_mod.load_keys(path, needed)
+        blocking = [p for p in problems if (p.section, p.key) in needed]
+        if blocking:
+            raise config_mod.ConfigError(blocking) from None
+        print(f"mqguard: warning: the configuration has problems not needed by `{command}` (the daemon refuses "
+              "it on its next start or reload until they are fixed; `mqguard validate-config` lists them):",
+              file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return cfg
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
@@ -96,19 +129,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command in OPERATIONS:
             from mqguard.cli.control import run_control
 
-            return run_control(_load(args.config), args)
+            return run_control(_load_for(args.config, args.command), args)
         if args.command == "status":
             from mqguard.cli.status import run_status
 
-            return run_status(_load(args.config), args.json)
+            return run_status(_load_for(args.config, "status"), args.json)
         if args.command == "list":
             from mqguard.cli.cluster import run_list
 
-            return run_list(_load(args.config), args.json)
+            return run_list(_load_for(args.config, "list"), args.json)
         if args.command == "history":
             from mqguard.cli.history import run_history
 
-            return run_history(_load(args.config), args)
+            return run_history(_load_for(args.config, "history"), args)
     except config_mod.ConfigError as exc:
         print(f"mqguard: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -427,3 +427,26 @@ def test_chaos_of_hostile_records_in_the_state_directory(harness: Harness) -> No
     log = harness.log_text()
     assert "instance is unhealthy" not in log and "Traceback" not in log
     assert harness.stop() == 0
+
+
+def test_a_typo_in_an_unrelated_key_never_locks_the_operator_out(harness: Harness) -> None:
+    """Issue 27: status, pause, resume, list and history refused to run (exit 78) when ANY key was bad: a typo made
+    at 3 a.m. in [metrics] locked the operator out of `pause`. Each reads only the keys it needs; the rest is a
+    warning. A key it does need, broken, is still an error."""
+    h = harness
+    running(h)
+    conf_d = h.conf.parent / "conf.d"
+    conf_d.mkdir(exist_ok=True)
+    (conf_d / "99-typo.conf").write_text("[metrics]\nqueues = SYSTEM.*, !!!\n[health]\ngrace_perod = 5s\n")
+    assert ctl(h, "validate-config").returncode == 78, "the file really is broken"
+    for args in (["status"], ["pause", "--for", "5m", "--reason", "typo"], ["resume"], ["list"], ["history"]):
+        res = ctl(h, *args)
+        assert res.returncode in (0, 1, 2), (args, res.returncode, res.stderr)
+        assert res.returncode != 78 and "warning" in res.stderr and "grace_perod" in res.stderr, (args, res.stderr)
+        assert f"not needed by `{args[0]}`" in res.stderr, res.stderr
+    assert ctl(h, "pause", "--for", "5m").returncode == 0
+    assert ctl(h, "resume").returncode == 0
+    # a key the command needs: still refused, naming it
+    (conf_d / "98-socket.conf").write_text("[control]\nsocket = relative/path.sock\n")
+    res = ctl(h, "pause", "--for", "5m")
+    assert res.returncode == 78 and "socket" in res.stderr, res.stderr
