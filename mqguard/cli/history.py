@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 from mqguard.base import privileges
 from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
 from mqguard.config import Config
-from mqguard.config.values import duration
+from mqguard.config.values import duration, format_duration
 from mqguard.efs.statedir import allowed_owners
 from mqguard.efs.storage import check_mount
 from mqguard.history.advice import Advice, Current, advise
@@ -131,15 +131,30 @@ def render_episode(n: int, ep: Episode) -> List[str]:
     return lines
 
 
+# where each advised setting lives in the configuration (the group's settings are CloudFormation's, not ours)
+SECTIONS = {"grace_period": "health", "restart_attempts": "health", "start_timeout": "queue_manager",
+            "stop_timeout": "queue_manager", "lock_wait": "queue_manager"}
+
+
 def render_advice(advice: List[Advice]) -> str:
     def val(a: Advice, v: Optional[float]) -> str:
         if v is None:
             return "-"
-        return f"{v:g}" if a.setting.endswith("attempts") else _dur(v)
+        return f"{v:g}" if a.setting.endswith("attempts") else format_duration(v)
 
     width = max(len(a.setting) for a in advice)
     lines = [f"{'setting':<{width}}  {'current':>9}  {'advice':>9}  {'':<18}  because"]
     for a in advice:
         lines.append(f"{a.setting:<{width}}  {val(a, a.current):>9}  {val(a, a.recommended):>9}  {a.verdict:<18}  "
                      f"{a.because}")
+    changes: Dict[str, List[str]] = {}
+    for a in advice:
+        if a.setting in SECTIONS and a.recommended is not None and a.verdict in ("raise", "lower", "set"):
+            changes.setdefault(SECTIONS[a.setting], []).append(f"{a.setting} = {val(a, a.recommended)}")
+    if changes:
+        lines += ["", "# paste into /etc/mqguard/conf.d/50-tuning.conf, then: mqguard validate-config && systemctl "
+                      "reload mqguard ([health] applies at once; [queue_manager] at the next restart). With the kit, "
+                      "set the stack's parameters instead: an instance's own files go with the instance."]
+        for section, settings in changes.items():
+            lines += [f"[{section}]", *settings]
     return "\n".join(lines)

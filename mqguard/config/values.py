@@ -18,9 +18,11 @@ from typing import Callable, List, Optional, Tuple, cast
 MAX_VALUE = 4096  # characters of any one value
 
 _QMGR_NAME = re.compile(r"^[A-Za-z0-9._/%]{1,48}$")
-# At most 9 digits before the point and 6 after: no float overflow, no absurd precision.
-_DURATION = re.compile(r"^\s*(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+# Each number: at most 9 digits before the point and 6 after (no float overflow, no absurd precision).
+_NUMBER = r"\d{1,9}(?:\.\d{1,6})?"
+_PART = re.compile(rf"({_NUMBER})\s*(d|h|ms|m|s)\s*")
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_UNIT_ORDER = ("d", "h", "m", "s", "ms")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -37,10 +39,24 @@ def bounded(raw: str) -> str:
 
 
 def parse_duration(raw: str) -> float:
-    m = _DURATION.fullmatch(bounded(raw))
-    if not m:
-        raise ValueError("a duration such as 500ms, 5s, 2m, 1h or a number of seconds")
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    """One grammar everywhere (configuration and command line): a number of seconds, or parts with units from
+    the largest down, each once - 500ms, 90s, 5m, 1h30m, 7d, 1d12h, 1.5h; only the last part has a fraction."""
+    text = bounded(raw).strip()
+    if re.fullmatch(_NUMBER, text):
+        return float(text)
+    total, pos, last = 0.0, 0, -1
+    while pos < len(text):
+        m = _PART.match(text, pos)
+        rank = _UNIT_ORDER.index(m.group(2)) if m else -1
+        if m is None or rank <= last:
+            raise ValueError("a duration such as 500ms, 30s, 5m, 1h30m or 7d, or a number of seconds")
+        if "." in m.group(1) and m.end() < len(text):
+            raise ValueError("a duration with a fraction only in its last part (1h30m, 1.5h, 1m30.5s)")
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        last, pos = rank, m.end()
+    if last < 0:
+        raise ValueError("a duration such as 500ms, 30s, 5m, 1h30m or 7d, or a number of seconds")
+    return total
 
 
 def duration(lo: float, hi: float) -> Parser:
@@ -268,12 +284,19 @@ def format_value(value: object) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    if seconds == 0:
+    """In the grammar ``parse_duration`` reads: 0s, 500ms, 20s, 5m, 1h30m, 1d1h1m1s, 1m0.5s."""
+    if seconds <= 0:
         return "0s"
-    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    millis = seconds * 1000
-    if millis == round(millis):
-        return f"{round(millis)}ms"
-    return f"{seconds:g}s"
+    millis = round(seconds * 1000, 3)
+    if seconds < 1 and millis == int(millis):
+        return f"{int(millis)}ms"
+    whole = int(seconds)
+    fraction = round(seconds - whole, 6)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    if whole or fraction:
+        parts.append(f"{whole + fraction:g}s" if fraction else f"{whole}s")
+    return "".join(parts)

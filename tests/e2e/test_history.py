@@ -313,3 +313,12 @@ def test_history_run_by_root_reads_as_the_mq_user(tmp_path: Path, efs: FakeEfs) 
     finally:
         for d, mode in modes.items():
             os.chmod(d, mode)
+
+
+def test_history_since_takes_the_helps_own_example(host_a: Harness) -> None:
+    """Issue 27: `history --since 7d`, the help's own example, exited 64."""
+    for since in ("7d", "1h30m", "90s"):
+        res = host_a.cli("history", "--config", str(host_a.conf), "--since", since)
+        assert res.returncode == 0, (since, res.stderr)
+    res = host_a.cli("history", "--config", str(host_a.conf), "--since", "7 days")
+    assert res.returncode == 64 and "1h30m" in res.stderr, res.stderr

@@ -43,7 +43,7 @@ def test_durations(raw: str, seconds: float) -> None:
     assert configvalues.parse_duration(raw) == seconds
 
 
-@pytest.mark.parametrize("raw", ["5 minutes", "-1s", "s", "", "1d", "1e3"])
+@pytest.mark.parametrize("raw", ["5 minutes", "-1s", "s", "", "1w", "1e3"])
 def test_bad_durations_are_rejected(raw: str) -> None:
     with pytest.raises(ValueError):
         configvalues.parse_duration(raw)
@@ -175,8 +175,8 @@ def test_shipped_example_config_mirrors_the_schema() -> None:
     ("poll_interval", "9" * 400, "a duration such as"),  # was read as infinity and crashed `run` with exit 1
     ("poll_interval", "0.0000000000001", "a duration such as"),  # 1e-13 s was accepted
     ("poll_interval", "1ms", "a duration from 100ms to 1h"),
-    ("grace_period", "1000h", "a duration from 0s to 24h"),
-    ("restart_window", "5s", "a duration from 1m to 168h"),
+    ("grace_period", "1000h", "a duration from 0s to 1d"),
+    ("restart_window", "5s", "a duration from 1m to 7d"),
     ("restart_limit", "-1", "an integer from 0 to 1000"),
 ])
 def test_every_duration_and_number_has_a_sane_range(tmp_path: Path, key: str, raw: str, expected: str) -> None:
@@ -251,3 +251,34 @@ def test_a_queue_manager_name_with_a_line_break_is_refused(name: str) -> None:
 
     with pytest.raises(ValueError):
         validate_qmgr_name(name)
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("7d", 7 * 86400.0), ("1h30m", 5400.0), ("1d12h", 129600.0), ("2m30s", 150.0), ("1.5h", 5400.0),
+    ("500ms", 0.5), ("90", 90.0), (" 5m ", 300.0), ("1h 30m", 5400.0), ("1m0.5s", 60.5), ("0s", 0.0),
+])
+def test_one_duration_grammar_days_and_compounds(text: str, seconds: float) -> None:
+    """Issue 27: `history --since 7d` (the help's own example) exited 64; compounds like 1h30m were refused."""
+    from mqguard.config.values import parse_duration
+
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "h", "1x", "1h1h", "30m1h", "1.5.5s", "-5s", "1e3s", "9999999999d", "1d 2"])
+def test_a_duration_that_is_not_one_is_refused(text: str) -> None:
+    from mqguard.config.values import parse_duration
+
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (300.0, "5m"), (5400.0, "1h30m"), (86400.0, "1d"), (90061.0, "1d1h1m1s"), (0.5, "500ms"), (60.5, "1m0.5s"),
+    (0.0, "0s"), (20.0, "20s"),
+])
+def test_durations_are_printed_in_the_grammar_they_are_read_in(seconds: float, text: str) -> None:
+    """`--advise` printed 5m00.0s, which the configuration refused: what mqguard prints, it reads back."""
+    from mqguard.config.values import format_duration, parse_duration
+
+    assert format_duration(seconds) == text
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)

@@ -400,3 +400,32 @@ def test_a_line_from_the_future_is_not_history() -> None:
     close = json.dumps({"time": iso(now + 60), "event": "good"})
     assert parse_line(ahead, "hostA", now) is None
     assert parse_line(close, "hostA", now) is not None, "a clock a minute ahead is still a clock"
+
+
+def test_advice_is_printed_in_the_configurations_own_grammar_with_a_paste_ready_snippet(tmp_path: Path) -> None:
+    """Issue 27: --advise printed 5m00.0s, which the configuration refused, and nothing said where it goes."""
+    import configparser
+
+    from mqguard.cli.history import render_advice
+    from mqguard.config import load
+    from mqguard.history.advice import Advice
+
+    advice = [Advice("grace_period", 60.0, 90.0, "the longest recovery took 72s"),
+              Advice("start_timeout", 300.0, 330.5, "the slowest start took 220.3s"),
+              Advice("restart_attempts", 3.0, 3.0, "enough"),
+              Advice("lock_wait", 180.0, None, "0 failovers seen"),
+              Advice("asg HealthCheckGracePeriod", 300.0, 0.0, "a launch hook makes it useless")]
+    text = render_advice(advice)
+    assert "1m30s" in text and "5m30.5s" in text and "00.0s" not in text
+    snippet = text.split("# paste into", 1)[1].split("\n", 1)[1]
+    ini = configparser.ConfigParser()
+    ini.read_string(snippet)
+    assert dict(ini["health"]) == {"grace_period": "1m30s"}, "only what changes, in its section"
+    assert dict(ini["queue_manager"]) == {"start_timeout": "5m30.5s"}
+    assert "HealthCheckGracePeriod" not in snippet, "the group's settings are not mqguard's keys"
+    # ... and mqguard reads it back: the snippet is a valid conf.d file
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "mqguard.conf").write_text("[queue_manager]\nname = QM1\n[storage]\npath = /tmp\n")
+    (tmp_path / "conf.d" / "50-tuning.conf").write_text(snippet)
+    cfg = load(str(tmp_path / "mqguard.conf"))
+    assert cfg.health.grace_period == 90.0 and cfg.queue_manager.start_timeout == 330.5
