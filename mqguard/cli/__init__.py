@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("run", "run the daemon in the foreground")
-    add("check", "one-shot health check of storage, queue manager and listener (no side effects)")
+    check = add("check", "one-shot health check of storage, queue manager and listener (no side effects)")
+    check.add_argument("--nagios", action="store_true",
+                       help="as a monitoring plugin: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one status line")
     status = add("status", "ask the running daemon for its view (HTTP /status)")
     status.add_argument("--json", action="store_true", help="print the /status JSON document")
     validate = add("validate-config", "check the configuration and exit")
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--mountinfo", default="/proc/self/mountinfo", help=argparse.SUPPRESS)
     switch = add("switchover", "multi-instance: hand the active instance to the standby on the other host")
     switch.add_argument("--force", action="store_true", help="without a running standby (MQ is then down)")
+    switch.add_argument("--yes", action="store_true", help="do not ask (scripts); without it, mqguard says what "
+                                                            "it will do and asks")
     drill = add("drill", "inject a failure on this host for a failover test (marked in the history)")
     drill.add_argument("kind", choices=("crash", "stop", "unhealthy"),
                        help="crash: kill -9 of amqzxma0; stop: endmqm -i, treated as a failure; "
@@ -164,6 +168,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     from mqguard.base.runner import build_runner
     from mqguard.cli import check as checks
 
+    if args.nagios:  # a plugin never exits 78 or 1 for "cannot tell": that is UNKNOWN
+        try:
+            cfg = _load(args.config)
+            logsetup.setup("warning", cfg.logging.format)
+            code, out = checks.nagios(checks.run_check(cfg, build_runner(cfg)), cfg.queue_manager.name)
+        except Exception as exc:  # config errors, a host that cannot run the check: the plugin cannot tell
+            code, out = checks.nagios_unknown(str(exc) or type(exc).__name__)
+        print("\n".join(out))
+        return code
     cfg = _load(args.config)
     logsetup.setup("warning", cfg.logging.format)
     lines = checks.run_check(cfg, build_runner(cfg))

@@ -73,3 +73,26 @@ def exit_code(lines: List[Line]) -> int:
     if any(line.verdict == NOT_YET for line in lines):
         return EX_DEGRADED
     return EX_OK
+
+
+# Monitoring plugins' exit codes (Nagios, Icinga, Sensu, ...): the reverse of the contract's 1 and 2.
+NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN = 0, 1, 2, 3
+_NAGIOS_WORD = {NAGIOS_OK: "OK", NAGIOS_WARNING: "WARNING", NAGIOS_CRITICAL: "CRITICAL", NAGIOS_UNKNOWN: "UNKNOWN"}
+
+
+def nagios(lines: List[Line], qmgr: str) -> tuple[int, List[str]]:
+    """(plugin exit code, output): one status line with performance data after '|', then one line per aspect."""
+    code = {EX_UNHEALTHY: NAGIOS_CRITICAL, EX_DEGRADED: NAGIOS_WARNING}.get(exit_code(lines), NAGIOS_OK)
+    worst = [line for line in lines if line.verdict != OK]
+    said = "; ".join(f"{line.aspect} {line.verdict}: {line.detail}" for line in worst) if worst else next(
+        (line.detail for line in lines if line.aspect == "queue manager"), qmgr)
+    perf = ""
+    for line in lines:
+        if line.aspect == "storage" and "probe " in line.detail and line.detail.endswith(" ms"):
+            perf = f" | storage_probe_ms={line.detail.rsplit('probe ', 1)[1][:-3]}ms"
+    head = f"MQGUARD {_NAGIOS_WORD[code]} - {said if said.startswith(qmgr) else f'{qmgr}: {said}'}"
+    return code, [head[:400] + perf, *(str(line) for line in lines)]
+
+
+def nagios_unknown(why: str) -> tuple[int, List[str]]:
+    return NAGIOS_UNKNOWN, [f"MQGUARD UNKNOWN - {why.splitlines()[0][:300]}", *why.splitlines()[1:]]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from typing import Any, Dict, Optional
 
 from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
 from mqguard.config import Config
@@ -31,15 +33,20 @@ def run_control(cfg: Config, args: argparse.Namespace) -> int:
     elif op == ControlOp.SWITCHOVER:
         extra = {"force": bool(args.force)}
         qm = cfg.queue_manager
-        # ending (stop_timeout), waiting for the other host (stop_timeout), a new standby (start_timeout)
-        timeout = 2 * qm.stop_timeout + qm.start_timeout + 60
+        # ending (stop_timeout, escalating), waiting for the other host (stop_timeout), a new standby (start_timeout)
+        timeout = 4 * qm.stop_timeout + qm.start_timeout + 60
+        if not args.yes:  # what it would do, from the daemon (or why not), then the question
+            code = _ask_first(cfg, path, extra)
+            if code is not None:
+                return code
     elif op == ControlOp.DRILL:
         extra = {"kind": args.kind}
         if not args.yes and not confirmed(args.kind, cfg.queue_manager.name):
             print("mqguard drill: not confirmed; nothing done (use --yes to skip the question)", file=sys.stderr)
             return EX_UNHEALTHY
+    progress = _step if op == ControlOp.SWITCHOVER else None
     try:
-        ok, message = ask(path, op, timeout, **extra)
+        ok, message = ask(path, op, timeout, on_progress=progress, **extra)
     except NotRunning as exc:
         print(f"mqguard {op}: {exc}", file=sys.stderr)
         return EX_UNHEALTHY
@@ -54,6 +61,29 @@ def run_control(cfg: Config, args: argparse.Namespace) -> int:
     return EX_OK if ok else EX_UNHEALTHY
 
 
+def _step(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')}  {text}", flush=True)
+
+
+def _ask_first(cfg: Config, path: str, extra: Dict[str, Any]) -> Optional[int]:
+    """None to go on; else the exit code (refused by the daemon, or not confirmed)."""
+    try:
+        ok, would = ask(path, ControlOp.SWITCHOVER, 30.0, check=True, **extra)
+    except NotRunning as exc:
+        print(f"mqguard switchover: {exc}", file=sys.stderr)
+        return EX_UNHEALTHY
+    except OSError as exc:
+        print(f"mqguard switchover: no answer from mqguard on {path}: {exc}", file=sys.stderr)
+        return EX_UNHEALTHY
+    if not ok:
+        print(f"mqguard switchover: {would}", file=sys.stderr)
+        return EX_UNHEALTHY
+    if not confirmed_text(f"This switchover will {would}."):
+        print("mqguard switchover: not confirmed; nothing done (use --yes to skip the question)", file=sys.stderr)
+        return EX_UNHEALTHY
+    return None
+
+
 WHAT_DRILLS_DO = {
     "crash": "kill -9 the execution controller of queue manager {qm} on this host",
     "stop": "end queue manager {qm} on this host with endmqm -i (mqguard treats it as a failure)",
@@ -62,9 +92,12 @@ WHAT_DRILLS_DO = {
 
 
 def confirmed(kind: str, qm: str) -> bool:
+    return confirmed_text(f"This drill will {WHAT_DRILLS_DO[kind].format(qm=qm)}.")
+
+
+def confirmed_text(what: str) -> bool:
     """Ask on the terminal; anything but "yes" (or no terminal at all) is a no."""
-    print(f"This drill will {WHAT_DRILLS_DO[kind].format(qm=qm)}. Type yes to go on: ", end="", file=sys.stderr,
-          flush=True)
+    print(f"{what} Type yes to go on: ", end="", file=sys.stderr, flush=True)
     try:
         answer = sys.stdin.readline() if sys.stdin is not None and sys.stdin.isatty() else ""
     except (OSError, ValueError):

@@ -73,6 +73,7 @@ class Request:
     op: str
     peer: Peer
     args: Dict[str, Any] = field(default_factory=dict)
+    say: Callable[[str], None] = field(default=lambda text: None, compare=False)  # a step, as it happens
 
 
 Reply = Tuple[bool, str]
@@ -257,8 +258,10 @@ class ControlServer:
                 except ValueError as exc:
                     _reply(conn, False, f"bad request: {exc}")
                     return
+                said = (lambda text: _progress(conn, text)) if args.pop("progress", False) is True else (
+                    lambda text: None)
                 try:
-                    ok, message = self.handler(Request(op, peer, args))
+                    ok, message = self.handler(Request(op, peer, args, said))
                 except Exception as exc:  # a bug must not kill the socket thread
                     log.exception("control request %s failed", op)
                     ok, message = False, f"failed: {exc}"
@@ -283,6 +286,15 @@ def _read_line(conn: socket.socket, deadline: float) -> bytes:
     return buf.split(b"\n", 1)[0]
 
 
+def _progress(conn: socket.socket, text: str) -> None:
+    """A step of a long request, as it happens (only to a client that asked: an older one reads one line)."""
+    try:
+        conn.settimeout(2.0)
+        conn.sendall(json.dumps({"v": PROTOCOL, "progress": text[:500]}).encode() + b"\n")
+    except OSError:
+        pass  # the client went away: the request goes on, its result is logged
+
+
 def _reply(conn: socket.socket, ok: bool, message: str, timeout: float = 5.0) -> None:
     try:
         conn.settimeout(timeout)
@@ -297,9 +309,12 @@ class NotRunning(Exception):
     pass
 
 
-def ask(path: str, op: str, timeout: float, **args: Any) -> Reply:
-    """One request to the daemon; NotRunning when nobody answers, PermissionError when the socket is closed to us."""
+def ask(path: str, op: str, timeout: float, on_progress: Optional[Callable[[str], None]] = None,
+        **args: Any) -> Reply:
+    """One request to the daemon; NotRunning when nobody answers, PermissionError when the socket is closed to us.
+    ``on_progress`` hears each step of a long request (a switchover) as the daemon takes it."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    deadline = time.monotonic() + timeout
     try:
         sock.settimeout(5.0)
         try:
@@ -307,16 +322,46 @@ def ask(path: str, op: str, timeout: float, **args: Any) -> Reply:
         except (FileNotFoundError, ConnectionRefusedError):
             raise NotRunning(f"mqguard is not running (nothing answers on {path})") from None
         try:
-            sock.sendall(json.dumps({"v": PROTOCOL, "op": op, **args}).encode() + b"\n")
+            extra = {"progress": True} if on_progress is not None else {}
+            sock.sendall(json.dumps({"v": PROTOCOL, "op": op, **args, **extra}).encode() + b"\n")
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused before it read anything (permission denied, busy): its answer is waiting to be read
-        line = _read_line(sock, time.monotonic() + timeout)
+        reader = _LineReader(sock)
+        for _ in range(1000):  # bounded: a daemon says at most a few dozen steps
+            line = reader.line(deadline)
+            if not line:
+                return False, "mqguard closed the connection without an answer"
+            try:
+                doc = load_json(line)
+                if isinstance(doc, dict) and "progress" in doc and "ok" not in doc:
+                    if on_progress is not None:
+                        on_progress(loggable(str(doc["progress"]), 500))
+                    continue
+                return bool(doc["ok"]), str(doc["message"])
+            except (ValueError, KeyError, TypeError):
+                return False, f"unexpected answer from mqguard: {loggable(line.decode('utf-8', 'replace'))[:200]}"
+        return False, "mqguard said too much without an answer"
     finally:
         sock.close()
-    if not line:
-        return False, "mqguard closed the connection without an answer"
-    try:
-        doc = load_json(line)
-        return bool(doc["ok"]), str(doc["message"])
-    except (ValueError, KeyError, TypeError):
-        return False, f"unexpected answer from mqguard: {loggable(line.decode('utf-8', 'replace'))[:200]}"
+
+
+class _LineReader:
+    """Lines from a socket, each bounded, until a deadline."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def line(self, deadline: float) -> bytes:
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or len(self.buf) > MAX_LINE:
+                raise OSError(errno.ETIMEDOUT, "no answer in time")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                out, self.buf = self.buf, b""
+                return out
+            self.buf += chunk
+        out, self.buf = self.buf.split(b"\n", 1)
+        return out

@@ -134,12 +134,16 @@ class Operations:
         if not standby and not force:
             return False, ("refused: no standby instance runs on another host (dspmq -x shows none); start one "
                            "there first, or use --force (the queue manager is then down until one starts it)")
+        if req.args.get("check") is True:  # the CLI asks the operator with this, then asks again for real
+            return True, (f"end the active instance of {qm.name} on this host ({', '.join(active) or 'here'}); "
+                          + (f"the standby on {', '.join(standby)} takes over, clients reconnect to it"
+                             if standby else "NO standby runs: the queue manager is down until one starts it"))
         outcome: List[Tuple[bool, str]] = []
         finished = threading.Event()
 
         def job(set_stage: StageSetter) -> JobResult:
             try:
-                result, ok, message = self._switch(set_stage, standby)
+                result, ok, message = self._switch(set_stage, standby, req.say)
             except Exception as exc:
                 result, ok, message = JobResult(JobOutcome.FAILED, str(exc)), False, f"failed: {exc}"
             outcome.append((ok, message))
@@ -155,10 +159,13 @@ class Operations:
         finished.wait(longest_end(qm.stop_timeout) + qm.stop_timeout + qm.start_timeout + 30)
         return outcome[0] if outcome else (False, "still switching over; see mqguard status and the log")
 
-    def _switch(self, set_stage: StageSetter, standby: List[str]) -> Tuple[JobResult, bool, str]:
+    def _switch(self, set_stage: StageSetter, standby: List[str],
+                say: Callable[[str], None] = lambda text: None) -> Tuple[JobResult, bool, str]:
         qm = self.cfg().queue_manager
         set_stage(JobStage.SWITCHING)
         began = time.monotonic()
+        say(f"ending the active instance here: endmqm -s -w (after {format_duration(qm.stop_timeout)} -s -i, then "
+            "-s -p: one long-lived client cannot stall it)")
         # Every end escalates, a switchover's too: -s -w, then -s -i and -s -p on stop_timeout, so one long-lived
         # client cannot keep this host quiescing (reference: endmqm); -s only while dspmq -x lists a standby.
         if not end_with_escalation(self.control, Role.ACTIVE_MI, qm.stop_timeout):
@@ -167,6 +174,8 @@ class Operations:
             return (JobResult(JobOutcome.UP if still else JobOutcome.FAILED, "endmqm -s did not end it"), False,
                     "endmqm -s, -s -i and -s -p did not end the queue manager"
                     + ("; this host is still active" if still else ""))
+        say(f"ended here after {time.monotonic() - began:.1f}s; waiting for {', '.join(standby) or 'another host'} "
+            "to become active")
         deadline = time.monotonic() + qm.stop_timeout
         other: Optional[str] = None
         while time.monotonic() < deadline:
@@ -177,6 +186,8 @@ class Operations:
                 break
             time.sleep(0.2)
         switched = time.monotonic() - began
+        say(f"{other} is active ({switched:.1f}s after endmqm -s); starting a new standby here" if other else
+            f"no other host became active within {format_duration(qm.stop_timeout)}: starting it here again")
         start = self.lifecycle.service.start()  # a new standby here (or active again if nobody took over)
         if other is None:
             return (JobResult(JobOutcome.UP, "switchover: no other host became active"), False,

@@ -418,3 +418,32 @@ def test_mqs_own_diagnostics_of_a_failed_start_reach_the_log_status_and_metrics(
     status = harness.cli("status", "--config", str(harness.conf))
     assert "MQ's last messages" in status.stdout and "AMQ6109E" in status.stdout
     harness.stop()
+
+
+def test_check_nagios_speaks_the_plugin_convention(harness: Harness) -> None:
+    """Issue 27: `check` exits 1 unhealthy, 2 starting (the contract's codes), the reverse of Nagios. With --nagios
+    it is a monitoring plugin: 0 OK, 1 WARNING (starting), 2 CRITICAL (unhealthy), 3 UNKNOWN (cannot tell), one
+    status line first, performance data after '|'."""
+    harness.configure()
+    res = harness.cli("check", "--nagios", "--config", str(harness.conf))  # not created yet: MQ is not running
+    assert res.returncode == 2 and res.stdout.startswith("MQGUARD CRITICAL - QM1: "), res.stdout
+    harness.start()
+    harness.wait_log(r"QM1: running", timeout=30)
+    harness.stop()
+    res = harness.cli("check", "--nagios", "--config", str(harness.conf))
+    first = res.stdout.splitlines()[0]
+    assert res.returncode == 0 and first.startswith("MQGUARD OK - QM1 running") and "| storage_probe_ms=" in first, \
+        res.stdout
+    subprocess.run([f"{harness.bindir}/endmqm", "-i", "QM1"], capture_output=True, timeout=30)
+    harness.knob("strmqm.delay", "5")
+    proc = subprocess.Popen([f"{harness.bindir}/strmqm", "QM1"], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: "STARTING" in harness.dspmq(), 10, "STARTING")
+        res = harness.cli("check", "--nagios", "--config", str(harness.conf))
+        assert res.returncode == 1 and res.stdout.startswith("MQGUARD WARNING"), res.stdout
+    finally:
+        proc.wait(timeout=30)
+    bad = harness.conf.parent / "broken.conf"
+    bad.write_text("[queue_manager]\nname = QM1\nnonsense = 1\n")
+    res = harness.cli("check", "--nagios", "--config", str(bad))
+    assert res.returncode == 3 and res.stdout.startswith("MQGUARD UNKNOWN - "), (res.stdout, res.stderr)

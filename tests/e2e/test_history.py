@@ -166,7 +166,7 @@ def test_a_standby_takeover_is_a_failover_episode(pair: Tuple[Harness, Harness])
 
 def test_a_switchover_is_a_switchover_episode(pair: Tuple[Harness, Harness]) -> None:
     a, b = pair
-    res = a.cli("switchover", "--config", str(a.conf), timeout=90)
+    res = a.cli("switchover", "--yes", "--config", str(a.conf), timeout=90)
     assert res.returncode == 0, res.stdout + res.stderr
     ep = wait_for_episode(b, "switchover")
     assert phases(ep)[0] == ("hostA", "switchover") and ("hostB", "takeover") in phases(ep)

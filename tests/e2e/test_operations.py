@@ -291,13 +291,22 @@ def test_switchover_moves_the_active_instance_and_active_endpoint(pair: Tuple[Ha
     b.wait_log(r"QM1: standby", timeout=30)
     wait_until(lambda: http(b, "/standby")[0] == 200, 10, "b's /standby")
     assert http(a, "/active")[0] == 200 and http(b, "/active")[0] == 503
-    refused = ctl(b, "switchover")
+    refused = ctl(b, "switchover")  # refused before any question: the daemon says why at once
     assert refused.returncode == 1 and "runs the standby" in refused.stderr and "hostA" in refused.stderr
+    assert "Type yes" not in refused.stderr
+    # issue 27: it asks (naming the standby that takes over) unless --yes; no terminal is a no
+    unasked = ctl(a, "switchover")
+    assert unasked.returncode == 1 and "not confirmed; nothing done" in unasked.stderr, unasked.stderr
+    assert "the standby on hostB takes over" in unasked.stderr and http(a, "/active")[0] == 200
     flips: List[float] = []
     began = time.monotonic()
-    res = ctl(a, "switchover")
+    res = ctl(a, "switchover", "--yes")
     took = time.monotonic() - began
     assert res.returncode == 0 and "switched over: hostB is active" in res.stdout, res.stdout + res.stderr
+    steps = res.stdout.splitlines()
+    # ... and it says each step as it happens (time-stamped), not one line after minutes of silence
+    assert any("endmqm -s -w" in x for x in steps) and any("waiting for hostB" in x for x in steps), steps
+    assert any("hostB is active" in x and "new standby" in x for x in steps), steps
     wait_until(lambda: http(b, "/active")[0] == 200, 20, "b's /active")
     flips.append(time.monotonic() - began)
     wait_until(lambda: http(a, "/standby")[0] == 200, 20, "a's /standby")
