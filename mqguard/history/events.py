@@ -15,7 +15,7 @@ from mqguard.base.untrusted import load_json, loggable
 EVENTS = (
     "started", "storage_ready", "created", "registered", "start_issued", "running", "standby", "takeover",
     "crash", "bad", "restart", "good", "reported", "termination_notice", "spot_notice", "ended", "paused",
-    "resumed", "switchover", "drill", "stopped",
+    "resumed", "switchover", "drill", "stopped", "mq_errors",
 )
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")

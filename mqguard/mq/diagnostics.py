@@ -219,6 +219,7 @@ class Diagnostics:
         self._lock = threading.Lock()
         self._busy = threading.Event()
         self._pending: Optional[str] = None  # an event that came while a look was running
+        self.on_found: Callable[[List[MqMessage]], None] = lambda found: None  # e.g. into the failover history
         self.started = False  # the baseline was taken (the queue manager is known here)
 
     def recent(self) -> List[MqMessage]:
@@ -262,6 +263,7 @@ class Diagnostics:
                 found = self.look(baseline)
                 if found and not baseline:
                     self._log(reason, found)
+                    self.on_found(found)
             except Exception:  # diagnostics must never take anything down
                 log.exception("reading MQ's diagnostics failed")
             with self._lock:
@@ -311,3 +313,22 @@ class Diagnostics:
             body = body[:LOG_ENTRY] + f"… ({len(found)} messages)"
         worst = "S" if any(m.severity in "ES" for m in found) else "W"
         log.log(logging.ERROR if worst == "S" else logging.WARNING, "MQ's own diagnostics after %s: %s", reason, body)
+
+
+def evidence_line(found: List[MqMessage], ids: int = 6, fdcs: int = 3) -> str:
+    """MQ's own evidence for the failover history, bounded: the error and severe message ids (each once, in order)
+    and the FDC files' names; "" when there is none worth keeping (informational messages only)."""
+    seen: List[str] = []
+    files: List[str] = []
+    for msg in found:
+        if msg.source == "fdc":
+            if msg.id not in files:
+                files.append(msg.id)
+        elif msg.severity in ("E", "S") and msg.id not in seen:
+            seen.append(msg.id)
+    parts = []
+    if seen:
+        parts.append(" ".join(seen[:ids]) + (f" (+{len(seen) - ids} more)" if len(seen) > ids else ""))
+    if files:
+        parts.append("FDC " + " ".join(files[:fdcs]) + (f" (+{len(files) - fdcs} more)" if len(files) > fdcs else ""))
+    return "; ".join(parts)[:300]

@@ -34,7 +34,7 @@ from mqguard.history.summary import EpisodeSummary
 from mqguard.history.writer import HistoryWriter, Identity
 from mqguard.mq import mqi
 from mqguard.mq.control import MqControl
-from mqguard.mq.diagnostics import Diagnostics
+from mqguard.mq.diagnostics import Diagnostics, MqMessage, evidence_line
 from mqguard.mq.level import LevelGuard
 from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.listener import ListenerProbe
@@ -106,6 +106,8 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
                             telemetry.history_write_error, identity=identity, after_write=summary.after_write,
                             written=telemetry.history_write, mounted=mounted, mount_point=True)
     writers.append(history)
+    # MQ's own evidence (message ids, FDC names) goes into the history on EFS: it outlives the instance
+    diagnostics.on_found = lambda found: _record_evidence(history, found)
     reporter = Reporter(cfg.health.report, autoscaling, cfg.health.respect_asg_grace_period, stop_event,
                         on_reported=wakeup.wake, errors=aws_errors, record=history.record, flush=history.flush)
     return Parts(
@@ -140,6 +142,12 @@ def _identity_from(imds: Imds) -> Identity:
             az = ""
         return iid, az
     return identity
+
+
+def _record_evidence(history: HistoryWriter, found: List[MqMessage]) -> None:
+    line = evidence_line(found)
+    if line:
+        history.record("mq_errors", line)
 
 
 def _host_identity_from(imds: Imds) -> Callable[[], Tuple[str, str, str]]:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Harness, wait_until
 from tests.peers.aws import FaultProxy, MotoAsg
@@ -417,6 +418,15 @@ def test_mqs_own_diagnostics_of_a_failed_start_reach_the_log_status_and_metrics(
     assert re.search(rb"^mqguard_mq_fdc_files_total [1-9]", metrics, re.M)
     status = harness.cli("status", "--config", str(harness.conf))
     assert "MQ's last messages" in status.stdout and "AMQ6109E" in status.stdout
+    # issue 27: the evidence outlives the instance - the history on the shared storage carries the ids and FDCs
+
+    def recorded() -> Any:
+        res = harness.cli("history", "--config", str(harness.conf), "--json")
+        return [e for e in json.loads(res.stdout)["events"] if e["event"] == "mq_errors"] if res.returncode == 0 \
+            else None
+    said = wait_until(recorded, 10, "an mq_errors event in the history")
+    assert "AMQ6109E" in said[0]["detail"] and re.search(r"FDC AMQ\d+\.\d+\.FDC", said[0]["detail"]), said
+    assert len(said[0]["detail"]) <= 300
     harness.stop()
 
 

@@ -104,3 +104,15 @@ def test_files_someone_else_dropped_into_mqs_errors_directory_are_not_mqs_diagno
     for f in errors.iterdir():
         os.chown(f, 0, 0)
     assert {m.id for m in d.look()} == {"AMQ9999E"}, "MQ's own log is read again once it is MQ's"
+
+
+def test_the_historys_evidence_line_is_bounded_and_keeps_errors_and_fdcs_only() -> None:
+    from mqguard.mq.diagnostics import MqMessage, evidence_line
+
+    msgs = [MqMessage("2026-12-06T03:12:09Z", f"AMQ{6100 + i}E", "x", "qmgr") for i in range(10)]
+    msgs += [MqMessage("2026-12-06T03:12:09Z", "AMQ5051I", "informational", "qmgr"), MqMessage("2026-12-06T03:12:09Z", "AMQ6109E", "again", "system")]
+    msgs += [MqMessage("2026-12-06T03:12:09Z", f"AMQ{1000 + i}.0.FDC", "FDC file", "fdc") for i in range(5)]
+    line = evidence_line(msgs)
+    assert line.startswith("AMQ6100E AMQ6101E") and "(+4 more)" in line and "AMQ5051I" not in line
+    assert "FDC AMQ1000.0.FDC AMQ1001.0.FDC AMQ1002.0.FDC (+2 more)" in line and len(line) <= 300
+    assert evidence_line([MqMessage("2026-12-06T03:12:09Z", "AMQ5051I", "informational", "qmgr")]) == ""
