@@ -373,15 +373,16 @@ class HttpEndpoint:
 
 
 def _eviction_order(conn: _Conn) -> Tuple[int, float]:
-    """(kind, age) of a connection, the smallest closed first: not reading (0), served and idle (1), no request
-    yet (2); the oldest first within a kind."""
+    """(kind, age) of a connection, the smallest closed first: not reading its answers (0, oldest first), served
+    and idle (1, oldest first), no request yet (2, NEWEST first). A flood's newcomers may still have their
+    requests in the kernel when the cap is reached, so they look like a load balancer's check that connected
+    earlier and has not sent its request yet; the newest goes first, and a silent connection cannot hold a slot
+    long anyway (its headers must arrive within HEADER_TIMEOUT)."""
     if conn.outbuf:
-        kind = 0
-    elif conn.served:
-        kind = 1
-    else:
-        kind = 2
-    return kind, conn.last_request
+        return 0, conn.last_request
+    if conn.served:
+        return 1, conn.last_request
+    return 2, -conn.last_request
 
 
 def _json_body(doc: Dict[str, Any]) -> bytes:

@@ -76,16 +76,16 @@ class Jobs:
             log.warning("queue manager %s: %s; not fighting it", name, outcome.detail)
             return JobResult(JobOutcome.ELSEWHERE, outcome.detail)
         log.info("queue manager %s: %s", name, outcome.detail)
-        if outcome.result == StartResult.ALREADY_RUNNING and self.levels is not None:
-            self.levels.record()  # this installation runs it as the active instance (a start: in apply_mqsc)
+        if outcome.result in (StartResult.STARTED, StartResult.ALREADY_RUNNING) and self.levels is not None:
+            self.levels.record()  # this installation runs it as the active instance: said before anything else
         if outcome.result == StartResult.STARTED:
-            self.apply_mqsc(set_stage)
+            self.apply_mqsc(set_stage, record_level=False)
             return JobResult(JobOutcome.UP, outcome.detail, mqsc_applied=True)
         return JobResult(JobOutcome.UP, outcome.detail, standby=outcome.result == StartResult.STANDBY)
 
-    def apply_mqsc(self, set_stage: StageSetter) -> JobResult:
+    def apply_mqsc(self, set_stage: StageSetter, record_level: bool = True) -> JobResult:
         set_stage(JobStage.CONFIGURING)
-        if self.levels is not None:  # a takeover: this installation runs it now
+        if record_level and self.levels is not None:  # a takeover: this installation runs it now
             self.levels.record()
         summary = self.lifecycle.apply_mqsc()
         self.telemetry.mqsc_failed(len(summary.failed))

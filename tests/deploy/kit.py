@@ -55,7 +55,8 @@ def load_template(path: Path = TEMPLATE) -> Template:
 def user_data_files(template: Template) -> Dict[str, str]:
     """The files the launch template's user data writes ({path: content}), ${...} left as they are."""
     ud = template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]
-    doc = yaml.safe_load(re.sub(r"\$\{[^}]+\}", "SUB", ud["Fn::Sub"][0]))  # placeholders YAML can read
+    text = re.sub(r"(?m)^(\s*)\$\{[^}]+\}\s*$", r"\1# SUB", ud["Fn::Sub"][0])  # a line that is one whole value
+    doc = yaml.safe_load(re.sub(r"\$\{[^}]+\}", "SUB", text))  # placeholders YAML can read
     return {str(f["path"]): str(f.get("content", "")) for f in doc.get("write_files", []) or []}
 
 

@@ -280,8 +280,11 @@ def test_older_mq_never_starts_newer_data_and_is_reported_at_once(tmp_path: Path
     for h in (new, old):
         h.configure(health={"poll_interval": "0.2s", "grace_period": "60s"}, queue_manager={"stop_on_exit": "always"})
     rn = Running(new)
+    levels = Path(efs.path) / ".mqguard" / "levels"
     try:
         wait_until(lambda: rn.state() == State.RUNNING.value, 60, "the new release runs it")
+        # the level that ran it is on the shared storage (written by the start job, right after strmqm)
+        wait_until(lambda: levels.is_dir() and any(levels.iterdir()), 30, "the level record")
     finally:
         rn.stop()  # ends it (stop_on_exit = always): the data was last run by 9.4
     ro = Running(old)

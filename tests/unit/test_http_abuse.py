@@ -260,3 +260,26 @@ def test_a_fresh_check_whose_request_is_late_outlives_clients_that_do_not_read(e
         check.close()
         for s in flood:
             s.close()
+
+
+def test_among_connections_without_a_request_the_newest_goes_first() -> None:
+    """The flaky case, made deterministic: under a flood the newcomers' requests may still sit in the kernel when the
+    cap is reached, so they look like connections without a request - as does a load balancer's check that
+    connected earlier. Oldest-first then evicted the check. Silent connections cannot hold slots for long anyway
+    (a request's headers must arrive within HEADER_TIMEOUT); among them the newest goes first."""
+    from mqguard.serve.http import _Conn, _eviction_order
+
+    sock = socket.socket()
+    try:
+        check = _Conn(sock, "lb", now=100.0)
+        newcomers = [_Conn(sock, f"flood{i}", now=100.0 + i) for i in range(1, 6)]
+        served = _Conn(sock, "served", now=50.0)
+        served.served = 1
+        greedy = _Conn(sock, "greedy", now=120.0)
+        greedy.outbuf += b"x" * 10
+        everyone = [check, served, greedy, *newcomers]
+        order = sorted(everyone, key=_eviction_order)
+        assert order[0] is greedy and order[1] is served, "not reading, then served and idle"
+        assert order[2] is newcomers[-1] and order[-1] is check, [c.peer for c in order]
+    finally:
+        sock.close()
