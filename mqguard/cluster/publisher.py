@@ -59,6 +59,12 @@ class HostPublisher:
         self._failed = False
         self.writes = 0
 
+    @property
+    def key(self) -> str:
+        """This host's record's name (its instance id once IMDS told it, else the host name)."""
+        with self._cv:
+            return self._base.key
+
     def offer(self, state: str, qmgr_status: Optional[str], paused_until: Optional[float], storage_ok: bool,
               storage_detail: str, poll_interval: float) -> None:
         """From the loop, every cycle; never blocks."""
@@ -150,8 +156,9 @@ class HostPublisher:
         if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: peers need one address
             host = address or (self._base.host if self.listen else "")
         with self._cv:
+            where = f"[{host}]" if ":" in host else host
             self._base = replace(self._base, instance_id=iid, az=az,
-                                 address=f"{host}:{port}" if self.listen and host else "")
+                                 address=f"{where}:{port}" if self.listen and host else "")
             if self._offered is not None:
                 self._offered = replace(self._offered, instance_id=iid, az=az, address=self._base.address)
 

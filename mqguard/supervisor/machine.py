@@ -141,7 +141,7 @@ class Machine:
             self._open_episode(obs.now)
         if self._rule_local_recovery(obs, j, actions, notes):
             j.busy = True
-        self._rule_report_after_grace(obs, j, actions)
+        self._rule_report_after_grace(obs, j, actions, notes)
         if j.waiting:
             notes.append(j.waiting)
         state = self._not_good_state(obs, j.busy, j.not_yet)
@@ -304,8 +304,15 @@ class Machine:
         actions.append(self._bring_up(why))
         return True
 
-    def _rule_report_after_grace(self, obs: Observation, j: Judgement, actions: List[Action]) -> None:
-        """Report once the episode has outlasted the grace period and this observation is still bad."""
+    def _rule_report_after_grace(self, obs: Observation, j: Judgement, actions: List[Action],
+                                 notes: List[str]) -> None:
+        """Report once the episode has outlasted the grace period and this observation is still bad - unless the
+        storage is bad on every host: a new instance would meet the same file system (and MQ on a hard mount
+        goes on by itself when it answers again)."""
+        if not obs.storage_ok and obs.storage_shared_outage:
+            notes.append(f"{obs.storage_shared_outage}: the file system itself is in trouble and replacing "
+                         "instances cannot cure it; not reporting while that lasts")
+            return
         if (self.ep.since is not None and j.bad and not self.ep.reported
                 and obs.now - self.ep.since >= self.settings.grace_period):
             actions.append(self._report(obs, f"bad for {obs.now - self.ep.since:.0f}s: {'; '.join(j.bad)}"))

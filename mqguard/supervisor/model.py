@@ -66,6 +66,9 @@ class Observation:
     paused: bool = False  # an operator's pause is in force: observe only
     pause_ends: Optional[float] = None  # monotonic moment the pause in force expires (a deadline)
     warm: bool = False  # IMDS says Warmed:*: never create, register or start MQ
+    # the other hosts of this queue manager say their storage is bad too (who, and what they said): the file
+    # system itself is in trouble, and replacing instances cannot cure it; "" when not so, or not known
+    storage_shared_outage: str = ""
 
 
 class ActionKind(str, enum.Enum):

@@ -13,6 +13,7 @@ from mqguard.aws.lifecyclehooks import Hooks
 from mqguard.aws.termination import TerminationWatch
 from mqguard.base.clock import Clock
 from mqguard.base.runner import CommandRunner
+from mqguard.cluster.peers import PeerStorage
 from mqguard.cluster.publisher import HostPublisher
 from mqguard.config import Config
 from mqguard.efs.pause import PauseWatch
@@ -66,3 +67,4 @@ class Parts:
     jobs: Jobs
     history: HistoryWriter  # this host's events, appended to the shared history on EFS off the loop
     hosts: HostPublisher  # this host's record for `mqguard list`, kept current on EFS off the loop
+    peers: PeerStorage  # what the other hosts say of the storage while this host's is bad

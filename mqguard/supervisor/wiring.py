@@ -25,6 +25,7 @@ from mqguard.aws.termination import TerminationWatch
 from mqguard.base import logsetup
 from mqguard.base.clock import Clock, SystemClock
 from mqguard.base.runner import build_runner
+from mqguard.cluster.peers import PeerStorage
 from mqguard.cluster.publisher import HostPublisher
 from mqguard.config import Config, PcfMode, ReportMode
 from mqguard.efs.pause import PauseWatch
@@ -108,6 +109,9 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
     writers.append(history)
     # MQ's own evidence (message ids, FDC names) goes into the history on EFS: it outlives the instance
     diagnostics.on_found = lambda found: _record_evidence(history, found)
+    hosts = HostPublisher(cfg.storage.path, owners, clock.wall, clock.monotonic, qm.name, __version__,
+                          cfg.metrics.listen, identity=host_identity, mq_level=control.known_mq_version,
+                          mounted=mounted, mount_point=True)
     reporter = Reporter(cfg.health.report, autoscaling, cfg.health.respect_asg_grace_period, stop_event,
                         on_reported=wakeup.wake, errors=aws_errors, record=history.record, flush=history.flush)
     return Parts(
@@ -126,9 +130,9 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
         jobs=Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake, history.record,
                   levels=LevelGuard(cfg.storage.path, owners, qm.name, control.mq_version, mount_point=True)),
         history=history,
-        hosts=HostPublisher(cfg.storage.path, owners, clock.wall, clock.monotonic, qm.name, __version__,
-                            cfg.metrics.listen, identity=host_identity, mq_level=control.known_mq_version,
-                            mounted=mounted, mount_point=True),
+        hosts=hosts,
+        peers=PeerStorage(cfg.storage.path, owners, lambda: hosts.key, lambda: cfg.health.poll_interval,
+                          clock.monotonic, clock.wall),
     )
 
 

@@ -237,6 +237,7 @@ class Network:
         p += self.flow("lb", "instance", self.mq_port)
         p += self.flow("lb", "instance", self.health_port)
         p += self.flow("instance", "instance", self.mq_port)
+        p += self.flow("instance", "instance", self.health_port)  # a pair's mqguards ask each other of the storage
         p += self.flow("instance", "efs", 2049)
         p += self.flow("instance", "cidr:0.0.0.0/0", 443) if not self.at["endpoint"] else (
             self.flow("instance", "endpoint", 443))

@@ -506,6 +506,7 @@ BROKEN: Dict[str, Callable[[kit.Template], None]] = {
         "  - [ systemctl, enable, --now, --no-block, mqha-mount.service ]\n"),
     # ---- every port open both ways, in both VPC modes, nothing around the load balancer
     "no egress for instance-to-instance MQ": lambda t: t["Resources"].pop("InstanceToInstanceMqOut"),
+    "a pair's mqguards cannot ask each other": lambda t: t["Resources"].pop("InstanceToInstanceMqguard"),
     "no egress for the load balancer's health checks": lambda t: t["Resources"].pop("LoadBalancerToInstancesHealth"),
     "load balancer without a security group": lambda t: t["Resources"]["LoadBalancer"]["Properties"].pop(
         "SecurityGroups"),

@@ -57,6 +57,31 @@ def exposed_families() -> Dict[str, Set[str]]:
 
 # ------------------------------------------------------------------ rules
 
+def heading_anchors(path: Path) -> Set[str]:
+    """GitHub's anchors for a Markdown file's headings: lower case, punctuation dropped, spaces to hyphens."""
+    out: Set[str] = set()
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            text = line.lstrip("#").strip().lower()
+            out.add(re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text)))
+    return out
+
+
+def runbook_text(path: Path, anchor: str) -> str:
+    """The text under the heading whose anchor is ``anchor``, to the next heading."""
+    lines = path.read_text().splitlines()
+    out: List[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith("#"):
+            text = line.lstrip("#").strip().lower()
+            inside = re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", text)) == anchor
+            continue
+        if inside:
+            out.append(line)
+    return "\n".join(out)
+
+
 @needs_promtool
 def test_rules_pass_promtool_check_and_every_alert_has_unit_tests() -> None:
     res = subprocess.run([str(PROMTOOL), "check", "rules", str(RULES)], capture_output=True, text=True)
@@ -74,9 +99,18 @@ def test_rules_pass_promtool_check_and_every_alert_has_unit_tests() -> None:
         cases = [t for case in yaml.safe_load(tests.read_text())["tests"] for t in case.get("alert_rule_test", [])
                  if t["alertname"] == name]
         assert any(t["exp_alerts"] == [] for t in cases) and any(t["exp_alerts"] for t in cases), name
+    anchors = heading_anchors(ROOT / "docs" / "operating.md")
     for alert in alerts_in():
         assert alert["labels"]["severity"] in ("critical", "warning"), alert["alert"]
-        assert len(alert["annotations"]["runbook"]) > 40 and alert["annotations"]["summary"], alert["alert"]
+        assert alert["annotations"]["summary"] and "runbook" not in alert["annotations"], alert["alert"]
+        # issue 27: the conventional runbook_url, resolving to this alert's own heading in docs/operating.md
+        url = alert["annotations"]["runbook_url"]
+        assert url.startswith('{{ or $externalLabels.mqguard_runbooks "docs/operating.md" }}#'), url
+        fragment = url.rsplit("#", 1)[1]
+        assert fragment == alert["alert"].lower() and fragment in anchors, (alert["alert"], fragment)
+        section = runbook_text(ROOT / "docs" / "operating.md", fragment)
+        assert "**Means:**" in section and "**Do:**" in section, f"{alert['alert']}: what it means and what to do"
+    assert "## Incident runbooks" in (ROOT / "docs" / "operating.md").read_text()
     print(f"\nFIGURE alert rules: {len(names)} alerts, all with promtool unit tests")
 
 
@@ -124,6 +158,68 @@ def test_dashboard_is_a_valid_document_with_a_datasource_variable() -> None:
             for m in re.findall(r"\b(mqguard_[a-z_]+)\b", t["expr"])}
     known = {re.sub(r"_(bucket|count|sum)$", "", f) for f in families} | set(families)
     assert used <= known, f"panels query metrics mqguard does not expose: {used - known}"
+
+
+UP_METRICS = ("mqguard_qmgr_up", "mqguard_listener_up", "mqguard_storage_up")  # 0 is bad
+BAD_AT_ONE = ("mqguard_unhealthy_reported",)  # 1 is bad
+
+
+def dashboard_problems(d: Dict[str, Any]) -> List[str]:
+    """What makes the dashboard lie at 3 a.m.: a stat panel that paints a dead queue manager green (no thresholds
+    or value mappings, or 0 not red where 0 is bad), state timelines with one colour for every state, a timestamp
+    shown as a number."""
+    from mqguard.mq.status import QmStatus
+    from mqguard.supervisor.model import State
+
+    p: List[str] = []
+    for panel in d["panels"]:
+        if panel["type"] == "row":
+            continue
+        fc = panel["fieldConfig"]["defaults"]
+        exprs = " ".join(t["expr"] for t in panel["targets"])
+        mappings = {str(k): v for m in fc.get("mappings", []) if m.get("type") == "value"
+                    for k, v in m.get("options", {}).items()}
+        steps = fc.get("thresholds", {}).get("steps", [])
+        title = panel["title"]
+        if panel["type"] == "stat":
+            if len(steps) < 2 and not mappings:
+                p.append(f"{title}: a stat panel without thresholds or value mappings shows every value the same")
+            for metric in UP_METRICS:
+                if metric in exprs and (mappings.get("0", {}).get("color") != "red"
+                                        or mappings.get("1", {}).get("color") != "green"):
+                    p.append(f"{title}: {metric} 0 must be red and 1 green")
+            for metric in BAD_AT_ONE:
+                if metric in exprs and mappings.get("1", {}).get("color") != "red":
+                    p.append(f"{title}: {metric} 1 must be red")
+        if panel["type"] == "state-timeline":
+            names = {v.get("text") for v in mappings.values()}
+            colours = [v.get("color") for v in mappings.values()]
+            wanted = {s.value for s in State} if "mqguard_state" in exprs else {s.value for s in QmStatus}
+            if not wanted <= names:
+                p.append(f"{title}: states without a mapping: {sorted(wanted - names)}")
+            if len(set(colours)) < min(len(colours), 6):
+                p.append(f"{title}: states share colours ({colours})")
+        if "_timestamp_seconds" in exprs and "time() -" not in exprs and not str(fc.get("unit", "")).startswith(
+                "dateTime"):
+            p.append(f"{title}: a timestamp shown as a number (unit {fc.get('unit')}); use a dateTime unit")
+    return p
+
+
+def test_the_dashboard_shows_red_where_it_is_bad_and_each_state_in_its_own_colour() -> None:
+    """Issue 27: stat panels had no thresholds or value mappings (a dead queue manager was green), every state of
+    a timeline had one colour, the pause expiry showed as "1.80 T"."""
+    d = dashboard()
+    assert dashboard_problems(d) == []
+    stats = [p for p in d["panels"] if p["type"] == "stat"]
+    assert len(stats) >= 5
+    # the check can fail: a stat panel stripped of both is named
+    broken = json.loads(json.dumps(d))
+    victim = next(p for p in broken["panels"] if p["type"] == "stat")
+    victim["fieldConfig"]["defaults"].pop("mappings", None)
+    victim["fieldConfig"]["defaults"].pop("thresholds", None)
+    assert any(victim["title"] in x for x in dashboard_problems(broken))
+    variables = {v["name"] for v in d["templating"]["list"]}
+    assert "stack" in variables, "two stacks' QM1 are told apart"
 
 
 # ------------------------------------------------------------------ CloudWatch
@@ -217,7 +313,7 @@ def test_every_panel_returns_data_and_alerts_fire_in_a_real_prometheus(
         checked = skipped = 0
         for p in dashboard()["panels"]:
             for t in p.get("targets", []):
-                expr = t["expr"].replace("$instance", instance).replace("$qmgr", "QM1")
+                expr = t["expr"].replace("$instance", instance).replace("$qmgr", "QM1").replace("$stack", ".*")
                 if "ibmmq_" in expr:
                     skipped += 1  # the MQI view needs IBM's client library, which cannot be installed here
                     continue

@@ -47,6 +47,7 @@ class Driver:
         detail: str = "",
         paused: bool = False,
         warm: bool = False,
+        everywhere: str = "",
     ) -> Verdict:
         self.clock.advance(after)
         if listener is None and qmgr == R:
@@ -55,7 +56,7 @@ class Driver:
             Observation(
                 now=self.clock.monotonic(), storage_ok=storage, storage_detail="probe timed out" if not storage else "",
                 qmgr=qmgr, qmgr_detail=detail, listener_ok=listener, job_stage=stage, job_result=result,
-                going_away=going_away, paused=paused, warm=warm,
+                going_away=going_away, paused=paused, warm=warm, storage_shared_outage=everywhere,
             )
         )
         self.verdicts.append(v)

@@ -164,3 +164,53 @@ def test_writes_are_at_most_every_min_gap_and_at_least_every_refresh(tmp_path: P
     while p.writes < 2 and time.monotonic() < deadline:
         done.wait(0.02)
     assert p.writes == 2
+
+
+def test_the_file_system_is_blamed_only_when_every_peer_answered_recently_that_its_storage_is_bad() -> None:
+    from mqguard.cluster.peers import Answer, shared_outage
+
+    bad = {"i-b": Answer("i-b", False, "probe timed out", 100.0), "i-c": Answer("i-c", False, "not mounted", 100.0)}
+    assert shared_outage(["i-b", "i-c"], bad, now=101.0, fresh=10).startswith("storage bad on every host: i-b")
+    assert shared_outage([], bad, 101.0, 10) == "", "no peer known: nothing is known of the file system"
+    assert shared_outage(["i-b", "i-c"], {"i-b": bad["i-b"]}, 101.0, 10) == "", "one peer silent"
+    good = {**bad, "i-c": Answer("i-c", True, "ok", 100.0)}
+    assert shared_outage(["i-b", "i-c"], good, 101.0, 10) == "", "one peer's storage is good: the trouble is ours"
+    unsure = {**bad, "i-c": Answer("i-c", None, "no answer", 100.0)}
+    assert shared_outage(["i-b", "i-c"], unsure, 101.0, 10) == ""
+    assert shared_outage(["i-b", "i-c"], bad, now=200.0, fresh=10) == "", "old answers say nothing of now"
+
+
+def test_a_peers_answer_is_outside_input(tmp_path: Path) -> None:
+    """What another host's address answers is parsed with bounds: not mqguard's status is no answer."""
+    import http.server
+
+    from mqguard.cluster.peers import ask_status
+
+    bodies = [b'{"storage_ok": false, "storage_detail": "probe timed out"}', b"<html>", b'{"storage_ok": "no"}',
+              b"[" * 100_000]
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = bodies.pop(0)
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        address = f"127.0.0.1:{srv.server_address[1]}"
+        assert ask_status(address) == (False, "probe timed out"), "a 503 still carries the status"
+        for _ in range(3):
+            ok, why = ask_status(address)
+            assert ok is None and "not with mqguard's status" in why
+        ok, why = ask_status("127.0.0.1:1")
+        assert ok is None and "no answer" in why
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -562,3 +562,20 @@ def test_a_pause_before_the_queue_manager_ever_ran_keeps_the_launch_alive_once()
     d.step(after=1, qmgr=R, stage=None, result=UP)
     # a pause once the queue manager has run: the launch hook is long completed, nothing to keep alive
     assert kinds(d.step(after=5, qmgr=R, paused=True)) == []
+
+
+def test_storage_bad_on_every_host_is_not_reported_replacing_instances_cannot_cure_the_file_system() -> None:
+    """Issue 27 item 3: when the peers say their storage is bad too, the file system itself is in trouble; reporting
+    would only replace every instance (each new one meets the same EFS, and MQ on a hard mount would have gone on
+    when EFS came back). Nothing is reported while that lasts; once a peer's storage is good again, this host's
+    own trouble is reported at once (the grace period is long past)."""
+    d = Driver(grace_period=60.0)
+    d.step(qmgr=R, result=UP)
+    everywhere = "storage bad on every host: i-b (probe timed out)"
+    v = d.step(after=5, storage=False, everywhere=everywhere)
+    for _ in range(10):
+        v = d.step(after=30, storage=False, everywhere=everywhere)
+        assert ActionKind.REPORT_UNHEALTHY not in kinds(v)
+    assert any("every host" in n and "not reporting" in n for n in v.notes), v.notes
+    v = d.step(after=5, storage=False, everywhere="")  # the peer's storage is good: the trouble is this host's
+    assert kinds(v) == [ActionKind.REPORT_UNHEALTHY]
