@@ -13,7 +13,8 @@ from mqguard.mq.mqi import PcfCollector, PcfView
 from mqguard.serve.telemetry import Telemetry
 from tests.unit.test_metrics_http_notify import registry_for, snap
 
-REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "docs" / "reference.md"
 
 
 def section_rows(heading: str) -> List[str]:
@@ -62,3 +63,39 @@ def test_every_exported_metric_has_a_row_and_every_row_is_exported() -> None:
     exported = exported_metrics()
     assert exported - documented == set(), f"metrics without a row: {sorted(exported - documented)}"
     assert documented - exported == set(), f"rows for metrics mqguard does not export: {sorted(documented - exported)}"
+
+
+USER_DOCS = ["README.md", "docs/operating.md", "docs/reference.md", "docs/deploying.md", "docs/monitoring.md",
+             "docs/real-mq.md", "docs/security.md", "docs/mqguard.8"]
+JARGON = re.compile(r"§ ?\d|\b[Ss]ection \d+|\b[Ii]ssue \d+|[Ss]ecurity round|\bround \d|\b(HIGH|MEDIUM|LOW) ?\d|"
+                    r"\bcontract\b")
+
+
+def test_user_docs_speak_to_operators_not_to_the_review() -> None:
+    """Issue 27: contract section numbers and review jargon ("security round 2", "issue 19", "§17") in the docs an
+    operator reads; they name a file that is not in the repository. Those belong in docs/development.md."""
+    found = [f"{name}:{n}: {line.strip()[:80]}" for name in USER_DOCS
+             for n, line in enumerate((ROOT / name).read_text().splitlines(), 1) if JARGON.search(line)]
+    assert found == []
+
+
+def test_the_readmes_state_line_and_healthz_claim_are_what_the_code_does() -> None:
+    """Issue 27: the README showed a state line mqguard never prints and said /healthz stays 200 through the grace
+    period; the line is rendered here by the code, and /healthz is asked for a recovering host."""
+    from mqguard.serve.http import health_verdict
+    from mqguard.supervisor.snapshot import summary_line
+    from tests.unit.test_metrics_http_notify import MONO
+
+    readme = (ROOT / "README.md").read_text()
+    running = snap(storage_path="/MQHA")
+    line = summary_line(running, 100.0, "10m", "autoscaling")
+    assert f'"{line}"' in readme, line
+    assert "503 at\nonce otherwise" in readme or "503 at once otherwise" in readme
+    recovering = snap(state="recovering", healthy=False, qmgr_status="ended_unexpectedly", bad_seconds=1.0,
+                      bad_reasons=["queue manager ended_unexpectedly"])
+    assert health_verdict(recovering, 60.0, MONO)[0] is False, "a bad host is unhealthy at once, not after grace"
+    assert health_verdict(running, 60.0, MONO)[0] is True
+    fences = [n for n, x in enumerate(readme.splitlines()) if x.startswith("```")]
+    assert len(fences) % 2 == 0, "every code block is closed (the Layout rendered as prose)"
+    layout = readme.split("## Layout", 1)[1]
+    assert layout.split("\n```\n", 1)[1].startswith("mqguard/"), "the layout is inside its code block"
