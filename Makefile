@@ -7,7 +7,7 @@ STAMP = build/.deps-stamp
 APT_STAMP = build/.apt-deps-stamp
 DEPLOY_STAMP = build/.deploy-deps-stamp
 
-.PHONY: apt-deps deps deploy-deps test lint unit e2e systemtest deploytest demo bench soak rpm clean
+.PHONY: apt-deps deps deploy-deps test lint unit e2e systemtest deploytest demo bench soak dist srpm rpm clean
 
 build:
 	mkdir -p build
@@ -102,19 +102,34 @@ VERSION := $(shell $(PYTHON) -c 'import re;print(re.search(r"__version__ = \"(.+
 RELEASE ?= 1
 SRC = build/src/mqguard-$(VERSION)
 
-# The RPM: mqguard plus its pinned, vendored libraries; see packaging/rpm/mqguard.spec.
-rpm: deps
-	rm -rf build/src build/rpmbuild
-	mkdir -p $(SRC) build/rpmbuild/SOURCES
+# The package, in three steps that need only python3 (with pip) and rpmbuild - no Debian tool:
+#   make dist   build/dist/mqguard-VERSION.tar.gz: mqguard, its pinned, vendored libraries and the spec at the top,
+#               so that `rpmbuild -tb mqguard-VERSION.tar.gz` builds it anywhere (e.g. on a RHEL 9 build host);
+#   make srpm   build/rpmbuild/SRPMS/mqguard-VERSION-RELEASE.src.rpm (`rpmbuild --rebuild` it elsewhere);
+#   make rpm    build/rpmbuild/RPMS/noarch/mqguard-VERSION-RELEASE%{?dist}.noarch.rpm.
+DIST = build/dist/mqguard-$(VERSION).tar.gz
+RPMBUILD = rpmbuild --define "_topdir $(CURDIR)/build/rpmbuild" --define "release_number $(RELEASE)"
+
+dist:
+	rm -rf build/src build/dist
+	mkdir -p $(SRC) build/dist
 	$(PYTHON) -m pip install -q --no-deps --no-compile --only-binary=:all: --target $(SRC)/lib \
 	  -r packaging/rpm/vendor-requirements.txt
 	$(PYTHON) packaging/rpm/prune.py $(SRC)/lib
 	cp -a mqguard $(SRC)/lib/
 	find $(SRC)/lib -name __pycache__ -prune -exec rm -rf {} +
 	cp -a systemd examples docs packaging README.md LICENSE $(SRC)/
-	tar -C build/src --owner=0 --group=0 --mtime=2026-01-01 -czf build/rpmbuild/SOURCES/mqguard-$(VERSION).tar.gz mqguard-$(VERSION)
-	rpmbuild -bb --quiet --define "_topdir $(CURDIR)/build/rpmbuild" --define "release_number $(RELEASE)" \
-	  packaging/rpm/mqguard.spec
+	mv $(SRC)/packaging/rpm/mqguard.spec $(SRC)/mqguard.spec  # one spec, at the top: rpmbuild -t finds it
+	tar -C build/src --owner=0 --group=0 --mtime=2026-01-01 -czf $(DIST) mqguard-$(VERSION)
+
+srpm: dist
+	rm -rf build/rpmbuild/SRPMS
+	$(RPMBUILD) -ts --quiet $(DIST)
+	@ls -l build/rpmbuild/SRPMS/
+
+rpm: dist
+	rm -rf build/rpmbuild/RPMS
+	$(RPMBUILD) -tb --quiet $(DIST)
 	@ls -l build/rpmbuild/RPMS/noarch/
 
 # Benchmarks (not timed tests): endpoint latency (EFS healthy, frozen, 100 abusive clients) and RSS, also as packaged.

@@ -192,3 +192,27 @@ def test_installed_files_alone_run_mqguard_and_talk_to_auto_scaling(installed_ro
     size = sum(f.stat().st_size for f in installed_root.rglob("*") if f.is_file() and "var/lib/rpm" not in str(f))
     print(f"\nFIGURE installed footprint: {size / 1e6:.1f} MB; rpm {os.path.getsize(next(ROOT.glob('build/rpmbuild/RPMS/noarch/*-1.noarch.rpm'))) / 1e6:.2f} MB",
           file=sys.stderr)
+
+
+@needs_rpm
+def test_the_source_tarball_builds_with_rpmbuild_alone_with_a_dist_tag(rpm_file: Path, tmp_path: Path) -> None:
+    """Issue 27: `make rpm` worked only on Debian (apt, dpkg); a RHEL build host could not rebuild the package.
+    `make dist` makes a self-contained tarball (the spec at its top, the libraries vendored); `rpmbuild -tb` on
+    it, and `rpmbuild --rebuild` on the SRPM of `make srpm`, need nothing else, and take the host's dist tag."""
+    dry = subprocess.run(["make", "-n", "rpm"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+    assert "apt-get" not in dry and "dpkg" not in dry, "make rpm needs python3's pip and rpmbuild, nothing Debian's"
+    res = subprocess.run(["make", "-s", "srpm"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr
+    srpm = next((ROOT / "build" / "rpmbuild" / "SRPMS").glob(f"mqguard-{__version__}-1.src.rpm"))
+    tarball = ROOT / "build" / "dist" / f"mqguard-{__version__}.tar.gz"
+    listing = subprocess.run(["tar", "-tzf", str(tarball)], capture_output=True, text=True, check=True).stdout
+    assert f"mqguard-{__version__}/mqguard.spec" in listing.split(), "rpmbuild -ta/-tb finds the spec at the top"
+    assert f"mqguard-{__version__}/lib/boto3/__init__.py" in listing.split(), "the libraries are in it"
+    for how, args in (("tarball", ["-tb", str(tarball)]), ("srpm", ["--rebuild", str(srpm)])):
+        top = tmp_path / how
+        res = subprocess.run(["rpmbuild", *args, "--quiet", "--define", f"_topdir {top}", "--define", "dist .el9"],
+                             capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin",
+                                                                               "HOME": str(tmp_path)})
+        assert res.returncode == 0, (how, res.stdout + res.stderr)
+        built = list((top / "RPMS" / "noarch").glob("*.rpm"))
+        assert [b.name for b in built] == [f"mqguard-{__version__}-1.el9.noarch.rpm"], (how, built)
