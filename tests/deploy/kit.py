@@ -55,8 +55,10 @@ def load_template(path: Path = TEMPLATE) -> Template:
 def user_data_files(template: Template) -> Dict[str, str]:
     """The files the launch template's user data writes ({path: content}), ${...} left as they are."""
     ud = template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]
-    text = re.sub(r"(?m)^(\s*)\$\{[^}]+\}\s*$", r"\1# SUB", ud["Fn::Sub"][0])  # a line that is one whole value
-    doc = yaml.safe_load(re.sub(r"\$\{[^}]+\}", "SUB", text))  # placeholders YAML can read
+    text = ud["Fn::Sub"][0].replace("${!", "\x00LITERAL\x00")  # CloudFormation's ${!x} is a literal ${x}
+    text = re.sub(r"(?m)^(\s*)\$\{[^}]+\}\s*$", r"\1# SUB", text)  # a line that is one whole value
+    text = re.sub(r"\$\{[^}]+\}", "SUB", text).replace("\x00LITERAL\x00", "${")  # placeholders YAML can read
+    doc = yaml.safe_load(text)
     return {str(f["path"]): str(f.get("content", "")) for f in doc.get("write_files", []) or []}
 
 

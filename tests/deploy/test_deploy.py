@@ -30,7 +30,8 @@ PARAMETER_SETS: Dict[str, Dict[str, str]] = {
     "multi-3az-nfs-kms": {"Mode": "multi-instance", "AvailabilityZoneCount": "3", "EfsMount": "nfs4.1",
                           "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-1111-2222-3333-444455556666",
                           "StopTimeout": "120", "StartTimeout": "600"},
-    "single-warm-pool": {"WarmPool": "true", "ClientCidr": "172.16.0.0/12"},
+    "single-warm-pool": {"WarmPool": "true", "ClientCidr": "172.16.0.0/12", "GracePeriod": "1m30s",
+                         "RestartAttempts": "5", "LockWait": "90s", "MqscParameterName": "/mq-prod/QM1/mqsc"},
     "existing-vpc-rhel9": {"ExistingVpcId": "(made by the test)", "ImageBase": "rhel9",
                            "MonitoringSecurityGroupId": "(made by the test)", "MqPeerCidr": "10.60.0.0/16",
                            "MqPeerPorts": "1414-1415", "LdapCidr": "10.61.0.0/24"},
@@ -537,10 +538,10 @@ BROKEN: Dict[str, Callable[[kit.Template], None]] = {
     "RHEL root device mapped as /dev/xvda": _set(["Mappings", "RootDevice", "rhel9", "Name"], "/dev/xvda"),
     # security round 3 HIGH 1: root following a path an EFS writer controls
     "root makes the queue manager's parents": _user_data_edit(
-        "      RequiresMountsFor=/MQHA\n      After=mqha-mount.service\n# mqguard starts only now",
+        "      RequiresMountsFor=/MQHA\n      After=mqha-mount.service\n  - path: /usr/local/sbin/mqguard-fetch-mqsc",
         "      RequiresMountsFor=/MQHA\n      After=mqha-mount.service\n      [Service]\n"
         "      ExecStartPre=+/usr/bin/install -d -o mqm -g mqm -m 2775 /MQHA/qmgrs /MQHA/logs\n"
-        "# mqguard starts only now"),
+        "  - path: /usr/local/sbin/mqguard-fetch-mqsc"),
     "the mount unit chowns below the mount point": _user_data_edit(
         "      ExecStartPost=-/usr/bin/chown mqm:mqm /MQHA\n",
         "      ExecStartPost=-/usr/bin/chown mqm:mqm /MQHA\n      ExecStartPost=/usr/bin/chown -R mqm:mqm /MQHA/qmgrs\n"),
@@ -639,3 +640,57 @@ def test_every_broken_copy_is_rejected_and_we_say_by_what(moto: MotoAsg, templat
     for name, how in caught.items():
         print(f"  {name:45} <- {how}")
     assert missed == [], f"not rejected by any check: {missed}"
+
+
+# ------------------------------------------------------------------ 7. tunables and the stack's MQSC
+
+def test_the_stacks_tunables_reach_mqguards_configuration(moto: MotoAsg, template: kit.Template) -> None:
+    """Issue 27: what `mqguard history --advise` tunes could not be applied durably on the kit (an instance's own
+    conf.d goes with the instance): the stack takes them as parameters and writes them into 10-stack.conf."""
+    d = deploy(moto, template, {"GracePeriod": "1m30s", "RestartAttempts": "5", "LockWait": "90s"})
+    cfg = stackcheck.mqguard_config(stackcheck.parse_user_data(d.user_data()))
+    assert (cfg.health.grace_period, cfg.health.restart_attempts, cfg.queue_manager.lock_wait) == (90.0, 5, 90.0)
+
+
+def test_the_stacks_mqsc_is_fetched_from_its_parameter_and_the_only_one_readable(moto: MotoAsg,
+                                                                                template: kit.Template,
+                                                                                tmp_path: Path) -> None:
+    """Issue 27: how the operator's MQSC reaches a kit instance. The user data's script, as the template has it,
+    run with the real AWS CLI against moto's SSM; the role may read that one parameter and nothing else."""
+    script = tmp_path / "mqguard-fetch-mqsc"
+    script.write_text(kit.user_data_files(template)["/usr/local/sbin/mqguard-fetch-mqsc"])
+    script.chmod(0o755)
+    mqsc = "DEFINE QLOCAL('APP.IN') REPLACE\nSET CHLAUTH('APP.SVRCONN') TYPE(BLOCKUSER) USERLIST('nobody')\n"
+    moto.client("ssm").put_parameter(Name="/mq-test/QM1/mqsc", Value=mqsc, Type="String", Overwrite=True)
+    out = tmp_path / "50-stack.mqsc"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": moto.url, "MQSC_FILE": str(out),
+           "MQSC_FETCH_TRIES": "2", "MQSC_FETCH_PAUSE": "0"}
+    res = subprocess.run([str(script), "/mq-test/QM1/mqsc", "us-east-1"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert out.read_text().strip() == mqsc.strip() and oct(out.stat().st_mode)[-3:] == "644"
+    out.unlink()
+    res = subprocess.run([str(script), "", "us-east-1"], env=env, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and not out.exists(), "no parameter named: nothing fetched, nothing written"
+    res = subprocess.run([str(script), "/mq-test/none", "us-east-1"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 1 and "could not read SSM parameter /mq-test/none" in res.stderr, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("50-stack")) == [], "no partial file"
+    # the instance role: that one parameter, nothing else of Parameter Store
+    res_ = network.Resolver(template, {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR,
+                                      "MqscParameterName": "/mq-prod/QM1/mqsc"})
+    statements = [st for r in res_.resources().values() if r["Type"] == "AWS::IAM::Policy"
+                  for st in res_.value(r["Properties"])["PolicyDocument"]["Statement"]]
+    policy = {"Statement": statements}
+    arn = "arn:aws:ssm:us-east-1:123456789012:parameter"
+    assert kit.allowed(policy, "ssm:GetParameter", f"{arn}/mq-prod/QM1/mqsc")
+    for other in (f"{arn}/mq-prod/QM1/other", f"{arn}/mq-prod/QM1/mqsc2", f"{arn}/db/password"):
+        assert not kit.allowed(policy, "ssm:GetParameter", other), other
+    assert not kit.allowed(policy, "ssm:GetParameters", f"{arn}/mq-prod/QM1/mqsc")
+    assert not kit.allowed(policy, "ssm:PutParameter", f"{arn}/mq-prod/QM1/mqsc")
+    runcmd = stackcheck.parse_user_data(deploy(moto, template, {"MqscParameterName": "/mq-prod/QM1/mqsc"})
+                                        .user_data())["runcmd"]
+    fetch = next(i for i, c in enumerate(runcmd) if "mqguard-fetch-mqsc" in str(c))
+    start = next(i for i, c in enumerate(runcmd) if "mqguard.service" in str(c))
+    assert fetch < start and "/mq-prod/QM1/mqsc" in str(runcmd[fetch]), "fetched before mqguard starts"
