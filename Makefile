@@ -1,6 +1,6 @@
 # mqguard — see README.md. Every target installs what it needs first.
 PYTHON ?= python3
-APT_PACKAGES = bindfs fuse3 procps iproute2 util-linux systemd python3 python3-systemd python3-venv prometheus libsystemd-dev pkg-config rpm rpmlint man-db polkitd dbus
+APT_PACKAGES = bindfs fuse3 libfuse2 fio procps iproute2 util-linux systemd python3 python3-systemd python3-venv prometheus libsystemd-dev pkg-config rpm rpmlint man-db polkitd dbus
 # only the deploy kit's checks (tests/deploy) need these: `make unit` does not install them
 DEPLOY_APT_PACKAGES = cloud-init packer nftables
 STAMP = build/.deps-stamp

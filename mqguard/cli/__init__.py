@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only what an image build can check (no configuration, mount or queue manager needed)")
     pre.add_argument("--write-sysctl", metavar="FILE",
                      help="write a sysctl.d file that raises only the kernel parameters below IBM's minimums, and exit")
+    pre.add_argument("--storage", action="store_true",
+                     help="measure the mounted storage the way MQ uses it: log writes, locks, metadata, and on AWS the "
+                          "file system's throughput mode and burst credits (bounded by --seconds; writes only its own "
+                          "files under .mqguard/)")
+    pre.add_argument("--seconds", metavar="N", default="30",
+                     help="with --storage: how long to measure (default 30, at most 300)")
+    pre.add_argument("--json", action="store_true", help="with --storage: one JSON document")
+    pre.add_argument("--path", metavar="DIR",
+                     help="with --storage: measure DIR instead of the configured storage (an image build's scratch "
+                          "directory; no configuration needed)")
     pre.add_argument("--proc-sys", default="/proc/sys", help=argparse.SUPPRESS)  # tests: a simulated host
     pre.add_argument("--mountinfo", default="/proc/self/mountinfo", help=argparse.SUPPRESS)
     switch = add("switchover", "multi-instance: hand the active instance to the standby on the other host")
@@ -196,6 +206,10 @@ def cmd_preflight(args: argparse.Namespace) -> int:
             fh.write(text)
         print(text, end="")
         return EX_OK
+    if args.storage:
+        from mqguard.cli.storage import run_storage_check
+
+        return run_storage_check(None if args.path else _load(args.config), args)
     cfg = None if args.image else _load(args.config)
     findings = run_preflight(cfg, Host(proc_sys=args.proc_sys, mountinfo=args.mountinfo), image=args.image)
     print(render(findings))
