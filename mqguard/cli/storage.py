@@ -71,8 +71,20 @@ def run_storage_check(cfg: Optional[Config], args: argparse.Namespace) -> int:
         owners = allowed_owners()
     signal.signal(signal.SIGTERM, _stop)
     progress = _Progress()
+    live = st.Liveness()
+
+    def stalled(phase: str, blocked: float) -> None:
+        progress.done()
+        print(f"mqguard preflight: FAIL the storage stopped answering: one operation ({phase}) has not returned "
+              f"for {blocked:.0f} s (a hung EFS mount or NFS server?). Nothing was changed; the check's own "
+              f"directory under {path}/.mqguard/storage-check/ may remain: remove it once the storage answers.",
+              file=sys.stderr, flush=True)
+        os._exit(EX_UNHEALTHY)  # the blocked call waits in the kernel: no cleanup can run past it
+
+    st.watch_for_stall(live, st.STALL_SECONDS, stalled)
     try:
-        check = st.StorageCheck(path, owners, seconds, progress=progress, mount_point=cfg is not None)
+        check = st.StorageCheck(path, owners, seconds, progress=progress, mount_point=cfg is not None,
+                                liveness=live)
     except (UnsafePath, OSError) as exc:
         print(f"mqguard preflight: cannot make the check's directory under {path}/.mqguard: {exc}", file=sys.stderr)
         return EX_UNHEALTHY
@@ -88,6 +100,7 @@ def run_storage_check(cfg: Optional[Config], args: argparse.Namespace) -> int:
         return EX_UNHEALTHY
     finally:
         check.close()
+        live.finish()
     progress.done()
     checks: List[st.Check] = st.checks_for(results)
     if cfg is not None and cfg.health.report.value == "autoscaling":

@@ -36,6 +36,10 @@ from mqguard.efs.statedir import open_sub_dir
 CHECK_DIR = "storage-check"
 PAGE = 4096
 WRITERS = 4  # concurrent log writers (committing applications)
+# An operation that has not returned for this long means the storage stopped answering (a hung EFS: NFS's hard
+# mount retries for ever); the command says so and exits instead of hanging. EFS mounts retry after 60 s
+# (timeo=600), so a healthy but slow answer comes back well before this.
+STALL_SECONDS = 30.0
 MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_SECONDS = 30.0
 MAX_SECONDS = 300.0
@@ -129,19 +133,60 @@ def _open_new(dfd: int, name: str) -> int:
     return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
 
 
+class Liveness:
+    """When the check last got an answer from the storage, and in which phase: what the stall watch reads."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.phase = "opening the check's directory"
+        self.answered = clock()
+        self.done = threading.Event()
+
+    def answer(self, phase: str) -> None:
+        self.phase, self.answered = phase, self.clock()
+
+    def finish(self) -> None:
+        self.done.set()
+
+
+def watch_for_stall(live: Liveness, limit: float, on_stall: Callable[[str, float], None]) -> threading.Thread:
+    """A thread that calls ``on_stall(phase, seconds blocked)`` once if no operation returns for ``limit``
+    seconds before ``live.finish()``. The blocked call itself cannot be interrupted (it waits in the kernel)."""
+
+    def watch() -> None:
+        while not live.done.wait(min(0.5, limit / 4)):
+            blocked = live.clock() - live.answered
+            if blocked >= limit:
+                on_stall(live.phase, blocked)
+                return
+
+    t = threading.Thread(target=watch, name="storage-stall-watch", daemon=True)
+    t.start()
+    return t
+
+
 class StorageCheck:
     """One run in one directory of its own; ``run`` measures, ``close`` removes everything it made."""
 
     def __init__(self, storage_path: str, owners: FrozenSet[int], seconds: float = DEFAULT_SECONDS,
                  max_bytes: int = MAX_BYTES, clock: Callable[[], float] = time.monotonic,
                  progress: Callable[[str, float], None] = lambda phase, left: None,
-                 mount_point: bool = True, writers: int = WRITERS) -> None:
+                 mount_point: bool = True, writers: int = WRITERS, liveness: Optional[Liveness] = None) -> None:
         self.storage_path = storage_path
+        self.live = liveness or Liveness(clock)
+        shown = progress
+
+        def progress_and_answer(phase: str, left: float) -> None:
+            self.live.answer(phase)
+            shown(phase, left)
+
+        progress = progress_and_answer
         self.owners = owners
         self.seconds = min(max(seconds, 1.0), MAX_SECONDS)
         self.budget = Budget(self.seconds, max_bytes, clock)
         self.clock = clock
         self.progress = progress
+        self.progress_only = shown  # the concurrent phase's writers answer for themselves
         self.writers = writers
         self.name = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         parent = open_sub_dir(storage_path, owners, CHECK_DIR, create=True, mount_point=mount_point)
@@ -158,11 +203,17 @@ class StorageCheck:
     def run(self) -> Results:
         r = Results()
         start = self.clock()
+        self.live.answer("log writes, one writer")
         self._log(r)
+        self.live.answer("reading the log back")
         self._read(r)
+        self.live.answer(f"log writes, {self.writers} writers at once")
         self._concurrent(r)
+        self.live.answer("file locks")
         self._locks(r)
+        self.live.answer("metadata (create, write, fsync, rename, delete)")
         self._metadata(r)
+        self.live.answer("removing the check's files")
         r.bytes_written = self.budget.written
         r.seconds = self.clock() - start
         return r
@@ -208,6 +259,7 @@ class StorageCheck:
                 if not chunk:
                     break
                 done += len(chunk)
+                self.live.answer("reading the log back")
             took = self.clock() - t0
             r.read_bytes_per_second = done / took if took > 0 and done else 0.0
         finally:
@@ -234,6 +286,7 @@ class StorageCheck:
                     took = self.clock() - t0
                     with lock:
                         r.concurrent.latencies.append(took)
+                    self.live.answer(f"log writes, {self.writers} writers at once")
             except BaseException as exc:  # reported by the caller
                 errors.append(exc)
 
@@ -243,7 +296,7 @@ class StorageCheck:
             for t in threads:
                 t.start()
             while any(t.is_alive() for t in threads):
-                self.progress(f"log writes, {self.writers} writers at once", end - self.clock())
+                self.progress_only(f"log writes, {self.writers} writers at once", end - self.clock())
                 for t in threads:
                     t.join(0.2)
         finally:

@@ -694,3 +694,22 @@ def test_the_stacks_mqsc_is_fetched_from_its_parameter_and_the_only_one_readable
     fetch = next(i for i, c in enumerate(runcmd) if "mqguard-fetch-mqsc" in str(c))
     start = next(i for i, c in enumerate(runcmd) if "mqguard.service" in str(c))
     assert fetch < start and "/mq-prod/QM1/mqsc" in str(runcmd[fetch]), "fetched before mqguard starts"
+
+
+def test_the_storage_check_may_read_its_own_file_system_only(template: kit.Template) -> None:
+    """Issue 28: `mqguard preflight --storage` reads the throughput mode and burst credits, read-only."""
+    res = network.Resolver(template, {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR})
+    statements = [st for r in res.resources().values() if r["Type"] == "AWS::IAM::Policy"
+                  for st in json.loads(json.dumps(res.value(r["Properties"]), default=str))[
+                      "PolicyDocument"]["Statement"]]
+    policy = {"Statement": statements}
+    # the ARN is spelled with !Sub (moto's CloudFormation has no GetAtt Arn for a file system); the resolver
+    # leaves the resource's ${FileSystem} in place, which stands for this stack's file system here
+    own = "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/${FileSystem}"
+    assert kit.allowed(policy, "elasticfilesystem:DescribeFileSystems", own)
+    assert not kit.allowed(policy, "elasticfilesystem:DescribeFileSystems",
+                           "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/fs-other")
+    assert kit.allowed(policy, "cloudwatch:GetMetricStatistics", "*")
+    for action in ("elasticfilesystem:DeleteFileSystem", "elasticfilesystem:PutFileSystemPolicy",
+                   "cloudwatch:PutMetricData"):
+        assert not kit.allowed(policy, action, own) and not kit.allowed(policy, action, "*"), action

@@ -13,6 +13,7 @@ import argparse
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -134,7 +135,17 @@ class SlowFs:
             time.sleep(0.05)
         return self
 
+    def freeze(self) -> None:
+        """Every operation on the mount blocks until ``thaw`` (a hung EFS): the FUSE process is stopped."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
+        self.thaw()
         if os.path.ismount(self.path):
             subprocess.run(["fusermount", "-u", "-z", str(self.path)], capture_output=True, timeout=10)
         if self.proc is not None:

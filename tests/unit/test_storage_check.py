@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -203,3 +204,60 @@ def _fs(fs_id: str, mode: str) -> Dict[str, Any]:
             "CreationTime": datetime.now(timezone.utc), "LifeCycleState": "available", "NumberOfMountTargets": 2,
             "SizeInBytes": {"Value": 10 * 1024 ** 3}, "PerformanceMode": "generalPurpose", "ThroughputMode": mode,
             "Tags": []}
+
+
+def test_a_hung_storage_is_reported_not_waited_on_forever(slow: SlowFs) -> None:
+    """A frozen mount (EFS not answering) blocks fdatasync in the kernel; the check says so and exits 1 after
+    STALL_SECONDS instead of hanging the operator's terminal (or the AMI build)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "mqguard", "preflight", "--storage", "--path", str(slow.path),
+                             "--seconds", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    runs = slow.backing / ".mqguard" / "storage-check"
+    err = ""
+    try:
+        wait_until(lambda: runs.is_dir() and any(runs.iterdir()), 20, "the check started")
+        slow.freeze()
+        frozen = time.monotonic()
+        assert proc.stderr is not None
+        fd = proc.stderr.fileno()
+        while "stopped answering" not in err and time.monotonic() - frozen < st.STALL_SECONDS + 15:
+            if select.select([fd], [], [], 0.2)[0]:
+                err += os.read(fd, 65536).decode(errors="replace")
+        took = time.monotonic() - frozen
+        # The process has called os._exit; its thread blocked in the frozen FUSE request can only go once the file
+        # system answers (a FUSE request already read by its server waits uninterruptibly; an NFS hard mount's
+        # waits are killable, so on EFS the exit is immediate).
+        slow.thaw()
+        proc.wait(timeout=20)
+    finally:
+        slow.thaw()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    print(f"\nFIGURE storage check on a frozen mount: said so {took:.1f} s after the freeze, exit {proc.returncode}")
+    assert "stopped answering" in err and "log writes" in err, err
+    assert proc.returncode == 1, err
+    assert st.STALL_SECONDS - 1 <= took <= st.STALL_SECONDS + 15, took
+
+
+def test_the_stall_watch_names_the_phase_and_how_long(slow: SlowFs) -> None:
+    """In process, with a short limit: the watch fires once, naming the phase and the time blocked."""
+    seen = []
+
+    def on_stall(phase: str, blocked: float) -> None:
+        seen.append((phase, blocked))
+        slow.thaw()  # the test's own way out; the command exits instead
+
+    live = st.Liveness()
+    c = st.StorageCheck(str(slow.path), frozenset({os.geteuid()}), seconds=4, mount_point=False, liveness=live)
+    watch = st.watch_for_stall(live, 1.5, on_stall)
+    try:
+        import threading
+        threading.Timer(0.5, slow.freeze).start()
+        c.run()
+    finally:
+        live.finish()
+        slow.thaw()
+        c.close()
+        watch.join(5)
+    assert len(seen) == 1 and seen[0][0].startswith("log writes") and seen[0][1] >= 1.5, seen
