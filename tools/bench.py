@@ -7,7 +7,10 @@ sequential keep-alive requests per endpoint with EFS healthy, with EFS frozen
 connected (50 dripping their headers a byte at a time, 25 scraping /metrics
 back to back, 25 sending oversized headers in a loop). Prints median and p99
 per case, the frozen/healthy ratio, and the daemon's RSS (report = log and
-report = autoscaling). Target: p99 under 10 ms in every case.
+report = autoscaling). Target: p99 under 10 ms in every case. Then the storage
+check (`mqguard preflight --storage`): its own CPU and peak RSS, on a local
+directory and on a FUSE storage with 2 ms per fdatasync, and its log-write
+figures next to fio's on the same mount.
 Loopback only; bounded; everything is stopped and unmounted at the end.
 """
 
@@ -15,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import multiprocessing
+import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -24,7 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 from tests.peers.aws import MotoAsg  # noqa: E402
 from tests.peers.efs import FakeEfs  # noqa: E402
 from tests.peers.imds import ImdsServer  # noqa: E402
+from tests.peers.slowfs import SlowFs, fio_log_write_ms  # noqa: E402
+from tests.peers.slowfs import available as slowfs_available  # noqa: E402
 from tests.support import Harness, free_port  # noqa: E402
 
 TARGET_P99_MS = 10.0
@@ -283,7 +291,71 @@ def main() -> int:
         print(f"RSS of mqguard run as packaged (system python3 -sE, vendored libraries, report = autoscaling "
               f"against moto + IMDSv2, after the preflight): {packaged:.1f} MiB "
               f"(target {TARGET_RSS_MIB:g} MiB: {'met' if good else 'MISSED'})")
+    storage_bench()
     return 0 if ok else 1
+
+
+def storage_check(path: Path, seconds: int) -> Tuple[Dict[str, Any], float, float, float]:
+    """One `mqguard preflight --storage --json` run: (its JSON, CPU seconds, peak RSS MiB, wall seconds)."""
+    out = path.parent / f"{path.name}-check.json"
+    began = time.monotonic()
+    with open(out, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "mqguard", "preflight", "--storage", "--path", str(path),
+                                 "--seconds", str(seconds), "--json"], stdout=fh, stderr=subprocess.DEVNULL,
+                                cwd=ROOT)
+        # the peak RSS since exec (VmHWM): wait4's ru_maxrss would count the fork of this big process before exec
+        peak = 0.0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) / 1024)
+            except OSError:
+                pass
+            time.sleep(0.1)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - began
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"storage check on {path} exited {proc.returncode}")
+    return json.loads(out.read_text()), usage.ru_utime + usage.ru_stime, peak, wall
+
+
+def storage_bench(seconds: int = 20, injected: float = 0.002) -> None:
+    print(f"\nstorage check (mqguard preflight --storage --seconds {seconds}), its own cost and its agreement with fio")
+    print("\n| storage | CPU s | CPU % of one core | peak RSS MiB | log write p50 ms | p99 ms | writes/s | "
+          "fio p50 ms | fio p99 ms | fio writes/s | p50 ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    tmp = Path(tempfile.mkdtemp(prefix="mqguard-bench-storage-"))
+    local = tmp / "local"
+    local.mkdir()
+    targets: List[Tuple[str, Path]] = [("local directory", local)]
+    slow: Optional[SlowFs] = None
+    why = slowfs_available()
+    if not why:
+        slow = SlowFs(tmp, injected).start()
+        targets.append((f"FUSE, {injected * 1000:g} ms per fdatasync", slow.path))
+    try:
+        for name, path in targets:
+            doc, cpu, rss, wall = storage_check(path, seconds)
+            got = {c["name"]: c["value"] for c in doc["checks"]}
+            fio = fio_log_write_ms(path) if shutil.which("fio") else None
+            row = (f"| {name} | {cpu:.1f} | {100 * cpu / wall:.0f} | {rss:.1f} | {got['log_write_p50']:.2f} | "
+                   f"{got['log_write_p99']:.2f} | {got['log_writes_per_second']:.0f} | ")
+            if fio is None:
+                row += "fio not installed | | | |"
+            else:
+                row += (f"{fio['p50']:.2f} | {fio['p99']:.2f} | {fio['iops']:.0f} | "
+                        f"{got['log_write_p50'] / fio['p50']:.3f} |")
+            print(row)
+    finally:
+        if slow is not None:
+            slow.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if why:
+        print(f"(the FUSE row was skipped: {why})")
 
 
 def packaged_rss() -> Optional[float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import shutil
 import signal
@@ -155,6 +156,21 @@ class SlowFs:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
             self.proc = None
+
+
+def fio_log_write_ms(directory: Path) -> Dict[str, float]:
+    """fio's job for the same pattern: 4 KiB sequential writes, fdatasync after each, one job (p50/p99 of the
+    write plus its sync, as mqguard measures the pair)."""
+    res = subprocess.run(["fio", "--name=mqlog", f"--directory={directory}", "--rw=write", "--bs=4k",
+                          "--fdatasync=1", "--size=64m", "--runtime=5", "--time_based", "--ioengine=sync",
+                          "--output-format=json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    job = json.loads(res.stdout)["jobs"][0]
+    out = {}
+    for q, key in ((50, "50.000000"), (99, "99.000000")):
+        out[f"p{q}"] = (job["write"]["clat_ns"]["percentile"][key] + job["sync"]["lat_ns"]["percentile"][key]) / 1e6
+    out["iops"] = job["write"]["iops"]
+    return out
 
 
 def available() -> str:
