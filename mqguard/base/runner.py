@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from mqguard.base.untrusted import loggable
-from mqguard.config import Config, error_for
 
 log = logging.getLogger(__name__)
 
@@ -287,17 +286,3 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         log.warning("pid %d (%s) did not die after SIGKILL; leaving it to a reaper thread", proc.pid, proc.args)
         threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
-
-
-def build_runner(cfg: Config) -> CommandRunner:
-    """The MQ command runner for ``cfg``; ConfigError when run_as cannot be used by this process."""
-    user = cfg.queue_manager.run_as
-    try:
-        run_as = RunAs.lookup(user)
-    except KeyError:
-        raise error_for(cfg, "queue_manager", "run_as", user,
-                        "expected an existing user (MQ's commands run as this user)") from None
-    if run_as is not None and os.geteuid() != 0:
-        raise error_for(cfg, "queue_manager", "run_as", user,
-                        "expected empty or mqguard's own user: switching user needs root")
-    return CommandRunner(run_as=run_as)

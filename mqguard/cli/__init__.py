@@ -175,8 +175,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from mqguard.base import logsetup
-    from mqguard.base.runner import build_runner
     from mqguard.cli import check as checks
+    from mqguard.mq.commands import build_runner
 
     if args.nagios:  # a plugin never exits 78 or 1 for "cannot tell": that is UNKNOWN
         try:
@@ -217,7 +217,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mqguard.supervisor.wiring import Service
+    from mqguard.cli.run import Service
 
     path = args.config or config_mod.default_path()
     cfg = config_mod.load(path)

@@ -10,9 +10,10 @@ import time
 from typing import Any, Dict, List, Optional
 
 from mqguard.base import privileges
+from mqguard.base.durations import format_duration
 from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
 from mqguard.config import Config
-from mqguard.config.values import duration, format_duration
+from mqguard.config.values import duration
 from mqguard.efs.statedir import allowed_owners
 from mqguard.efs.storage import check_mount
 from mqguard.history.advice import Advice, Current, advise

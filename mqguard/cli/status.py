@@ -15,7 +15,7 @@ from mqguard.base import privileges
 from mqguard.base.exitcodes import EX_DEGRADED, EX_OK, EX_UNHEALTHY
 from mqguard.base.untrusted import load_json, loggable
 from mqguard.config import Config
-from mqguard.supervisor.machine import State
+from mqguard.supervisor.model import State
 
 UNHEALTHY_STATES = {State.FAILED, State.STOPPING}
 

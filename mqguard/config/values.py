@@ -15,6 +15,8 @@ import re
 import shlex
 from typing import Callable, List, Optional, Tuple, cast
 
+from mqguard.base.durations import format_duration
+
 MAX_VALUE = 4096  # characters of any one value
 
 _QMGR_NAME = re.compile(r"^[A-Za-z0-9._/%]{1,48}$")
@@ -281,22 +283,3 @@ def format_value(value: object) -> str:
     if isinstance(value, float):
         return format_duration(value)
     return str(value)
-
-
-def format_duration(seconds: float) -> str:
-    """In the grammar ``parse_duration`` reads: 0s, 500ms, 20s, 5m, 1h30m, 1d1h1m1s, 1m0.5s."""
-    if seconds <= 0:
-        return "0s"
-    millis = round(seconds * 1000, 3)
-    if seconds < 1 and millis == int(millis):
-        return f"{int(millis)}ms"
-    whole = int(seconds)
-    fraction = round(seconds - whole, 6)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if whole >= size:
-            parts.append(f"{whole // size}{unit}")
-            whole %= size
-    if whole or fraction:
-        parts.append(f"{whole + fraction:g}s" if fraction else f"{whole}s")
-    return "".join(parts)

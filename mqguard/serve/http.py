@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from mqguard.base.untrusted import loggable
-from mqguard.supervisor.machine import State
+from mqguard.supervisor.model import State
 from mqguard.supervisor.snapshot import Snapshot
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ from prometheus_client.registry import Collector
 
 from mqguard import __version__
 from mqguard.aws.autoscaling import OPERATIONS
+from mqguard.base.telemetry import COMMAND_BUCKETS, Histogram, Telemetry
 from mqguard.mq.diagnostics import SEVERITIES
 from mqguard.mq.status import ALL_STATUSES
-from mqguard.serve.telemetry import COMMAND_BUCKETS, Histogram, Telemetry
-from mqguard.supervisor.machine import State
+from mqguard.supervisor.model import State
 from mqguard.supervisor.snapshot import Snapshot
 
 KNOWN_COMMANDS = ("dspmq", "dspmqinf", "addmqinf", "crtmqm", "strmqm", "endmqm", "runmqsc")

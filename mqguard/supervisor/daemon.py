@@ -1,7 +1,7 @@
 """The daemon: observe, ask the state machine, carry out its actions, publish, wait.
 
 It decides nothing: the rules live in ``machine.py`` (and ``judge.py``), the parts are
-built by ``wiring.py``, observing, acting and shutting down live in ``observer.py``,
+built by ``cli/run.py``, observing, acting and shutting down live in ``observer.py``,
 ``effects.py`` and ``shutdown.py``. Signal handlers only set flags; the loop wakes on
 a self-pipe, on the amqzxma0 pidfd (crash detection within milliseconds), on a
 finished job, or when the next poll or a machine deadline is due.
@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Tuple
 from mqguard import __version__
 from mqguard import config as config_mod
 from mqguard.base.clock import Clock
-from mqguard.config.values import format_duration
+from mqguard.base.durations import format_duration
 from mqguard.mq.service import Role, role_of
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor import effects, observer

@@ -13,13 +13,13 @@ from contextlib import nullcontext
 from typing import Callable, List, Optional
 
 from mqguard.aws.lifecyclehooks import Hooks, heartbeat_interval
+from mqguard.base.telemetry import Telemetry
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.control import StartResult
 from mqguard.mq.level import LevelGuard
 from mqguard.mq.lifecycle import Lifecycle, PrepareError
 from mqguard.mq.service import Role
-from mqguard.serve.telemetry import Telemetry
-from mqguard.supervisor.machine import JobOutcome, JobResult, JobStage
+from mqguard.supervisor.model import JobOutcome, JobResult, JobStage
 from mqguard.supervisor.worker import StageSetter
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
-from mqguard.config.values import format_duration
+from mqguard.base.durations import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.supervisor.model import JobStage, Observation, Settings
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import InitVar, dataclass, field, replace
 from typing import List, Optional, Sequence
 
-from mqguard.config.values import format_duration
+from mqguard.base.durations import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.supervisor.budget import RestartBudget
 from mqguard.supervisor.judge import Judgement, Seen, judge

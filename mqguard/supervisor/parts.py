@@ -1,4 +1,4 @@
-"""The record of every part the loop observes and acts through (built by ``wiring.py``)."""
+"""The record of every part the loop observes and acts through (built by ``cli/run.py``, the composition root)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from mqguard.aws.errors import AwsErrors
 from mqguard.aws.lifecyclehooks import Hooks
 from mqguard.aws.termination import TerminationWatch
 from mqguard.base.clock import Clock
+from mqguard.base.notify import Notifier
 from mqguard.base.runner import CommandRunner
-from mqguard.cluster.peers import PeerStorage
-from mqguard.cluster.publisher import HostPublisher
+from mqguard.base.telemetry import Telemetry
 from mqguard.config import Config
 from mqguard.efs.pause import PauseWatch
 from mqguard.efs.statedir import StateDirStatus
@@ -26,9 +26,8 @@ from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.listener import ListenerProbe
 from mqguard.mq.pidwatch import ControllerWatch
 from mqguard.mq.service import QueueManagerService
-from mqguard.serve.notify import Notifier
-from mqguard.serve.telemetry import Telemetry
 from mqguard.supervisor.jobs import Jobs
+from mqguard.supervisor.ports import HostRecord, PeerView
 from mqguard.supervisor.reporter import Reporter
 from mqguard.supervisor.wakeup import WakePipe
 from mqguard.supervisor.worker import Worker
@@ -66,5 +65,5 @@ class Parts:
     reporter: Reporter
     jobs: Jobs
     history: HistoryWriter  # this host's events, appended to the shared history on EFS off the loop
-    hosts: HostPublisher  # this host's record for `mqguard list`, kept current on EFS off the loop
-    peers: PeerStorage  # what the other hosts say of the storage while this host's is bad
+    hosts: HostRecord  # this host's record for `mqguard list`, kept current on EFS off the loop
+    peers: PeerView  # what the other hosts say of the storage while this host's is bad

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, List, Optional
 
 from mqguard import __version__
-from mqguard.config.values import format_duration
+from mqguard.base.durations import format_duration
 from mqguard.efs.pause import Pause
 from mqguard.mq.status import counts_healthy
 from mqguard.supervisor.machine import Machine, Observation, Verdict

@@ -15,11 +15,11 @@ from typing import Iterator, List, Optional
 import pytest
 
 from mqguard import config as config_mod
+from mqguard.base.telemetry import Telemetry
+from mqguard.cli.run import build_daemon
 from mqguard.serve.control import Peer, Request
-from mqguard.serve.telemetry import Telemetry
+from mqguard.serve.operations import Operations
 from mqguard.supervisor.model import State
-from mqguard.supervisor.operations import Operations
-from mqguard.supervisor.wiring import build_daemon
 from tests.conftest import Harness, wait_until
 from tests.peers.aws import FaultProxy, MotoAsg
 from tests.peers.efs import FakeEfs

@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from mqguard import config as config_mod
-from mqguard.serve.telemetry import Telemetry
+from mqguard.base.telemetry import Telemetry
+from mqguard.cli.run import build_daemon
 from mqguard.supervisor.model import State
-from mqguard.supervisor.wiring import build_daemon
 from tests.conftest import Harness, wait_until
 from tests.peers.efs import FakeEfs
 

@@ -41,8 +41,8 @@ def exposed_families() -> Dict[str, Set[str]]:
     """mqguard's metric names (as exposed) and their label names, from its collector."""
     from prometheus_client.exposition import generate_latest
 
+    from mqguard.base.telemetry import Telemetry
     from mqguard.serve.metrics import MqguardCollector, build_registry
-    from mqguard.serve.telemetry import Telemetry
 
     registry = build_registry([MqguardCollector(lambda: (None, Telemetry()), "QM1", "/MQHA", 1414)])
     families: Dict[str, Set[str]] = {}

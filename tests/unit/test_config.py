@@ -278,7 +278,8 @@ def test_a_duration_that_is_not_one_is_refused(text: str) -> None:
 ])
 def test_durations_are_printed_in_the_grammar_they_are_read_in(seconds: float, text: str) -> None:
     """`--advise` printed 5m00.0s, which the configuration refused: what mqguard prints, it reads back."""
-    from mqguard.config.values import format_duration, parse_duration
+    from mqguard.base.durations import format_duration
+    from mqguard.config.values import parse_duration
 
     assert format_duration(seconds) == text
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)

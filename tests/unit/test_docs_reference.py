@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
+from mqguard.base.telemetry import Telemetry
 from mqguard.config import SCHEMA
 from mqguard.mq.mqi import PcfCollector, PcfView
-from mqguard.serve.telemetry import Telemetry
 from tests.unit.test_metrics_http_notify import registry_for, snap
 
 ROOT = Path(__file__).resolve().parents[2]

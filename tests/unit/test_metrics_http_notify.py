@@ -19,10 +19,10 @@ import pytest
 from prometheus_client import generate_latest
 
 from mqguard.base import logsetup
+from mqguard.base.notify import Notifier
+from mqguard.base.telemetry import Telemetry
 from mqguard.serve.http import HttpEndpoint, health_verdict
 from mqguard.serve.metrics import MqguardCollector, build_registry
-from mqguard.serve.notify import Notifier
-from mqguard.serve.telemetry import Telemetry
 from mqguard.supervisor.snapshot import Snapshot, summary_line
 
 NOW = 1_800_000_000.0

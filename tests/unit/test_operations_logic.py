@@ -217,7 +217,7 @@ def test_pause_write_never_follows_a_link_planted_at_its_temporary_name(tmp_path
 def test_an_unknown_control_operation_is_refused_not_taken_for_a_switchover() -> None:
     """Issue 18 item 7: Operations.handle sent every op it did not know to switchover."""
     from mqguard.serve.control import OPERATIONS, ControlOp, Peer, Request
-    from mqguard.supervisor.operations import Operations
+    from mqguard.serve.operations import Operations
 
     class Worker:
         submitted: List[str] = []

@@ -121,7 +121,7 @@ def test_the_control_socket_refuses_seconds_that_are_not_a_positive_finite_numbe
     from types import SimpleNamespace
 
     from mqguard.serve.control import Peer, Request
-    from mqguard.supervisor.operations import Operations
+    from mqguard.serve.operations import Operations
 
     cfg = SimpleNamespace(storage=SimpleNamespace(path=str(tmp_path)), control=SimpleNamespace(pause_max=86400.0))
     watch = PauseWatch(str(tmp_path), allowed_owners(), lambda: None)

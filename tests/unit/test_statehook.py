@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import pytest
 
-from mqguard.supervisor.statehook import Change, StateHook
+from mqguard.serve.statehook import Change, StateHook
 from tests.conftest import ROOT, wait_until
 from tests.peers.aws import REGION, MotoAsg
 
@@ -114,7 +114,7 @@ def test_no_shell_a_state_name_cannot_inject(tmp_path: Path) -> None:
 
 
 def test_environment_keeps_only_what_a_hook_needs() -> None:
-    from mqguard.supervisor.statehook import hook_environment
+    from mqguard.serve.statehook import hook_environment
 
     base = {"PATH": "/bin", "AWS_REGION": "eu-west-1", "NOTIFY_SOCKET": "/run/x", "SECRET": "s",
             "WATCHDOG_USEC": "1", "AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "k", "AWS_SESSION_TOKEN": "t"}

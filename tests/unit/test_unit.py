@@ -19,7 +19,7 @@ from mqguard import config
 from mqguard.base.exitcodes import EX_CONFIG, EX_USAGE
 from mqguard.cli import unit as unitcmd
 from mqguard.mq.unit import TEMPLATE, covers, escape_instance, parse_show, resolve, unit_name
-from tests.conftest import Harness
+from tests.conftest import Harness, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["QM1", "qm.prod", "A/B", "X%Y", ".lead", "a_b.c/d%e", "Q" * 48, "MQ.TEST/1%A_b", "./%"]
@@ -178,8 +178,10 @@ def test_mq_unit_multi_instance_uses_x_and_decides_s_from_dspmq_x(sim: Harness) 
         assert subprocess.run([f"{other.bindir}/strmqm", "-x", "QM1"], capture_output=True).returncode == 30
         assert mq_unit(h, "stop", "QM1", multi_instance="true") == 0
         assert argvs(h, "endmqm")[-1] == ["-s", "-w", "QM1"], "a standby is listed: hand over"
-        assert "STATUS(RUNNING)" in subprocess.run([f"{other.bindir}/dspmq", "-n", "-m", "QM1"], capture_output=True,
-                                                   text=True).stdout
+        # the standby takes over after the active has ended, on its own schedule (as MQ's does): wait for it
+        wait_until(lambda: "STATUS(RUNNING)" in subprocess.run([f"{other.bindir}/dspmq", "-n", "-m", "QM1"],
+                                                               capture_output=True, text=True).stdout,
+                   15, "the standby on host2 running as the active instance")
     finally:
         other.cleanup()
 

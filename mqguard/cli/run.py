@@ -24,7 +24,8 @@ from mqguard.aws.lifecyclehooks import Hooks
 from mqguard.aws.termination import TerminationWatch
 from mqguard.base import logsetup
 from mqguard.base.clock import Clock, SystemClock
-from mqguard.base.runner import build_runner
+from mqguard.base.notify import Notifier
+from mqguard.base.telemetry import Telemetry
 from mqguard.cluster.peers import PeerStorage
 from mqguard.cluster.publisher import HostPublisher
 from mqguard.config import Config, PcfMode, ReportMode
@@ -34,6 +35,7 @@ from mqguard.efs.storage import MOUNTINFO, StorageProber, mount_check
 from mqguard.history.summary import EpisodeSummary
 from mqguard.history.writer import HistoryWriter, Identity
 from mqguard.mq import mqi
+from mqguard.mq.commands import build_runner
 from mqguard.mq.control import MqControl
 from mqguard.mq.diagnostics import Diagnostics, MqMessage, evidence_line
 from mqguard.mq.level import LevelGuard
@@ -45,16 +47,14 @@ from mqguard.mq.service import build_service
 from mqguard.serve.control import ControlServer
 from mqguard.serve.http import HttpEndpoint
 from mqguard.serve.metrics import MqguardCollector, build_registry
-from mqguard.serve.notify import Notifier
-from mqguard.serve.telemetry import Telemetry
+from mqguard.serve.operations import Operations
+from mqguard.serve.statehook import StateHook
 from mqguard.supervisor.daemon import Daemon
 from mqguard.supervisor.jobs import Jobs
 from mqguard.supervisor.machine import Machine
-from mqguard.supervisor.operations import Operations
 from mqguard.supervisor.parts import Parts
 from mqguard.supervisor.reload import settings_from
 from mqguard.supervisor.reporter import Reporter
-from mqguard.supervisor.statehook import StateHook
 from mqguard.supervisor.wakeup import WakePipe
 from mqguard.supervisor.worker import Worker
 

@@ -16,9 +16,9 @@ import time
 from typing import Callable, FrozenSet, List, Optional, Tuple
 
 from mqguard.base.clock import iso_utc
+from mqguard.base.durations import format_duration
 from mqguard.base.offloop import OneAtATime
 from mqguard.config import Config
-from mqguard.config.values import format_duration
 from mqguard.efs import pause as pause_mod
 from mqguard.efs.pause import Pause, PauseWatch
 from mqguard.mq.control import MqControl, StartResult
@@ -26,7 +26,7 @@ from mqguard.mq.lifecycle import Lifecycle
 from mqguard.mq.service import Role, end_with_escalation, longest_end
 from mqguard.mq.status import QmStatus
 from mqguard.serve.control import ControlOp, Reply, Request
-from mqguard.supervisor.machine import JobOutcome, JobResult, JobStage
+from mqguard.supervisor.model import JobOutcome, JobResult, JobStage
 from mqguard.supervisor.worker import StageSetter, Worker
 
 log = logging.getLogger(__name__)
