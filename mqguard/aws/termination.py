@@ -16,6 +16,7 @@ from typing import Callable, Optional, Tuple
 
 from mqguard.aws.imds import Imds, ImdsError, ImdsNotFound
 from mqguard.base.untrusted import load_json, quoted
+from mqguard.config import HealthConfig
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ class TerminationWatch:
         """IMDS is asked at least every 5 s (a spot notice gives two minutes), more often with a faster poll."""
         return min(5.0, poll_interval)
 
-    def reconfigure(self, poll_interval: float) -> None:
-        """A reload's [health] poll_interval (SIGHUP): the next wait uses it."""
-        self.interval = self.interval_for(poll_interval)
+    def reconfigure(self, health: HealthConfig) -> None:
+        """A reload's [health] (SIGHUP): the next wait uses its poll_interval."""
+        self.interval = self.interval_for(health.poll_interval)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="imds-termination", daemon=True)

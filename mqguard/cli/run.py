@@ -52,7 +52,7 @@ from mqguard.serve.statehook import StateHook
 from mqguard.supervisor.daemon import Daemon
 from mqguard.supervisor.jobs import Jobs
 from mqguard.supervisor.machine import Machine
-from mqguard.supervisor.parts import Parts
+from mqguard.supervisor.parts import Effectors, HealthReader, LoopParts, Parts, Sensors
 from mqguard.supervisor.reload import settings_from
 from mqguard.supervisor.reporter import Reporter
 from mqguard.supervisor.wakeup import WakePipe
@@ -114,26 +114,32 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
                           mounted=mounted, mount_point=True)
     reporter = Reporter(cfg.health.report, autoscaling, cfg.health.respect_asg_grace_period, stop_event,
                         on_reported=wakeup.wake, errors=aws_errors, record=history.record, flush=history.flush)
-    return Parts(
-        cfg=cfg, config_path=config_path, clock=clock, mountinfo=mountinfo, notifier=notifier or Notifier({}),
-        telemetry=telemetry, runner=runner, control=control, service=service, lifecycle=lifecycle,
-        diagnostics=diagnostics, owners=owners,
-        prober=StorageProber(cfg.storage.path, owners, (control.data_parent, control.log_parent), mounted=mounted,
-                             mount_point=True, own_dirs=control.own_dirs),
-        state_dir=StateDirStatus(),  # .mqguard: said once per change, never MQ's storage verdict
-        pause_watch=PauseWatch(cfg.storage.path, owners, wakeup.wake, pause_max=cfg.control.pause_max,
-                               wall=clock.wall),  # shared by the pair, on EFS
-        watch=ControllerWatch(qm.name, bin_dir=qm.mq_bin_dir, owners=owners),
-        listener=ListenerProbe(qm.listener_port, clock.monotonic),
-        wakeup=wakeup, worker=Worker(wakeup.wake), stop_event=stop_event, aws_errors=aws_errors,
-        autoscaling=autoscaling, termination=termination, hooks=hooks, signal=signal, reporter=reporter,
-        jobs=Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake, history.record,
-                  levels=LevelGuard(cfg.storage.path, owners, qm.name, control.mq_version, mount_point=True)),
-        history=history,
-        hosts=hosts,
-        peers=PeerStorage(cfg.storage.path, owners, lambda: hosts.key, lambda: cfg.health.poll_interval,
-                          clock.monotonic, clock.wall),
-    )
+    prober = StorageProber(cfg.storage.path, owners, (control.data_parent, control.log_parent), mounted=mounted,
+                           mount_point=True, own_dirs=control.own_dirs)
+    pause_watch = PauseWatch(cfg.storage.path, owners, wakeup.wake, pause_max=cfg.control.pause_max,
+                             wall=clock.wall)  # shared by the pair, on EFS
+    worker = Worker(wakeup.wake)
+    jobs = Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake, history.record,
+                levels=LevelGuard(cfg.storage.path, owners, qm.name, control.mq_version, mount_point=True))
+    peers = PeerStorage(cfg.storage.path, owners, lambda: hosts.key, lambda: cfg.health.poll_interval,
+                        clock.monotonic, clock.wall)
+    sense = Sensors(
+        clock=clock, mountinfo=mountinfo, prober=prober, state_dir=StateDirStatus(), pause_watch=pause_watch,
+        worker=worker, jobs=jobs, diagnostics=diagnostics, control=control,
+        listener=ListenerProbe(qm.listener_port, clock.monotonic), peers=peers, termination=termination,
+        telemetry=telemetry)
+    act = Effectors(
+        worker=worker, jobs=jobs, lifecycle=lifecycle, control=control, runner=runner, diagnostics=diagnostics,
+        reporter=reporter, hooks=hooks, signal=signal, history=history, owners=owners)
+    readers: List[HealthReader] = [control, reporter]
+    if termination is not None:
+        readers.append(termination)
+    loop = LoopParts(
+        config_path=config_path, notifier=notifier or Notifier({}), wakeup=wakeup,
+        watch=ControllerWatch(qm.name, bin_dir=qm.mq_bin_dir, owners=owners), stop_event=stop_event,
+        aws_errors=aws_errors, autoscaling=autoscaling, service=service, hosts=hosts,
+        health_readers=tuple(readers))
+    return Parts(sense=sense, act=act, loop=loop)
 
 
 def _identity_from(imds: Imds) -> Identity:
@@ -171,7 +177,8 @@ def _host_identity_from(imds: Imds) -> Callable[[], Tuple[str, str, str]]:
 def build_daemon(cfg: Config, config_path: Optional[str] = None, telemetry: Optional[Telemetry] = None,
                  notifier: Optional[Notifier] = None) -> Daemon:
     parts = build_parts(cfg, config_path, telemetry=telemetry, notifier=notifier)
-    return Daemon(parts, Machine(settings_from(cfg), started_at=parts.clock.monotonic()), parts.clock)
+    clock = parts.sense.clock
+    return Daemon(parts, cfg, Machine(settings_from(cfg), started_at=clock.monotonic()), clock)
 
 
 def stale_after(cfg: Config) -> float:
@@ -207,34 +214,36 @@ class Service:
         self.stop_event = threading.Event()
         self.poller: Optional[mqi.PcfPoller] = None
         collectors: List[object] = [MqguardCollector(
-            lambda: (d.snapshot(), p.telemetry.snapshot()), cfg.queue_manager.name, cfg.storage.path,
+            lambda: (d.snapshot(), p.sense.telemetry.snapshot()), cfg.queue_manager.name, cfg.storage.path,
             cfg.queue_manager.listener_port)]
         if lib is not None:
             self.poller = mqi.PcfPoller(lib, cfg.queue_manager.name, cfg.metrics.queues,  # type: ignore[arg-type]
                                         cfg.health.poll_interval, self.stop_event)
             collectors.append(mqi.PcfCollector(self.poller.snapshot, cfg.queue_manager.name))
-            p.jobs.before_start.append(self.poller.release)
+            p.act.jobs.before_start.append(self.poller.release)
             d.reload_listeners.append(lambda new: self.poller.reconfigure(new.health.poll_interval)
                                       if self.poller is not None else None)
         elif cfg.metrics.pcf == PcfMode.AUTO:
             log.info("MQI/PCF metrics off: %s; supervising with dspmq only", why)
         registry = build_registry(collectors)  # type: ignore[arg-type]
-        operations = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners,
-                                p.wakeup.wake, record=p.history.record, drill=d.request_drill, mount_point=True)
+        operations = Operations(lambda: d.cfg, p.act.control, p.act.lifecycle, p.act.worker, p.sense.pause_watch,
+                                p.act.owners, p.loop.wakeup.wake, record=p.act.history.record, drill=d.request_drill,
+                                mount_point=True)
         self.control = ControlServer(cfg.control.socket, cfg.control.group, operations.handle)
         self.hook: Optional[StateHook] = None
         if cfg.hooks.on_state_change:
-            asg = p.autoscaling
+            asg = p.loop.autoscaling
             self.hook = hook = StateHook(cfg.hooks.on_state_change, cfg.hooks.timeout, cfg.queue_manager.name,
                                          lambda: asg.known_instance_id() if asg is not None else None,
-                                         p.telemetry.hook_run, pass_aws_credentials=cfg.hooks.pass_aws_credentials)
+                                         p.sense.telemetry.hook_run,
+                                         pass_aws_credentials=cfg.hooks.pass_aws_credentials)
             d.state_listeners.append(lambda new, old, reason, role: hook.notify(new.value, old.value, reason, role))
         self.http: Optional[HttpEndpoint] = None
         if cfg.metrics.listen is not None:
             host, port = cfg.metrics.listen
             self.http = HttpEndpoint(host, port, d.snapshot, registry,
                                      lambda: stale_after(d.cfg),  # follows a reloaded poll_interval
-                                     count=p.telemetry.http_connection)
+                                     count=p.sense.telemetry.http_connection)
 
     def run(self) -> int:
         self.daemon.install_signal_handlers()
@@ -247,10 +256,10 @@ class Service:
                       "work", self.cfg.control.socket, exc)
         if self.poller is not None:
             self.poller.start()
-        self.parts.reporter.preflight()
-        self.parts.notifier.ready(f"mqguard started; supervising queue manager {self.cfg.queue_manager.name}")
+        self.parts.act.reporter.preflight()
+        self.parts.loop.notifier.ready(f"mqguard started; supervising queue manager {self.cfg.queue_manager.name}")
         log.info("logging to %s; systemd notify %s", self.log_target,
-                 "on" if self.parts.notifier.enabled else "off")
+                 "on" if self.parts.loop.notifier.enabled else "off")
         try:
             return self.daemon.run()
         finally:
@@ -260,4 +269,4 @@ class Service:
                 self.hook.stop()
             if self.http is not None:
                 self.http.stop()
-            self.parts.notifier.close()
+            self.parts.loop.notifier.close()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mqguard.base.runner import CommandResult, CommandRunner
-from mqguard.config import QueueManagerConfig
+from mqguard.config import HealthConfig, QueueManagerConfig
 from mqguard.mq import level, qmini
 from mqguard.mq.names import directory_name
 from mqguard.mq.status import DspmqEntry, ParseError, QmStatus, find_entry
@@ -106,6 +106,9 @@ class MqControl:
         self._log_dir: Optional[str] = None  # qm.ini's Log: LogPath, read once the location is known
         self._version: Optional[str] = None  # this installation's IBM MQ level (dspmqver), asked until it answers
 
+    def reconfigure(self, health: HealthConfig) -> None:
+        """A reload's [health] (SIGHUP): every command from now on gets its command_timeout."""
+        self.command_timeout = health.command_timeout
     def _bin(self, command: str) -> str:
         return os.path.join(self.qm.mq_bin_dir, command)
 

@@ -150,7 +150,7 @@ def operation_families(s: Scrape) -> Iterator[Metric]:
     yield GaugeMetricFamily("mqguard_paused", "1 while an operator's pause is in force.", value=1 if paused else 0)
     yield GaugeMetricFamily("mqguard_pause_expiry_timestamp_seconds",
                             "When the pause in force expires (Unix time); 0 when not paused.",
-                            value=float(paused["until"]) if paused else 0.0)
+                            value=float(paused.until) if paused else 0.0)
     hooks = CounterMetricFamily("mqguard_hook_runs", "on_state_change runs by result.", labels=["result"])
     for result in HOOK_RESULTS:
         hooks.add_metric([result], tel.hook_runs.get(result, 0))

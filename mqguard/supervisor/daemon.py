@@ -26,7 +26,7 @@ from mqguard.supervisor.cycleguard import CycleGuard, next_due
 from mqguard.supervisor.evidence import Evidence, Marks
 from mqguard.supervisor.machine import Action, Machine, Observation, State, Verdict
 from mqguard.supervisor.parts import Parts
-from mqguard.supervisor.publish import Outside, compose
+from mqguard.supervisor.publish import Facts, News, compose
 from mqguard.supervisor.reload import reloaded, settings_from
 from mqguard.supervisor.shutdown import shut_down
 from mqguard.supervisor.snapshot import Snapshot
@@ -38,16 +38,20 @@ StateListener = Callable[[State, State, str, str], None]  # (new, old, reason, r
 
 
 class Daemon:
-    def __init__(self, parts: Parts, machine: Machine, clock: Clock) -> None:
+    def __init__(self, parts: Parts, cfg: config_mod.Config, machine: Machine, clock: Clock) -> None:
         self.parts = parts
         self.machine = machine
         self.clock = clock
-        self.cfg = parts.cfg  # replaced by a reload; the parts keep the configuration they were built with
+        self.cfg = cfg  # replaced by a reload (the parts hold no configuration)
         self.state_listeners: List[StateListener] = []
         self.reload_listeners: List[Callable[[config_mod.Config], None]] = []  # edges that read [health] too
         self.cycles = 0
         self.started = clock.monotonic()
-        self.cycle_guard = CycleGuard(parts.telemetry.cycle_error, clock.monotonic)
+        qm = cfg.queue_manager  # restart-only: fixed for the life of the process
+        self.facts = Facts(qmgr=qm.name, storage_path=cfg.storage.path, listener_port=qm.listener_port,
+                           multi_instance=qm.multi_instance, mount_timeout=cfg.storage.mount_timeout,
+                           started=self.started)
+        self.cycle_guard = CycleGuard(parts.sense.telemetry.cycle_error, clock.monotonic)
         self._stop_requested = False
         self._reload_requested = False
         self._last: tuple[tuple[object, ...], Optional[State], Optional[Observation]] = ((), None, None)
@@ -59,7 +63,7 @@ class Daemon:
 
     # ----------------------------------------------------------- plumbing
     def wake(self) -> None:
-        self.parts.wakeup.wake()
+        self.parts.loop.wakeup.wake()
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -72,7 +76,7 @@ class Daemon:
         self._reload_requested = True
 
     def install_signal_handlers(self) -> None:
-        self.parts.wakeup.wake_on_signals()
+        self.parts.loop.wakeup.wake_on_signals()
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -88,16 +92,16 @@ class Daemon:
     def run(self) -> int:
         p, cfg = self.parts, self.cfg
         log.info("mqguard %s supervising queue manager %s %s (storage %s, poll %ss, grace %ss, report=%s)",
-                 __version__, cfg.queue_manager.name, p.service.description, cfg.storage.path,
+                 __version__, cfg.queue_manager.name, p.loop.service.description, cfg.storage.path,
                  cfg.health.poll_interval, cfg.health.grace_period, cfg.health.report.value)
         for line in config_mod.effective_lines(cfg):
             if line:
                 log.debug("config: %s", line)
-        p.history.record("started", f"mqguard {__version__}, {p.service.description}")
+        p.act.history.record("started", f"mqguard {__version__}, {p.loop.service.description}")
         self._publish(None, None)
-        if p.termination is not None:
-            p.termination.check(within=2.0)  # warm pool or going away: known before anything starts
-            p.termination.start()
+        if p.sense.termination is not None:
+            p.sense.termination.check(within=2.0)  # warm pool or going away: known before anything starts
+            p.sense.termination.start()
         try:
             while not self._stop_requested:
                 started = self.clock.monotonic()
@@ -106,12 +110,12 @@ class Daemon:
                         self._reload_requested = False
                         self.reload()
                     self.run_cycle()
-                    due = next_due(started, self.cfg.health.poll_interval, p.notifier.watchdog_interval,
+                    due = next_due(started, self.cfg.health.poll_interval, p.loop.notifier.watchdog_interval,
                                    self.machine.next_deadline(self.clock.monotonic()))
                     self._wait(max(0.0, due - self.clock.monotonic()))
                 except Exception as exc:
                     self.cycle_guard.failed(exc)
-                    p.wakeup.wait(None, self.cfg.health.poll_interval)  # never a tight loop
+                    p.loop.wakeup.wait(None, self.cfg.health.poll_interval)  # never a tight loop
         finally:
             code = self.shutdown()
         return code
@@ -123,9 +127,9 @@ class Daemon:
         before = self._marks()
         verdict = self.machine.step(obs)
         p = self.parts
-        for event, detail in self.evidence.cycle(obs, verdict, before, self._marks(), p.reporter.dry_runs,
-                                                 p.termination.kind if p.termination else None):
-            p.history.record(event, detail)
+        for event, detail in self.evidence.cycle(obs, verdict, before, self._marks(), p.act.reporter.dry_runs,
+                                                 p.sense.termination.kind if p.sense.termination else None):
+            p.act.history.record(event, detail)
         for action in verdict.actions:
             try:  # one effect that fails neither loses the others nor leaves the machine waiting for it
                 self.execute(action)
@@ -146,10 +150,10 @@ class Daemon:
                     self.cycle_guard.failed(exc)
         self.cycles += 1
         took = self.clock.monotonic() - started
-        self.parts.telemetry.cycle(took)
+        self.parts.sense.telemetry.cycle(took)
         log.debug("cycle %d done in %.3fs: %s", self.cycles, took, verdict.state.value)
         self._publish(obs, verdict)
-        self.parts.notifier.watchdog()  # only here: a cycle that never completes stops the pings
+        self.parts.loop.notifier.watchdog()  # only here: a cycle that never completes stops the pings
         return verdict
 
     def _marks(self) -> Marks:
@@ -168,7 +172,7 @@ class Daemon:
             wait = interval - (now - self._last_drill)
             return False, (f"refused: the last drill was {now - self._last_drill:.0f}s ago; one drill per "
                            f"{format_duration(interval)} ([control] drill_interval; the next in {wait:.0f}s)")
-        if observer.pause_in_force(self.parts) is not None:
+        if observer.pause_in_force(self.parts.sense) is not None:
             return False, "refused: supervision is paused; resume first (a drill must be recovered from)"
         state = self.machine.state
         if state not in (State.RUNNING, State.STANDBY):
@@ -183,72 +187,71 @@ class Daemon:
     def _carry_out_drill(self) -> None:
         asked, self._drill = self._drill, None
         if asked is not None:
-            effects.drill(self.parts, self.machine, asked[0], self.role(), who=asked[1])
+            effects.drill(self.parts.act, self.cfg, self.machine, asked[0], self.role(), who=asked[1])
 
     def observe(self) -> Observation:
-        return observer.observe(self.parts, self.cfg)
+        return observer.observe(self.parts.sense, self.cfg)
 
     def execute(self, action: Action) -> None:
-        effects.execute(self.parts, self.machine, action, self.role(), observer.going_away(self.parts) or "")
+        effects.execute(self.parts.act, self.cfg, self.machine, action, self.role(),
+                        observer.going_away(self.parts.sense) or "")
 
     def _wait(self, timeout: float) -> None:
         p = self.parts
         watching = self.machine.last_status in (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY)
-        exited = p.wakeup.wait(p.watch if watching else None, timeout)
+        exited = p.loop.wakeup.wait(p.loop.watch if watching else None, timeout)
         if exited is not None:
             log.warning("queue manager %s: execution controller amqzxma0 (pid %s) exited; checking now",
                         self.cfg.queue_manager.name, exited)
-            p.diagnostics.collect(f"the exit of amqzxma0 (pid {exited})")
+            p.act.diagnostics.collect(f"the exit of amqzxma0 (pid {exited})")
 
     # ------------------------------------------------------------- snapshot
     def _publish(self, obs: Optional[Observation], verdict: Optional[Verdict]) -> None:
         p, cfg, clock = self.parts, self.cfg, self.clock
-        snap = compose(self.machine, obs, verdict, Outside(
-            cfg.queue_manager.name, cfg.storage.path, cfg.queue_manager.listener_port,
-            cfg.queue_manager.multi_instance, cfg.storage.mount_timeout, cfg.health.report.value, clock.wall(),
-            clock.monotonic(), self.started, observer.pause_in_force(p), observer.going_away(p) is not None,
-            p.aws_errors.current(), p.reporter.reported,
-            p.reporter.preflight_result if p.autoscaling else "report = log", p.watch.pid, self.cycles,
-            p.state_dir.ok, p.state_dir.detail,
-            [{"time": e.time, "id": e.id, "text": e.text, "source": e.source} for e in p.diagnostics.recent()]))
-        p.notifier.status(snap.summary)
+        snap = compose(self.machine, obs, verdict, self.facts, News(
+            wall=clock.wall(), monotonic=clock.monotonic(), report_mode=cfg.health.report.value,
+            pause=observer.pause_in_force(p.sense), going_away=observer.going_away(p.sense) is not None,
+            aws_error=p.loop.aws_errors.current(), reported=p.act.reporter.reported,
+            report_check=p.act.reporter.preflight_result if p.loop.autoscaling else "report = log",
+            controller_pid=p.loop.watch.pid, cycles=self.cycles, state_dir_ok=p.sense.state_dir.ok,
+            state_dir_detail=p.sense.state_dir.detail,
+            mq_errors=[{"time": e.time, "id": e.id, "text": e.text, "source": e.source}
+                       for e in p.act.diagnostics.recent()]))
+        p.loop.notifier.status(snap.summary)
         with self._snapshot_lock:
             self._snapshot = snap
-        p.hosts.offer(snap.state, snap.qmgr_status, snap.paused["until"] if snap.paused else None, snap.storage_ok,
+        p.loop.hosts.offer(snap.state, snap.qmgr_status, snap.paused.until if snap.paused else None, snap.storage_ok,
                       snap.storage_detail, cfg.health.poll_interval)
 
     # --------------------------------------------------------------- reload
     def reload(self) -> None:
         """SIGHUP: re-read the config; apply what can change live ([health], logging.level), keep the rest."""
         p = self.parts
-        p.notifier.reloading()
+        p.loop.notifier.reloading()
         try:
-            new = config_mod.load(p.config_path)
+            new = config_mod.load(p.loop.config_path)
         except config_mod.ConfigError as exc:
             log.error("reload rejected, keeping the running configuration:\n%s", exc)
         else:
-            self.cfg, warnings = reloaded(self.cfg, new, can_report=p.autoscaling is not None)
+            self.cfg, warnings = reloaded(self.cfg, new, can_report=p.loop.autoscaling is not None)
             for warning in warnings:
                 log.warning("%s", warning)
             self.machine.reconfigure(settings_from(self.cfg))
-            p.control.command_timeout = new.health.command_timeout
-            p.reporter.mode = self.cfg.health.report
-            p.reporter.respect_grace_period = new.health.respect_asg_grace_period
-            if p.termination is not None:
-                p.termination.reconfigure(self.cfg.health.poll_interval)
+            for part in p.loop.health_readers:  # every part that reads [health], each told the same section
+                part.reconfigure(self.cfg.health)
             for listener in self.reload_listeners:
                 listener(self.cfg)
             logging.getLogger().setLevel(new.logging.level.upper())
             log.info("configuration reloaded ([health] and logging.level applied)")
         finally:
             snap = self.snapshot()
-            p.notifier.ready(snap.summary if snap else "reloaded")
+            p.loop.notifier.ready(snap.summary if snap else "reloaded")
 
     # ------------------------------------------------------------- shutdown
     def shutdown(self) -> int:
         self.machine.stop()
         name = self.cfg.queue_manager.name
-        self.parts.notifier.stopping(f"stopping supervision of queue manager {name}")
+        self.parts.loop.notifier.stopping(f"stopping supervision of queue manager {name}")
         self._publish(self._last[2], None)
         log.info("stopping supervision of %s", name)
         return shut_down(self.parts, self.cfg, self.machine, self.role())

@@ -10,10 +10,11 @@ import os
 import signal
 import threading
 
+from mqguard.config import Config
 from mqguard.mq.pidwatch import find_controller
 from mqguard.mq.service import Role, immediate_end, role_seen
 from mqguard.supervisor.machine import Action, ActionKind, Machine
-from mqguard.supervisor.parts import Parts
+from mqguard.supervisor.parts import Effectors
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,8 @@ DRILLS = {  # contract §23: what each drill does, as the operator is told
 }
 
 
-def execute(p: Parts, machine: Machine, action: Action, role: Role, going_away: str) -> None:
-    name = p.cfg.queue_manager.name
+def execute(p: Effectors, cfg: Config, machine: Machine, action: Action, role: Role, going_away: str) -> None:
+    name = cfg.queue_manager.name
     jobs = {ActionKind.BRING_UP: ("bring-up", p.jobs.bring_up, "bringing it up ({})"),
             ActionKind.APPLY_MQSC: ("mqsc", p.jobs.apply_mqsc, "{}; applying MQSC"),
             ActionKind.END_FOR_TERMINATION: ("terminate", lambda stage: p.jobs.terminate(stage, role, going_away),
@@ -67,15 +68,15 @@ def execute(p: Parts, machine: Machine, action: Action, role: Role, going_away: 
             p.signal.send(True, action.reason)
 
 
-def drill(p: Parts, machine: Machine, kind: str, role: Role, who: str = "?") -> None:
+def drill(p: Effectors, cfg: Config, machine: Machine, kind: str, role: Role, who: str = "?") -> None:
     """Inject the failure a drill asked for, marked in the history first (with who asked)."""
-    name = p.cfg.queue_manager.name
+    name = cfg.queue_manager.name
     p.history.record("drill", f"{kind}, asked by {who}")
     log.warning("DRILL %s on queue manager %s, asked by %s", kind, name, who)
     if kind == "crash":
         # killing the execution controller ends the queue manager abnormally: dspmq then says "Ended
         # unexpectedly" (reference: strmqm/amqzxma0; the simulator's amqzxma0 does the same)
-        pid = find_controller(name, bin_dir=p.cfg.queue_manager.mq_bin_dir, owners=p.owners)
+        pid = find_controller(name, bin_dir=cfg.queue_manager.mq_bin_dir, owners=p.owners)
         if pid is None:
             log.warning("drill crash: no amqzxma0 of %s found; nothing killed", name)
             return
@@ -87,7 +88,7 @@ def drill(p: Parts, machine: Machine, kind: str, role: Role, who: str = "?") -> 
         def end() -> None:
             # -s while dspmq -x lists a standby (without it the standby ends too), else -r; -x on a standby
             mode = immediate_end(role_seen(p.control.dspmq(instances=True), role))
-            p.control.endmqm(mode, p.cfg.queue_manager.stop_timeout)
+            p.control.endmqm(mode, cfg.queue_manager.stop_timeout)
         threading.Thread(target=end, name="drill-endmqm", daemon=True).start()
     elif kind == "unhealthy":
         p.reporter.report(f"drill: an operator asked for an Unhealthy report of queue manager {name}")

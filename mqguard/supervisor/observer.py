@@ -14,20 +14,20 @@ from mqguard.efs.pause import Pause
 from mqguard.efs.storage import check_mount
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor.machine import JobOutcome, Observation
-from mqguard.supervisor.parts import Parts
+from mqguard.supervisor.parts import Sensors
 
 
-def pause_in_force(p: Parts) -> Optional[Pause]:
+def pause_in_force(p: Sensors) -> Optional[Pause]:
     pause = p.pause_watch.current
     return pause if pause is not None and pause.active(p.clock.wall()) else None
 
 
-def going_away(p: Parts) -> Optional[str]:
+def going_away(p: Sensors) -> Optional[str]:
     """Why the instance is going away (termination, spot notice), if it is."""
     return p.termination.reason if p.termination is not None else None
 
 
-def observe(p: Parts, cfg: Config) -> Observation:
+def observe(p: Sensors, cfg: Config) -> Observation:
     now = p.clock.monotonic()
     mount = check_mount(cfg.storage.path, cfg.storage.fstypes, p.mountinfo)
     storage_ok, storage_detail = mount.ok, mount.detail

@@ -1,10 +1,10 @@
 """The machine's state, the last observation and verdict, and what the daemon's parts know,
 composed into the Snapshot that /status, /healthz, /active, /standby, metrics and systemd's
-STATUS= serve. Pure: every input is explicit (``Outside``), nothing reaches into the daemon."""
+STATUS= serve. Pure: every input is explicit (``Facts`` and ``News``), nothing reaches into the daemon."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional
 
 from mqguard import __version__
@@ -16,18 +16,24 @@ from mqguard.supervisor.snapshot import Snapshot, summary_line
 
 
 @dataclass(frozen=True)
-class Outside:
-    """What the snapshot needs besides the machine: configuration, clocks, and the parts' own news."""
+class Facts:
+    """What stays true for the life of the process: the configuration's restart-only names, the start."""
 
     qmgr: str
     storage_path: str
     listener_port: int
     multi_instance: bool
     mount_timeout: float
-    report_mode: str
+    started: float  # monotonic moment mqguard started
+
+
+@dataclass(frozen=True)
+class News:
+    """What changes from one publication to the next: clocks, the parts' own news, reloadable settings."""
+
     wall: float  # now, Unix time
     monotonic: float  # now, monotonic
-    started: float  # monotonic moment mqguard started
+    report_mode: str
     pause: Optional[Pause]  # the pause in force, if any
     going_away: bool
     aws_error: Optional[Dict[str, Any]]
@@ -40,19 +46,19 @@ class Outside:
     mq_errors: List[Dict[str, Any]]
 
 
-def compose(m: Machine, obs: Optional[Observation], verdict: Optional[Verdict], o: Outside) -> Snapshot:
+def compose(m: Machine, obs: Optional[Observation], verdict: Optional[Verdict], f: Facts, o: News) -> Snapshot:
     wall_offset = o.wall - o.monotonic
     snap = Snapshot(
         version=__version__,
-        qmgr=o.qmgr,
+        qmgr=f.qmgr,
         state=(verdict.state if verdict else m.state).value,
         healthy=bool(verdict and verdict.healthy),
         qmgr_status=obs.qmgr.value if (obs and obs.qmgr) else None,
         qmgr_detail=obs.qmgr_detail if obs else "",
-        storage_path=o.storage_path,
+        storage_path=f.storage_path,
         storage_ok=bool(obs and obs.storage_ok),
         storage_detail=obs.storage_detail if obs else "not checked yet",
-        listener_port=o.listener_port,
+        listener_port=f.listener_port,
         listener_ok=obs.listener_ok if obs else None,
         bad_since=None if m.bad_since is None else m.bad_since + wall_offset,
         bad_seconds=m.bad_seconds(o.monotonic),
@@ -68,12 +74,12 @@ def compose(m: Machine, obs: Optional[Observation], verdict: Optional[Verdict], 
         controller_pid=o.controller_pid,
         cycles=o.cycles,
         report_check=o.report_check,
-        qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, o.multi_instance)),
-        paused=asdict(o.pause) if o.pause else None,
+        qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, f.multi_instance)),
+        paused=o.pause,
         going_away=o.going_away,
         state_dir_ok=o.state_dir_ok,
         state_dir_detail=o.state_dir_detail,
         mq_errors=o.mq_errors,
     )
-    return replace(snap, summary=summary_line(snap, o.monotonic - o.started, format_duration(o.mount_timeout),
+    return replace(snap, summary=summary_line(snap, o.monotonic - f.started, format_duration(f.mount_timeout),
                                               o.report_mode))

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from mqguard.aws.autoscaling import AutoScaling, call_until_done
 from mqguard.aws.errors import PERMANENT_FLOOR, AwsErrors
 from mqguard.base.retry import Backoff
-from mqguard.config import ReportMode
+from mqguard.config import HealthConfig, ReportMode
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,11 @@ class Reporter:
         self._reported = False
         self._still_bad: Callable[[], bool] = lambda: True
         self._thread: Optional[threading.Thread] = None
+
+    def reconfigure(self, health: HealthConfig) -> None:
+        """A reload's [health] (SIGHUP): report mode and whether to respect the group's grace period."""
+        self.mode = health.report
+        self.respect_grace_period = health.respect_asg_grace_period
 
     @property
     def reported(self) -> bool:

@@ -23,44 +23,45 @@ SHUTDOWN_IMDS_DEADLINE = 1.5  # per path: a slow IMDS must not hold up a stop (t
 
 
 def shut_down(p: Parts, cfg: Config, machine: Machine, role: Role) -> int:
+    s, a, loop = p.sense, p.act, p.loop
     qm = cfg.queue_manager
     mode = qm.stop_on_exit
     auto = mode == StopOnExit.AUTO
-    if auto and p.termination is not None and p.termination.reason is None:
-        p.termination.check(within=SHUTDOWN_IMDS_DEADLINE)  # one last, short look at IMDS
-    kind = p.termination.kind if p.termination is not None else None
+    if auto and s.termination is not None and s.termination.reason is None:
+        s.termination.check(within=SHUTDOWN_IMDS_DEADLINE)  # one last, short look at IMDS
+    kind = s.termination.kind if s.termination is not None else None
     end, why = should_end_qmgr(
-        mode, host_stopping=auto and kind is None and host_is_stopping(p.runner),
+        mode, host_stopping=auto and kind is None and host_is_stopping(a.runner),
         terminating=kind == TERMINATING, spot_interruption=kind == SPOT,
     )
-    plan = exit_plan(end, why, machine.termination_begun, p.worker.busy, p.jobs.prepared, qm.name)
+    plan = exit_plan(end, why, machine.termination_begun, a.worker.busy, a.jobs.prepared, qm.name)
     if plan.job == JobAtExit.FINISH_TERMINATION:
         drain = qm.stop_timeout + 70
-        if not p.worker.join(drain):
+        if not a.worker.join(drain):
             log.warning("the termination job is still running after %.0fs", drain)
     elif plan.job == JobAtExit.CANCEL:
-        killed = p.runner.cancel_running()
+        killed = a.runner.cancel_running()
         log.info("cancelling the running job before ending the queue manager (%d command(s) killed)", killed)
-        p.worker.join(JOB_DRAIN_TIMEOUT)
-        p.runner.resume()
-    elif not p.worker.join(JOB_DRAIN_TIMEOUT):
+        a.worker.join(JOB_DRAIN_TIMEOUT)
+        a.runner.resume()
+    elif not a.worker.join(JOB_DRAIN_TIMEOUT):
         log.warning("a job is still running after %.0fs; leaving it (the queue manager stays as it is)",
                     JOB_DRAIN_TIMEOUT)
-    p.stop_event.set()
+    loop.stop_event.set()
     log.info("%s", plan.say)
     if plan.end_qmgr:
         was_up = machine.last_status in (QmStatus.RUNNING, QmStatus.RUNNING_AS_STANDBY)
         began = time.monotonic()
-        ended = p.lifecycle.end_after_exit(role, qm.stop_timeout)
+        ended = a.lifecycle.end_after_exit(role, qm.stop_timeout)
         if was_up:  # a timed end: what --advise sizes stop_timeout by
-            p.history.record("ended", f"as mqguard stopped ({why}), {'cleanly' if ended else 'NOT ended'} "
+            a.history.record("ended", f"as mqguard stopped ({why}), {'cleanly' if ended else 'NOT ended'} "
                                       f"in {time.monotonic() - began:.1f}s")
-    p.history.record("stopped", plan.say)
-    p.reporter.join(1.0)
-    p.watch.close()
-    if not p.history.flush(HISTORY_FLUSH):
+    a.history.record("stopped", plan.say)
+    a.reporter.join(1.0)
+    loop.watch.close()
+    if not a.history.flush(HISTORY_FLUSH):
         log.warning("history: the last events were not written within %.0fs (EFS slow or hung)", HISTORY_FLUSH)
-    if not p.hosts.flush(HOST_RECORD_FLUSH):  # `mqguard list` shows this host stopping (then stale), not running
+    if not loop.hosts.flush(HOST_RECORD_FLUSH):  # `mqguard list` shows this host stopping (then stale), not running
         log.debug("host record: the last state was not written within %.0fs", HOST_RECORD_FLUSH)
     log.info("mqguard stopped")
     return 0

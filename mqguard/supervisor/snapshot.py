@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from mqguard.base.clock import iso_utc
-from mqguard.supervisor.machine import State
+from mqguard.efs.pause import Pause
+from mqguard.supervisor.model import State
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Snapshot:
     qmgr_healthy: bool = False  # the queue manager's own status counts healthy (mqguard_qmgr_up)
     restart_budget_remaining: int = 0  # local restarts still allowed in the restart window
     aws_error: Optional[Dict[str, Any]] = None  # the last AWS error retrying cannot fix, until fixed
-    paused: Optional[Dict[str, Any]] = None  # {"until", "reason", "by", "since"} while a pause is in force
+    paused: Optional[Pause] = None  # while a pause is in force
     going_away: bool = False  # the instance is being terminated (or a spot interruption is announced)
     state_dir_ok: Optional[bool] = None  # <storage.path>/.mqguard usable (None: not checked yet)
     state_dir_detail: str = ""
@@ -56,8 +57,8 @@ class Snapshot:
                                 "message": redact(str(self.aws_error["message"]))}
         doc["report_check"] = redact(self.report_check)
         if self.paused is not None:
-            doc["paused"] = {**self.paused, "until": iso_utc(self.paused["until"]),
-                             "since": iso_utc(self.paused["since"])}
+            doc["paused"] = {**asdict(self.paused), "until": iso_utc(self.paused.until),
+                             "since": iso_utc(self.paused.since)}
         return doc
 
     @property
@@ -86,8 +87,8 @@ def summary_line(snap: Snapshot, uptime: float, mount_timeout: str, report_mode:
     """What mqguard is doing, in one line (systemctl status shows it); a pause comes first."""
     line = _state_line(snap, uptime, mount_timeout, report_mode)
     if snap.paused is not None:
-        reason = f" ({snap.paused['reason']})" if snap.paused.get("reason") else ""
-        return f"PAUSED until {iso_utc(snap.paused['until'])}{reason}; {line}"
+        reason = f" ({snap.paused.reason})" if snap.paused.reason else ""
+        return f"PAUSED until {iso_utc(snap.paused.until)}{reason}; {line}"
     return line
 
 

@@ -65,11 +65,11 @@ def test_start_up_prepares_starts_and_publishes_healthy(daemon: Running) -> None
     wait_until(lambda: daemon.state() == State.RUNNING.value, 60, "running")
     snap = daemon.d.snapshot()
     assert snap is not None and snap.healthy and snap.qmgr_status == "running" and snap.storage_ok
-    assert daemon.d.machine.jobs_started == 1 and daemon.d.parts.jobs.prepared
+    assert daemon.d.machine.jobs_started == 1 and daemon.d.parts.act.jobs.prepared
     # the storage probe writes where MQ writes: the queue manager's own data and log directories (security round 3
     # MEDIUM 5: their parents, which a running queue manager never writes, got a healthy host reported)
     efs = daemon.h.efs.path
-    assert daemon.d.parts.control.own_dirs() == (f"{efs}/qmgrs/QM1", f"{efs}/logs/QM1")
+    assert daemon.d.parts.act.control.own_dirs() == (f"{efs}/qmgrs/QM1", f"{efs}/logs/QM1")
     # the controller's pid is found while the loop waits for the next cycle: the next snapshot shows it
     wait_until(lambda: getattr(daemon.d.snapshot(), "controller_pid", None) in daemon.h.controllers(), 10,
                "the watched amqzxma0 in the snapshot")
@@ -107,7 +107,7 @@ def test_a_pause_stops_restarts_and_a_resume_restarts_at_once(daemon: Running) -
     wait_until(lambda: daemon.state() == State.RUNNING.value, 60, "running")
     d = daemon.d
     p = d.parts
-    ops = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners, d.wake)
+    ops = Operations(lambda: d.cfg, p.act.control, p.act.lifecycle, p.act.worker, p.sense.pause_watch, p.act.owners, d.wake)
     root = Peer(pid=1, uid=0, gid=0)
     ok, said = ops.handle(Request("pause", root, {"seconds": 600, "reason": "fix pack"}))
     assert ok, said
@@ -117,7 +117,7 @@ def test_a_pause_stops_restarts_and_a_resume_restarts_at_once(daemon: Running) -
     wait_until(lambda: d.cycles >= cycles + 10, 30, "ten cycles while paused")
     assert d.machine.restarts_total == 0 and not daemon.h.controllers(), "nothing is started while paused"
     snap = d.snapshot()
-    assert snap is not None and snap.paused is not None and snap.paused["reason"] == "fix pack"
+    assert snap is not None and snap.paused is not None and snap.paused.reason == "fix pack"
     ok, said = ops.handle(Request("resume", root))
     assert ok, said
     wait_until(lambda: daemon.state() == State.RUNNING.value and daemon.h.controllers(), 60, "running again")
@@ -165,7 +165,7 @@ def test_a_switchover_between_two_in_process_hosts(tmp_path: Path, efs: FakeEfs)
         rb = Running(b)
         wait_until(lambda: rb is not None and rb.state() == State.STANDBY.value, 60, "B standby")
         d, p = ra.d, ra.d.parts
-        ops = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners, d.wake)
+        ops = Operations(lambda: d.cfg, p.act.control, p.act.lifecycle, p.act.worker, p.sense.pause_watch, p.act.owners, d.wake)
         ok, said = ops.handle(Request("switchover", Peer(pid=1, uid=0, gid=0)))
         assert ok, said
         wait_until(lambda: rb is not None and rb.state() == State.RUNNING.value, 30, "B active")
@@ -196,7 +196,7 @@ def test_a_switchover_held_by_one_long_lived_client_escalates_and_hands_over(tmp
         wait_until(lambda: rb is not None and rb.state() == State.STANDBY.value, 60, "B standby")
         a.knob("clients.connected")  # one application that never disconnects
         d, p = ra.d, ra.d.parts
-        ops = Operations(lambda: d.cfg, p.control, p.lifecycle, p.worker, p.pause_watch, p.owners, d.wake)
+        ops = Operations(lambda: d.cfg, p.act.control, p.act.lifecycle, p.act.worker, p.sense.pause_watch, p.act.owners, d.wake)
         ok, said = ops.handle(Request("switchover", Peer(pid=1, uid=0, gid=0)))
         assert ok, said
         assert [c["argv"] for c in a.calls("endmqm")] == [["-s", "-w", "QM1"], ["-s", "-i", "QM1"]]
@@ -234,14 +234,17 @@ def test_a_reload_applies_poll_interval_to_every_part_that_reads_it(
         poller = mqi.PcfPoller(types.ModuleType("nolib"), "QM1", ["*"], 1.0, threading.Event(),
                                now=datetime.datetime.now)
         r.d.reload_listeners.append(lambda cfg: poller.reconfigure(cfg.health.poll_interval))
-        termination = r.d.parts.termination
+        termination = r.d.parts.sense.termination
         assert termination is not None and termination.interval == 1.0
-        h.configure(health={"poll_interval": "0.3s"})
+        h.configure(health={"poll_interval": "0.3s", "command_timeout": "17s", "respect_asg_grace_period": "false"})
         r.d._reload_requested = True
         r.d.wake()
         wait_until(lambda: r.d.cfg.health.poll_interval == 0.3, 30, "the reload")
         assert termination.interval == 0.3 and poller.interval == 0.3
         assert r.d.machine.settings.restart_spacing == 0.3
+        # every part that reads [health] was given the new section (one list: LoopParts.health_readers)
+        assert r.d.parts.act.control.command_timeout == 17.0
+        assert r.d.parts.act.reporter.respect_grace_period is False
     finally:
         r.stop()
         h.cleanup()

@@ -254,7 +254,7 @@ def test_the_snapshot_is_composed_from_explicit_inputs_not_from_the_daemon() -> 
     import inspect
 
     from mqguard.supervisor import publish
-    from mqguard.supervisor.publish import Outside, compose
+    from mqguard.supervisor.publish import Facts, News, compose
 
     assert "TYPE_CHECKING" not in inspect.getsource(publish) and "Daemon" not in inspect.getsource(publish)
     d = Driver()
@@ -262,14 +262,14 @@ def test_the_snapshot_is_composed_from_explicit_inputs_not_from_the_daemon() -> 
     v = d.step(after=1, qmgr=R)
     obs = None  # before the first observation is published
     pause = Pause(until=2_000_000_000.0, reason="fix pack", by="root", since=1_700_000_000.0)
-    outside = Outside(qmgr="QM1", storage_path="/MQHA", listener_port=1414, multi_instance=False,
-                      mount_timeout=600.0, report_mode="log", wall=1_700_000_100.0, monotonic=d.clock.monotonic(),
-                      started=d.clock.monotonic() - 10, pause=pause, going_away=False, aws_error=None,
-                      reported=False, report_check="report = log", controller_pid=42, cycles=7,
-                      state_dir_ok=True, state_dir_detail="", mq_errors=[])
-    snap = compose(d.m, obs, v, outside)
+    facts = Facts(qmgr="QM1", storage_path="/MQHA", listener_port=1414, multi_instance=False,
+                  mount_timeout=600.0, started=d.clock.monotonic() - 10)
+    news = News(wall=1_700_000_100.0, monotonic=d.clock.monotonic(), report_mode="log", pause=pause,
+                going_away=False, aws_error=None, reported=False, report_check="report = log", controller_pid=42,
+                cycles=7, state_dir_ok=True, state_dir_detail="", mq_errors=[])
+    snap = compose(d.m, obs, v, facts, news)
     assert snap.state == "running" and snap.cycles == 7 and snap.controller_pid == 42 and snap.healthy
-    assert snap.paused is not None and snap.paused["reason"] == "fix pack"
+    assert snap.paused is not None and snap.paused.reason == "fix pack"
     assert snap.summary.startswith("PAUSED until")
 
 

@@ -103,7 +103,7 @@ def test_whatever_parses_can_be_formatted_everywhere(until: float, since: float,
     snap = Snapshot(version="0", qmgr="QM1", state="paused", healthy=True, qmgr_status="running", qmgr_detail="",
                     storage_path="/efs", storage_ok=True, storage_detail="", listener_port=1414, listener_ok=True,
                     bad_since=None, bad_seconds=0.0, restarts=0, reported_unhealthy=False, last_cycle=NOW,
-                    verdict="", paused={"until": p.until, "reason": p.reason, "by": p.by, "since": p.since})
+                    verdict="", paused=p)
     json.dumps(snap.to_json())
     assert summary_line(snap, 1.0, "10m", "log").startswith("PAUSED until ")
     assert iso_utc(p.until) and iso_utc(p.since)
