@@ -120,7 +120,8 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
                              wall=clock.wall)  # shared by the pair, on EFS
     worker = Worker(wakeup.wake)
     jobs = Jobs(qm, lifecycle, hooks, telemetry, wakeup.wake, history.record,
-                levels=LevelGuard(cfg.storage.path, owners, qm.name, control.mq_version, mount_point=True))
+                levels=LevelGuard(cfg.storage.path, owners, qm.name, control.mq_version, mount_point=True),
+                clock=clock)
     peers = PeerStorage(cfg.storage.path, owners, lambda: hosts.key, lambda: cfg.health.poll_interval,
                         clock.monotonic, clock.wall)
     sense = Sensors(
@@ -226,9 +227,8 @@ class Service:
         elif cfg.metrics.pcf == PcfMode.AUTO:
             log.info("MQI/PCF metrics off: %s; supervising with dspmq only", why)
         registry = build_registry(collectors)  # type: ignore[arg-type]
-        operations = Operations(lambda: d.cfg, p.act.control, p.act.lifecycle, p.act.worker, p.sense.pause_watch,
-                                p.act.owners, p.loop.wakeup.wake, record=p.act.history.record, drill=d.request_drill,
-                                mount_point=True)
+        operations = Operations(lambda: d.cfg, p.act.control, p.sense.pause_watch, p.act.owners, p.loop.wakeup.wake,
+                                record=p.act.history.record, ask=d.ask, mount_point=True)
         self.control = ControlServer(cfg.control.socket, cfg.control.group, operations.handle)
         self.hook: Optional[StateHook] = None
         if cfg.hooks.on_state_change:

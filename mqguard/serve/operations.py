@@ -2,9 +2,10 @@
 
 Runs on the control socket's request threads, never on the supervision loop.
 The pause is written to EFS under a deadline (a hung EFS gives a clear "no"),
-then put in force at once and the loop woken. A switchover runs as a worker
-job, like a start, so the loop keeps observing while it happens; the request
-thread waits for its result to answer the operator.
+then put in force at once and the loop woken. Drills and switchovers are
+asks of the supervision loop: its machine accepts or refuses them; a switchover
+then runs as a worker job (supervisor/jobs.py), like a start, so the loop keeps
+observing while it happens; the request thread waits for its result.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from typing import Callable, FrozenSet, List, Optional, Tuple
+from typing import Callable, FrozenSet, List, Tuple
 
 from mqguard.base.clock import iso_utc
 from mqguard.base.durations import format_duration
@@ -21,37 +22,34 @@ from mqguard.base.offloop import OneAtATime
 from mqguard.config import Config
 from mqguard.efs import pause as pause_mod
 from mqguard.efs.pause import Pause, PauseWatch
-from mqguard.mq.control import MqControl, StartResult
-from mqguard.mq.lifecycle import Lifecycle
-from mqguard.mq.service import Role, end_with_escalation, longest_end
+from mqguard.mq.control import MqControl
+from mqguard.mq.service import longest_end
 from mqguard.mq.status import QmStatus
 from mqguard.serve.control import ControlOp, Reply, Request
-from mqguard.supervisor.model import JobOutcome, JobResult, JobStage
-from mqguard.supervisor.worker import StageSetter, Worker
+from mqguard.supervisor.model import Ask, Drill, OperatorAsk
 
 log = logging.getLogger(__name__)
 
 EFS_DEADLINE = 10.0  # to write or remove the pause record
+ASK_TIMEOUT = 30.0  # for the supervision loop to take a drill or switchover and answer it
 
 
 class Operations:
-    def __init__(self, cfg: Callable[[], Config], control: MqControl, lifecycle: Lifecycle, worker: Worker,
-                 watch: PauseWatch, owners: FrozenSet[int], wake: Callable[[], None],
+    def __init__(self, cfg: Callable[[], Config], control: MqControl, watch: PauseWatch, owners: FrozenSet[int],
+                 wake: Callable[[], None],
                  wall: Callable[[], float] = time.time,
                  record: Callable[[str, str], None] = lambda event, detail: None,
-                 drill: Callable[[str, str], Reply] = lambda kind, who: (False, "refused: drills need the daemon"),
+                 ask: Callable[[OperatorAsk, float], Reply] = lambda ask, timeout: (False, "refused: no daemon"),
                  mount_point: bool = False) -> None:
         self.cfg = cfg
         self.control = control
-        self.lifecycle = lifecycle
-        self.worker = worker
         self.watch = watch
         self.owners = owners
         self.wake = wake
         self.wall = wall
         self.record = record  # into the failover history (contract §23)
         self.efs = OneAtATime[object]("pause record write")  # a hung EFS: one stuck thread, not one per request
-        self.drill_request = drill
+        self.ask = ask  # into the supervision loop: its machine accepts or refuses drills and switchovers
         self.mount_point = mount_point  # the pause record only on the mounted EFS, never under a bare mount point
 
     def handle(self, req: Request) -> Reply:
@@ -105,12 +103,14 @@ class Operations:
     # ---------------------------------------------------------------- drill
     def drill(self, req: Request) -> Reply:
         kind = req.args.get("kind")
-        if not isinstance(kind, str):
-            return False, "bad request: kind must be crash, stop or unhealthy"
+        try:
+            drill = Drill(kind)
+        except ValueError:
+            return False, f"refused: unknown drill {str(kind)[:20]!r} ({', '.join(d.value for d in Drill)})"
         who = pause_mod.who(req.peer.uid)
-        ok, message = self.drill_request(kind, who)
+        ok, message = self.ask(OperatorAsk(Ask.DRILL, who=who, drill=drill), ASK_TIMEOUT)
         if ok:
-            log.warning("drill %s asked by %s", kind, who)
+            log.warning("drill %s asked by %s", drill.value, who)
         return ok, message
 
     # ----------------------------------------------------------- switchover
@@ -141,60 +141,15 @@ class Operations:
         outcome: List[Tuple[bool, str]] = []
         finished = threading.Event()
 
-        def job(set_stage: StageSetter) -> JobResult:
-            try:
-                result, ok, message = self._switch(set_stage, standby, req.say)
-            except Exception as exc:
-                result, ok, message = JobResult(JobOutcome.FAILED, str(exc)), False, f"failed: {exc}"
+        def done(ok: bool, message: str) -> None:
             outcome.append((ok, message))
             finished.set()
-            return result
 
-        log.warning("switchover asked by %s%s", pause_mod.who(req.peer.uid), " (--force)" if force else "")
-        if not self.worker.submit("switchover", job):
-            return False, "refused: mqguard is busy with another job (a start or MQSC); try again in a moment"
-        # recorded once it is under way (endmqm -s takes longer than this line to change what dspmq says)
-        self.record("switchover", f"asked by {pause_mod.who(req.peer.uid)}" + (" (--force)" if force else ""))
-        self.wake()
+        who = pause_mod.who(req.peer.uid)
+        log.warning("switchover asked by %s%s", who, " (--force)" if force else "")
+        ok, message = self.ask(OperatorAsk(Ask.SWITCHOVER, who=who + (" (--force)" if force else ""),
+                                           standby=tuple(standby), say=req.say, done=done), ASK_TIMEOUT)
+        if not ok:
+            return ok, message
         finished.wait(longest_end(qm.stop_timeout) + qm.stop_timeout + qm.start_timeout + 30)
         return outcome[0] if outcome else (False, "still switching over; see mqguard status and the log")
-
-    def _switch(self, set_stage: StageSetter, standby: List[str],
-                say: Callable[[str], None] = lambda text: None) -> Tuple[JobResult, bool, str]:
-        qm = self.cfg().queue_manager
-        set_stage(JobStage.SWITCHING)
-        began = time.monotonic()
-        say(f"ending the active instance here: endmqm -s -w (after {format_duration(qm.stop_timeout)} -s -i, then "
-            "-s -p: one long-lived client cannot stall it)")
-        # Every end escalates, a switchover's too: -s -w, then -s -i and -s -p on stop_timeout, so one long-lived
-        # client cannot keep this host quiescing (reference: endmqm); -s only while dspmq -x lists a standby.
-        if not end_with_escalation(self.control, Role.ACTIVE_MI, qm.stop_timeout):
-            reading = self.control.dspmq()
-            still = reading.status == QmStatus.RUNNING
-            return (JobResult(JobOutcome.UP if still else JobOutcome.FAILED, "endmqm -s did not end it"), False,
-                    "endmqm -s, -s -i and -s -p did not end the queue manager"
-                    + ("; this host is still active" if still else ""))
-        say(f"ended here after {time.monotonic() - began:.1f}s; waiting for {', '.join(standby) or 'another host'} "
-            "to become active")
-        deadline = time.monotonic() + qm.stop_timeout
-        other: Optional[str] = None
-        while time.monotonic() < deadline:
-            reading = self.control.dspmq()
-            if reading.status == QmStatus.RUNNING_ELSEWHERE:
-                hosts = [i.host for i in reading.entry.instances if i.mode == "active"] if reading.entry else []
-                other = ", ".join(hosts) or "another host"
-                break
-            time.sleep(0.2)
-        switched = time.monotonic() - began
-        say(f"{other} is active ({switched:.1f}s after endmqm -s); starting a new standby here" if other else
-            f"no other host became active within {format_duration(qm.stop_timeout)}: starting it here again")
-        start = self.lifecycle.service.start()  # a new standby here (or active again if nobody took over)
-        if other is None:
-            return (JobResult(JobOutcome.UP, "switchover: no other host became active"), False,
-                    f"no other host became active within {qm.stop_timeout:.0f}s after endmqm -s; "
-                    f"mqguard started the queue manager here again ({start.detail})")
-        log.warning("switched over: %s is active %.2fs after endmqm -s; %s here", other, switched, start.detail)
-        ok = start.result in (StartResult.STANDBY, StartResult.STARTED, StartResult.ALREADY_RUNNING)
-        return (JobResult(JobOutcome.UP if ok else JobOutcome.FAILED, f"switched over to {other}"), True,
-                f"switched over: {other} is active ({switched:.1f}s after endmqm -s); new standby here: "
-                f"{start.detail}")

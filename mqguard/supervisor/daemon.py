@@ -12,19 +12,20 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from dataclasses import replace
 from types import FrameType
 from typing import Callable, List, Optional, Tuple
 
 from mqguard import __version__
 from mqguard import config as config_mod
 from mqguard.base.clock import Clock
-from mqguard.base.durations import format_duration
 from mqguard.mq.service import Role, role_of
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor import effects, observer
 from mqguard.supervisor.cycleguard import CycleGuard, next_due
 from mqguard.supervisor.evidence import Evidence, Marks
 from mqguard.supervisor.machine import Action, Machine, Observation, State, Verdict
+from mqguard.supervisor.model import OperatorAsk
 from mqguard.supervisor.parts import Parts
 from mqguard.supervisor.publish import Facts, News, compose
 from mqguard.supervisor.reload import reloaded, settings_from
@@ -35,6 +36,22 @@ log = logging.getLogger(__name__)
 
 _HOOK_ROLES = {QmStatus.RUNNING: "active", QmStatus.RUNNING_AS_STANDBY: "standby"}  # MQGUARD_ROLE, else "none"
 StateListener = Callable[[State, State, str, str], None]  # (new, old, reason, role)
+
+
+class _Pending:
+    """An operator's ask waiting for the step that answers it."""
+
+    def __init__(self, ask: OperatorAsk) -> None:
+        self.ask = ask
+        self.answer: Tuple[bool, str] = (False, "refused: not decided")
+        self.answered = threading.Event()
+
+    def tell(self, verdict: Optional[Verdict]) -> None:
+        if verdict is not None and verdict.answer is not None:
+            self.answer = verdict.answer
+        else:
+            self.answer = (False, "refused: the step that was to decide it failed (see the log)")
+        self.answered.set()
 
 
 class Daemon:
@@ -58,8 +75,8 @@ class Daemon:
         self._snapshot_lock = threading.Lock()
         self._snapshot: Optional[Snapshot] = None
         self.evidence = Evidence()  # which history events each cycle produced
-        self._drill: Optional[Tuple[str, str]] = None  # (kind, who asked), carried out by the loop
-        self._last_drill: Optional[float] = None  # monotonic: drills are rate-limited
+        self._ask: Optional[_Pending] = None  # an operator's drill or switchover, for the next cycle
+        self._ask_lock = threading.Lock()
 
     # ----------------------------------------------------------- plumbing
     def wake(self) -> None:
@@ -122,10 +139,19 @@ class Daemon:
 
     def run_cycle(self) -> Verdict:
         started = self.clock.monotonic()
-        self._carry_out_drill()
+        pending = self._take_ask()
         obs = self.observe()
+        if pending is not None:
+            obs = replace(obs, ask=pending.ask)
         before = self._marks()
-        verdict = self.machine.step(obs)
+        try:
+            verdict = self.machine.step(obs)
+        except BaseException:
+            if pending is not None:  # whatever happens, the operator waiting gets an answer
+                pending.tell(None)
+            raise
+        if pending is not None:
+            pending.tell(verdict)
         p = self.parts
         for event, detail in self.evidence.cycle(obs, verdict, before, self._marks(), p.act.reporter.dry_runs,
                                                  p.sense.termination.kind if p.sense.termination else None):
@@ -160,37 +186,32 @@ class Daemon:
         m = self.machine
         return Marks(m.episode, m.bad_since is not None, m.restarts_total)
 
-    # ---------------------------------------------------------------- drills
-    def request_drill(self, kind: str, who: str = "?") -> Tuple[bool, str]:
-        """On a control-request thread: check, then leave the failure to the loop. At most one drill per
-        [control] drill_interval: a member of the control group cannot turn drills into a stream of failures
-        (ten `drill unhealthy` were ten SetInstanceHealth calls)."""
-        if kind not in effects.DRILLS:
-            return False, f"refused: unknown drill {kind[:20]!r} (crash, stop or unhealthy)"
-        now, interval = self.clock.monotonic(), self.cfg.control.drill_interval
-        if self._last_drill is not None and now - self._last_drill < interval:
-            wait = interval - (now - self._last_drill)
-            return False, (f"refused: the last drill was {now - self._last_drill:.0f}s ago; one drill per "
-                           f"{format_duration(interval)} ([control] drill_interval; the next in {wait:.0f}s)")
-        if observer.pause_in_force(self.parts.sense) is not None:
-            return False, "refused: supervision is paused; resume first (a drill must be recovered from)"
-        state = self.machine.state
-        if state not in (State.RUNNING, State.STANDBY):
-            return False, f"refused: mqguard is {state.value}; a drill needs a healthy queue manager"
-        if self._drill is not None:
-            return False, f"refused: a {self._drill[0]} drill is already under way"
-        self._drill = (kind, who)
-        self._last_drill = now
+    # ------------------------------------------------------- operators' asks
+    def ask(self, ask: OperatorAsk, timeout: float) -> Tuple[bool, str]:
+        """On a control-request thread: hand a drill or switchover to the loop and wait (at most ``timeout``) for
+        the machine's answer. One ask at a time; the loop is woken for it."""
+        pending = _Pending(ask)
+        with self._ask_lock:
+            if self._ask is not None:
+                return False, f"refused: another request ({self._ask.ask.what.value}) is being decided; try again"
+            self._ask = pending
         self.wake()
-        return True, effects.DRILLS[kind]
+        if pending.answered.wait(timeout):
+            return pending.answer
+        with self._ask_lock:
+            if self._ask is pending:  # never taken: the loop is stuck (/healthz says so)
+                self._ask = None
+                return False, f"refused: mqguard's loop did not take the request within {timeout:.0f}s"
+        pending.answered.wait(timeout)  # taken by a cycle under way: its answer comes with that step
+        return pending.answer
 
-    def _carry_out_drill(self) -> None:
-        asked, self._drill = self._drill, None
-        if asked is not None:
-            effects.drill(self.parts.act, self.cfg, self.machine, asked[0], self.role(), who=asked[1])
+    def _take_ask(self) -> Optional[_Pending]:
+        with self._ask_lock:
+            pending, self._ask = self._ask, None
+        return pending
 
     def observe(self) -> Observation:
-        return observer.observe(self.parts.sense, self.cfg)
+        return observer.observe(self.parts.sense, self.cfg, self.machine.prepared)
 
     def execute(self, action: Action) -> None:
         effects.execute(self.parts.act, self.cfg, self.machine, action, self.role(),

@@ -1,5 +1,5 @@
 """The bodies of the worker's jobs: bring-up (prepare, start, MQSC), MQSC alone,
-and the clean end when the instance is going away.
+the clean end when the instance is going away, and an operator's switchover.
 
 They block on MQ commands and EFS, so they run on the worker thread, never on
 the supervision loop; each returns a ``JobResult`` that the machine reads.
@@ -8,17 +8,20 @@ the supervision loop; each returns a ``JobResult`` that the machine reads.
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import nullcontext
-from typing import Callable, List, Optional
+from dataclasses import replace
+from typing import Callable, List, Optional, Tuple
 
 from mqguard.aws.lifecyclehooks import Hooks, heartbeat_interval
+from mqguard.base.clock import Clock, SystemClock
+from mqguard.base.durations import format_duration
 from mqguard.base.telemetry import Telemetry
 from mqguard.config import QueueManagerConfig
 from mqguard.mq.control import StartResult
 from mqguard.mq.level import LevelGuard
 from mqguard.mq.lifecycle import Lifecycle, PrepareError
-from mqguard.mq.service import Role
+from mqguard.mq.service import Role, end_with_escalation
+from mqguard.mq.status import QmStatus
 from mqguard.supervisor.model import JobOutcome, JobResult, JobStage
 from mqguard.supervisor.worker import StageSetter
 
@@ -29,7 +32,7 @@ class Jobs:
     def __init__(self, qm: QueueManagerConfig, lifecycle: Lifecycle, hooks: Optional[Hooks],
                  telemetry: Telemetry, wake: Callable[[], None],
                  record: Callable[[str, str], None] = lambda event, detail: None,
-                 levels: Optional[LevelGuard] = None) -> None:
+                 levels: Optional[LevelGuard] = None, clock: Optional[Clock] = None) -> None:
         self.qm = qm  # [queue_manager] is never changed by a reload
         self.lifecycle = lifecycle
         self.hooks = hooks
@@ -37,12 +40,13 @@ class Jobs:
         self.wake = wake
         self.record = record  # into the failover history (contract §23)
         self.levels = levels  # never older MQ on newer data
-        self.prepared = False  # the queue manager is known on this host (dspmqinf / addmqinf / crtmqm done)
+        self.clock = clock or SystemClock()  # the switchover's waits and every duration the jobs measure
         self.before_start: List[Callable[[], object]] = []
 
-    def bring_up(self, set_stage: StageSetter) -> JobResult:
+    def bring_up(self, set_stage: StageSetter, prepared: bool = False) -> JobResult:
+        """Prepare (unless the machine knows the queue manager is ``prepared`` here), then start."""
         name = self.qm.name
-        if not self.prepared:
+        if not prepared:
             set_stage(JobStage.PREPARING)
             try:
                 done = self.lifecycle.prepare()
@@ -58,9 +62,12 @@ class Jobs:
             for event in ("created", "registered"):
                 if done.startswith(event):
                     self.record(event, done)
-            self.prepared = True
-            self.wake()  # let the loop start observing dspmq now
-        set_stage(JobStage.STARTING)
+        set_stage(JobStage.STARTING)  # prepared: the loop observes dspmq from now on (machine.prepared_after)
+        self.wake()
+        return replace(self._start(set_stage), prepared=True)
+
+    def _start(self, set_stage: StageSetter) -> JobResult:
+        name = self.qm.name
         refusal = self.levels.refusal() if self.levels is not None else None
         if refusal:
             log.error("queue manager %s is not started here: %s", name, refusal)
@@ -89,23 +96,75 @@ class Jobs:
             self.levels.record()
         summary = self.lifecycle.apply_mqsc()
         self.telemetry.mqsc_failed(len(summary.failed))
-        return JobResult(JobOutcome.UP, f"MQSC: {len(summary.applied)} applied, {len(summary.failed)} failed")
+        return JobResult(JobOutcome.UP, f"MQSC: {len(summary.applied)} applied, {len(summary.failed)} failed",
+                         prepared=True)
 
-    def terminate(self, set_stage: StageSetter, role: Role, why: str) -> JobResult:
+    def terminate(self, set_stage: StageSetter, role: Role, why: str, prepared: bool = True) -> JobResult:
         """End MQ cleanly while the instance is still alive, then complete the termination hook."""
         set_stage(JobStage.ENDING)
         qm = self.qm
         log.warning("instance is going away (%s): ending queue manager %s", why, qm.name)
         ended = True
-        if self.prepared:
+        if prepared:  # else there is no queue manager here to end
             beats = self.hooks.heartbeats(heartbeat_interval(qm.stop_timeout)) if self.hooks else nullcontext()
-            began = time.monotonic()
+            began = self.clock.monotonic()
             with beats:
                 ended = self.lifecycle.end(role, qm.stop_timeout)
             self.record("ended", f"for termination ({why}), {'cleanly' if ended else 'NOT ended'} "
-                                 f"in {time.monotonic() - began:.1f}s")
+                                 f"in {self.clock.monotonic() - began:.1f}s")
         if not ended:
             log.error("queue manager %s did not end even with endmqm -p", qm.name)
         if self.hooks is not None:
             self.hooks.complete_termination()
-        return JobResult(JobOutcome.UP if ended else JobOutcome.FAILED, "ended for termination")
+        return JobResult(JobOutcome.UP if ended else JobOutcome.FAILED, "ended for termination", prepared=prepared)
+
+    def switchover(self, set_stage: StageSetter, standby: Tuple[str, ...],
+                   say: Callable[[str], None] = lambda text: None,
+                   done: Callable[[bool, str], None] = lambda ok, text: None) -> JobResult:
+        """An operator's switchover (the machine accepted it): end the active instance here so that the standby
+        takes over, then start a new standby here. ``say`` tells the operator each step; ``done`` their answer."""
+        try:
+            result, ok, message = self._switch(set_stage, standby, say)
+        except Exception as exc:  # the operator is waiting for an answer whatever happens
+            result, ok, message = JobResult(JobOutcome.FAILED, str(exc)), False, f"failed: {exc}"
+        done(ok, message)
+        return replace(result, prepared=True)
+
+    def _switch(self, set_stage: StageSetter, standby: Tuple[str, ...],
+                say: Callable[[str], None]) -> Tuple[JobResult, bool, str]:
+        qm, control, clock = self.qm, self.lifecycle.control, self.clock
+        set_stage(JobStage.SWITCHING)
+        began = clock.monotonic()
+        say(f"ending the active instance here: endmqm -s -w (after {format_duration(qm.stop_timeout)} -s -i, then "
+            "-s -p: one long-lived client cannot stall it)")
+        # Every end escalates, a switchover's too: -s -w, then -s -i and -s -p on stop_timeout, so one long-lived
+        # client cannot keep this host quiescing (reference: endmqm); -s only while dspmq -x lists a standby.
+        if not end_with_escalation(control, Role.ACTIVE_MI, qm.stop_timeout):
+            still = control.dspmq().status == QmStatus.RUNNING
+            return (JobResult(JobOutcome.UP if still else JobOutcome.FAILED, "endmqm -s did not end it"), False,
+                    "endmqm -s, -s -i and -s -p did not end the queue manager"
+                    + ("; this host is still active" if still else ""))
+        say(f"ended here after {clock.monotonic() - began:.1f}s; waiting for {', '.join(standby) or 'another host'} "
+            "to become active")
+        deadline = clock.monotonic() + qm.stop_timeout
+        other: Optional[str] = None
+        while clock.monotonic() < deadline:  # bounded by stop_timeout
+            reading = control.dspmq()
+            if reading.status == QmStatus.RUNNING_ELSEWHERE:
+                hosts = [i.host for i in reading.entry.instances if i.mode == "active"] if reading.entry else []
+                other = ", ".join(hosts) or "another host"
+                break
+            clock.sleep(0.2)
+        switched = clock.monotonic() - began
+        say(f"{other} is active ({switched:.1f}s after endmqm -s); starting a new standby here" if other else
+            f"no other host became active within {format_duration(qm.stop_timeout)}: starting it here again")
+        start = self.lifecycle.service.start()  # a new standby here (or active again if nobody took over)
+        if other is None:
+            return (JobResult(JobOutcome.UP, "switchover: no other host became active"), False,
+                    f"no other host became active within {qm.stop_timeout:.0f}s after endmqm -s; "
+                    f"mqguard started the queue manager here again ({start.detail})")
+        log.warning("switched over: %s is active %.2fs after endmqm -s; %s here", other, switched, start.detail)
+        ok = start.result in (StartResult.STANDBY, StartResult.STARTED, StartResult.ALREADY_RUNNING)
+        return (JobResult(JobOutcome.UP if ok else JobOutcome.FAILED, f"switched over to {other}"), True,
+                f"switched over: {other} is active ({switched:.1f}s after endmqm -s); new standby here: "
+                f"{start.detail}")

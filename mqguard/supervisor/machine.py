@@ -18,20 +18,24 @@ Vocabulary (see README "How it decides"):
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass, field, replace
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from mqguard.base.durations import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
 from mqguard.supervisor.budget import RestartBudget
 from mqguard.supervisor.judge import Judgement, Seen, judge
 from mqguard.supervisor.model import (
+    DRILL_SAYS,
     Action,
     ActionKind,
+    Ask,
+    Drill,
     Episode,
     JobOutcome,
     JobResult,
     JobStage,
     Observation,
+    OperatorAsk,
     Settings,
     StartUp,
     State,
@@ -40,6 +44,13 @@ from mqguard.supervisor.model import (
 
 __all__ = ["Action", "ActionKind", "JobOutcome", "JobResult", "JobStage", "Machine", "Observation", "Settings",
            "State", "Verdict"]
+
+
+def prepared_after(before: bool, stage: Optional[JobStage], result: Optional[JobResult]) -> bool:
+    """Is the queue manager known on this host? Once a job said so, or a job is past preparing (a bring-up that
+    reached its start, MQSC, an end, a switchover), it is, for the life of the process."""
+    return before or stage in (JobStage.STARTING, JobStage.CONFIGURING, JobStage.ENDING, JobStage.SWITCHING) \
+        or (result is not None and result.prepared)
 
 
 @dataclass
@@ -61,6 +72,8 @@ class Machine:
     termination_begun: bool = False  # the clean end (or the hook alone) for a going-away instance was asked for
     mqsc_pending: bool = False  # a takeover's MQSC apply waits for the worker, never dropped
     hold: str = ""  # a job said this host must not bring the queue manager up again (lost data, an older MQ)
+    last_drill: Optional[float] = None  # when the last drill was accepted (drills are rate-limited)
+    prepared: bool = False  # the queue manager is known on this host (prepared_after)
 
     def __post_init__(self, started_at: float) -> None:
         self.start = StartUp(began=started_at)
@@ -104,24 +117,33 @@ class Machine:
             self.start.ready_announced = False
         elif kind == ActionKind.WARM_READY:
             self.start.warm_announced = False
-        elif kind in (ActionKind.HOLD, ActionKind.KEEP_LAUNCH):
-            pass  # the hold or pause stands; keeping the instance is best effort
+        elif kind in (ActionKind.HOLD, ActionKind.KEEP_LAUNCH, ActionKind.DRILL, ActionKind.SWITCHOVER):
+            pass  # the hold or pause stands, keeping the instance is best effort; an operator's ask was answered
         elif kind == ActionKind.REPORT_UNHEALTHY:
             self.ep.reported = False  # the rules report again while the episode is still bad
             if not self.start.storage_seen:
                 self.start.mount_failure_reported = False
-
-    def expect_failure(self) -> None:
-        """A drill is about to end the queue manager: that end is a failure, not an operator's (§23)."""
-        self.deliberate_wait = False
 
     def stop(self) -> None:
         """mqguard is stopping: the state says so from now on."""
         self.state = State.STOPPING
 
     def step(self, obs: Observation) -> Verdict:
-        """The rules, in order; the first that settles the verdict returns it."""
+        """The rules, in order; the first that settles the verdict returns it. An operator's ask is answered first,
+        whatever the rest concludes (the answer goes back to them with the verdict)."""
         actions: List[Action] = []
+        self.prepared = prepared_after(self.prepared, obs.job_stage, obs.job_result)
+        answer = None if obs.ask is None else self._rule_operator_ask(obs, obs.ask, actions)
+        verdict = self._step(obs, actions)
+        if answer is None:
+            return verdict
+        if any(a.kind == ActionKind.DRILL and a.ask is not None and a.ask.drill == Drill.STOP for a in actions):
+            # after the rules (this step's healthy observation would reset it): the end the drill causes is a
+            # failure, not an operator's endmqm, so no waiting for their strmqm
+            self.deliberate_wait = False
+        return replace(verdict, answer=answer)
+
+    def _step(self, obs: Observation, actions: List[Action]) -> Verdict:
         notes: List[str] = []
         self.pause_ends = obs.pause_ends
         early = (self._rule_going_away(obs, actions) or self._rule_paused(obs, actions) or self._rule_warm(obs, actions)
@@ -148,6 +170,31 @@ class Machine:
         return self._verdict(state, False, j.bad, actions, obs, notes)
 
     # ------------------------------------------------------------------ rules
+    def _rule_operator_ask(self, obs: Observation, ask: OperatorAsk, actions: List[Action]) -> Tuple[bool, str]:
+        """A drill or a switchover an operator asked for: refused (and why), or turned into its action."""
+        if obs.going_away:
+            return False, "refused: the instance is going away"
+        if ask.what == Ask.SWITCHOVER:
+            if obs.job_stage is not None:
+                return False, (f"refused: mqguard is busy with another job ({obs.job_stage.value}); try again in a "
+                               "moment")
+            actions.append(Action(ActionKind.SWITCHOVER, f"switchover asked by {ask.who}", ask))
+            return True, "switching over"
+        if ask.drill is None:
+            return False, "refused: a drill needs its kind (crash, stop or unhealthy)"
+        interval = self.settings.drill_interval
+        if self.last_drill is not None and obs.now - self.last_drill < interval:
+            ago = obs.now - self.last_drill
+            return False, (f"refused: the last drill was {ago:.0f}s ago; one drill per {format_duration(interval)} "
+                           f"([control] drill_interval; the next in {interval - ago:.0f}s)")
+        if obs.paused:
+            return False, "refused: supervision is paused; resume first (a drill must be recovered from)"
+        if self.state not in (State.RUNNING, State.STANDBY):
+            return False, f"refused: mqguard is {self.state.value}; a drill needs a healthy queue manager"
+        self.last_drill = obs.now
+        actions.append(Action(ActionKind.DRILL, f"{ask.drill.value} drill asked by {ask.who}", ask))
+        return True, DRILL_SAYS[ask.drill]
+
     def _rule_going_away(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
         """Going away: never start, never report; not healthy, so load balancers drain."""
         if not obs.going_away:

@@ -6,8 +6,8 @@ Plain data, no behaviour; ``machine.py`` holds the rules.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
 
 from mqguard.mq.status import QmStatus
 
@@ -50,6 +50,44 @@ class JobResult:
     standby: bool = False  # the job started (or adopted) a standby instance here
     hold: str = ""  # this host must not bring it up again (lost data, an older MQ): why, and how to proceed
     report_now: bool = False  # with hold: a replacement cures it, so report at once
+    prepared: bool = False  # the queue manager is known on this host (dspmqinf / addmqinf / crtmqm done)
+
+
+class Drill(str, enum.Enum):
+    """What `mqguard drill` may inject (the names are the command line's)."""
+
+    CRASH = "crash"  # kill -9 of the execution controller amqzxma0
+    STOP = "stop"  # endmqm -i, treated as a failure
+    UNHEALTHY = "unhealthy"  # an Unhealthy report to Auto Scaling now
+
+
+class Ask(str, enum.Enum):
+    """What an operator asks the loop to do (over the control socket); the machine accepts or refuses."""
+
+    DRILL = "drill"
+    SWITCHOVER = "switchover"
+
+
+DRILL_SAYS: Dict[Drill, str] = {  # what each drill does, as the operator is told when it is accepted
+    Drill.CRASH: "drill crash: mqguard kills the execution controller amqzxma0 (kill -9); watch it recover with "
+                 "mqguard status and mqguard history",
+    Drill.STOP: "drill stop: mqguard runs endmqm -i and treats the end as a failure; watch it recover with "
+                "mqguard status and mqguard history",
+    Drill.UNHEALTHY: "drill unhealthy: mqguard reports this instance Unhealthy to Auto Scaling now; the group "
+                     "replaces it (mqguard history on any host shows the failover)",
+}
+
+
+@dataclass(frozen=True)
+class OperatorAsk:
+    """One operator's request, carried into the next observation; answered in that step's verdict."""
+
+    what: Ask
+    who: str = "?"
+    drill: Optional[Drill] = None
+    standby: Tuple[str, ...] = ()  # switchover: the standby hosts dspmq -x listed when it was asked
+    say: Callable[[str], None] = field(default=lambda text: None, compare=False, repr=False)  # progress, to them
+    done: Callable[[bool, str], None] = field(default=lambda ok, text: None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -69,6 +107,7 @@ class Observation:
     # the other hosts of this queue manager say their storage is bad too (who, and what they said): the file
     # system itself is in trouble, and replacing instances cannot cure it; "" when not so, or not known
     storage_shared_outage: str = ""
+    ask: Optional[OperatorAsk] = None  # an operator's drill or switchover, asked since the last step
 
 
 class ActionKind(str, enum.Enum):
@@ -81,12 +120,15 @@ class ActionKind(str, enum.Enum):
     COMPLETE_TERMINATION = "complete_termination"  # going away with stop_on_exit = never: leave MQ, complete it
     HOLD = "hold"  # held for an operator (lost data): keep the instance (its launch hook alive), report nothing
     KEEP_LAUNCH = "keep_launch"  # paused before MQ ever ran here: heartbeat the launch hook until the pause ends
+    DRILL = "drill"  # inject the failure an operator's drill asked for (the ask says which)
+    SWITCHOVER = "switchover"  # hand the queue manager to the standby (a worker job)
 
 
 @dataclass(frozen=True)
 class Action:
     kind: ActionKind
     reason: str
+    ask: Optional[OperatorAsk] = None  # DRILL and SWITCHOVER: the operator's request it carries out
 
 
 @dataclass(frozen=True)
@@ -103,6 +145,7 @@ class Settings:
     deliberate_end_delay: float = 2.0  # after "ended normally/immediately": an operator may be restarting it
     lock_wait: float = 180.0  # single instance: "running elsewhere" (a stale NFS lock?) is waited for this long
     leave_on_termination: bool = False  # stop_on_exit = never: a going-away instance leaves MQ as it is
+    drill_interval: float = 0.0  # least time between two accepted drills ([control] drill_interval)
 
 
 @dataclass(frozen=True)
@@ -115,6 +158,7 @@ class Verdict:
     actions: List[Action]
     line: str
     notes: Tuple[str, ...] = ()  # decisions worth a log line that are not badness (e.g. budget spent)
+    answer: Optional[Tuple[bool, str]] = None  # to the operator's ask of this step: (accepted, what to tell them)
 
     @property
     def key(self) -> tuple[object, ...]:

@@ -13,7 +13,7 @@ from mqguard.config import Config
 from mqguard.efs.pause import Pause
 from mqguard.efs.storage import check_mount
 from mqguard.mq.status import QmStatus
-from mqguard.supervisor.machine import JobOutcome, Observation
+from mqguard.supervisor.machine import JobOutcome, Observation, prepared_after
 from mqguard.supervisor.parts import Sensors
 
 
@@ -27,7 +27,8 @@ def going_away(p: Sensors) -> Optional[str]:
     return p.termination.reason if p.termination is not None else None
 
 
-def observe(p: Sensors, cfg: Config) -> Observation:
+def observe(p: Sensors, cfg: Config, prepared_before: bool) -> Observation:
+    """One observation; ``prepared_before`` is the machine's fact, which this observation's job news may extend."""
     now = p.clock.monotonic()
     mount = check_mount(cfg.storage.path, cfg.storage.fstypes, p.mountinfo)
     storage_ok, storage_detail = mount.ok, mount.detail
@@ -40,14 +41,15 @@ def observe(p: Sensors, cfg: Config) -> Observation:
         storage_ok = probe.ok
         storage_detail = mount.detail if probe.ok else probe.detail
     stage, result = p.worker.take()
-    if p.jobs.prepared and not p.diagnostics.started:
+    prepared = prepared_after(prepared_before, stage, result)
+    if prepared and not p.diagnostics.started:
         p.diagnostics.start()
     if result is not None and result.outcome in (JobOutcome.FAILED, JobOutcome.TIMED_OUT):
         p.diagnostics.collect(f"a failed start ({result.detail})")
     qmgr: Optional[QmStatus] = None
     if not storage_ok:
         qmgr_detail = "not checked while storage is bad"
-    elif not p.jobs.prepared:
+    elif not prepared:
         qmgr_detail = "not prepared yet"
     else:
         reading = p.control.dspmq()

@@ -31,6 +31,7 @@ def settings_from(cfg: Config) -> Settings:
         deliberate_end_delay=max(cfg.health.poll_interval, 2.0),
         lock_wait=cfg.queue_manager.lock_wait,
         leave_on_termination=cfg.queue_manager.stop_on_exit == StopOnExit.NEVER,
+        drill_interval=cfg.control.drill_interval,
     )
 
 

@@ -10,7 +10,7 @@ from mqguard.aws.termination import SPOT, TERMINATING
 from mqguard.config import Config, StopOnExit
 from mqguard.mq.service import Role
 from mqguard.mq.status import QmStatus
-from mqguard.supervisor.machine import Machine
+from mqguard.supervisor.machine import Machine, prepared_after
 from mqguard.supervisor.parts import Parts
 from mqguard.supervisor.stopping import JobAtExit, exit_plan, host_is_stopping, should_end_qmgr
 
@@ -34,7 +34,9 @@ def shut_down(p: Parts, cfg: Config, machine: Machine, role: Role) -> int:
         mode, host_stopping=auto and kind is None and host_is_stopping(a.runner),
         terminating=kind == TERMINATING, spot_interruption=kind == SPOT,
     )
-    plan = exit_plan(end, why, machine.termination_begun, a.worker.busy, a.jobs.prepared, qm.name)
+    stage, result = a.worker.take()  # the loop is over: the worker's last news is read here
+    prepared = prepared_after(machine.prepared, stage, result)
+    plan = exit_plan(end, why, machine.termination_begun, a.worker.busy, prepared, qm.name)
     if plan.job == JobAtExit.FINISH_TERMINATION:
         drain = qm.stop_timeout + 70
         if not a.worker.join(drain):

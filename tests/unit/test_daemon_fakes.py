@@ -19,7 +19,7 @@ from mqguard.mq.control import StatusReading
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor.daemon import Daemon
 from mqguard.supervisor.machine import Machine
-from mqguard.supervisor.model import JobOutcome, JobResult, JobStage, State
+from mqguard.supervisor.model import DRILL_SAYS, Ask, Drill, JobOutcome, JobResult, JobStage, OperatorAsk, State
 from mqguard.supervisor.parts import Effectors, LoopParts, Parts, Sensors
 from mqguard.supervisor.reload import settings_from
 from tests.fakes import FakeClock
@@ -54,7 +54,7 @@ class FakeWorker:
         if self.stage is not None:
             return False
         self.submitted.append(name)
-        self.stage = JobStage.STARTING
+        self.stage = JobStage.PREPARING
         return True
 
     def finish(self, result: JobResult) -> None:
@@ -73,9 +73,6 @@ class FakeWorker:
 
 
 class FakeJobs:
-    def __init__(self) -> None:
-        self.prepared = False
-
     def bring_up(self, stage: Any) -> JobResult:
         raise AssertionError("the fake worker never runs a job body")
 
@@ -229,9 +226,12 @@ class Rig:
 def up(rig: Rig) -> None:
     """The first bring-up: submitted, then finished with MQ running."""
     assert rig.cycle() == State.PREPARING and rig.worker.submitted == ["bring-up"]
-    rig.jobs.prepared = True
+    finish_bring_up(rig)
+
+
+def finish_bring_up(rig: Rig) -> None:
     rig.control.status = QmStatus.RUNNING
-    rig.worker.finish(JobResult(JobOutcome.UP, "started"))
+    rig.worker.finish(JobResult(JobOutcome.UP, "started", prepared=True))
     assert rig.cycle(1) == State.RUNNING
 
 
@@ -279,13 +279,44 @@ def test_sighup_hands_the_new_health_section_to_every_reader(tmp_path: Path) -> 
     assert rig.d.cfg.health.grace_period == 120.0 and rig.cycle(1) == State.RUNNING
 
 
-def test_drills_are_refused_unless_the_queue_manager_is_healthy(tmp_path: Path) -> None:
+def ask_in_next_cycle(rig: Rig, ask: OperatorAsk) -> Tuple[bool, str]:
+    """An operator's ask from another thread, answered by the next cycle (as the control socket does)."""
+    answers: List[Tuple[bool, str]] = []
+    t = threading.Thread(target=lambda: answers.append(rig.d.ask(ask, 10)))
+    t.start()
+    for _ in range(200):  # bounded: the ask is handed over within 2 s
+        if rig.d._ask is not None:
+            break
+        t.join(0.01)
+    rig.cycle(1)
+    t.join(10)
+    assert answers, "answered"
+    return answers[0]
+
+
+def test_drills_enter_through_the_machine_refused_unless_healthy_and_rate_limited(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
-    ok, said = rig.d.request_drill("crash", "op")
-    assert not ok and "healthy queue manager" in said
+    ok, said = ask_in_next_cycle(rig, OperatorAsk(Ask.DRILL, who="op", drill=Drill.CRASH))
+    assert not ok and "healthy queue manager" in said  # this first cycle submitted the bring-up
+    finish_bring_up(rig)
+    ok, said = ask_in_next_cycle(rig, OperatorAsk(Ask.DRILL, who="op", drill=Drill.UNHEALTHY))
+    assert ok and said == DRILL_SAYS[Drill.UNHEALTHY]
+    assert rig.reporter.reports == ["drill: an operator asked for an Unhealthy report of queue manager QM1"]
+    assert ("drill", "unhealthy, asked by op") in rig.history.events
+    ok, said = ask_in_next_cycle(rig, OperatorAsk(Ask.DRILL, who="op2", drill=Drill.UNHEALTHY))
+    assert not ok and "drill_interval" in said and len(rig.reporter.reports) == 1
+
+
+def test_a_switchover_is_refused_while_a_job_runs_and_otherwise_submitted(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
     up(rig)
-    ok, said = rig.d.request_drill("meltdown", "op")
-    assert not ok and "unknown drill" in said
+    rig.worker.stage = JobStage.CONFIGURING
+    ok, said = ask_in_next_cycle(rig, OperatorAsk(Ask.SWITCHOVER, who="op", standby=("hostB",)))
+    assert not ok and "busy with another job (configuring)" in said
+    rig.worker.stage = None
+    ok, said = ask_in_next_cycle(rig, OperatorAsk(Ask.SWITCHOVER, who="op", standby=("hostB",)))
+    assert ok and rig.worker.submitted[-1] == "switchover"
+    assert ("switchover", "asked by op") in rig.history.events
 
 
 def test_bad_storage_is_not_asked_about_mq_and_holds_within_the_mount_timeout(tmp_path: Path) -> None:

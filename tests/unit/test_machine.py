@@ -10,7 +10,9 @@ from mqguard.supervisor.machine import (
     JobOutcome,
     JobResult,
     JobStage,
+    Observation,
     State,
+    Verdict,
 )
 from tests.unit.machine_driver import ENDED, FAILED, UP, Driver, R, kinds
 
@@ -579,3 +581,61 @@ def test_storage_bad_on_every_host_is_not_reported_replacing_instances_cannot_cu
     assert any("every host" in n and "not reporting" in n for n in v.notes), v.notes
     v = d.step(after=5, storage=False, everywhere="")  # the peer's storage is good: the trouble is this host's
     assert kinds(v) == [ActionKind.REPORT_UNHEALTHY]
+
+
+def test_operator_asks_are_answered_by_the_machine() -> None:
+    """Issue 29 item 3 (and security round 3, low): drills enter as observations; the machine refuses them unless
+    the queue manager is healthy, not paused, not going away, and the last drill is [control] drill_interval
+    ago (ten `drill unhealthy` were ten SetInstanceHealth calls); an accepted one is an action carrying the ask."""
+    from mqguard.supervisor.model import DRILL_SAYS, Ask, Drill, OperatorAsk
+
+    d = Driver(drill_interval=300.0)
+    crash = OperatorAsk(Ask.DRILL, who="op1", drill=Drill.CRASH)
+
+    def ask(a: OperatorAsk, **obs: object) -> Verdict:
+        fields = dict(now=d.clock.monotonic(), storage_ok=True, qmgr=R, listener_ok=True, ask=a)
+        fields.update(obs)
+        return d.m.step(Observation(**fields))  # type: ignore[arg-type]
+
+    v = ask(crash, qmgr=None, storage_ok=False)
+    assert v.answer is not None and not v.answer[0] and "healthy queue manager" in v.answer[1]
+    d.up()
+    d.step(after=1, qmgr=R)
+    v = ask(crash)
+    assert v.answer == (True, DRILL_SAYS[Drill.CRASH])
+    assert [a.kind for a in v.actions] == [ActionKind.DRILL] and v.actions[0].ask == crash
+    d.clock.advance(60)
+    v = ask(OperatorAsk(Ask.DRILL, who="op2", drill=Drill.UNHEALTHY))
+    assert v.answer is not None and not v.answer[0] and "one drill per 5m" in v.answer[1] and not v.actions
+    d.clock.advance(241)
+    v = ask(OperatorAsk(Ask.DRILL, who="op2", drill=Drill.STOP), paused=True)
+    assert v.answer is not None and not v.answer[0] and "paused" in v.answer[1]
+    d.step(after=1, qmgr=R)  # the pause is over
+    v = ask(OperatorAsk(Ask.DRILL, who="op2", drill=Drill.STOP), going_away=True)
+    assert v.answer is not None and not v.answer[0] and "going away" in v.answer[1]
+    d2 = Driver(drill_interval=300.0, deliberate_end_delay=30.0)
+    d2.up()
+    d2.step(after=1, qmgr=R)
+    v = d2.m.step(Observation(now=d2.clock.monotonic(), storage_ok=True, qmgr=R, listener_ok=True,
+                              ask=OperatorAsk(Ask.DRILL, who="op", drill=Drill.STOP)))
+    assert v.answer is not None and v.answer[0]
+    # the end a stop drill causes is a failure: restarted at once, not after the wait for an operator's strmqm
+    v = d2.step(after=1, qmgr=QmStatus.ENDED_IMMEDIATELY)
+    assert [a.kind for a in v.actions] == [ActionKind.BRING_UP], v.line
+
+
+def test_whether_the_queue_manager_is_known_here_is_a_fact_the_machine_owns() -> None:
+    """Issue 29 item 3: `prepared` was a flag on the jobs object that the observer and the shutdown read off it;
+    now the machine learns it from the worker's news (a stage past preparing, or a result that says so)."""
+    from mqguard.supervisor.machine import prepared_after
+
+    assert not prepared_after(False, JobStage.PREPARING, None)
+    assert not prepared_after(False, None, JobResult(JobOutcome.FAILED, "crtmqm exit 71"))
+    assert prepared_after(False, JobStage.STARTING, None), "the bring-up reached its start: prepare is done"
+    assert prepared_after(False, None, JobResult(JobOutcome.FAILED, "strmqm exit 71", prepared=True))
+    assert prepared_after(True, None, None), "for the life of the process"
+    d = Driver()
+    d.step(stage=JobStage.PREPARING)
+    assert not d.m.prepared
+    d.step(after=1, stage=JobStage.STARTING)
+    assert d.m.prepared

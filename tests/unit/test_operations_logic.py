@@ -219,18 +219,13 @@ def test_an_unknown_control_operation_is_refused_not_taken_for_a_switchover() ->
     from mqguard.serve.control import OPERATIONS, ControlOp, Peer, Request
     from mqguard.serve.operations import Operations
 
-    class Worker:
-        submitted: List[str] = []
-
-        def submit(self, name: str, job: object) -> bool:
-            self.submitted.append(name)
-            return True
-
-    worker = Worker()
-    ops = Operations(cfg=lambda: None, control=None, lifecycle=None, worker=worker,  # type: ignore[arg-type]
-                     watch=None, owners=frozenset(), wake=lambda: None)  # type: ignore[arg-type]
+    asked: List[object] = []
+    ops = Operations(cfg=lambda: None, control=None, watch=None, owners=frozenset(),  # type: ignore[arg-type]
+                     wake=lambda: None, ask=lambda ask, timeout: (asked.append(ask), (True, "?"))[1])
     ok, message = ops.handle(Request("reboot", Peer(pid=1, uid=0, gid=0)))
-    assert not ok and "unknown operation" in message and worker.submitted == []
+    assert not ok and "unknown operation" in message and asked == []
+    ok, message = ops.handle(Request("drill", Peer(pid=1, uid=0, gid=0), {"kind": "meltdown"}))
+    assert not ok and "unknown drill" in message and asked == [], "a kind that is no Drill never reaches the loop"
     assert OPERATIONS == tuple(op.value for op in ControlOp) == ("pause", "resume", "switchover", "drill")
 
 

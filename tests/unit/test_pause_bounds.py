@@ -125,7 +125,7 @@ def test_the_control_socket_refuses_seconds_that_are_not_a_positive_finite_numbe
 
     cfg = SimpleNamespace(storage=SimpleNamespace(path=str(tmp_path)), control=SimpleNamespace(pause_max=86400.0))
     watch = PauseWatch(str(tmp_path), allowed_owners(), lambda: None)
-    ops = Operations(lambda: cfg, None, None, None, watch, allowed_owners(), lambda: None)  # type: ignore[arg-type]
+    ops = Operations(lambda: cfg, None, watch, allowed_owners(), lambda: None)  # type: ignore[arg-type]
     ok, message = ops.pause(Request("pause", Peer(1, 0, 0), {"seconds": seconds, "reason": "x"}))
     assert not ok and "positive, finite number" in message
     assert not (tmp_path / ".mqguard" / "pause").exists() and watch.current is None
