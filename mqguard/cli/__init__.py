@@ -15,6 +15,7 @@ from typing import List, NoReturn, Optional
 from mqguard import __version__
 from mqguard import config as config_mod
 from mqguard.base.exitcodes import EX_CONFIG, EX_OK, EX_UNHEALTHY, EX_USAGE
+from mqguard.supervisor.model import Drill
 
 log = logging.getLogger("mqguard")
 
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     switch.add_argument("--yes", action="store_true", help="do not ask (scripts); without it, mqguard says what "
                                                             "it will do and asks")
     drill = add("drill", "inject a failure on this host for a failover test (marked in the history)")
-    drill.add_argument("kind", choices=("crash", "stop", "unhealthy"),
+    drill.add_argument("kind", choices=[d.value for d in Drill],
                        help="crash: kill -9 of amqzxma0; stop: endmqm -i, treated as a failure; "
                             "unhealthy: report this instance Unhealthy now")
     drill.add_argument("--yes", action="store_true", help="do not ask")

@@ -11,6 +11,7 @@ from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
 from mqguard.config import Config
 from mqguard.config.values import duration
 from mqguard.serve.control import ControlOp, NotRunning, ask
+from mqguard.supervisor.model import Drill
 
 MAX_REASON = 500
 
@@ -84,15 +85,15 @@ def _ask_first(cfg: Config, path: str, extra: Dict[str, Any]) -> Optional[int]:
     return None
 
 
-WHAT_DRILLS_DO = {
-    "crash": "kill -9 the execution controller of queue manager {qm} on this host",
-    "stop": "end queue manager {qm} on this host with endmqm -i (mqguard treats it as a failure)",
-    "unhealthy": "report this instance Unhealthy to Auto Scaling now; the group will replace it",
+WHAT_DRILLS_DO = {  # the question asked before a drill (the daemon's answer, once accepted, is DRILL_SAYS)
+    Drill.CRASH: "kill -9 the execution controller of queue manager {qm} on this host",
+    Drill.STOP: "end queue manager {qm} on this host with endmqm -i (mqguard treats it as a failure)",
+    Drill.UNHEALTHY: "report this instance Unhealthy to Auto Scaling now; the group will replace it",
 }
 
 
 def confirmed(kind: str, qm: str) -> bool:
-    return confirmed_text(f"This drill will {WHAT_DRILLS_DO[kind].format(qm=qm)}.")
+    return confirmed_text(f"This drill will {WHAT_DRILLS_DO[Drill(kind)].format(qm=qm)}.")
 
 
 def confirmed_text(what: str) -> bool:

@@ -24,17 +24,27 @@ class Seen:
     starting_since: Optional[float] = None  # first STARTING (or start job) seen
 
 
-@dataclass
+@dataclass(frozen=True)
 class Judgement:
-    """One observation judged: what is bad, and whether a start is still in progress."""
+    """One observation judged: what is bad, and whether a start is still in progress. Made once, never changed."""
 
-    bad: List[str]
+    bad: Tuple[str, ...]
     not_yet: bool
     active: bool
     healthy_qm: bool
-    busy: bool
+    busy: bool  # a job runs (a start, MQSC, an end, a switchover)
     waiting: str = ""  # why this is "not yet" beyond a start (the lock wait)
     overran: str = ""  # a start past start_timeout: reported at once
+
+
+@dataclass
+class _Draft:
+    """The judgement while it is being made (the helpers below add to it)."""
+
+    bad: List[str]
+    not_yet: bool = False
+    waiting: str = ""
+    overran: str = ""
 
 
 def judge(obs: Observation, seen: Seen, s: Settings) -> Tuple[Judgement, Seen]:
@@ -42,16 +52,17 @@ def judge(obs: Observation, seen: Seen, s: Settings) -> Tuple[Judgement, Seen]:
     status = obs.qmgr
     seen = track_status(seen, status)
     healthy_qm = counts_healthy(status, s.multi_instance)
-    j = Judgement([], False, status == QmStatus.RUNNING, healthy_qm, obs.job_stage is not None)
+    active, busy = status == QmStatus.RUNNING, obs.job_stage is not None
+    j = _Draft([])
     if not obs.storage_ok:
         j.bad.append(f"storage: {obs.storage_detail}")
-    seen = _judge_queue_manager(obs, j, seen, s)
+    seen = _judge_queue_manager(obs, j, seen, s, busy and not healthy_qm, healthy_qm)
     # A switchover or a termination's end stops the listener first, while dspmq still says RUNNING for a
     # moment: that is the deliberate end in progress, not a fault (MQ ends its listeners as it quiesces)
     ending = obs.job_stage in (JobStage.SWITCHING, JobStage.ENDING)
-    if j.active and s.listener_probe and obs.listener_ok is False and not ending:
+    if active and s.listener_probe and obs.listener_ok is False and not ending:
         j.bad.append("listener not accepting connections")
-    return j, seen
+    return Judgement(tuple(j.bad), j.not_yet, active, healthy_qm, busy, j.waiting, j.overran), seen
 
 
 def track_status(seen: Seen, status: Optional[QmStatus]) -> Seen:
@@ -67,10 +78,11 @@ def track_status(seen: Seen, status: Optional[QmStatus]) -> Seen:
     )
 
 
-def _judge_queue_manager(obs: Observation, j: Judgement, seen: Seen, s: Settings) -> Seen:
+def _judge_queue_manager(obs: Observation, j: _Draft, seen: Seen, s: Settings, job_in_progress: bool,
+                         healthy_qm: bool) -> Seen:
     """Starting (not yet, until start_timeout), waiting for another host's lock, or plainly bad."""
     status = obs.qmgr
-    if status == QmStatus.STARTING or (j.busy and not j.healthy_qm):  # a switchover's end, too
+    if status == QmStatus.STARTING or job_in_progress:  # a switchover's end, too
         since = obs.now if seen.starting_since is None else seen.starting_since
         starting_for = obs.now - since
         if starting_for < s.start_timeout:
@@ -84,12 +96,12 @@ def _judge_queue_manager(obs: Observation, j: Judgement, seen: Seen, s: Settings
         return _waiting_for_lock(obs, j, seen, s)
     if obs.storage_ok and status is None:
         j.bad.append(f"queue manager: {obs.qmgr_detail or 'status unknown'}")
-    elif status is not None and not j.healthy_qm:
+    elif status is not None and not healthy_qm:
         j.bad.append(f"queue manager {status.value}")
     return seen
 
 
-def _waiting_for_lock(obs: Observation, j: Judgement, seen: Seen, s: Settings) -> Seen:
+def _waiting_for_lock(obs: Observation, j: _Draft, seen: Seen, s: Settings) -> Seen:
     """Single instance, "running elsewhere": another host (or a dead host's NFS lock, held until its lease
     expires) has the queue manager. Wait up to lock_wait ("not yet"); past it, it counts as bad."""
     since = obs.now if seen.elsewhere_since is None else seen.elsewhere_since

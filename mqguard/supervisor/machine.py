@@ -18,7 +18,7 @@ Vocabulary (see README "How it decides"):
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass, field, replace
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from mqguard.base.durations import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
@@ -51,6 +51,67 @@ def prepared_after(before: bool, stage: Optional[JobStage], result: Optional[Job
     reached its start, MQSC, an end, a switchover), it is, for the life of the process."""
     return before or stage in (JobStage.STARTING, JobStage.CONFIGURING, JobStage.ENDING, JobStage.SWITCHING) \
         or (result is not None and result.prepared)
+
+
+@dataclass(frozen=True)
+class Timer:
+    """One of the machine's timers: when it fires (None while it does not run), and how a clean slate (a pause
+    or its end) stops it. The loop wakes at the earliest ``due`` (``next_deadline``); ``_clean_slate`` walks
+    the same list, so a timer added to the rules is woken for and cleared in one place."""
+
+    name: str
+    due: Callable[[Machine], Optional[float]]
+    stop: Optional[Callable[[Machine, float], None]]  # None: a clean slate leaves it (it follows the observation)
+
+
+def _stop_start_wait(m: Machine, now: float) -> None:
+    m.seen = replace(m.seen, starting_since=None)
+
+
+def _stop_deliberate_wait(m: Machine, now: float) -> None:
+    m.seen = replace(m.seen, deliberate_since=None)
+
+
+def _stop_lock_wait(m: Machine, now: float) -> None:
+    m.seen = replace(m.seen, elsewhere_since=None)
+
+
+def _restart_start_up(m: Machine, now: float) -> None:
+    m.start.mount_failure_reported = False
+    if not m.start.storage_seen:
+        m.start.began = now  # the wait for the mount starts again
+
+
+def _stop_grace(m: Machine, now: float) -> None:
+    m.ep.since = None
+
+
+def _stop_spacing(m: Machine, now: float) -> None:
+    m.last_job_end = None
+
+
+def _stop_budget(m: Machine, now: float) -> None:
+    m.budget.clear()
+
+
+TIMERS: Tuple[Timer, ...] = (
+    Timer("mount_timeout", lambda m: m.start.began + m.settings.mount_timeout
+          if not m.start.storage_seen and not m.start.mount_failure_reported else None, _restart_start_up),
+    Timer("grace_period", lambda m: m.ep.since + m.settings.grace_period
+          if m.ep.since is not None and not m.ep.reported else None, _stop_grace),
+    Timer("start_timeout", lambda m: m.seen.starting_since + m.settings.start_timeout
+          if m.seen.starting_since is not None else None, _stop_start_wait),
+    Timer("restart_spacing", lambda m: m.last_job_end + m.settings.restart_spacing
+          if m.ep.since is not None and m.last_job_end is not None and m.ep.attempts < m.settings.restart_attempts
+          else None, _stop_spacing),
+    Timer("deliberate_end_delay", lambda m: m.seen.deliberate_since + m.settings.deliberate_end_delay
+          if m.seen.deliberate_since is not None else None, _stop_deliberate_wait),
+    Timer("lock_wait", lambda m: m.seen.elsewhere_since + m.settings.lock_wait
+          if m.seen.elsewhere_since is not None else None, _stop_lock_wait),
+    Timer("restart_window", lambda m: m.budget.frees_at(m.settings.restart_limit, m.settings.restart_window)
+          if m.ep.since is not None else None, _stop_budget),
+    Timer("pause_end", lambda m: m.pause_ends, None),  # supervision resumes at the second the pause expires
+)
 
 
 @dataclass
@@ -162,12 +223,12 @@ class Machine:
         if j.bad:
             self._open_episode(obs.now)
         if self._rule_local_recovery(obs, j, actions, notes):
-            j.busy = True
+            j = replace(j, busy=True)  # the restart just asked for is in progress from now on
         self._rule_report_after_grace(obs, j, actions, notes)
         if j.waiting:
             notes.append(j.waiting)
         state = self._not_good_state(obs, j.busy, j.not_yet)
-        return self._verdict(state, False, j.bad, actions, obs, notes)
+        return self._verdict(state, False, list(j.bad), actions, obs, notes)
 
     # ------------------------------------------------------------------ rules
     def _rule_operator_ask(self, obs: Observation, ask: OperatorAsk, actions: List[Action]) -> Tuple[bool, str]:
@@ -379,30 +440,23 @@ class Machine:
         return since is None or obs.now - since < self.settings.deliberate_end_delay
 
     def _plain_badness(self, obs: Observation) -> List[str]:
-        """What is bad, without acting on it (while paused)."""
-        bad = [] if obs.storage_ok else [f"storage: {obs.storage_detail}"]
-        if obs.storage_ok and obs.qmgr is None:
-            bad.append(f"queue manager: {obs.qmgr_detail or 'status unknown'}")
-        elif obs.qmgr is not None and not counts_healthy(obs.qmgr, self.settings.multi_instance):
-            bad.append(f"queue manager {obs.qmgr.value}")
-        if obs.qmgr == QmStatus.RUNNING and self.settings.listener_probe and obs.listener_ok is False:
-            bad.append("listener not accepting connections")
+        """What is bad, without acting on it or remembering anything (while paused): the judge's words, with a
+        start or another host's lock (its "not yet") said as not healthy too."""
+        j, _ = judge(obs, self.seen, self.settings)
+        bad = list(j.bad)
+        if j.not_yet and not j.healthy_qm:
+            bad.append(j.waiting or f"queue manager {obs.qmgr.value if obs.qmgr else 'starting'}")
         return bad
 
     def _clean_slate(self, now: float) -> None:
-        """Forget episodes, attempts and the budget (pause and resume)."""
-        self.ep.since = None
+        """Forget episodes, attempts and the budget, and stop every timer (pause and resume): the operator may
+        have moved the queue manager meanwhile, so the lock wait starts again too."""
+        for timer in TIMERS:
+            if timer.stop is not None:
+                timer.stop(self, now)
         self.ep.attempts = 0
         self.ep.reported = False
-        self.seen = replace(self.seen, starting_since=None)
-        self.last_job_end = None
-        self.budget.clear()
-        self.start.mount_failure_reported = False
-        # every timer starts again: the lock wait too (the operator may have moved the queue manager meanwhile)
-        self.seen = replace(self.seen, deliberate_since=None, elsewhere_since=None)
         self.deliberate_wait = False  # the operator resumed: start it now
-        if not self.start.storage_seen:
-            self.start.began = now
 
     # ----------------------------------------------------------------- budget
     def budget_remaining(self, now: float) -> int:
@@ -455,27 +509,8 @@ class Machine:
         return Verdict(state, healthy, bad, actions, f"{state.value}{age}{why}{acts}{said}", tuple(notes))
 
     def next_deadline(self, now: float) -> Optional[float]:
-        """The next future moment a decision could change with no new event (grace, budgets)."""
-        s = self.settings
-        times = []
-        if not self.start.storage_seen and not self.start.mount_failure_reported:
-            times.append(self.start.began + s.mount_timeout)
-        if self.ep.since is not None and not self.ep.reported:
-            times.append(self.ep.since + s.grace_period)
-        if self.seen.starting_since is not None:
-            times.append(self.seen.starting_since + s.start_timeout)
-        if self.ep.since is not None and self.last_job_end is not None and self.ep.attempts < s.restart_attempts:
-            times.append(self.last_job_end + s.restart_spacing)
-        if self.seen.deliberate_since is not None:
-            times.append(self.seen.deliberate_since + s.deliberate_end_delay)
-        if self.seen.elsewhere_since is not None:
-            times.append(self.seen.elsewhere_since + s.lock_wait)
-        frees = self.budget.frees_at(s.restart_limit, s.restart_window)
-        if self.ep.since is not None and frees is not None:
-            times.append(frees)  # the budget frees a restart
-        if self.pause_ends is not None:
-            times.append(self.pause_ends)  # supervision resumes at the second the pause expires
-        future = [t for t in times if t > now]
+        """The next future moment a decision could change with no new event: the earliest running timer."""
+        future = [t for t in (timer.due(self) for timer in TIMERS) if t is not None and t > now]
         return min(future) if future else None
 
     def still_bad(self, episode: int) -> bool:

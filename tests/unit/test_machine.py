@@ -639,3 +639,27 @@ def test_whether_the_queue_manager_is_known_here_is_a_fact_the_machine_owns() ->
     assert not d.m.prepared
     d.step(after=1, stage=JobStage.STARTING)
     assert d.m.prepared
+
+
+def test_every_timer_is_woken_for_and_stopped_by_a_clean_slate() -> None:
+    """Issue 29 item 4: one list of timers (machine.TIMERS); next_deadline and the clean slate (pause, resume)
+    both walk it, so a timer cannot be woken for and forgotten by a resume, or the reverse."""
+    from dataclasses import replace as dc_replace
+
+    from mqguard.supervisor.machine import TIMERS
+
+    d = Driver(restart_limit=1, restart_window=600.0, deliberate_end_delay=2.0)
+    m, now = d.m, d.clock.monotonic()
+    m.ep.since, m.last_job_end = now, now
+    m.seen = dc_replace(m.seen, starting_since=now, deliberate_since=now, elsewhere_since=now)
+    m.budget.record(now)
+    m.pause_ends = now + 5
+    running = {t.name: t.due(m) for t in TIMERS}
+    assert all(v is not None and v > now for v in running.values()), running
+    assert m.next_deadline(now) == min(v for v in running.values() if v is not None)
+    m._clean_slate(now)
+    left = {t.name for t in TIMERS if t.due(m) is not None}
+    # the mount wait starts again from now (storage never seen here); the pause's end follows the observation
+    assert left == {"mount_timeout", "pause_end"}, left
+    assert {t.name for t in TIMERS} == {"mount_timeout", "grace_period", "start_timeout", "restart_spacing",
+                                        "deliberate_end_delay", "lock_wait", "restart_window", "pause_end"}
