@@ -3,7 +3,8 @@ access point with another root or a mount of the wrong directory is never taken 
 
 A stack update that replaces the file system (a new KMS key, another mqm UID/GID, a toggled mount mode) leaves
 the new instance an empty directory where the queue manager's data was: creating a queue manager there would
-give clients a healthy, EMPTY queue manager (contract section 25). The record lives outside the file system, on
+give clients a healthy, EMPTY queue manager (docs/deploying.md, "Updating").
+The record lives outside the file system, on
 the group (a tag, ``mqguard:created:<name>``), written once after the first create; a deliberate re-create is an
 operator's act: deleting that tag.
 """

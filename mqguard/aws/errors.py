@@ -1,6 +1,6 @@
 """What a failed AWS call means, and the last one that retrying cannot fix.
 
-Three classes (contract §17), and "not yet":
+Three classes (docs/deploying.md, "AWS errors"), and "not yet":
 - throttled: Throttling and its siblings; retried with backoff;
 - transient: 5xx, connection trouble, instance metadata hiccups; retried with backoff;
 - permanent: AccessDenied, UnauthorizedOperation, ValidationError, other 4xx,

@@ -1,4 +1,4 @@
-"""Exit codes of the command line (contract §2): the one place they are defined."""
+"""Exit codes of the command line (docs/reference.md, "Command line"): the one place they are defined."""
 
 EX_OK = 0  # ok / healthy
 EX_UNHEALTHY = 1  # unhealthy (check/status), no daemon answering, or a runtime error

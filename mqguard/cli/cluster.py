@@ -1,4 +1,4 @@
-"""``mqguard list``: every host that shares this storage, like ``patronictl list`` (contract section 27)."""
+"""``mqguard list``: every host that shares this storage, like ``patronictl list`` (docs/operating.md)."""
 
 from __future__ import annotations
 

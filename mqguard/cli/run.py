@@ -97,7 +97,7 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
                       errors=aws_errors)
         if cfg.aws.cfn_stack:
             signal = StackSignal(autoscaling, cfg.aws.cfn_stack, cfg.aws.cfn_resource, stop_event, aws_errors)
-    # the group remembers a create, so that lost data is never taken for a first create (contract section 25)
+    # the group remembers a create, so that lost data is never taken for a first create (docs/deploying.md, "Updating")
     creation = CreationRecord(autoscaling, cfg.aws.asg_name, qm.name, stop_event, aws_errors) if autoscaling else None
     lifecycle = Lifecycle(control, qm.mqsc_dir, service, creation=creation)
     writers: List[HistoryWriter] = []  # the summary reads this host's file first: its name is the writer's

@@ -1,5 +1,5 @@
-"""``mqguard preflight --storage``: measure, print (or --json), clean up on every exit path (contract section 26
-of the specification: exit 0 when no check fails, 1 otherwise, 64 for bad arguments)."""
+"""``mqguard preflight --storage``: measure, print (or --json), clean up on every exit path; exit 0 when no check
+fails, 1 otherwise, 64 for bad arguments (docs/real-mq.md, "Is my EFS fast enough?")."""
 
 from __future__ import annotations
 

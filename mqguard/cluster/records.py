@@ -29,7 +29,7 @@ class HostRecord:
     instance_id: str  # "" off EC2
     az: str
     qmgr: str
-    state: str  # mqguard's state (contract section 5)
+    state: str  # mqguard's state (README, "How it decides")
     role: str  # active | standby | none
     qmgr_status: Optional[str]  # dspmq's status, normalised; None when not known
     paused_until: Optional[float]  # Unix time
@@ -103,7 +103,7 @@ def parse_record(data: bytes, key: str, now: float) -> HostRecord:
 
 
 def to_json(r: HostRecord, now: float, stale: bool) -> Dict[str, Any]:
-    """The contract's shape for ``mqguard list --json`` (section 27)."""
+    """The shape of ``mqguard list --json`` (docs/reference.md)."""
     from mqguard.history.events import iso
 
     return {"host": r.host, "instance_id": r.instance_id, "az": r.az, "state": r.state, "role": r.role,

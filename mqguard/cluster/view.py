@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Sequence
 
 from mqguard.cluster.records import HostRecord, to_json
 
-LIST_OK, LIST_PROBLEM, LIST_UNREADABLE = 0, 1, 2  # contract section 27
+LIST_OK, LIST_PROBLEM, LIST_UNREADABLE = 0, 1, 2  # docs/reference.md, `mqguard list`
 
 
 def age_text(seconds: float) -> str:

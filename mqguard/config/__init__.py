@@ -340,7 +340,7 @@ def _build(values: Dict[str, Dict[str, object]], sources: Tuple[str, ...]) -> Co
 
 
 def _with_storage_defaults(cfg: Config) -> Config:
-    """Data and logs always live on the shared storage (contract section 21): empty means below it."""
+    """Data and logs always live on the shared storage (docs/reference.md, data_dir): empty means below it."""
     qm, base = cfg.queue_manager, cfg.storage.path.rstrip("/") or "/"
     return dataclasses.replace(cfg, queue_manager=dataclasses.replace(
         qm, data_dir=qm.data_dir or os.path.join(base, "qmgrs"), log_dir=qm.log_dir or os.path.join(base, "logs")))

@@ -176,7 +176,8 @@ def open_regular(dir_fd: int, name: str, mode: int = 0o644) -> int:
 
 
 class StateDirStatus:
-    """Whether .mqguard is usable, as the last storage probe found; logged once per change (contract §24)."""
+    """Whether .mqguard is usable, as the last storage probe found; logged once per change, never MQ's storage
+    verdict (docs/reference.md, /status state_dir_ok)."""
 
     def __init__(self) -> None:
         self.ok: Optional[bool] = None

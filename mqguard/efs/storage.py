@@ -10,7 +10,8 @@ is created exclusively, written, fsynced, read back and removed in the queue
 manager's data and log directories (their parents until they exist). mqguard's
 own ``.mqguard`` is checked in the same pass but reported apart
 (``state_dir_ok``): a broken or hostile ``.mqguard`` on the shared EFS must be
-loud, never a reason to replace a host whose queue manager is fine (contract §24).
+loud, never a reason to replace a host whose queue manager is fine (docs/reference.md,
+/status state_dir_ok).
 """
 
 from __future__ import annotations

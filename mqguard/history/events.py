@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 
 from mqguard.base.untrusted import load_json, loggable
 
-# contract §23, in snake_case; the order is roughly the order of a life
+# docs/operating.md, "Failover evidence", in snake_case; the order is roughly the order of a life
 EVENTS = (
     "started", "storage_ready", "created", "registered", "start_issued", "running", "standby", "takeover",
     "crash", "bad", "restart", "good", "reported", "termination_notice", "spot_notice", "ended", "paused",

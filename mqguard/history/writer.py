@@ -66,7 +66,8 @@ class HistoryWriter:
         self.written = 0
 
     def record(self, event: str, detail: str = "") -> None:
-        """Queue one event; never blocks (contract §23: a hung EFS loses events, never the daemon)."""
+        """Queue one event; never blocks: a hung EFS loses events, never the daemon (docs/operating.md,
+        "Failover evidence")."""
         if event not in EVENTS:
             raise ValueError(f"unknown history event {event!r}")
         with self._cv:

@@ -171,7 +171,7 @@ class MqControl:
     def mq_root(self) -> Optional[str]:
         """MQ's own root (mqs.ini, errors/): $MQ_DATA_PATH, else dspmqver's DataPath (asked until it answers).
 
-        None while MQ cannot say: never a guessed /var/mqm (contract section 21)."""
+        None while MQ cannot say: never a guessed /var/mqm (docs/real-mq.md)."""
         if self._root is None:
             env = self.runner.environment().get("MQ_DATA_PATH", "")
             if env.startswith("/"):

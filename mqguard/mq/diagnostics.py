@@ -1,4 +1,4 @@
-"""MQ's own diagnostics, surfaced: new AMQERR01.LOG messages and FDC files (contract section 22).
+"""MQ's own diagnostics, surfaced: new AMQERR01.LOG messages and FDC files (docs/real-mq.md).
 
 When a start fails or the queue manager crashes, the reason is in MQ's error
 logs and FDC files (e.g. AMQ6119S, AMQ7017S log not available), not in

@@ -162,7 +162,7 @@ class Lifecycle:
         return self.service.end_after_exit(Role(role), stop_timeout)
 
 
-# Errors that mean "already so": START LISTENER on a listener that crtmqm -p already runs (contract section 21)
+# Errors that mean "already so": START LISTENER on a listener that crtmqm -p already runs (docs/real-mq.md)
 BENIGN_MQSC_ERRORS = frozenset({"AMQ8730E"})
 _MESSAGE_ID = re.compile(r"^(AMQ\d{4}[EWS])\b", re.M)
 

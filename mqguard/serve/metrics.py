@@ -177,7 +177,8 @@ EPISODE_KINDS = ("recovery", "failover", "switchover", "drill")
 
 
 def history_families(s: Scrape) -> Iterator[Metric]:
-    """The failover history on EFS (contract §23): how well it is written, and the last episodes it shows."""
+    """The failover history on EFS (docs/operating.md, "Failover evidence"): how well it is written, and the last
+    episodes it shows."""
     tel = s.tel
     yield _counter("mqguard_history_events", "History events this host appended to its file on EFS.", (), (),
                    tel.history_written)

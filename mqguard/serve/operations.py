@@ -47,7 +47,7 @@ class Operations:
         self.owners = owners
         self.wake = wake
         self.wall = wall
-        self.record = record  # into the failover history (contract §23)
+        self.record = record  # into the failover history (docs/operating.md, "Failover evidence")
         self.efs = OneAtATime[object]("pause record write")  # a hung EFS: one stuck thread, not one per request
         self.ask = ask  # into the supervision loop: its machine accepts or refuses drills and switchovers
         self.mount_point = mount_point  # the pause record only on the mounted EFS, never under a bare mount point

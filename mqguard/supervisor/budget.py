@@ -1,4 +1,4 @@
-"""The restart budget: local restarts allowed in any restart_window (contract §16). Pure."""
+"""The restart budget: local restarts allowed in any restart_window (docs/reference.md, restart_limit). Pure."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The loop's own small parts: what it does with an exception from a cycle (log, count, go on:
-contract §24), and when the next cycle is due.
+"""The loop's own small parts: what it does with an exception from a cycle (log, count, go on: a cycle's
+failure never ends supervision, mqguard_cycle_errors_total counts it), and when the next cycle is due.
 
 A bug or an unexpected answer in one observation or effect must not end supervision
 (patroni's run_cycle does the same). The traceback is logged at most once a minute, so

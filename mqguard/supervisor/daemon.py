@@ -122,7 +122,7 @@ class Daemon:
         try:
             while not self._stop_requested:
                 started = self.clock.monotonic()
-                try:  # nothing a cycle raises ends supervision (contract §24)
+                try:  # nothing a cycle raises ends supervision (cycleguard.py)
                     if self._reload_requested:
                         self._reload_requested = False
                         self.reload()

@@ -1,4 +1,4 @@
-"""Which history events one cycle produced (contract §23), decided from what changed.
+"""Which history events one cycle produced (docs/operating.md, "Failover evidence"), decided from what changed.
 
 Pure: the observation, the verdict and the machine's episode marks before and after
 the step go in, ``(event, detail)`` pairs come out; the daemon hands them to the

@@ -38,7 +38,7 @@ class Jobs:
         self.hooks = hooks
         self.telemetry = telemetry
         self.wake = wake
-        self.record = record  # into the failover history (contract §23)
+        self.record = record  # into the failover history (docs/operating.md, "Failover evidence")
         self.levels = levels  # never older MQ on newer data
         self.clock = clock or SystemClock()  # the switchover's waits and every duration the jobs measure
         self.before_start: List[Callable[[], object]] = []
