@@ -1,4 +1,4 @@
-"""The maintenance pause, stored on EFS beside the queue manager's data (section 12).
+"""The maintenance pause, stored on EFS beside the queue manager's data (docs/operating.md).
 
 ``<storage.path>/.mqguard/pause`` holds one JSON record: until, reason, by and
 since (wall-clock seconds). Being on the shared file system, a pause holds for

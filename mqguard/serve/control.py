@@ -1,4 +1,4 @@
-"""The local control socket (section 12): ``mqguard pause | resume | switchover``.
+"""The local control socket (docs/operating.md): ``mqguard pause | resume | switchover``.
 
 A Unix stream socket, mode 0660, group ``[control] group``. Each connection
 carries one request and one reply, each a line of JSON:

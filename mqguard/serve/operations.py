@@ -1,4 +1,4 @@
-"""What an operator asks over the control socket: pause, resume, switchover, drill (sections 12, 13, 23).
+"""What an operator asks over the control socket: pause, resume, switchover, drill (docs/operating.md).
 
 Runs on the control socket's request threads, never on the supervision loop.
 The pause is written to EFS under a deadline (a hung EFS gives a clear "no"),

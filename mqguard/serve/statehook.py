@@ -1,4 +1,4 @@
-"""``[hooks] on_state_change``: a program run on every change of mqguard_state (section 14).
+"""``[hooks] on_state_change``: a program run on every change of mqguard_state (docs/operating.md).
 
     PROGRAM NEW_STATE OLD_STATE QMGR
     environment: MQGUARD_REASON (UNTRUSTED text: it may quote MQ's output),

@@ -23,8 +23,8 @@ class State(str, enum.Enum):
     RECOVERING = "recovering"
     FAILED = "failed"
     STOPPING = "stopping"
-    PAUSED = "paused"  # an operator paused supervision (section 12)
-    WARM = "warm"  # the instance is being prepared for an Auto Scaling warm pool (section 15)
+    PAUSED = "paused"  # an operator paused supervision (docs/operating.md)
+    WARM = "warm"  # the instance is being prepared for an Auto Scaling warm pool (docs/operating.md)
 
 
 class JobStage(str, enum.Enum):
