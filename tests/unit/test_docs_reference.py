@@ -99,3 +99,24 @@ def test_the_readmes_state_line_and_healthz_claim_are_what_the_code_does() -> No
     assert len(fences) % 2 == 0, "every code block is closed (the Layout rendered as prose)"
     layout = readme.split("## Layout", 1)[1]
     assert layout.split("\n```\n", 1)[1].startswith("mqguard/"), "the layout is inside its code block"
+
+
+def test_the_layouts_name_every_package_folder_and_module() -> None:
+    """Issue 29 item 5: the README's Layout names every package and top-level folder; docs/development.md's names
+    every module (a new file that nobody maps fails here)."""
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("\n```\n", 2)[1]
+    packages = sorted(p.name for p in (ROOT / "mqguard").iterdir() if (p / "__init__.py").exists())
+    missing = [p for p in packages if f"{p}/" not in block]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    folders = sorted({t.split("/")[0] for t in tracked if "/" in t and not t.startswith(".")})
+    missing += [f for f in folders if f"{f}/" not in block]
+    assert not missing, f"the README's Layout does not name {missing}"
+    dev = (ROOT / "docs" / "development.md").read_text()
+    layout = dev.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    modules = sorted(f.relative_to(ROOT / "mqguard").as_posix() for f in (ROOT / "mqguard").rglob("*.py")
+                     if f.name != "__init__.py" and "__pycache__" not in f.parts)
+    unnamed = [m for m in modules if m.rsplit("/", 1)[-1] not in layout]
+    assert not unnamed, f"docs/development.md's Layout does not name {unnamed}"
