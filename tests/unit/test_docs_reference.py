@@ -11,7 +11,7 @@ from typing import Dict, List, Set, Tuple
 from mqguard.base.telemetry import Telemetry
 from mqguard.config import SCHEMA
 from mqguard.mq.mqi import PcfCollector, PcfView
-from tests.unit.test_metrics_http_notify import registry_for, snap
+from tests.unit.serve.test_metrics_http_notify import registry_for, snap
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference.md"
@@ -84,7 +84,7 @@ def test_the_readmes_state_line_and_healthz_claim_are_what_the_code_does() -> No
     period; the line is rendered here by the code, and /healthz is asked for a recovering host."""
     from mqguard.serve.http import health_verdict
     from mqguard.supervisor.snapshot import summary_line
-    from tests.unit.test_metrics_http_notify import MONO
+    from tests.unit.serve.test_metrics_http_notify import MONO
 
     readme = (ROOT / "README.md").read_text()
     running = snap(storage_path="/MQHA")

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from mqguard.mq import mqi
 
-DATA = json.loads((Path(__file__).resolve().parents[1] / "data" / "pcf_replies.json").read_text())
+DATA = json.loads((Path(__file__).resolve().parents[2] / "data" / "pcf_replies.json").read_text())
 
 
 def replies(name: str) -> List[Dict[int, Any]]:

@@ -12,7 +12,7 @@ from mqguard import config
 from mqguard.config import ConfigError, ReportMode, StopOnExit
 from mqguard.config import values as configvalues
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def write(path: Path, text: str) -> Path:

@@ -26,7 +26,7 @@ from mqguard.supervisor.machine import (
     State,
 )
 from mqguard.supervisor.snapshot import Snapshot
-from tests.unit.machine_driver import Driver, kinds
+from tests.unit.supervisor.machine_driver import Driver, kinds
 
 R, ENDED_N, CRASHED = QmStatus.RUNNING, QmStatus.ENDED_NORMALLY, QmStatus.ENDED_UNEXPECTEDLY
 

@@ -11,7 +11,7 @@ import pytest
 from mqguard.mq.status import MAX_LINE, ParseError, QmStatus, find_entry, parse_dspmq
 from tests.conftest import Harness
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "dspmq-real.txt"
+DATA = Path(__file__).resolve().parents[2] / "data" / "dspmq-real.txt"
 
 
 def cases() -> List[Tuple[str, str, str]]:

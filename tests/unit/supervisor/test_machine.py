@@ -14,7 +14,7 @@ from mqguard.supervisor.machine import (
     State,
     Verdict,
 )
-from tests.unit.machine_driver import ENDED, FAILED, UP, Driver, R, kinds
+from tests.unit.supervisor.machine_driver import ENDED, FAILED, UP, Driver, R, kinds
 
 CRASHED = QmStatus.ENDED_UNEXPECTEDLY
 

@@ -21,7 +21,7 @@ from mqguard.cli import unit as unitcmd
 from mqguard.mq.unit import TEMPLATE, covers, escape_instance, parse_show, resolve, unit_name
 from tests.conftest import Harness, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NAMES = ["QM1", "qm.prod", "A/B", "X%Y", ".lead", "a_b.c/d%e", "Q" * 48, "MQ.TEST/1%A_b", "./%"]
 
 

@@ -17,7 +17,7 @@ import pytest
 from mqguard.serve import http as httpserver
 from mqguard.serve.http import MAX_HEADER, HttpEndpoint
 from tests.conftest import ROOT
-from tests.unit.test_metrics_http_notify import registry_for, snap
+from tests.unit.serve.test_metrics_http_notify import registry_for, snap
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_the_endpoint_never_takes_more_than_a_quarter_of_the_descriptors(tmp_pat
 import os, resource, socket, sys, time
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 from tests.conftest import ROOT
-from tests.unit.test_metrics_http_notify import registry_for, snap
+from tests.unit.serve.test_metrics_http_notify import registry_for, snap
 from mqguard.serve.http import HttpEndpoint
 s = snap(last_cycle=time.time(), cycle_at=time.monotonic())
 ep = HttpEndpoint("127.0.0.1", 0, lambda: s, registry_for(s), stale_after=30)

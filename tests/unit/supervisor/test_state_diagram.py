@@ -11,9 +11,9 @@ from typing import Callable, Dict, Tuple
 
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor.model import JobStage, State
-from tests.unit.machine_driver import ENDED, FAILED, Driver, R
+from tests.unit.supervisor.machine_driver import ENDED, FAILED, Driver, R
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 Arrow = Tuple[State, State, str]  # (from, to, the words on the arrow in the README)
 
