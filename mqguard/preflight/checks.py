@@ -136,32 +136,36 @@ def efs_mount(path: str, host: Host) -> List[Finding]:
     if entry is None:
         return [Finding("EFS mount", FAIL, f"{path} is not a mount point", "mount the EFS file system there "
                         "(fstab: _netdev, efs with tls, or nfs4 with AWS's options) before mqguard starts")]
-    line = lines[-1] if lines else ""
-    left, _, right = line.partition(" - ")
-    opts = {**_options(left.split()[5] if len(left.split()) > 5 else ""),
-            **_options(right.split()[2] if len(right.split()) > 2 else "")}
     if not entry.fstype.startswith("nfs"):
         return [Finding("EFS mount", WARN, f"{path} is {entry.fstype}, not NFS (a test host?)")]
-    out = []
-    tls = entry.source.startswith(("127.0.0.1:", "localhost:"))  # efs-utils' stunnel
+    return [_mount_options_finding(path, entry.source, _mount_options(lines[-1] if lines else ""))]
+
+
+def _mount_options(line: str) -> Dict[str, Optional[str]]:
+    """A mountinfo line's mount options and super options, together."""
+    left, _, right = line.partition(" - ")
+    return {**_options(left.split()[5] if len(left.split()) > 5 else ""),
+            **_options(right.split()[2] if len(right.split()) > 2 else "")}
+
+
+def _mount_options_finding(path: str, source: str, opts: Dict[str, Optional[str]]) -> Finding:
+    tls = source.startswith(("127.0.0.1:", "localhost:"))  # efs-utils' stunnel
     missing = [k + (f"={v}" if v else "") for k, v in EFS_OPTIONS if opts.get(k, "?") != v and not
                (k == "vers" and (opts.get("vers") or "").startswith("4.")) and not (v is None and k in opts)]
     if "soft" in opts:
-        out.append(Finding("EFS mount", FAIL, f"{path} is mounted soft: MQ can see I/O errors as corruption",
-                           "mount with hard (AWS and IBM both say so)"))
-    elif "nolock" in opts or opts.get("local_lock", "none") != "none":
+        return Finding("EFS mount", FAIL, f"{path} is mounted soft: MQ can see I/O errors as corruption",
+                       "mount with hard (AWS and IBM both say so)")
+    if "nolock" in opts or opts.get("local_lock", "none") != "none":
         local = "nolock" if "nolock" in opts else f"local_lock={opts.get('local_lock')}"
-        out.append(Finding("EFS mount", FAIL, f"{path} is mounted {local}: file locks stay on this host, so another "
-                           "host can start the same queue manager and multi-instance failover breaks",
-                           "mount without nolock/local_lock (the reference: locks must reach the server)"))
-    elif missing:
-        out.append(Finding("EFS mount", WARN, f"{path} ({entry.source}) lacks {', '.join(missing)}",
-                           "mount with nfsvers=4.1,hard,timeo=600,retrans=2,noresvport,nodev,nosuid,_netdev (or "
-                           "efs-utils with tls,nodev,nosuid)"))
-    else:
-        out.append(Finding("EFS mount", PASS, f"{path} ({entry.source}, {'TLS via efs-utils' if tls else 'NFS 4.1'}, "
-                           "hard, timeo=600, retrans=2, noresvport, nodev, nosuid)"))
-    return out
+        return Finding("EFS mount", FAIL, f"{path} is mounted {local}: file locks stay on this host, so another "
+                       "host can start the same queue manager and multi-instance failover breaks",
+                       "mount without nolock/local_lock (the reference: locks must reach the server)")
+    if missing:
+        return Finding("EFS mount", WARN, f"{path} ({source}) lacks {', '.join(missing)}",
+                       "mount with nfsvers=4.1,hard,timeo=600,retrans=2,noresvport,nodev,nosuid,_netdev (or "
+                       "efs-utils with tls,nodev,nosuid)")
+    return Finding("EFS mount", PASS, f"{path} ({source}, {'TLS via efs-utils' if tls else 'NFS 4.1'}, "
+                   "hard, timeo=600, retrans=2, noresvport, nodev, nosuid)")
 
 
 def _make_setgid_dir(path: str) -> Tuple[bool, str]:

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from typing import Callable, FrozenSet, List, Tuple
+from typing import Callable, FrozenSet, List, Optional, Tuple
 
 from mqguard.base.clock import iso_utc
 from mqguard.base.durations import format_duration
@@ -114,26 +114,35 @@ class Operations:
         return ok, message
 
     # ----------------------------------------------------------- switchover
-    def switchover(self, req: Request) -> Reply:
-        cfg = self.cfg()
-        qm = cfg.queue_manager
-        if not qm.multi_instance:
-            return False, ("refused: single-instance queue manager. To move it, replace this instance through "
-                           "Auto Scaling (e.g. aws autoscaling terminate-instance-in-auto-scaling-group "
-                           "--no-should-decrement-desired-capacity); the termination hook ends MQ cleanly first")
+    def _switchover_refusal(self, force: bool) -> Tuple[Optional[Reply], List[str], List[str]]:
+        """Why this host cannot hand over now (or None), and the active and standby hosts dspmq -x lists."""
+        if not self.cfg().queue_manager.multi_instance:
+            single = (False, "refused: single-instance queue manager. To move it, replace this instance through "
+                             "Auto Scaling (e.g. aws autoscaling terminate-instance-in-auto-scaling-group "
+                             "--no-should-decrement-desired-capacity); the termination hook ends MQ cleanly first")
+            return single, [], []
         reading = self.control.dspmq()
         entry = reading.entry
         active = [i.host for i in entry.instances if i.mode == "active"] if entry else []
         standby = [i.host for i in entry.instances if i.mode == "standby"] if entry else []
         if reading.status == QmStatus.RUNNING_AS_STANDBY:
-            return False, (f"refused: this host runs the standby instance; run mqguard switchover on the active "
-                           f"host ({', '.join(active) or 'see dspmq -x'})")
+            return (False, f"refused: this host runs the standby instance; run mqguard switchover on the active "
+                           f"host ({', '.join(active) or 'see dspmq -x'})"), active, standby
         if reading.status != QmStatus.RUNNING:
-            return False, f"refused: the queue manager is not active here ({reading.error or reading.status})"
-        force = bool(req.args.get("force"))
+            return (False, f"refused: the queue manager is not active here ({reading.error or reading.status})"), \
+                active, standby
         if not standby and not force:
-            return False, ("refused: no standby instance runs on another host (dspmq -x shows none); start one "
-                           "there first, or use --force (the queue manager is then down until one starts it)")
+            return (False, "refused: no standby instance runs on another host (dspmq -x shows none); start one "
+                           "there first, or use --force (the queue manager is then down until one starts it)"), \
+                active, standby
+        return None, active, standby
+
+    def switchover(self, req: Request) -> Reply:
+        qm = self.cfg().queue_manager
+        force = bool(req.args.get("force"))
+        refusal, active, standby = self._switchover_refusal(force)
+        if refusal is not None:
+            return refusal
         if req.args.get("check") is True:  # the CLI asks the operator with this, then asks again for real
             return True, (f"end the active instance of {qm.name} on this host ({', '.join(active) or 'here'}); "
                           + (f"the standby on {', '.join(standby)} takes over, clients reconnect to it"

@@ -9,6 +9,8 @@ import logging
 import os
 import signal
 import threading
+from dataclasses import dataclass
+from typing import Callable, Dict
 
 from mqguard.config import Config
 from mqguard.mq.pidwatch import find_controller
@@ -19,54 +21,100 @@ from mqguard.supervisor.parts import Effectors
 
 log = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class _Effect:
+    """One action being carried out, with what carrying it out needs."""
+
+    p: Effectors
+    cfg: Config
+    machine: Machine
+    action: Action
+    role: Role
+    going_away: str
+
+    @property
+    def name(self) -> str:
+        return self.cfg.queue_manager.name
+
+
 def execute(p: Effectors, cfg: Config, machine: Machine, action: Action, role: Role, going_away: str) -> None:
-    name = cfg.queue_manager.name
-    prepared = machine.prepared
-    jobs = {ActionKind.BRING_UP: ("bring-up", lambda stage: p.jobs.bring_up(stage, prepared), "bringing it up ({})"),
-            ActionKind.APPLY_MQSC: ("mqsc", p.jobs.apply_mqsc, "{}; applying MQSC"),
-            ActionKind.END_FOR_TERMINATION: ("terminate",
-                                             lambda stage: p.jobs.terminate(stage, role, going_away, prepared),
-                                             "{}: ending it cleanly")}
-    if action.kind in jobs:
-        job, body, said = jobs[action.kind]
-        log.info("queue manager %s: %s", name, said.format(action.reason))
-        if not p.worker.submit(job, body):
-            log.info("a job is still running: %s waits for it (%s)", job, action.reason)
-            machine.not_begun(action.kind)
-    elif action.kind == ActionKind.REPORT_UNHEALTHY:
-        p.diagnostics.collect("the Unhealthy decision")
-        if p.hooks is not None and p.hooks.launch_pending():
-            # still launching: the instance never served; abandoning replaces it now, not at the hook's timeout
-            p.hooks.abandon_launch(action.reason)
-            if p.signal is not None:
-                p.signal.send(False, action.reason)
-            return
-        episode = machine.episode
-        p.reporter.report(action.reason, lambda: machine.still_bad(episode))
-    elif action.kind == ActionKind.HOLD:
-        log.error("queue manager %s held for an operator: %s", name, action.reason)
-        if p.hooks is not None:
-            p.hooks.keep_launch_alive(action.reason)
-    elif action.kind == ActionKind.KEEP_LAUNCH:
-        if p.hooks is not None:
-            p.hooks.keep_launch_alive(action.reason)
-    elif action.kind == ActionKind.COMPLETE_TERMINATION:
-        log.warning("queue manager %s: %s", name, action.reason)
-        if p.hooks is not None:
-            threading.Thread(target=p.hooks.complete_termination, name="termination-hook", daemon=True).start()
-    elif action.kind == ActionKind.DRILL and action.ask is not None and action.ask.drill is not None:
-        drill(p, cfg, action.ask.drill, role, action.ask.who)
-    elif action.kind == ActionKind.SWITCHOVER and action.ask is not None:
-        ask = action.ask
-        if not p.worker.submit("switchover", lambda stage: p.jobs.switchover(stage, ask.standby, ask.say, ask.done)):
-            ask.done(False, "refused: mqguard is busy with another job (a start or MQSC); try again in a moment")
-            return
-        p.history.record("switchover", f"asked by {ask.who}")
-    elif action.kind in (ActionKind.MQ_READY, ActionKind.WARM_READY):
-        if p.hooks is not None:
-            p.hooks.complete_launch(warm=action.kind == ActionKind.WARM_READY)
-        if action.kind == ActionKind.MQ_READY and p.signal is not None:
-            p.signal.send(True, action.reason)
+    EFFECTS[action.kind](_Effect(p, cfg, machine, action, role, going_away))
+
+
+def _job(e: _Effect) -> None:
+    """A job on the worker; a taken worker gives the action back to the machine (it asks again)."""
+    p, prepared, kind = e.p, e.machine.prepared, e.action.kind
+    job, body, said = {
+        ActionKind.BRING_UP: ("bring-up", lambda stage: p.jobs.bring_up(stage, prepared), "bringing it up ({})"),
+        ActionKind.APPLY_MQSC: ("mqsc", p.jobs.apply_mqsc, "{}; applying MQSC"),
+        ActionKind.END_FOR_TERMINATION: ("terminate",
+                                         lambda stage: p.jobs.terminate(stage, e.role, e.going_away, prepared),
+                                         "{}: ending it cleanly"),
+    }[kind]
+    log.info("queue manager %s: %s", e.name, said.format(e.action.reason))
+    if not p.worker.submit(job, body):
+        log.info("a job is still running: %s waits for it (%s)", job, e.action.reason)
+        e.machine.not_begun(kind)
+
+
+def _report(e: _Effect) -> None:
+    p, reason = e.p, e.action.reason
+    p.diagnostics.collect("the Unhealthy decision")
+    if p.hooks is not None and p.hooks.launch_pending():
+        # still launching: the instance never served; abandoning replaces it now, not at the hook's timeout
+        p.hooks.abandon_launch(reason)
+        if p.signal is not None:
+            p.signal.send(False, reason)
+        return
+    episode = e.machine.episode
+    p.reporter.report(reason, lambda: e.machine.still_bad(episode))
+
+
+def _hold(e: _Effect) -> None:
+    log.error("queue manager %s held for an operator: %s", e.name, e.action.reason)
+    _keep_launch(e)
+
+
+def _keep_launch(e: _Effect) -> None:
+    if e.p.hooks is not None:
+        e.p.hooks.keep_launch_alive(e.action.reason)
+
+
+def _complete_termination(e: _Effect) -> None:
+    log.warning("queue manager %s: %s", e.name, e.action.reason)
+    if e.p.hooks is not None:
+        threading.Thread(target=e.p.hooks.complete_termination, name="termination-hook", daemon=True).start()
+
+
+def _ready(e: _Effect) -> None:
+    if e.p.hooks is not None:
+        e.p.hooks.complete_launch(warm=e.action.kind == ActionKind.WARM_READY)
+    if e.action.kind == ActionKind.MQ_READY and e.p.signal is not None:
+        e.p.signal.send(True, e.action.reason)
+
+
+def _drill(e: _Effect) -> None:
+    ask = e.action.ask
+    if ask is not None and ask.drill is not None:
+        drill(e.p, e.cfg, ask.drill, e.role, ask.who)
+
+
+def _switchover(e: _Effect) -> None:
+    ask, p = e.action.ask, e.p
+    if ask is None:
+        return
+    if not p.worker.submit("switchover", lambda stage: p.jobs.switchover(stage, ask.standby, ask.say, ask.done)):
+        ask.done(False, "refused: mqguard is busy with another job (a start or MQSC); try again in a moment")
+        return
+    p.history.record("switchover", f"asked by {ask.who}")
+
+
+EFFECTS: Dict[ActionKind, Callable[[_Effect], None]] = {
+    ActionKind.BRING_UP: _job, ActionKind.APPLY_MQSC: _job, ActionKind.END_FOR_TERMINATION: _job,
+    ActionKind.REPORT_UNHEALTHY: _report, ActionKind.HOLD: _hold, ActionKind.KEEP_LAUNCH: _keep_launch,
+    ActionKind.COMPLETE_TERMINATION: _complete_termination, ActionKind.MQ_READY: _ready,
+    ActionKind.WARM_READY: _ready, ActionKind.DRILL: _drill, ActionKind.SWITCHOVER: _switchover,
+}
 
 
 def drill(p: Effectors, cfg: Config, kind: Drill, role: Role, who: str = "?") -> None:

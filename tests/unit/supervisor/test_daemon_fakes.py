@@ -339,3 +339,10 @@ def test_a_job_that_cannot_start_is_retried_not_lost(tmp_path: Path) -> None:
     rig.worker.stage = None
     rig.cycle(5)
     assert rig.worker.submitted == ["bring-up"]
+
+
+def test_every_action_the_machine_can_take_has_its_effect() -> None:
+    from mqguard.supervisor.effects import EFFECTS
+    from mqguard.supervisor.model import ActionKind
+
+    assert set(EFFECTS) == set(ActionKind)
