@@ -95,7 +95,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9._/%]{1,48}$")
 CHILDREN = ("amqzmuc0", "amqzfuma", "amqzmgr0")  # ref: strmqm (an active runs these and more)
 COMMANDS = ("amqmfsck", "crtmqdir", "dspmqver", "crtmqm", "strmqm", "endmqm", "dspmq", "dspmqinf", "addmqinf", "rmvmqinf",
             "runmqsc", "amqzxma0") + CHILDREN
-LIVE = ("starting", "running", "quiescing", "ending_immediately", "ending_pre_emptively")
+LIVE = ("starting", "running", "quiescing", "ending_immediately", "ending_pre_emptively", "replica", "negotiating")
 WORDS = {  # status key -> (translated, -n)
     "starting": ("Starting", "STARTING"),
     "running": ("Running", "RUNNING"),
@@ -109,6 +109,9 @@ WORDS = {  # status key -> (translated, -n)
     "ended_unexpectedly": ("Ended unexpectedly", "ENDED UNEXPECTEDLY"),
     "ended_pre_emptively": ("Ended pre-emptively", "ENDED PRE-EMPTIVELY"),
     "status_not_available": ("Status not available", "STATUS NOT AVAILABLE"),
+    # Native HA (nha: 4): -n strings as IBM's probes search for them; NEGOTIATING's -n form is the simulator's
+    "replica": ("Replica", "REPLICA"),
+    "negotiating": ("Negotiating", "NEGOTIATING"),
 }
 MQSC_VERBS = {
     "DEFINE", "ALTER", "DELETE", "DISPLAY", "DIS", "START", "STOP", "SET", "REFRESH", "CLEAR",
@@ -142,6 +145,7 @@ def install(bindir: str, prefix: str, host: str = "host1", ctl: Optional[str] = 
     # A copy of this module beside the commands: the installation is then
     # self-contained (a systemd test guest may not see the source tree).
     shutil.copyfile(os.path.abspath(__file__), os.path.join(bindir, "mqsim.py"))
+    shutil.copyfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "nha.py"), os.path.join(bindir, "nha.py"))
     for cmd in COMMANDS:
         path = os.path.join(bindir, cmd)
         if bare_argv and cmd in ("amqzxma0",) + CHILDREN:
@@ -470,12 +474,24 @@ def qm_processes(sim: Sim, name: str) -> List[int]:
     return installation_processes(sim.bindir, name, ("amqzxma0",) + CHILDREN)
 
 
+def _native_ha(dp: str) -> bool:
+    return "NativeHALocalInstance" in qm_ini(dp)
+
+
 def view(sim: Sim, name: str) -> Tuple[str, List[Tuple[str, str]]]:
     """(status key, instance lines) of queue manager ``name`` seen from this host."""
     stanza = sim.stanza(name)
     assert stanza is not None
     dp = sim.data_path(stanza)
     state = sim.read_state(dp)
+    if _native_ha(dp):  # each instance on its own storage: this host's instance is the whole view (nha: 4)
+        import nha  # type: ignore[import-not-found]
+
+        key = nha.status_key(dp)
+        if key is not None:
+            return key, []
+        status = str(state.get("status", "ended_immediately"))
+        return ("ended_unexpectedly" if status in LIVE else status), []
     holder = lock_holder(os.path.join(dp, "active.lock"))
     standby = state.get("standby") if isinstance(state.get("standby"), dict) else None
     standby_alive = bool(standby and alive(standby.get("pid")))  # type: ignore[union-attr]
@@ -567,7 +583,7 @@ def cmd_dspmqver(sim: Sim, argv: List[str]) -> int:
 
 
 def cmd_dspmq(sim: Sim, argv: List[str]) -> int:
-    name, untranslated, show_x = None, False, False
+    name, untranslated, show_x, fields = None, False, False, "status"
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -581,9 +597,10 @@ def cmd_dspmq(sim: Sim, argv: List[str]) -> int:
         elif a in ("-s", "-a"):
             pass
         elif a == "-o" and i + 1 < len(argv):
+            fields = argv[i + 1]
             i += 1
         else:
-            err("Usage: dspmq [-m QMgrName] [-n] [-o status] [-x] [-a]")
+            err("Usage: dspmq [-m QMgrName] [-n] [-o status|nativeha] [-x] [-a]")
             return 36
         i += 1
     if sim.knob("dspmq.hang") is not None:
@@ -611,6 +628,14 @@ def cmd_dspmq(sim: Sim, argv: List[str]) -> int:
             sys.stdout.buffer.write(chunk[:left])
             left -= len(chunk)
         sys.stdout.buffer.write(b"\n")
+        return 0
+    if fields == "nativeha":  # nha: 4 — one header line per Native HA queue manager, -x one line per instance
+        import nha  # type: ignore[import-not-found]
+
+        for qm in names:
+            stanza = sim.stanza(qm)
+            if stanza is not None and _native_ha(sim.data_path(stanza)):
+                out(*nha.nativeha_lines(qm, sim.data_path(stanza), show_x))
         return 0
     for qm in names:
         status, instances = view(sim, qm)
@@ -690,8 +715,12 @@ def _free_dir(parent: str, directory: str) -> str:
 
 
 def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
-    with_arg = {"-md", "-ld", "-lf", "-lp", "-ls", "-u", "-p", "-ii", "-ic", "-c", "-d", "-t", "-x", "-h", "-oa"}
+    with_arg = {"-md", "-ld", "-lf", "-lp", "-ls", "-u", "-p", "-ii", "-ic", "-c", "-d", "-t", "-x", "-h", "-oa",
+                "-lr"}
     no_arg = {"-q", "-lc", "-ll", "-z"}
+    if sum(a in argv for a in ("-lc", "-ll", "-lla", "-lln", "-lr")) > 1:
+        err("AMQ8?? (simulated): Specify one only of lc, ll, lla, lln, or lr.")  # nha: 1
+        return 39
     opts: Dict[str, str] = {}
     i, rest = 0, []
     while i < len(argv):
@@ -758,10 +787,13 @@ def cmd_crtmqm(sim: Sim, argv: List[str]) -> int:
         stanzas: List[Tuple[str, List[Tuple[str, str]]]] = [
             ("ExitPath", [("ExitsDefaultPath", "/var/mqm/exits/"), ("ExitsDefaultPath64", "/var/mqm/exits64/")]),
             ("Log", [("LogPrimaryFiles", "3"), ("LogSecondaryFiles", "2"), ("LogFilePages", "4096"),
-                     ("LogType", "CIRCULAR"), ("LogBufferPages", "0"), ("LogPath", f"{logs}{os.sep}"),
-                     ("LogWriteIntegrity", "TripleWrite")]),
+                     ("LogType", "REPLICATED" if "-lr" in opts else "CIRCULAR"), ("LogBufferPages", "0"),
+                     ("LogPath", f"{logs}{os.sep}"), ("LogWriteIntegrity", "TripleWrite")]
+             + ([("LogManagement", "Automatic")] if "-lr" in opts else [])),
             ("Service", [("Name", "AuthorizationService"), ("EntryPoints", "14"), ("SecurityPolicy", "User")]),
         ]
+        if "-lr" in opts:  # nha: 1, 2 — the local instance's name; the three NativeHAInstance stanzas are added later
+            stanzas = merge_stanza(stanzas, "NativeHALocalInstance", [("Name", opts["-lr"])])
         for stanza_name, attrs in merged:  # ref: crtmqm -ii: the stanzas are merged into the new qm.ini
             stanzas = merge_stanza(stanzas, stanza_name, attrs)
         if "-ic" in opts:  # ref: crtmqm -ic: MQSC applied at every start (recorded as AutoConfig)
@@ -954,6 +986,10 @@ def cmd_strmqm(sim: Sim, argv: List[str]) -> int:
     if short:
         return fail(sim, "strmqm", 71, f"AMQ6119S: An internal IBM MQ error has occurred ({short}).", qmgr=name,
                     qm_errors=qm_errors)
+    if _native_ha(dp):
+        import nha  # type: ignore[import-not-found]
+
+        return int(nha.strmqm(sim, name, dp))
     status, _ = view(sim, name)
     state = sim.read_state(dp)
     if status == "starting":
@@ -1161,6 +1197,10 @@ def cmd_amqzxma0(sim: Sim, argv: List[str]) -> int:
     if stanza is None:
         return 16
     dp = sim.data_path(stanza)
+    if _native_ha(dp):
+        import nha  # type: ignore[import-not-found]
+
+        return int(nha.controller(sim, name, dp))
     me = os.getpid()
     fd = os.open(os.path.join(dp, "active.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -1269,6 +1309,10 @@ def cmd_endmqm(sim: Sim, argv: List[str]) -> int:
         err("AMQ8118E: IBM MQ queue manager does not exist.")
         return 16
     dp = sim.data_path(stanza)
+    if _native_ha(dp):
+        import nha  # type: ignore[import-not-found]
+
+        return int(nha.endmqm(sim, name, dp, flags))
     state = sim.read_state(dp)
     status, _ = view(sim, name)
     if "-x" in flags:  # ref: endmqm — -x ends only the standby instance
