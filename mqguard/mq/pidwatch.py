@@ -154,6 +154,12 @@ def wait_for_wake(wake_fd: int, watch: Optional[ControllerWatch], timeout: float
     Returns the controller's PID when it exited (the watch is then closed), else None.
     """
     fds = [wake_fd]
+    if watch is not None and watch.pid is not None and not watch._alive():
+        # the watched controller exited while the loop was busy (a crash during a cycle, a drill's kill): its
+        # pidfd is already readable; refreshing would look for a new controller and miss this exit
+        gone = watch.pid
+        watch.close()
+        return gone
     pidfd = watch.refresh() if watch is not None else None
     if pidfd is not None:
         fds.append(pidfd)

@@ -91,3 +91,33 @@ def test_a_look_alike_amqzxma0_run_by_another_user_is_neither_watched_nor_killed
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_controller_that_exits_while_the_loop_is_busy_wakes_the_next_wait_at_once(sim: object) -> None:
+    """A drill's kill (or any crash) between two waits: the pidfd of the watched amqzxma0 is already readable when
+    the loop comes to wait; that exit must wake it at once, not a poll interval later (found by the drill test:
+    the crash was seen 1.03 s after the kill with poll_interval 1s)."""
+    import os
+    import signal
+    import time
+
+    from mqguard.mq.pidwatch import ControllerWatch, wait_for_wake
+
+    h: Harness = sim  # type: ignore[assignment]
+    h.create_by_hand()
+    subprocess.run([f"{h.bindir}/strmqm", "QM1"], check=True, capture_output=True, timeout=30)
+    watch = ControllerWatch("QM1", bin_dir=h.bindir)
+    r, w = os.pipe()
+    try:
+        assert watch.refresh() is not None  # watched, as during the cycle before
+        pid = watch.pid
+        os.kill(h.controllers()[0], signal.SIGKILL)  # dies while the loop is busy elsewhere
+        time.sleep(0.2)
+        began = time.monotonic()
+        exited = wait_for_wake(r, watch, 5.0)
+        took = time.monotonic() - began
+        assert exited == pid and took < 1.0, (exited, pid, took)
+    finally:
+        os.close(r)
+        os.close(w)
+        watch.close()
