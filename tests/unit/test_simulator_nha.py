@@ -113,6 +113,10 @@ def test_three_instances_elect_one_active_and_dspmq_shows_roles(group: Group) ->
     assert lines[1].startswith(f" INSTANCE({active}) ROLE(Active) REPLADDR(127.0.0.1) ")
     assert all("CONNACTV(yes)" in line and "INSYNC(yes)" in line and "BACKLOG(0)" in line and "ACKLSN(<" in line
                for line in lines[2:]), lines
+    # what mqguard reads of it (mqguard/mq/nativeha.py)
+    from mqguard.mq.nativeha import parse_nativeha
+    seen = parse_nativeha("\n".join(lines), "QM1")
+    assert seen.role == "active" and seen.quorum == (3, 3) and [i.insync for i in seen.instances] == [True] * 3
     replica = next(n for n in NAMES if n != active)
     assert "STATUS(Replica)" in g.dspmq(replica)
     assert "ROLE(Replica)" in g.dspmq(replica, "-o", "nativeha").splitlines()[0]
