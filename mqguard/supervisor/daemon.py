@@ -139,8 +139,8 @@ class Daemon:
 
     def run_cycle(self) -> Verdict:
         started = self.clock.monotonic()
-        pending = self._take_ask()
         obs = self.observe()
+        pending = self._take_ask()  # after observing: an observation that raises leaves the ask for the next cycle
         if pending is not None:
             obs = replace(obs, ask=pending.ask)
         before = self._marks()

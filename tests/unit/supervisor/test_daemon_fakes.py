@@ -346,3 +346,33 @@ def test_every_action_the_machine_can_take_has_its_effect() -> None:
     from mqguard.supervisor.model import ActionKind
 
     assert set(EFFECTS) == set(ActionKind)
+
+
+def test_an_ask_survives_a_cycle_whose_observation_raises(tmp_path: Path) -> None:
+    """The ask is taken after observing: a cycle that fails before its step leaves it for the next one (taken
+    before, it was lost and the operator waited out twice the answer bound)."""
+    rig = Rig(tmp_path)
+    up(rig)
+    answers: List[Tuple[bool, str]] = []
+    t = threading.Thread(target=lambda: answers.append(
+        rig.d.ask(OperatorAsk(Ask.DRILL, who="op", drill=Drill.UNHEALTHY), 10)))
+    t.start()
+    for _ in range(200):
+        if rig.d._ask is not None:
+            break
+        t.join(0.01)
+    broken = rig.prober.probe
+
+    def fails(timeout: float) -> ProbeReading:
+        raise OSError("a bug in one observation")
+
+    rig.prober.probe = fails  # type: ignore[method-assign]
+    try:
+        rig.d.run_cycle()
+    except OSError:
+        pass  # the loop's cycle guard logs and counts it (cycleguard.py)
+    rig.prober.probe = broken  # type: ignore[method-assign]
+    assert rig.d._ask is not None, "still waiting for a step"
+    rig.cycle(1)
+    t.join(10)
+    assert answers and answers[0][0], answers
