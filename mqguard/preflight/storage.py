@@ -23,6 +23,7 @@ import errno
 import fcntl
 import math
 import os
+import random
 import re
 import socket
 import threading
@@ -41,6 +42,7 @@ WRITERS = 4  # concurrent log writers (committing applications)
 # (timeo=600), so a healthy but slow answer comes back well before this.
 STALL_SECONDS = 30.0
 MAX_BYTES = 256 * 1024 * 1024
+MAX_SAMPLES = 50_000  # latencies kept per kind of operation (a reservoir; every operation is counted)
 DEFAULT_SECONDS = 30.0
 MAX_SECONDS = 300.0
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
@@ -76,19 +78,36 @@ class Check:
 
 @dataclass
 class Series:
-    """Latencies (seconds) of one kind of operation, and the time they took in all."""
+    """Latencies (seconds) of one kind of operation, and the time they took in all. Every operation is counted,
+    at most ``MAX_SAMPLES`` latencies are kept (a uniform reservoir: fast storage does a million lock round trips
+    in a few seconds), the maximum exactly."""
 
     latencies: List[float] = field(default_factory=list)
     elapsed: float = 0.0
+    count: int = 0
+    worst: float = 0.0
+    _rng: random.Random = field(default_factory=lambda: random.Random(1), repr=False)  # noqa: S311 (sampling)
+
+    def add(self, latency: float) -> None:
+        self.count += 1
+        self.worst = max(self.worst, latency)
+        if len(self.latencies) < MAX_SAMPLES:
+            self.latencies.append(latency)
+            return
+        slot = self._rng.randrange(self.count)  # Vitter's algorithm R: each operation kept with equal chance
+        if slot < MAX_SAMPLES:
+            self.latencies[slot] = latency
 
     @property
     def rate(self) -> float:
-        return len(self.latencies) / self.elapsed if self.elapsed > 0 else 0.0
+        return self.count / self.elapsed if self.elapsed > 0 else 0.0
 
     def quantile(self, q: float) -> float:
-        """The q-quantile (nearest rank) in seconds; 0 when nothing was measured."""
+        """The q-quantile (nearest rank) in seconds; 0 when nothing was measured; q = 1 is the exact maximum."""
         if not self.latencies:
             return 0.0
+        if q >= 1.0:
+            return self.worst
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
@@ -239,7 +258,7 @@ class StorageCheck:
                 t0 = self.clock()
                 os.write(fd, page)
                 os.fdatasync(fd)
-                r.log.latencies.append(self.clock() - t0)
+                r.log.add(self.clock() - t0)
                 self.budget.add(PAGE)
                 self.progress("log writes, one writer", end - self.clock())
         finally:
@@ -285,7 +304,7 @@ class StorageCheck:
                     os.fdatasync(fd)
                     took = self.clock() - t0
                     with lock:
-                        r.concurrent.latencies.append(took)
+                        r.concurrent.add(took)
                     self.live.answer(f"log writes, {self.writers} writers at once")
             except BaseException as exc:  # reported by the caller
                 errors.append(exc)
@@ -316,7 +335,7 @@ class StorageCheck:
                 t0 = self.clock()
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.lockf(fd, fcntl.LOCK_UN)
-                r.locks.latencies.append(self.clock() - t0)
+                r.locks.add(self.clock() - t0)
                 self.progress("file locks", end - self.clock())
         finally:
             r.locks.elapsed = self.clock() - began
@@ -339,7 +358,7 @@ class StorageCheck:
                     os.close(fd)
                 os.rename(a, b, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
                 os.unlink(b, dir_fd=self.dfd)
-                r.metadata.latencies.append(self.clock() - t0)
+                r.metadata.add(self.clock() - t0)
                 n += 1
                 self.progress("metadata (create, write, fsync, rename, delete)", end - self.clock())
         finally:
@@ -373,14 +392,14 @@ def checks_for(r: Results) -> List[Check]:
     for name, value, unit, detail in (
         ("log_write_p50", r.log.quantile(0.5) * ms, "ms",
          f"one 4 KiB log page made durable (write + fdatasync), one writer; p95 {r.log.quantile(0.95) * ms:.2f} ms, "
-         f"max {r.log.quantile(1.0) * ms:.2f} ms, {len(r.log.latencies)} writes"),
+         f"max {r.log.quantile(1.0) * ms:.2f} ms, {r.log.count} writes"),
         ("log_write_p99", r.log.quantile(0.99) * ms, "ms", "the slow tail every committing application meets"),
         ("log_writes_per_second", r.log.rate, "1/s", "forced 4 KiB writes per second, one writer"),
         ("log_writes_per_second_concurrent", r.concurrent.rate, "1/s",
          f"{WRITERS} writers at once, each its own file; p50 {r.concurrent.quantile(0.5) * ms:.2f} ms, "
          f"p99 {r.concurrent.quantile(0.99) * ms:.2f} ms"),
         ("lock_round_trip_p50", r.locks.quantile(0.5) * ms, "ms",
-         f"fcntl lock + unlock; p99 {r.locks.quantile(0.99) * ms:.2f} ms, {len(r.locks.latencies)} round trips"),
+         f"fcntl lock + unlock; p99 {r.locks.quantile(0.99) * ms:.2f} ms, {r.locks.count} round trips"),
         ("metadata_ops_per_second", r.metadata.rate, "1/s",
          f"create, write, fsync, rename, delete of a small file; p50 {r.metadata.quantile(0.5) * ms:.2f} ms"),
     ):
