@@ -48,6 +48,9 @@ class _Progress:
             print("\r" + " " * 72 + "\r", end="", file=sys.stderr, flush=True)
 
 
+IMDS_DEADLINE = 2.0  # is this an EC2 instance? (IMDSv2 token + one read)
+
+
 def _stop(signum: int, frame: Optional[FrameType]) -> None:
     raise KeyboardInterrupt  # SIGTERM as SIGINT: the files are removed on the way out
 
@@ -103,8 +106,8 @@ def run_storage_check(cfg: Optional[Config], args: argparse.Namespace) -> int:
         live.finish()
     progress.done()
     checks: List[st.Check] = st.checks_for(results)
-    if cfg is not None and cfg.health.report.value == "autoscaling":
-        checks += _aws(cfg, path)
+    if cfg is not None:
+        checks += _aws(cfg, path, expected=cfg.health.report.value == "autoscaling")
     est = st.estimate(results)
     if args.json:
         doc: Any = {"checks": [c.to_json() for c in checks], "estimate": est,
@@ -115,14 +118,24 @@ def run_storage_check(cfg: Optional[Config], args: argparse.Namespace) -> int:
     return EX_UNHEALTHY if any(c.verdict == st.FAIL for c in checks) else EX_OK
 
 
-def _aws(cfg: Config, path: str) -> List[st.Check]:
-    """The file system's throughput mode and burst credits, through the instance role (optional, read-only)."""
+def _aws(cfg: Config, path: str, expected: bool) -> List[st.Check]:
+    """The file system's throughput mode and burst credits, through the instance role (optional, read-only).
+    "On AWS" is IMDS answering, whatever the report mode (report = log keeps the DAEMON off AWS's APIs; this
+    command is run by an operator). Off AWS nothing is said of them, unless report = autoscaling expected AWS."""
     from mqguard.aws.autoscaling import make_client
     from mqguard.aws.imds import Imds
 
     fs_id = st.filesystem_id(path)
+    imds = Imds(cfg.aws.imds_url)
     try:
-        imds = Imds(cfg.aws.imds_url)
+        imds.get("meta-data/instance-id", within=IMDS_DEADLINE)
+    except Exception as exc:  # no IMDS here: not on AWS (or its metadata service is off)
+        if not expected:
+            return []
+        why = f"IMDS did not answer ({type(exc).__name__}: {str(exc)[:120]}): not checked"
+        return [st.Check("throughput_mode", st.WARN, None, "", why),
+                st.Check("burst_credit_balance", st.WARN, None, "B", why)]
+    try:
         region = cfg.aws.region or imds.region()
         efs = make_client(region, cfg.aws.endpoint_url, imds, "efs")
         cloudwatch = make_client(region, cfg.aws.endpoint_url, imds, "cloudwatch")

@@ -261,3 +261,24 @@ def test_a_series_keeps_a_bounded_sample_whatever_the_count() -> None:
     assert s.rate == n / 2.0
     assert abs(s.quantile(0.5) - 0.5) < 0.02 and abs(s.quantile(0.99) - 0.99) < 0.01
     assert s.quantile(1.0) == 0.999, "the maximum is exact, not sampled"
+
+
+def test_on_aws_the_file_systems_settings_are_asked_whatever_the_report_mode(tmp_path: Path, efs: Any,
+                                                                              imds: Any, moto: MotoAsg) -> None:
+    """The storage check is "on AWS" when IMDS answers (contract: throughput_mode, burst_credit_balance on AWS),
+    also with report = log (that mode promises the DAEMON makes no AWS call); off AWS nothing is said of them."""
+    from tests.support import Harness
+
+    h = Harness(tmp_path, efs)
+    h.configure(aws={"region": "us-east-1", "endpoint_url": moto.url, "imds_url": imds.url})
+    imds.paths["meta-data/instance-id"] = moto.instance_id
+    res = h.cli("preflight", "--storage", "--seconds", "2", "--json", "--config", str(h.conf))
+    assert res.returncode in (0, 1), res.stderr
+    names = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    assert "throughput_mode" in names and "burst_credit_balance" in names, names
+    # this test EFS names no fs- id: said, not guessed
+    assert names["throughput_mode"]["verdict"] == st.WARN and "id" in names["throughput_mode"]["detail"]
+    h.configure(aws={"imds_url": "http://127.0.0.1:9"})  # nobody answers: not on AWS
+    res = h.cli("preflight", "--storage", "--seconds", "2", "--json", "--config", str(h.conf))
+    names = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    assert "throughput_mode" not in names, names
