@@ -1,8 +1,9 @@
-"""The one composition root: builds every part from the configuration, once.
+"""``mqguard run``'s composition root: builds every part from the configuration, once.
 
 ``build_parts`` makes the supervision parts (MQ, storage, AWS, jobs) into a frozen
-``Parts`` record; ``Daemon(parts, machine, clock)`` runs the loop over them, and a test
-can build the same record with fakes at the edges. ``Service`` adds the edges that only
+``Parts`` record (``Sensors``, ``Effectors``, ``LoopParts``); ``Daemon(parts, cfg,
+machine, clock)`` runs the loop over them, and a test can build the same record with
+fakes (tests/unit/supervisor/test_daemon_fakes.py). ``Service`` adds the edges that only
 ``mqguard run`` has (HTTP, control socket, state hook, MQI view, systemd, logging).
 """
 
