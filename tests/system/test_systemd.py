@@ -559,7 +559,12 @@ def test_stopping_mq_ends_it_with_endmqm_whatever_the_configuration_holds(guest:
     SIGKILLed the running queue manager ("Ended unexpectedly")."""
     g = guest
     g.ok("systemctl", "stop", "mqguard")  # stop_on_exit = auto: the queue manager stays, in its own unit
-    assert g.show("ActiveState", unit=UNIT)["ActiveState"] == "active" and len(amqzxma0(g)) == 1
+    state = g.show("ActiveState", unit=UNIT)["ActiveState"]
+    if state != "active" or len(amqzxma0(g)) != 1:  # seen once in a fresh-clone run ("deactivating"): say why
+        journal = {u: g.ok("journalctl", "-u", u, "--no-pager", "-o", "short-precise", "-n", "40")
+                   for u in ("mqguard", UNIT)}
+        raise AssertionError(f"{UNIT} is {state} after stopping mqguard, controllers {amqzxma0(g)}:\n"
+                             + "\n".join(f"--- {u}\n{text}" for u, text in journal.items()))
 
     def stop_and_check(why: str) -> None:
         ends = len(mqsim.calls(ctl(g), "endmqm"))
