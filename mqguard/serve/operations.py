@@ -31,7 +31,7 @@ from mqguard.supervisor.model import Ask, Drill, OperatorAsk
 log = logging.getLogger(__name__)
 
 EFS_DEADLINE = 10.0  # to write or remove the pause record
-ASK_TIMEOUT = 30.0  # for the supervision loop to take a drill or switchover and answer it
+ASK_TIMEOUT = 25.0  # for the loop to take a drill or switchover and answer it: within the CLI's 30 s
 
 
 class Operations:
