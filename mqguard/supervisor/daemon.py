@@ -202,7 +202,7 @@ class Daemon:
             if self._ask is pending:  # never taken: the loop is stuck (/healthz says so)
                 self._ask = None
                 return False, f"refused: mqguard's loop did not take the request within {timeout:.0f}s"
-        pending.answered.wait(timeout)  # taken by a cycle under way: its answer comes with that step
+        pending.answered.wait(5.0)  # taken after its observation: the step (pure, milliseconds) answers it
         return pending.answer
 
     def _take_ask(self) -> Optional[_Pending]:
