@@ -190,6 +190,10 @@ def test_sighup_reloads_with_reloading_and_ready(harness: Harness, notify_socket
     harness.configure(health={"grace_period": "7s"})
     harness.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
     harness.wait_log(r"configuration reloaded", timeout=10)
+    # the datagrams were sent before that line was written, but the test's reader thread may not have read them
+    # yet on a busy machine (a fresh-clone run under load once looked too early)
+    wait_until(lambda: notify_socket.having("RELOADING=1") and len(notify_socket.having("READY=1")) >= 2, 10,
+               "RELOADING=1 and the second READY=1 read")
     reloading = notify_socket.having("RELOADING=1")
     assert reloading and "MONOTONIC_USEC=" in reloading[0][1]
     readies = notify_socket.having("READY=1")
