@@ -17,6 +17,7 @@ from mqguard.base.exitcodes import EX_OK, EX_UNHEALTHY, EX_USAGE
 from mqguard.config import Config
 from mqguard.efs.statedir import UnsafePath, allowed_owners
 from mqguard.efs.storage import check_mount
+from mqguard.preflight import efs_settings, stall
 from mqguard.preflight import storage as st
 
 
@@ -74,7 +75,7 @@ def run_storage_check(cfg: Optional[Config], args: argparse.Namespace) -> int:
         owners = allowed_owners()
     signal.signal(signal.SIGTERM, _stop)
     progress = _Progress()
-    live = st.Liveness()
+    live = stall.Liveness()
 
     def stalled(phase: str, blocked: float) -> None:
         progress.done()
@@ -84,7 +85,7 @@ def run_storage_check(cfg: Optional[Config], args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         os._exit(EX_UNHEALTHY)  # the blocked call waits in the kernel: no cleanup can run past it
 
-    st.watch_for_stall(live, st.STALL_SECONDS, stalled)
+    stall.watch_for_stall(live, st.STALL_SECONDS, stalled)
     try:
         check = st.StorageCheck(path, owners, seconds, progress=progress, mount_point=cfg is not None,
                                 liveness=live)
@@ -125,7 +126,7 @@ def _aws(cfg: Config, path: str, expected: bool) -> List[st.Check]:
     from mqguard.aws.autoscaling import make_client
     from mqguard.aws.imds import Imds
 
-    fs_id = st.filesystem_id(path)
+    fs_id = efs_settings.filesystem_id(path)
     imds = Imds(cfg.aws.imds_url)
     try:
         imds.get("meta-data/instance-id", within=IMDS_DEADLINE)
@@ -143,4 +144,4 @@ def _aws(cfg: Config, path: str, expected: bool) -> List[st.Check]:
         why = f"AWS cannot be asked ({type(exc).__name__}: {str(exc)[:120]}): not checked"
         return [st.Check("throughput_mode", st.WARN, None, "", why),
                 st.Check("burst_credit_balance", st.WARN, None, "B", why)]
-    return st.aws_checks(fs_id, efs, cloudwatch, time.time())
+    return efs_settings.aws_checks(fs_id, efs, cloudwatch, time.time())

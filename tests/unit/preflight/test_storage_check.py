@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator
 
 import pytest
 
+from mqguard.preflight import efs_settings, stall
 from mqguard.preflight import storage as st
 from tests.conftest import ROOT, wait_until
 from tests.peers.aws import MotoAsg
@@ -138,12 +139,12 @@ def test_a_symlinked_mqguard_is_refused_and_its_target_untouched(tmp_path: Path)
 def test_the_file_systems_id_comes_from_the_mount_or_fstab(tmp_path: Path) -> None:
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text("36 25 0:40 / /MQHA rw,nosuid,nodev - nfs4 fs-0a1b2c3d4e5f60718.efs.eu-west-1.amazonaws.com:/ rw\n")
-    assert st.filesystem_id("/MQHA", str(mountinfo), str(tmp_path / "none")) == "fs-0a1b2c3d4e5f60718"
+    assert efs_settings.filesystem_id("/MQHA", str(mountinfo), str(tmp_path / "none")) == "fs-0a1b2c3d4e5f60718"
     mountinfo.write_text("36 25 0:40 / /MQHA rw - nfs4 127.0.0.1:/ rw\n")  # efs-utils' TLS mount
     fstab = tmp_path / "fstab"
     fstab.write_text("# comment\nfs-0f9e8d7c:/ /MQHA efs _netdev,noauto,tls,iam 0 0\n")
-    assert st.filesystem_id("/MQHA", str(mountinfo), str(fstab)) == "fs-0f9e8d7c"
-    assert st.filesystem_id("/MQHA", str(mountinfo), str(tmp_path / "none")) == ""
+    assert efs_settings.filesystem_id("/MQHA", str(mountinfo), str(fstab)) == "fs-0f9e8d7c"
+    assert efs_settings.filesystem_id("/MQHA", str(mountinfo), str(tmp_path / "none")) == ""
 
 
 def test_aws_says_the_throughput_mode_and_burst_credits(moto: MotoAsg) -> None:
@@ -155,11 +156,11 @@ def test_aws_says_the_throughput_mode_and_burst_credits(moto: MotoAsg) -> None:
     cw.put_metric_data(Namespace="AWS/EFS", MetricData=[{
         "MetricName": "BurstCreditBalance", "Dimensions": [{"Name": "FileSystemId", "Value": fs}],
         "Timestamp": datetime.fromtimestamp(now - 120, timezone.utc), "Value": 100 * 1024.0 ** 3}])
-    got = {c.name: c for c in st.aws_checks(fs, efs, cw, now)}
+    got = {c.name: c for c in efs_settings.aws_checks(fs, efs, cw, now)}
     assert got["throughput_mode"].verdict == st.WARN and "bursting" in got["throughput_mode"].detail
     assert got["burst_credit_balance"].verdict == st.WARN and got["burst_credit_balance"].value == 100 * 1024.0 ** 3
     elastic = efs.create_file_system(CreationToken=f"e{time.time()}", ThroughputMode="elastic")["FileSystemId"]
-    got = {c.name: c for c in st.aws_checks(elastic, efs, cw, now)}
+    got = {c.name: c for c in efs_settings.aws_checks(elastic, efs, cw, now)}
     assert got["throughput_mode"].verdict == st.PASS and got["burst_credit_balance"].verdict == st.PASS
 
 
@@ -171,15 +172,15 @@ def test_a_role_that_may_not_ask_is_a_warning_naming_the_permission() -> None:
     cw = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(efs) as stub:
         stub.add_client_error("describe_file_systems", "AccessDeniedException", "not authorized", 403)
-        got = st.aws_checks("fs-0a1b2c3d", efs, cw, time.time())
+        got = efs_settings.aws_checks("fs-0a1b2c3d", efs, cw, time.time())
     assert [c.verdict for c in got] == [st.WARN, st.WARN]
     assert "elasticfilesystem:DescribeFileSystems" in got[0].detail
     with Stubber(efs) as s1, Stubber(cw) as s2:
         s1.add_response("describe_file_systems", {"FileSystems": [_fs("fs-0a1b2c3d", "bursting")]})
         s2.add_client_error("get_metric_statistics", "AccessDenied", "not authorized", 403)
-        got = st.aws_checks("fs-0a1b2c3d", efs, cw, time.time())
+        got = efs_settings.aws_checks("fs-0a1b2c3d", efs, cw, time.time())
     assert got[1].verdict == st.WARN and "cloudwatch:GetMetricStatistics" in got[1].detail
-    assert all(c.verdict != st.FAIL for c in st.aws_checks("", efs, cw, time.time())), "no id: a warning"
+    assert all(c.verdict != st.FAIL for c in efs_settings.aws_checks("", efs, cw, time.time())), "no id: a warning"
 
 
 def _fs(fs_id: str, mode: str) -> Dict[str, Any]:
@@ -233,9 +234,9 @@ def test_the_stall_watch_names_the_phase_and_how_long(slow: SlowFs) -> None:
         seen.append((phase, blocked))
         slow.thaw()  # the test's own way out; the command exits instead
 
-    live = st.Liveness()
+    live = stall.Liveness()
     c = st.StorageCheck(str(slow.path), frozenset({os.geteuid()}), seconds=4, mount_point=False, liveness=live)
-    watch = st.watch_for_stall(live, 1.5, on_stall)
+    watch = stall.watch_for_stall(live, 1.5, on_stall)
     try:
         import threading
         threading.Timer(0.5, slow.freeze).start()
