@@ -57,6 +57,26 @@ def shared_outage(peers: Sequence[str], answers: Dict[str, Answer], now: float, 
     return "storage bad on every host: " + ", ".join(said)
 
 
+def judge(peers: Sequence[str], answers: Dict[str, Answer], now: float, fresh: float,
+          bad_since: Optional[float], hold: float) -> Tuple[str, str]:
+    """Pure: (outage, waiting). ``outage`` as ``shared_outage``. ``waiting`` names the peers not heard from yet
+    while that can still change the decision: no peer has said its storage is good, and this host's storage went
+    bad less than ``hold`` seconds ago. A loaded machine may answer after the grace period; without the wait the
+    host would report an outage that is the file system's (seen in `make test`)."""
+    outage = shared_outage(peers, answers, now, fresh)
+    if outage or not peers or bad_since is None or now - bad_since >= hold:
+        return outage, ""
+    unheard = []
+    for peer in peers:
+        a = answers.get(peer)
+        known = a is not None and a.storage_ok is not None and now - a.at <= fresh
+        if known and a is not None and a.storage_ok:
+            return "", ""  # a peer's storage is good: the trouble is this host's
+        if not known:
+            unheard.append(peer)
+    return "", ("asking " + ", ".join(unheard) + " whether its storage is bad too") if unheard else ""
+
+
 def ask_status(address: str, timeout: float = ASK_TIMEOUT) -> Tuple[Optional[bool], str]:
     """(storage_ok, detail) from a peer's /status; (None, why) when it gives no sane answer."""
     url = f"http://{address}/status"
@@ -96,6 +116,7 @@ class PeerStorage:
         self._asked_at: Optional[float] = None
         self._busy = False
         self._said = ""
+        self._bad_since: Optional[float] = None
 
     def tick(self, storage_ok: bool) -> None:
         """From the loop, every cycle; never blocks: reads the records (storage good) or asks the peers (bad)."""
@@ -105,28 +126,36 @@ class PeerStorage:
                 return
             if storage_ok:
                 self._answers.clear()
+                self._bad_since = None
                 # a host that knows no peer yet (its pair just started) looks again soon
                 every = REFRESH if self._peers else max(2.0, self.poll_interval())
                 if self._read_at is not None and now - self._read_at < every:
                     return
                 self._read_at, work = now, self._read
             else:
+                if self._bad_since is None:
+                    self._bad_since = now
                 if not self._peers or (self._asked_at is not None and now - self._asked_at < self.poll_interval()):
                     return
                 self._asked_at, work = now, self._ask_all
             self._busy = True
         threading.Thread(target=self._run, args=(work,), name="peer-storage", daemon=True).start()
 
-    def outage(self) -> str:
-        """For the observation while this host's storage is bad (see ``shared_outage``)."""
+    def hold(self) -> float:
+        """How long an answer counts, and how long a report waits for one: three asks and their timeouts."""
+        return 3 * self.poll_interval() + 3 * ASK_TIMEOUT + 2
+
+    def verdict(self) -> Tuple[str, str]:
+        """For the observation while this host's storage is bad: (outage, waiting), see ``judge``."""
         with self._lock:
-            peers, answers = sorted(self._peers), dict(self._answers)
-        said = shared_outage(peers, answers, self.monotonic(), fresh=3 * self.poll_interval() + 2 * ASK_TIMEOUT)
+            peers, answers, bad_since = sorted(self._peers), dict(self._answers), self._bad_since
+        hold = self.hold()
+        said, waiting = judge(peers, answers, self.monotonic(), fresh=hold, bad_since=bad_since, hold=hold)
         if said != self._said:
             self._said = said
             if said:
                 log.warning("%s: the file system itself is in trouble", said)
-        return said
+        return said, waiting
 
     def peers(self) -> List[str]:
         with self._lock:
@@ -172,4 +201,8 @@ class PeerStorage:
         for t in threads:
             t.join(ASK_TIMEOUT + 1)
         with self._lock:
-            self._answers.update(results)
+            for key, answer in results.items():
+                before = self._answers.get(key)
+                # "no answer" (a timeout on a loaded machine) does not erase what the peer said a moment ago
+                if answer.storage_ok is not None or before is None or before.storage_ok is None:
+                    self._answers[key] = answer

@@ -421,6 +421,9 @@ class Machine:
             notes.append(f"{obs.storage_shared_outage}: the file system itself is in trouble and replacing "
                          "instances cannot cure it; not reporting while that lasts")
             return
+        if not obs.storage_ok and obs.storage_peers_waiting:
+            notes.append(f"{obs.storage_peers_waiting}: not reporting until they answer")
+            return
         if (self.ep.since is not None and j.bad and not self.ep.reported
                 and obs.now - self.ep.since >= self.settings.grace_period):
             actions.append(self._report(obs, f"bad for {obs.now - self.ep.since:.0f}s: {'; '.join(j.bad)}"))

@@ -107,6 +107,8 @@ class Observation:
     # the other hosts of this queue manager say their storage is bad too (who, and what they said): the file
     # system itself is in trouble, and replacing instances cannot cure it; "" when not so, or not known
     storage_shared_outage: str = ""
+    # the peers being asked that question and not heard from yet (bounded by the peer module): hold the report
+    storage_peers_waiting: str = ""
     ask: Optional[OperatorAsk] = None  # an operator's drill or switchover, asked since the last step
 
 

@@ -57,10 +57,11 @@ def observe(p: Sensors, cfg: Config, prepared_before: bool) -> Observation:
     listener = p.listener.probe() if qmgr == QmStatus.RUNNING and cfg.queue_manager.listener_port > 0 else None
     pause = pause_in_force(p)
     p.peers.tick(storage_ok)  # in the background: the peers' records while good, their answers while bad
+    shared, waiting = ("", "") if storage_ok else p.peers.verdict()
     return Observation(
         now=now, storage_ok=storage_ok, storage_detail=storage_detail, qmgr=qmgr, qmgr_detail=qmgr_detail,
         listener_ok=listener, job_stage=stage, job_result=result, going_away=going_away(p) is not None,
         paused=pause is not None, pause_ends=None if pause is None else pause.until - p.clock.wall() + now,
         warm=p.termination is not None and p.termination.warm,
-        storage_shared_outage="" if storage_ok else p.peers.outage(),
+        storage_shared_outage=shared, storage_peers_waiting=waiting,
     )

@@ -3,7 +3,7 @@ them. ``cli/run.py`` plugs in ``cluster.publisher.HostPublisher`` and ``cluster.
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Tuple
 
 
 class HostRecord(Protocol):
@@ -23,5 +23,6 @@ class PeerView(Protocol):
     def tick(self, storage_ok: bool) -> None:
         """From the loop, every cycle; never blocks."""
 
-    def outage(self) -> str:
-        """For the observation while this host's storage is bad: "" or why the outage is shared."""
+    def verdict(self) -> Tuple[str, str]:
+        """For the observation while this host's storage is bad: (why the outage is shared or "", which peers
+        are still being asked or "")."""

@@ -180,6 +180,51 @@ def test_the_file_system_is_blamed_only_when_every_peer_answered_recently_that_i
     assert shared_outage(["i-b", "i-c"], bad, now=200.0, fresh=10) == "", "old answers say nothing of now"
 
 
+def test_while_a_peer_has_not_answered_yet_the_verdict_waits_bounded() -> None:
+    """A peer that has not answered yet (the question is under way, or timed out once on a loaded machine) is
+    waited for, at most ``hold`` seconds from the moment this host's storage went bad; a definitive answer that its
+    storage is good ends the wait at once; "no answer" does not erase an earlier definitive one."""
+    from mqguard.cluster.peers import Answer, judge
+
+    bad_b = Answer("i-b", False, "probe timed out", 100.0)
+    silent_c = Answer("i-c", None, "no answer from 127.0.0.1:1: timed out", 101.0)
+    outage, waiting = judge(["i-b", "i-c"], {"i-b": bad_b}, now=101.0, fresh=10, bad_since=99.0, hold=8)
+    assert outage == "" and "i-c" in waiting, waiting
+    outage, waiting = judge(["i-b", "i-c"], {"i-b": bad_b, "i-c": silent_c}, now=106.0, fresh=10, bad_since=99.0,
+                            hold=8)
+    assert outage == "" and "i-c" in waiting, "one silent answer is not yet a silent peer"
+    assert judge(["i-b", "i-c"], {"i-b": bad_b, "i-c": silent_c}, now=107.5, fresh=10, bad_since=99.0,
+                 hold=8) == ("", ""), "past the bound: nothing is known, the report goes as it always did"
+    good_c = Answer("i-c", True, "ok", 101.0)
+    assert judge(["i-b", "i-c"], {"i-b": bad_b, "i-c": good_c}, now=101.5, fresh=10, bad_since=99.0,
+                 hold=8) == ("", ""), "a good peer: the trouble is this host's, no waiting"
+    bad_c = Answer("i-c", False, "not mounted", 101.0)
+    outage, waiting = judge(["i-b", "i-c"], {"i-b": bad_b, "i-c": bad_c}, now=102.0, fresh=10, bad_since=99.0,
+                            hold=8)
+    assert outage.startswith("storage bad on every host") and waiting == ""
+    assert judge([], {}, now=102.0, fresh=10, bad_since=99.0, hold=8) == ("", ""), "no peer known: no wait"
+
+
+def test_a_silent_answer_does_not_overwrite_a_definitive_one(tmp_path: Path) -> None:
+    """The peer said "bad" a moment ago; its next answer timed out on a loaded machine: the outage holds (within
+    freshness) rather than flapping into a report."""
+    from mqguard.cluster.peers import PeerStorage
+
+    answers = iter([(False, "probe timed out"), (None, "no answer: timed out")])
+    clock = [100.0]
+    ps = PeerStorage(str(tmp_path), frozenset(), own_key=lambda: "i-a", poll_interval=lambda: 0.5,
+                     monotonic=lambda: clock[0], ask=lambda address: next(answers))
+    ps._peers = {"i-b": "127.0.0.1:1"}
+    for _ in range(2):
+        ps.tick(storage_ok=False)
+        deadline = time.monotonic() + 5
+        while ps._busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        clock[0] += 1.0
+    outage, waiting = ps.verdict()
+    assert outage.startswith("storage bad on every host: i-b (probe timed out)"), (outage, waiting)
+
+
 def test_a_peers_answer_is_outside_input(tmp_path: Path) -> None:
     """What another host's address answers is parsed with bounds: not mqguard's status is no answer."""
     import http.server

@@ -48,6 +48,7 @@ class Driver:
         paused: bool = False,
         warm: bool = False,
         everywhere: str = "",
+        waiting: str = "",
     ) -> Verdict:
         self.clock.advance(after)
         if listener is None and qmgr == R:
@@ -57,6 +58,7 @@ class Driver:
                 now=self.clock.monotonic(), storage_ok=storage, storage_detail="probe timed out" if not storage else "",
                 qmgr=qmgr, qmgr_detail=detail, listener_ok=listener, job_stage=stage, job_result=result,
                 going_away=going_away, paused=paused, warm=warm, storage_shared_outage=everywhere,
+                storage_peers_waiting=waiting,
             )
         )
         self.verdicts.append(v)

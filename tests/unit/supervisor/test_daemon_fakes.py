@@ -117,8 +117,8 @@ class FakePeers:
     def tick(self, storage_ok: bool) -> None:
         pass
 
-    def outage(self) -> str:
-        return ""
+    def verdict(self) -> Tuple[str, str]:
+        return "", ""
 
 
 class FakeReporter:
