@@ -93,7 +93,8 @@ def _load(path: Optional[str]) -> config_mod.Config:
 
 
 _CLUSTER = (("storage", "path"), ("storage", "fstypes"), ("queue_manager", "run_as"), ("queue_manager", "name"),
-            ("health", "poll_interval"))
+            ("health", "poll_interval"), ("queue_manager", "ha"), ("queue_manager", "mq_bin_dir"),
+            ("health", "command_timeout"))
 _CONTROL = (("control", "socket"), ("control", "group"), ("queue_manager", "name"))
 # What each operator's command reads: a problem elsewhere in the files (a typo made at 3 a.m.) is a warning for it,
 # never exit 78 - the daemon refuses such a file on its next start or reload, the operator is not locked out now.
@@ -151,8 +152,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return run_status(_load_for(args.config, "status"), args.json)
         if args.command == "list":
             from mqguard.cli.cluster import run_list
+            from mqguard.cli.nhalist import run_nha_list
 
-            return run_list(_load_for(args.config, "list"), args.json)
+            cfg = _load_for(args.config, "list")
+            return run_nha_list(cfg, args.json) if cfg.queue_manager.native_ha else run_list(cfg, args.json)
         if args.command == "history":
             from mqguard.cli.history import run_history
 

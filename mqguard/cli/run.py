@@ -100,7 +100,7 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
             signal = StackSignal(autoscaling, cfg.aws.cfn_stack, cfg.aws.cfn_resource, stop_event, aws_errors)
     # the group remembers a create, so that lost data is never taken for a first create (docs/deploying.md, "Updating")
     creation = CreationRecord(autoscaling, cfg.aws.asg_name, qm.name, stop_event, aws_errors) if autoscaling else None
-    lifecycle = Lifecycle(control, qm.mqsc_dir, service, creation=creation)
+    lifecycle = Lifecycle(control, qm.mqsc_dir, service, creation=creation, nha=cfg.native_ha)
     writers: List[HistoryWriter] = []  # the summary reads this host's file first: its name is the writer's
     summary = EpisodeSummary(cfg.storage.path, owners, clock.wall, telemetry.episode_seen,
                              host=lambda: writers[0].host if writers else "")

@@ -41,7 +41,12 @@ from mqguard.base.exitcodes import EX_CONFIG, EX_USAGE
 from mqguard.base.runner import CommandRunner
 from mqguard.base.untrusted import load_json, read_regular
 from mqguard.efs.statedir import allowed_owners
-from mqguard.mq.control import STRMQM_ALREADY_RUNNING, STRMQM_STANDBY_STARTED, MqControl
+from mqguard.mq.control import (
+    STRMQM_ALREADY_RUNNING,
+    STRMQM_REPLICA_STARTED,
+    STRMQM_STANDBY_STARTED,
+    MqControl,
+)
 from mqguard.mq.leftovers import clear_leftovers
 from mqguard.mq.prepare import EXIT_CODES as PREPARE_EXIT_CODES
 from mqguard.mq.prepare import PrepareError, preparation_for
@@ -55,7 +60,8 @@ USAGE = "usage: mq-unit prepare|start|stop QMGR_NAME | mq-unit allows UNIT"
 EX_TIMED_OUT = 124  # like timeout(1)
 # What ending needs; the start records them in the unit's RuntimeDirectory= for its stop.
 END_KEYS: Tuple[Tuple[str, str], ...] = (("queue_manager", "mq_bin_dir"), ("queue_manager", "stop_timeout"),
-                                         ("health", "command_timeout"))
+                                         ("health", "command_timeout"), ("queue_manager", "ha"),
+                                         ("native_ha", "quorum_wait"))
 END_RECORD = "end.json"
 
 
@@ -92,14 +98,14 @@ def start(control: MqControl) -> int:
     if res.returncode is None:
         log.error("%s", res.describe())
         return 1
-    if res.returncode == STRMQM_STANDBY_STARTED:
+    if res.returncode == STRMQM_STANDBY_STARTED or (qm.native_ha and res.returncode == STRMQM_REPLICA_STARTED):
         return 0
     if res.returncode == STRMQM_ALREADY_RUNNING:
         log.warning("queue manager %s already runs outside this unit: leaving it there (mqguard adopts it)", qm.name)
     return res.returncode
 
 
-def stop(control: MqControl) -> int:
+def stop(control: MqControl, quorum_wait: float = 0.0) -> int:
     reading = control.dspmq(instances=True)
     # "status not available" may hide a live instance: let endmqm say for itself
     live = reading.status is not None and (reading.status.live or reading.status == QmStatus.STATUS_NOT_AVAILABLE)
@@ -109,7 +115,7 @@ def stop(control: MqControl) -> int:
         return 0
     # dspmq failing is no reason to leave MQ running: endmqm says for itself. The role (-s, -x or -r) is read from
     # dspmq -x inside the escalation, never from the configuration.
-    return 0 if end_with_escalation(control, Role.ACTIVE, control.qm.stop_timeout) else 1
+    return 0 if end_with_escalation(control, Role.ACTIVE, control.qm.stop_timeout, quorum_wait) else 1
 
 
 def record_for_stop(cfg: config_mod.Config, environ: Mapping[str, str]) -> None:
@@ -118,7 +124,8 @@ def record_for_stop(cfg: config_mod.Config, environ: Mapping[str, str]) -> None:
     if not where.startswith("/"):
         return  # not run by systemd (tests, by hand): the stop reads the configuration's keys alone
     doc = {"mq_bin_dir": cfg.queue_manager.mq_bin_dir, "stop_timeout": cfg.queue_manager.stop_timeout,
-           "command_timeout": cfg.health.command_timeout}
+           "command_timeout": cfg.health.command_timeout, "ha": cfg.queue_manager.ha,
+           "quorum_wait": cfg.native_ha.quorum_wait}
     path = os.path.join(where, END_RECORD)
     try:
         fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -180,7 +187,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EX_USAGE
     verb, name = args
     if verb == "stop":  # never refused: a refusal here would make systemd SIGKILL a running queue manager
-        return stop(_control(end_config(name, os.environ)))
+        cfg = end_config(name, os.environ)
+        return stop(_control(cfg), cfg.native_ha.quorum_wait)
     if verb == "allows":  # asked by the polkit rule (as root): is this unit the configured queue manager's?
         print("yes" if allows(name, os.environ) else "no", flush=True)
         return 0

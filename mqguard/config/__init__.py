@@ -17,16 +17,20 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from mqguard.base.untrusted import read_regular
+from mqguard.config import nativeha
 from mqguard.config.types import (
     AwsConfig,
     Config,
     ConfigError,
     ConfigProblem,
     ControlConfig,
+    HaMode,
     HealthConfig,
     HooksConfig,
     LoggingConfig,
     MetricsConfig,
+    NativeHaConfig,
+    NativeHaInstance,
     PcfMode,
     QueueManagerConfig,
     ReportMode,
@@ -73,10 +77,13 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "ControlConfig",
+    "HaMode",
     "HealthConfig",
     "HooksConfig",
     "LoggingConfig",
     "MetricsConfig",
+    "NativeHaConfig",
+    "NativeHaInstance",
     "PcfMode",
     "QueueManagerConfig",
     "ReportMode",
@@ -131,6 +138,8 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
         "lock_wait": Option("3m", duration(0, HOUR), "how long 'running elsewhere' (a stale lock) is waited for"),
         "file_lock_heartbeat_len": Option("15", _int_range(0, 3600), "qm.ini TuningParameters FileLockHeartBeatLen "
                                           "given to crtmqm (IBM: at least 15 on EFS); 0 = MQ's default"),
+        "ha": Option("", nativeha.parse_ha, "single | multi_instance | native_ha; empty: from multi_instance"),
+        "instance_name": Option("", nativeha.parse_instance_name, "native_ha: this host's instance (crtmqm -lr)"),
     },
     "storage": {
         "path": Option("/var/mqm", _abs_path, "must be a mount point (the EFS mount)"),
@@ -172,6 +181,17 @@ SCHEMA: Dict[str, Dict[str, Option]] = {
         "group": Option("mqm", _group, "group allowed to use the control socket (and root)"),
         "pause_max": Option("24h", duration(60, 7 * DAY), "the longest pause allowed"),
         "drill_interval": Option("5m", duration(0, DAY), "the least time between two drills"),
+    },
+    "native_ha": {
+        "instances": Option("", nativeha.parse_instances, "the three instances: name=host(port), comma-separated",
+                            nativeha.show_instances),
+        "key_repository": Option("", _optional_abs_path, "TLS for replication: key repository stem; empty: plain"),
+        "certificate_label": Option("", nativeha.parse_label, "TLS: the certificate's label (empty: MQ's default)"),
+        "cipher_spec": Option("", nativeha.parse_cipher, "TLS: CipherSpec, e.g. ANY_TLS12_OR_HIGHER"),
+        "heartbeat_interval": Option("5s", duration(0.5, 60), "HeartbeatInterval (IBM: 500 ms to 60 s)"),
+        "heartbeat_timeout": Option("10s", duration(0.5, 120), "HeartbeatTimeout (at least the interval)"),
+        "quorum_wait": Option("1h", duration(0, 2 * DAY), "ending would break quorum: wait this long for another "
+                                                           "instance (the termination hook is heart-beaten)"),
     },
     "hooks": {
         "on_state_change": Option("", _optional_abs_path, "program run on each state change; empty = none"),
@@ -257,7 +277,8 @@ def load(path: Optional[str] = None) -> Config:
     if problems:
         raise ConfigError(problems)
     cfg = _with_storage_defaults(_build(values, tuple(f for f in files if os.path.exists(f))))
-    cross = _cross_checks(cfg, main_path)
+    cross = _cross_checks(cfg, main_path) + nativeha.problems(
+        cfg, main_path, multi_instance_set=("queue_manager", "multi_instance") in merged)
     if cross:
         raise ConfigError(cross)
     return cfg
@@ -326,8 +347,12 @@ def _scan_lines(path: str, wanted: set) -> Dict[Tuple[str, str], str]:  # type: 
 
 
 def _build(values: Dict[str, Dict[str, object]], sources: Tuple[str, ...]) -> Config:
+    qm = dict(values["queue_manager"])
+    ha = str(qm.get("ha") or "") or (HaMode.MULTI_INSTANCE.value if qm.get("multi_instance") else HaMode.SINGLE.value)
+    qm["ha"] = ha
+    qm["multi_instance"] = bool(qm.get("multi_instance")) or ha == HaMode.MULTI_INSTANCE.value
     return Config(
-        queue_manager=QueueManagerConfig(**values["queue_manager"]),  # type: ignore[arg-type]
+        queue_manager=QueueManagerConfig(**qm),  # type: ignore[arg-type]
         storage=StorageConfig(**values["storage"]),  # type: ignore[arg-type]
         health=HealthConfig(**values["health"]),  # type: ignore[arg-type]
         aws=AwsConfig(**values["aws"]),  # type: ignore[arg-type]
@@ -335,6 +360,7 @@ def _build(values: Dict[str, Dict[str, object]], sources: Tuple[str, ...]) -> Co
         logging=LoggingConfig(**values["logging"]),  # type: ignore[arg-type]
         control=ControlConfig(**values["control"]),  # type: ignore[arg-type]
         hooks=HooksConfig(**values["hooks"]),  # type: ignore[arg-type]
+        native_ha=NativeHaConfig(**values["native_ha"]),  # type: ignore[arg-type]
         sources=sources,
     )
 

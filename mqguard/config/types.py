@@ -18,6 +18,14 @@ class ReportMode(str, enum.Enum):
     LOG = "log"
 
 
+class HaMode(str, enum.Enum):
+    """[queue_manager] ha: how this queue manager is kept available (contract section 28)."""
+
+    SINGLE = "single"  # one instance; a replacement host picks up the data on the shared storage
+    MULTI_INSTANCE = "multi_instance"  # an active and a standby on two hosts sharing the storage (strmqm -x)
+    NATIVE_HA = "native_ha"  # three instances, each on its own block storage, replicating the log (MQ >= 9.4.4)
+
+
 class PcfMode(str, enum.Enum):
     AUTO = "auto"
     ON = "on"
@@ -42,6 +50,12 @@ class QueueManagerConfig:
     unit: str
     lock_wait: float
     file_lock_heartbeat_len: int
+    ha: str = ""  # single | multi_instance | native_ha ("" in the file: from multi_instance); set by load()
+    instance_name: str = ""  # native_ha: this host's instance (crtmqm -lr)
+
+    @property
+    def native_ha(self) -> bool:
+        return self.ha == HaMode.NATIVE_HA.value
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,30 @@ class HooksConfig:
 
 
 @dataclass(frozen=True)
+class NativeHaInstance:
+    """One NativeHAInstance stanza: Name and ReplicationAddress=host(port)."""
+
+    name: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}({self.port})"
+
+
+@dataclass(frozen=True)
+class NativeHaConfig:
+    instances: Tuple[NativeHaInstance, ...] = ()
+    key_repository: str = ""  # NativeHALocalInstance KeyRepository (stem); empty: replication in plain text
+    certificate_label: str = ""
+    cipher_spec: str = ""
+    heartbeat_interval: float = 5.0  # seconds (qm.ini takes ms)
+    heartbeat_timeout: float = 10.0
+    quorum_wait: float = 3600.0  # ending this instance would break quorum: wait this long for another to return
+
+
+@dataclass(frozen=True)
 class Config:
     queue_manager: QueueManagerConfig
     storage: StorageConfig
@@ -114,6 +152,7 @@ class Config:
     logging: LoggingConfig
     control: ControlConfig
     hooks: HooksConfig
+    native_ha: NativeHaConfig = NativeHaConfig()
     sources: Tuple[str, ...] = ()
 
 

@@ -17,10 +17,10 @@ from typing import Any, Dict, List, Optional, Set
 
 from mqguard.history.events import Event, iso
 
-OPENERS = {"crash", "bad", "drill", "switchover"}
+OPENERS = {"crash", "bad", "drill", "switchover", "active_lost"}
 ON_ACTIVE = {"ended", "termination_notice", "spot_notice"}  # open an episode only on the active host
 LOSSES = {"crash", "ended", "stopped"}  # the host no longer runs the queue manager
-ACTIVE = {"running", "takeover"}
+ACTIVE = {"running", "takeover", "elected"}  # elected: another host's Native HA instance (not this host's role)
 QUIET = {"paused", "resumed"}  # not phases
 
 
@@ -99,7 +99,7 @@ def _close(ep: Episode, ev: Event) -> None:
     ep.ended = ev.time
     if ep.outage_from is not None:
         ep.outage_to = ev.time
-    if ep.kind == "recovery" and ev.host != ep.host and ev.event in ACTIVE:
+    if ep.kind == "recovery" and (ev.event == "elected" or (ev.host != ep.host and ev.event in ACTIVE)):
         ep.kind = "failover"
 
 
@@ -108,11 +108,14 @@ def _opens(ev: Event, active: Set[str]) -> bool:
 
 
 def _kind(ev: Event) -> str:
-    return {"drill": "drill", "switchover": "switchover"}.get(ev.event, "recovery")
+    # a Native HA instance lost as seen from another host: whoever is elected next, the active moved
+    return {"drill": "drill", "switchover": "switchover", "active_lost": "failover"}.get(ev.event, "recovery")
 
 
 def _track(roles: Dict[str, str], ev: Event) -> None:
-    if ev.event in ACTIVE:
+    if ev.event == "elected":
+        roles.pop(ev.host, None)  # another host's instance is active: this host is not (its own events say)
+    elif ev.event in ACTIVE:
         roles[ev.host] = "active"
     elif ev.event == "standby":
         roles[ev.host] = "standby"

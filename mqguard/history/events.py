@@ -16,6 +16,7 @@ EVENTS = (
     "started", "storage_ready", "created", "registered", "start_issued", "running", "standby", "takeover",
     "crash", "bad", "restart", "good", "reported", "termination_notice", "spot_notice", "ended", "paused",
     "resumed", "switchover", "drill", "stopped", "mq_errors",
+    "active_lost", "elected",  # Native HA, as this host saw it: the active instance lost; another one elected
 )
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")

@@ -65,7 +65,7 @@ class HistoryWriter:
         self._busy = False  # the writer thread holds a batch (flush waits for it)
         self.written = 0
 
-    def record(self, event: str, detail: str = "") -> None:
+    def record(self, event: str, detail: str = "", at: Optional[float] = None) -> None:
         """Queue one event; never blocks: a hung EFS loses events, never the daemon (docs/operating.md,
         "Failover evidence")."""
         if event not in EVENTS:
@@ -74,7 +74,7 @@ class HistoryWriter:
             if len(self._queue) >= self._queue_max:
                 self._dropped(1)
                 return
-            self._queue.append((self.wall(), event, detail[:300]))
+            self._queue.append((self.wall() if at is None else at, event, detail[:300]))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
                 self._thread.start()

@@ -13,6 +13,7 @@ from mqguard.base.runner import CommandResult, CommandRunner
 from mqguard.config import HealthConfig, QueueManagerConfig
 from mqguard.mq import level, qmini
 from mqguard.mq.names import directory_name
+from mqguard.mq.nativeha import NhaStatus, parse_nativeha
 from mqguard.mq.status import DspmqEntry, ParseError, QmStatus, find_entry
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ MQ_PREFIX = "/var/mqm"  # addmqinf Prefix= when MQ cannot say its root (IBM's re
 STRMQM_STARTED = 0
 STRMQM_ALREADY_RUNNING = 5
 STRMQM_STANDBY_STARTED = 30
+STRMQM_REPLICA_STARTED = 94  # Native HA: a replica started (IBM's container takes it as success; nha: 3)
 STRMQM_ELSEWHERE = (31, 43, 47)
 DSPMQINF_NOT_FOUND = 44
 ADDMQINF_EXISTS = 45
@@ -54,6 +56,7 @@ class StartResult(str, enum.Enum):
     STARTED = "started"
     ALREADY_RUNNING = "already_running"
     STANDBY = "standby"
+    REPLICA = "replica"  # Native HA: this instance runs as a replica (strmqm 94, or dspmq says so)
     ELSEWHERE = "elsewhere"
     FAILED = "failed"
 
@@ -196,6 +199,17 @@ class MqControl:
             return StatusReading(None, error=f"cannot parse dspmq output: {exc}")
         return StatusReading(entry.status, entry)
 
+    def nativeha(self) -> Tuple[Optional[NhaStatus], str]:
+        """dspmq -o nativeha -x -m NAME: this instance's role, sync, the quorum and every instance as seen from
+        here; (None, why) when it does not answer or is not that format."""
+        res = self.runner.run([self._bin("dspmq"), "-o", "nativeha", "-x", "-m", self.name], self.command_timeout)
+        if not res.ok():
+            return None, res.describe()
+        try:
+            return parse_nativeha(res.output, self.name), ""
+        except ParseError as exc:
+            return None, f"cannot parse dspmq -o nativeha output: {exc}"
+
     def dspmqinf(self) -> CommandResult:
         """exit 0: registered on this host; 44: not."""
         argv = [self._bin("dspmqinf"), self.name]
@@ -235,6 +249,8 @@ class MqControl:
         # makes MQ define a listener that starts and stops with the queue manager (IBM's container always passes
         # -p); -ii merges qm.ini stanzas such as FileLockHeartBeatLen (reference: crtmqm).
         argv = [self._bin("crtmqm"), "-md", self.data_parent, "-ld", self.log_parent]
+        if self.qm.native_ha:  # a Native HA instance: replicated log, this host's instance name (nha: 1)
+            argv += ["-lr", self.qm.instance_name]
         if self.qm.listener_port > 0:
             argv += ["-p", str(self.qm.listener_port)]
         options, _ = split_ini_input(self.qm.crtmqm_options)
@@ -256,8 +272,8 @@ class MqControl:
         return [self._bin("strmqm")] + (["-x"] if self.qm.multi_instance else []) + [self.name]
 
     def strmqm(self) -> StartOutcome:
-        res = self.run_strmqm(STRMQM_ANSWERS)
-        return classify_strmqm(res, self.qm.multi_instance)
+        res = self.run_strmqm(STRMQM_ANSWERS + ((STRMQM_REPLICA_STARTED,) if self.qm.native_ha else ()))
+        return classify_strmqm(res, self.qm.multi_instance, self.qm.native_ha)
 
     def run_strmqm(self, ok_codes: Sequence[int], sleep: Callable[[float], None] = time.sleep,
                    clock: Callable[[], float] = time.monotonic) -> CommandResult:
@@ -298,18 +314,20 @@ def split_ini_input(options: Sequence[str]) -> Tuple[List[str], Optional[str]]:
     return out, theirs
 
 
-def classify_strmqm(res: CommandResult, multi_instance: bool) -> StartOutcome:
+def classify_strmqm(res: CommandResult, multi_instance: bool, native_ha: bool = False) -> StartOutcome:
     """Map strmqm's result to what it means for mqguard."""
     if res.timed_out:
         return StartOutcome(StartResult.FAILED, f"strmqm did not finish within {res.duration:.0f}s", timed_out=True)
     if res.returncode is None:
         return StartOutcome(StartResult.FAILED, res.describe())
-    outcome = classify_strmqm_code(res.returncode, multi_instance)
+    outcome = classify_strmqm_code(res.returncode, multi_instance, native_ha)
     return outcome if outcome.result != StartResult.FAILED else StartOutcome(StartResult.FAILED, res.describe())
 
 
-def classify_strmqm_code(code: int, multi_instance: bool) -> StartOutcome:
+def classify_strmqm_code(code: int, multi_instance: bool, native_ha: bool = False) -> StartOutcome:
     """Map strmqm's exit code to what it means for mqguard."""
+    if native_ha and code == STRMQM_REPLICA_STARTED:
+        return StartOutcome(StartResult.REPLICA, "Native HA replica started (strmqm 94)")
     if code == STRMQM_STARTED:
         return StartOutcome(StartResult.STARTED, "started")
     if code == STRMQM_ALREADY_RUNNING:

@@ -221,6 +221,7 @@ class Diagnostics:
         self._pending: Optional[str] = None  # an event that came while a look was running
         self.on_found: Callable[[List[MqMessage]], None] = lambda found: None  # e.g. into the failover history
         self.started = False  # the baseline was taken (the queue manager is known here)
+        self._last_periodic: Optional[float] = None
 
     def recent(self) -> List[MqMessage]:
         with self._lock:
@@ -239,6 +240,17 @@ class Diagnostics:
     def collect(self, reason: str) -> bool:
         """Look for what MQ wrote since the last look and log it; False when a look is still running."""
         return self._launch(reason, baseline=False)
+
+    def collect_every(self, reason: str, seconds: float, now: float) -> bool:
+        """``collect``, at most once per ``seconds`` (for a condition that lasts, looked at every cycle)."""
+        if self._last_periodic is not None and now - self._last_periodic < seconds:
+            return False
+        self._last_periodic = now
+        return self.collect(reason)
+
+    def last(self, message_id: str) -> str:
+        """The text of the newest recent message with this id ("" when none)."""
+        return next((m.text for m in reversed(self.recent()) if m.id == message_id), "")
 
     def _launch(self, reason: str, baseline: bool) -> bool:
         with self._lock:

@@ -21,8 +21,9 @@ from typing import Callable, FrozenSet, List, Optional, Protocol
 from mqguard.base.clock import iso_utc
 from mqguard.base.runner import CommandResult
 from mqguard.base.untrusted import read_regular
+from mqguard.config import NativeHaConfig
 from mqguard.efs.statedir import allowed_owners
-from mqguard.mq import qmini
+from mqguard.mq import nhaini, qmini
 from mqguard.mq.control import (
     RUNMQSC_NOTHING,
     RUNMQSC_PARTIAL,
@@ -32,6 +33,7 @@ from mqguard.mq.control import (
     StatusReading,
     mqsc_files,
 )
+from mqguard.mq.nhaini import NhaIniError
 from mqguard.mq.prepare import DataMissing, Prepared, PrepareError, find_data_directories
 from mqguard.mq.service import QueueManagerService, Role
 from mqguard.mq.status import QmStatus
@@ -51,8 +53,9 @@ class Lifecycle:
     def __init__(self, control: MqControl, mqsc_dir: str, service: QueueManagerService,
                  owners: Optional[FrozenSet[int]] = None, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic, creation: Optional[Creation] = None,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, nha: Optional[NativeHaConfig] = None) -> None:
         self.control = control
+        self.nha = nha or NativeHaConfig()  # [native_ha]: the stanzas written before every start
         self.creation = creation  # what the Auto Scaling group remembers of an earlier create (None: nothing)
         self.wall = wall
         self.service = service
@@ -117,7 +120,31 @@ class Lifecycle:
             return StartOutcome(StartResult.STANDBY, "adopted the running standby instance")
         if reading.status == QmStatus.RUNNING_ELSEWHERE and not self.control.qm.multi_instance:
             return StartOutcome(StartResult.ELSEWHERE, "the queue manager runs on another host")
+        if self.control.qm.native_ha:
+            if reading.status in (QmStatus.REPLICA, QmStatus.NEGOTIATING):
+                return StartOutcome(StartResult.REPLICA, f"adopted the running Native HA instance "
+                                                         f"({reading.status.value})")
+            problem = self._native_ha_stanzas()
+            if problem:
+                return StartOutcome(StartResult.FAILED, problem)
         return self.service.start()
+
+    def _native_ha_stanzas(self) -> str:
+        """Write the Native HA stanzas of qm.ini from the configuration before the start (MQ reads them then);
+        returns why it cannot ("" when done)."""
+        where = self.control.location or self.control.locate()
+        if where is None:
+            return "MQ does not say where the queue manager's data is (dspmqinf): cannot write its Native HA stanzas"
+        try:
+            changed = nhaini.sync(where.data_path, self.nha, self.control.qm.instance_name)
+        except NhaIniError as exc:
+            return str(exc)
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"cannot write the Native HA stanzas of {where.data_path}/qm.ini: {exc}"
+        if changed:
+            log.warning("queue manager %s: qm.ini's Native HA stanzas written from [native_ha] (%s)",
+                        self.control.name, changed)
+        return ""
 
     def _wait_while_starting(self) -> StatusReading:
         log.info("queue manager %s is starting (log replay?): waiting for that start instead of starting it again",

@@ -31,6 +31,7 @@ class NhaInstance:
     connected: Optional[bool]  # CONNACTV: it has its connections to the active
     insync: Optional[bool]
     backlog_kb: Optional[int]  # KB written by the active not yet acknowledged by this instance
+    linked: Optional[bool] = None  # CONNINST: that instance is connected to this one
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,28 @@ class NhaStatus:
     insync: bool
     quorum: Tuple[int, int]  # (in-sync instances, configured instances)
     instances: Tuple[NhaInstance, ...] = ()
+
+    def running_instances(self) -> int:
+        """Instances running as far as this one knows: itself and every other connected to it (CONNINST)."""
+        return 1 + sum(1 for i in self.instances if i.name != self.instance and i.linked)
+
+    @property
+    def quorum_held(self) -> bool:
+        """Whether the group has (or can elect) an active. The active's QUORUM is definitive: a majority in sync
+        (IBM: commit needs 2 of 3). A replica's QUORUM "might be out of date" (IBM), so there: an active it is
+        connected to, or a majority running (an election can take place)."""
+        if self.role == "active":
+            return self.quorum[0] * 2 > self.quorum[1]
+        if any(i.role == "active" and i.name != self.instance and i.linked for i in self.instances):
+            return True
+        return self.running_instances() * 2 > self.quorum[1]
+
+    def largest_backlog_kb(self) -> Optional[int]:
+        """On the active: the most any replica has still to acknowledge; elsewhere this instance's own."""
+        if self.role == "active":
+            known = [i.backlog_kb for i in self.instances if i.name != self.instance and i.backlog_kb is not None]
+            return max(known) if known else None
+        return self.backlog_kb
 
     @property
     def backlog_kb(self) -> Optional[int]:
@@ -112,7 +135,7 @@ def parse_nativeha(output: str, qmgr: str) -> NhaStatus:
             instances.append(NhaInstance(
                 name=attrs["INSTANCE"].strip(), role=_role(attrs["ROLE"]), address=attrs.get("REPLADDR", "").strip(),
                 connected=_flag(attrs.get("CONNACTV", "Unknown")), insync=_flag(attrs.get("INSYNC", "Unknown")),
-                backlog_kb=_backlog(attrs.get("BACKLOG", "Unknown"))))
+                backlog_kb=_backlog(attrs.get("BACKLOG", "Unknown")), linked=_flag(attrs.get("CONNINST", "Unknown"))))
         else:
             raise ParseError(f"unexpected dspmq -o nativeha line: {quoted(raw)}")
     if found is None:

@@ -26,6 +26,7 @@ from mqguard.mq.control import (
     classify_strmqm_code,
 )
 from mqguard.mq.leftovers import clear_leftovers
+from mqguard.mq.nhaend import end_native_ha
 from mqguard.mq.prepare import Preparation, Prepared, PrepareError, prepared_from_exit
 from mqguard.mq.status import QmStatus
 from mqguard.mq.unit import ACTIVE_STATES, PREPARE_TEMPLATE, SystemdUnit, covers, resolve, unit_name
@@ -97,13 +98,17 @@ def immediate_end(role: Role) -> List[str]:
     return next((mode for mode in steps if "-i" in mode), steps[0])
 
 
-def end_with_escalation(control: MqControl, role: Role, stop_timeout: float) -> bool:
+def end_with_escalation(control: MqControl, role: Role, stop_timeout: float, quorum_wait: float = 0.0) -> bool:
     """End this host's instance, escalated to -i then -p (not a standby). True when it ended.
 
     Every end escalates, a switchover's included: one long-lived client cannot stall ``-s -w``. Whether ``-s``
     applies is read from ``dspmq -x`` before the first step and again after a step with ``-s`` failed (the
-    standby may have gone meanwhile); ``role`` is only what the caller assumed."""
-    role = role_seen(control.dspmq(instances=True), Role(role))
+    standby may have gone meanwhile); ``role`` is only what the caller assumed. A Native HA instance (the
+    configuration says so, or dspmq shows a replica) is ended as nhaend.py says."""
+    reading = control.dspmq(instances=True)
+    if control.qm.native_ha or reading.status in (QmStatus.REPLICA, QmStatus.NEGOTIATING):
+        return end_native_ha(control, stop_timeout, quorum_wait)
+    role = role_seen(reading, Role(role))
     step = 0
     rechecked = False
     while step < len(escalation(role, stop_timeout)):
@@ -147,9 +152,10 @@ class QueueManagerService(Protocol):
 class ChildService:
     """strmqm and endmqm run by mqguard itself: the queue manager lives in mqguard's cgroup."""
 
-    def __init__(self, control: MqControl, preparation: Preparation) -> None:
+    def __init__(self, control: MqControl, preparation: Preparation, quorum_wait: float = 0.0) -> None:
         self.control = control
         self.preparation = preparation
+        self.quorum_wait = quorum_wait  # Native HA: how long an end that would break quorum waits
         self.description = "as mqguard's child (no systemd unit)"
 
     def prepare(self) -> Prepared:
@@ -160,7 +166,7 @@ class ChildService:
         return self.control.strmqm()
 
     def end(self, role: Role, stop_timeout: float) -> bool:
-        return end_with_escalation(self.control, role, stop_timeout)
+        return end_with_escalation(self.control, role, stop_timeout, self.quorum_wait)
 
     def end_after_exit(self, role: Role, stop_timeout: float) -> bool:
         return self.end(role, stop_timeout)
@@ -169,8 +175,10 @@ class ChildService:
 class UnitService:
     """The queue manager in ``mq@NAME.service``, started and stopped through systemd."""
 
-    def __init__(self, control: MqControl, unit: SystemdUnit, prepare_unit: SystemdUnit) -> None:
+    def __init__(self, control: MqControl, unit: SystemdUnit, prepare_unit: SystemdUnit,
+                 quorum_wait: float = 0.0) -> None:
         self.control = control
+        self.quorum_wait = quorum_wait
         self.unit = unit
         self.prepare_unit = prepare_unit
         self.description = f"in {unit.name}"
@@ -219,6 +227,8 @@ class UnitService:
             reading = self.control.dspmq()
             if reading.status == QmStatus.RUNNING_AS_STANDBY:
                 return StartOutcome(StartResult.STANDBY, f"standby instance started in {self.unit.name}")
+            if reading.status in (QmStatus.REPLICA, QmStatus.NEGOTIATING) and qm.native_ha:
+                return StartOutcome(StartResult.REPLICA, f"Native HA replica started in {self.unit.name}")
             return StartOutcome(StartResult.STARTED, f"started in {self.unit.name}")
         if res.timed_out:
             return StartOutcome(StartResult.FAILED, f"systemctl {verb} {self.unit.name} did not finish within "
@@ -230,7 +240,7 @@ class UnitService:
         code = after.start_status if after is not None else None
         if code is None:
             return StartOutcome(StartResult.FAILED, f"{res.describe()} (see journalctl -u {self.unit.name})")
-        outcome = classify_strmqm_code(code, qm.multi_instance)
+        outcome = classify_strmqm_code(code, qm.multi_instance, qm.native_ha)
         return StartOutcome(outcome.result, f"{self.unit.name}: strmqm {outcome.detail} "
                                             f"(see journalctl -u {self.unit.name})")
 
@@ -257,7 +267,7 @@ class UnitService:
                 return True
             log.warning("%s did not stop: %s; ending the queue manager directly", self.unit.name, res.describe())
         # not (or no longer) in the unit: a queue manager started by hand, or systemd unreachable
-        return end_with_escalation(self.control, role, stop_timeout)
+        return end_with_escalation(self.control, role, stop_timeout, self.quorum_wait)
 
 
 def build_service(cfg: Config, control: MqControl, env: Mapping[str, str],
@@ -268,9 +278,9 @@ def build_service(cfg: Config, control: MqControl, env: Mapping[str, str],
     except ValueError as exc:
         raise error_for(cfg, "queue_manager", "unit", cfg.queue_manager.unit, str(exc)) from None
     if template is None:
-        return ChildService(control, preparation)
+        return ChildService(control, preparation, cfg.native_ha.quorum_wait)
     # systemctl runs as mqguard's own user (polkit decides), whoever run_as is
     own = CommandRunner(base_env=control.runner.base_env, observers=control.runner.observers)
     name = cfg.queue_manager.name
     return UnitService(control, SystemdUnit(unit_name(template, name), own),
-                       SystemdUnit(unit_name(PREPARE_TEMPLATE, name), own))
+                       SystemdUnit(unit_name(PREPARE_TEMPLATE, name), own), cfg.native_ha.quorum_wait)

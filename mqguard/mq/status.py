@@ -34,7 +34,8 @@ class QmStatus(str, enum.Enum):
     ENDED_UNEXPECTEDLY = "ended_unexpectedly"
     ENDED_PRE_EMPTIVELY = "ended_pre_emptively"
     STATUS_NOT_AVAILABLE = "status_not_available"
-    REPLICA = "replica"
+    REPLICA = "replica"  # Native HA: a running replica instance (nha: 4)
+    NEGOTIATING = "negotiating"  # Native HA: running, the instances still negotiating which is active (nha: 4)
     RECOVERY_GROUP_LEADER = "recovery_group_leader"
 
     @classmethod
@@ -71,6 +72,8 @@ _LIVE = {
     QmStatus.STARTING,
     QmStatus.RUNNING,
     QmStatus.RUNNING_AS_STANDBY,
+    QmStatus.REPLICA,
+    QmStatus.NEGOTIATING,
     QmStatus.QUIESCING,
     QmStatus.ENDING_IMMEDIATELY,
     QmStatus.ENDING_PRE_EMPTIVELY,
@@ -86,8 +89,11 @@ _ENDED = {
 ALL_STATUSES: Tuple[QmStatus, ...] = tuple(QmStatus)
 
 
-def counts_healthy(status: Optional[QmStatus], multi_instance: bool) -> bool:
-    """RUNNING; with multi-instance also RUNNING AS STANDBY (the contract's rule)."""
+def counts_healthy(status: Optional[QmStatus], multi_instance: bool, native_ha: bool = False) -> bool:
+    """RUNNING; with multi-instance also RUNNING AS STANDBY (the contract's rule); with Native HA every running
+    role (a replica is healthy, not a fault; negotiating is the group's election, not this host's fault)."""
+    if native_ha:
+        return status in (QmStatus.RUNNING, QmStatus.REPLICA, QmStatus.NEGOTIATING)
     return status == QmStatus.RUNNING or (multi_instance and status == QmStatus.RUNNING_AS_STANDBY)
 
 

@@ -198,8 +198,35 @@ def history_families(s: Scrape) -> Iterator[Metric]:
     yield ended
 
 
+NHA_ROLES = ("active", "replica", "unknown")
+
+
+def native_ha_families(s: Scrape) -> Iterator[Metric]:
+    """Native HA (contract section 28), only with ha = native_ha: this instance's role, whether it is in sync,
+    the group's in-sync instances and the backlog (on the active: the most a replica has still to acknowledge)."""
+    snap = s.snap
+    if snap is None or not snap.native_ha:
+        return
+    nha = snap.nha
+    role = GaugeMetricFamily("mqguard_nha_role", "Native HA role of this host's instance (one role is 1; all 0 "
+                             "while it does not run).", labels=["qmgr", "role"])
+    for r in NHA_ROLES:
+        role.add_metric([s.qmgr, r], 1 if nha is not None and nha["role"] == r else 0)
+    yield role
+    yield _gauge("mqguard_nha_insync", "1 when this host's Native HA instance is in sync (could take over).",
+                 ("qmgr",), (s.qmgr,), 1 if nha is not None and nha["insync"] else 0)
+    yield _gauge("mqguard_nha_quorum_instances", "In-sync instances of the Native HA group, as this instance sees "
+                 "them (the active's view is definitive; 2 of 3 are needed).", ("qmgr",), (s.qmgr,),
+                 nha["quorum_instances"] if nha is not None else 0)
+    backlog = GaugeMetricFamily("mqguard_nha_backlog_bytes", "Log bytes written by the active and not yet "
+                                "acknowledged (absent while not known).", labels=["qmgr"])
+    if nha is not None and nha["backlog_bytes"] is not None:
+        backlog.add_metric([s.qmgr], nha["backlog_bytes"])
+    yield backlog
+
+
 CONCERNS = (queue_manager_families, storage_families, command_families, episode_families, loop_families,
-            operation_families, diagnostic_families, history_families)
+            operation_families, diagnostic_families, history_families, native_ha_families)
 
 
 class MqguardCollector(Collector):

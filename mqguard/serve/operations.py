@@ -116,6 +116,8 @@ class Operations:
     # ----------------------------------------------------------- switchover
     def _switchover_refusal(self, force: bool) -> Tuple[Optional[Reply], List[str], List[str]]:
         """Why this host cannot hand over now (or None), and the active and standby hosts dspmq -x lists."""
+        if self.cfg().queue_manager.native_ha:
+            return self._native_ha_refusal()
         if not self.cfg().queue_manager.multi_instance:
             single = (False, "refused: single-instance queue manager. To move it, replace this instance through "
                              "Auto Scaling (e.g. aws autoscaling terminate-instance-in-auto-scaling-group "
@@ -136,6 +138,26 @@ class Operations:
                            "there first, or use --force (the queue manager is then down until one starts it)"), \
                 active, standby
         return None, active, standby
+
+    def _native_ha_refusal(self) -> Tuple[Optional[Reply], List[str], List[str]]:
+        """Native HA: only the active instance hands over (endmqm -s), and only to an in-sync replica, and only
+        while ending it leaves a majority running (IBM: endmqm refuses otherwise)."""
+        nha, why = self.control.nativeha()
+        if nha is None:
+            return (False, f"refused: the Native HA status is not known here ({why})"), [], []
+        insync = [i.name for i in nha.instances if i.name != nha.instance and i.insync]
+        active = [i.name for i in nha.instances if i.role == "active"]
+        if nha.role != "active":
+            return (False, f"refused: this host's instance {nha.instance} is a {nha.role}; run mqguard switchover "
+                           f"on the active ({', '.join(active) or 'none elected now'})"), active, insync
+        if not insync:
+            return (False, "refused: no replica is in sync to take over (dspmq -o nativeha -x); wait for one"), \
+                active, insync
+        if nha.running_instances() < 3:
+            return (False, f"refused: only {nha.running_instances()} of 3 instances run; ending the active now "
+                           "would break the group's quorum (IBM: endmqm refuses). Bring the third back first"), \
+                active, insync
+        return None, active, insync
 
     def switchover(self, req: Request) -> Reply:
         qm = self.cfg().queue_manager

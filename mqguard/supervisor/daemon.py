@@ -34,7 +34,8 @@ from mqguard.supervisor.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-_HOOK_ROLES = {QmStatus.RUNNING: "active", QmStatus.RUNNING_AS_STANDBY: "standby"}  # MQGUARD_ROLE, else "none"
+# MQGUARD_ROLE, else "none"
+_HOOK_ROLES = {QmStatus.RUNNING: "active", QmStatus.RUNNING_AS_STANDBY: "standby", QmStatus.REPLICA: "replica"}
 StateListener = Callable[[State, State, str, str], None]  # (new, old, reason, role)
 
 
@@ -67,7 +68,7 @@ class Daemon:
         qm = cfg.queue_manager  # restart-only: fixed for the life of the process
         self.facts = Facts(qmgr=qm.name, storage_path=cfg.storage.path, listener_port=qm.listener_port,
                            multi_instance=qm.multi_instance, mount_timeout=cfg.storage.mount_timeout,
-                           started=self.started)
+                           started=self.started, native_ha=qm.native_ha)
         self.cycle_guard = CycleGuard(parts.sense.telemetry.cycle_error, clock.monotonic)
         self._stop_requested = False
         self._reload_requested = False
@@ -156,6 +157,9 @@ class Daemon:
         for event, detail in self.evidence.cycle(obs, verdict, before, self._marks(), p.act.reporter.dry_runs,
                                                  p.sense.termination.kind if p.sense.termination else None):
             p.act.history.record(event, detail)
+        for event, detail, moment in self.evidence.backdated:  # said when it happened, not when it was seen
+            p.act.history.record(event, detail, at=self.clock.wall() - (self.clock.monotonic() - moment))
+        self.evidence.backdated.clear()
         for action in verdict.actions:
             try:  # one effect that fails neither loses the others nor leaves the machine waiting for it
                 self.execute(action)

@@ -20,6 +20,7 @@ from mqguard.config import QueueManagerConfig
 from mqguard.mq.control import StartResult
 from mqguard.mq.level import LevelGuard
 from mqguard.mq.lifecycle import Lifecycle, PrepareError
+from mqguard.mq.nhaend import end_native_ha
 from mqguard.mq.service import Role, end_with_escalation
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor.model import JobOutcome, JobResult, JobStage
@@ -88,7 +89,8 @@ class Jobs:
         if outcome.result == StartResult.STARTED:
             self.apply_mqsc(set_stage, record_level=False)
             return JobResult(JobOutcome.UP, outcome.detail, mqsc_applied=True)
-        return JobResult(JobOutcome.UP, outcome.detail, standby=outcome.result == StartResult.STANDBY)
+        return JobResult(JobOutcome.UP, outcome.detail,
+                         standby=outcome.result in (StartResult.STANDBY, StartResult.REPLICA))
 
     def apply_mqsc(self, set_stage: StageSetter, record_level: bool = True) -> JobResult:
         set_stage(JobStage.CONFIGURING)
@@ -132,6 +134,8 @@ class Jobs:
 
     def _switch(self, set_stage: StageSetter, standby: Tuple[str, ...],
                 say: Callable[[str], None]) -> Tuple[JobResult, bool, str]:
+        if self.qm.native_ha:
+            return self._switch_native_ha(set_stage, standby, say)
         qm, control, clock = self.qm, self.lifecycle.control, self.clock
         set_stage(JobStage.SWITCHING)
         began = clock.monotonic()
@@ -168,3 +172,39 @@ class Jobs:
         return (JobResult(JobOutcome.UP if ok else JobOutcome.FAILED, f"switched over to {other}"), True,
                 f"switched over: {other} is active ({switched:.1f}s after endmqm -s); new standby here: "
                 f"{start.detail}")
+
+    def _switch_native_ha(self, set_stage: StageSetter, replicas: Tuple[str, ...],
+                          say: Callable[[str], None]) -> Tuple[JobResult, bool, str]:
+        """Native HA: endmqm -s on the active (a replica in sync is elected), then this instance starts again and
+        rejoins as a replica (contract section 28)."""
+        qm, control, clock = self.qm, self.lifecycle.control, self.clock
+        set_stage(JobStage.SWITCHING)
+        began = clock.monotonic()
+        say(f"ending the active instance here: endmqm -s -w (after {format_duration(qm.stop_timeout)} -s -i, then "
+            f"-s -p); an in-sync replica ({', '.join(replicas) or 'one of the others'}) is elected")
+        if not end_native_ha(control, qm.stop_timeout, quorum_wait=0.0):
+            return (JobResult(JobOutcome.UP, "endmqm -s did not end it"), False,
+                    "endmqm -s did not end the active instance here (see the log)")
+        ended = clock.monotonic() - began
+        say(f"ended here after {ended:.1f}s; starting this instance again as a replica")
+        start = self.lifecycle.service.start()
+        other: Optional[str] = None
+        deadline = clock.monotonic() + qm.stop_timeout
+        while clock.monotonic() < deadline:  # bounded by stop_timeout
+            nha, _ = control.nativeha()
+            found = [i.name for i in nha.instances if i.role == "active" and i.name != nha.instance] if nha else []
+            if found:
+                other = found[0]
+                break
+            clock.sleep(0.2)
+        switched = clock.monotonic() - began
+        if other is None:
+            return (JobResult(JobOutcome.UP, "switchover: no other instance seen active"), False,
+                    f"no other instance was seen active within {qm.stop_timeout:.0f}s; this instance: "
+                    f"{start.detail}")
+        log.warning("switched over: Native HA instance %s is active %.2fs after endmqm -s; here: %s", other,
+                    switched, start.detail)
+        ok = start.result in (StartResult.REPLICA, StartResult.STARTED, StartResult.ALREADY_RUNNING)
+        return (JobResult(JobOutcome.UP if ok else JobOutcome.FAILED, f"switched over to {other}"), True,
+                f"switched over: instance {other} is active ({switched:.1f}s after endmqm -s); this instance "
+                f"rejoined: {start.detail}")

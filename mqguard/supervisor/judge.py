@@ -51,7 +51,7 @@ def judge(obs: Observation, seen: Seen, s: Settings) -> Tuple[Judgement, Seen]:
     """What is bad about this observation, and what to remember for the next one."""
     status = obs.qmgr
     seen = track_status(seen, status)
-    healthy_qm = counts_healthy(status, s.multi_instance)
+    healthy_qm = counts_healthy(status, s.multi_instance, s.native_ha)
     active, busy = status == QmStatus.RUNNING, obs.job_stage is not None
     j = _Draft([])
     if not obs.storage_ok:

@@ -53,6 +53,30 @@ def prepared_after(before: bool, stage: Optional[JobStage], result: Optional[Job
         or (result is not None and result.prepared)
 
 
+def native_ha_role(obs: Observation, active: bool) -> Tuple[State, List[str]]:
+    """A Native HA instance that runs is healthy whatever its role (contract section 28): the state says which
+    role, and a lost quorum is said (it is the group's, not this host's: nothing here can cure it, so no
+    episode, no restart, no report)."""
+    nha = obs.nha
+    notes: List[str] = []
+    cut_off = [i.name for i in nha.instances if i.name != nha.instance and not i.linked] if nha else []
+    if nha is not None and nha.role == "unknown" and cut_off:
+        why = (f"MQ rejects them: {obs.nha_rejected}: the three hosts' [native_ha] instances and heartbeats, and "
+               "the mqm UID, must be the same" if obs.nha_rejected else "check that they run, that the replication "
+               "ports are open between the three, and that the three hosts' [native_ha] settings are the same "
+               "(MQ's error log says AMQ3209E for a mismatch)")
+        notes.append(f"Native HA instance {nha.instance} is not connected to {', '.join(cut_off)}: {why}")
+    if nha is not None and not nha.quorum_held:
+        have, of = nha.quorum
+        notes.append(f"Native HA quorum lost ({have}/{of} in sync): no instance can be active until a majority "
+                     "runs again; this host's instance keeps running and waits")
+    if active:
+        return State.RUNNING, notes
+    if nha is not None and nha.role == "replica" and nha.insync:
+        return State.REPLICA, notes
+    return State.REPLICA_BEHIND, notes
+
+
 @dataclass(frozen=True)
 class Timer:
     """One of the machine's timers: when it fires (None while it does not run), and how a clean slate (a pause
@@ -250,7 +274,7 @@ class Machine:
                            f"([control] drill_interval; the next in {interval - ago:.0f}s)")
         if obs.paused:
             return False, "refused: supervision is paused; resume first (a drill must be recovered from)"
-        if self.state not in (State.RUNNING, State.STANDBY):
+        if self.state not in (State.RUNNING, State.STANDBY, State.REPLICA, State.REPLICA_BEHIND):
             return False, f"refused: mqguard is {self.state.value}; a drill needs a healthy queue manager"
         self.last_drill = obs.now
         actions.append(Action(ActionKind.DRILL, f"{ask.drill.value} drill asked by {ask.who}", ask))
@@ -357,7 +381,7 @@ class Machine:
         it), the hold is over."""
         if not self.hold:
             return None
-        if counts_healthy(obs.qmgr, self.settings.multi_instance):
+        if counts_healthy(obs.qmgr, self.settings.multi_instance, self.settings.native_ha):
             self.hold = ""
             return None
         self.state = State.FAILED
@@ -383,6 +407,9 @@ class Machine:
         if not self.start.ready_announced:
             self.start.ready_announced = True
             actions.append(Action(ActionKind.MQ_READY, "queue manager healthy for the first time"))
+        if self.settings.native_ha:
+            state, notes = native_ha_role(obs, j.active)
+            return self._verdict(state, True, [], actions, obs, notes)
         return self._verdict(self.healthy_as, True, [], actions, obs)
 
     def _rule_local_recovery(self, obs: Observation, j: Judgement, actions: List[Action],

@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+from mqguard.mq.nativeha import NhaStatus
 from mqguard.mq.status import QmStatus
 
 
@@ -25,6 +26,8 @@ class State(str, enum.Enum):
     STOPPING = "stopping"
     PAUSED = "paused"  # an operator paused supervision (docs/operating.md)
     WARM = "warm"  # the instance is being prepared for an Auto Scaling warm pool (docs/operating.md)
+    REPLICA = "replica"  # Native HA: this host's instance runs as a replica, in sync (docs/native-ha.md)
+    REPLICA_BEHIND = "replica_behind"  # Native HA: running, not in sync (catching up, rebasing, or no quorum)
 
 
 class JobStage(str, enum.Enum):
@@ -110,6 +113,8 @@ class Observation:
     # the peers being asked that question and not heard from yet (bounded by the peer module): hold the report
     storage_peers_waiting: str = ""
     ask: Optional[OperatorAsk] = None  # an operator's drill or switchover, asked since the last step
+    nha: Optional[NhaStatus] = None  # Native HA: dspmq -o nativeha -x while this host's instance runs
+    nha_rejected: str = ""  # Native HA, not connected to its peers: MQ's AMQ3209E (a configuration mismatch)
 
 
 class ActionKind(str, enum.Enum):
@@ -148,6 +153,7 @@ class Settings:
     lock_wait: float = 180.0  # single instance: "running elsewhere" (a stale NFS lock?) is waited for this long
     leave_on_termination: bool = False  # stop_on_exit = never: a going-away instance leaves MQ as it is
     drill_interval: float = 0.0  # least time between two accepted drills ([control] drill_interval)
+    native_ha: bool = False  # [queue_manager] ha = native_ha: every running role is healthy, a replica too
 
 
 @dataclass(frozen=True)

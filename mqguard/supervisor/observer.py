@@ -7,14 +7,28 @@ is known on this host, and collecting MQ's own diagnostics after a failed start.
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 from mqguard.config import Config
 from mqguard.efs.pause import Pause
 from mqguard.efs.storage import check_mount
+from mqguard.mq.nativeha import NhaStatus
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor.machine import JobOutcome, Observation, prepared_after
 from mqguard.supervisor.parts import Sensors
+
+log = logging.getLogger(__name__)
+
+
+def _cut_off(p: Sensors, nha: Optional[NhaStatus], now: float) -> str:
+    """A Native HA instance with no role and peers not connected to it: MQ's error log says why (AMQ3209E when
+    the hosts' configurations differ); read it every 10 s while that lasts, and hand on what it said."""
+    if nha is None or nha.role != "unknown" or all(i.linked for i in nha.instances if i.name != nha.instance):
+        return ""
+    p.diagnostics.collect_every("the Native HA instance is not connected to its peers", 10.0, now)
+    said = p.diagnostics.last("AMQ3209E")
+    return f"AMQ3209E: {said}" if said else ""
 
 
 def pause_in_force(p: Sensors) -> Optional[Pause]:
@@ -55,6 +69,12 @@ def observe(p: Sensors, cfg: Config, prepared_before: bool) -> Observation:
         reading = p.control.dspmq()
         qmgr, qmgr_detail = reading.status, reading.error
     listener = p.listener.probe() if qmgr == QmStatus.RUNNING and cfg.queue_manager.listener_port > 0 else None
+    nha = None
+    if cfg.queue_manager.native_ha and qmgr is not None and qmgr.live:
+        nha, why = p.control.nativeha()
+        if nha is None:
+            log.debug("dspmq -o nativeha: %s", why)
+    rejected = _cut_off(p, nha, now)
     pause = pause_in_force(p)
     p.peers.tick(storage_ok)  # in the background: the peers' records while good, their answers while bad
     shared, waiting = ("", "") if storage_ok else p.peers.verdict()
@@ -63,5 +83,5 @@ def observe(p: Sensors, cfg: Config, prepared_before: bool) -> Observation:
         listener_ok=listener, job_stage=stage, job_result=result, going_away=going_away(p) is not None,
         paused=pause is not None, pause_ends=None if pause is None else pause.until - p.clock.wall() + now,
         warm=p.termination is not None and p.termination.warm,
-        storage_shared_outage=shared, storage_peers_waiting=waiting,
+        storage_shared_outage=shared, storage_peers_waiting=waiting, nha=nha, nha_rejected=rejected,
     )

@@ -12,7 +12,7 @@ from mqguard.base.durations import format_duration
 from mqguard.efs.pause import Pause
 from mqguard.mq.status import counts_healthy
 from mqguard.supervisor.machine import Machine, Observation, Verdict
-from mqguard.supervisor.snapshot import Snapshot, summary_line
+from mqguard.supervisor.snapshot import Snapshot, nha_view, summary_line
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Facts:
     multi_instance: bool
     mount_timeout: float
     started: float  # monotonic moment mqguard started
+    native_ha: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ def compose(m: Machine, obs: Optional[Observation], verdict: Optional[Verdict], 
         controller_pid=o.controller_pid,
         cycles=o.cycles,
         report_check=o.report_check,
-        qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, f.multi_instance)),
+        qmgr_healthy=bool(obs and counts_healthy(obs.qmgr, f.multi_instance, f.native_ha)),
+        native_ha=f.native_ha,
+        nha=nha_view(obs.nha) if obs else None,
         paused=o.pause,
         going_away=o.going_away,
         state_dir_ok=o.state_dir_ok,

@@ -14,7 +14,7 @@ from typing import List, Tuple
 from mqguard.config import Config, ReportMode, StopOnExit
 from mqguard.supervisor.machine import Settings
 
-RESTART_ONLY = ("queue_manager", "storage", "aws", "metrics", "control", "hooks")
+RESTART_ONLY = ("queue_manager", "storage", "aws", "metrics", "control", "hooks", "native_ha")
 
 
 def settings_from(cfg: Config) -> Settings:
@@ -32,6 +32,7 @@ def settings_from(cfg: Config) -> Settings:
         lock_wait=cfg.queue_manager.lock_wait,
         leave_on_termination=cfg.queue_manager.stop_on_exit == StopOnExit.NEVER,
         drill_interval=cfg.control.drill_interval,
+        native_ha=cfg.queue_manager.native_ha,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional
 
 from mqguard.base.clock import iso_utc
 from mqguard.efs.pause import Pause
+from mqguard.mq.nativeha import NhaStatus
 from mqguard.supervisor.model import State
 
 
@@ -45,6 +46,8 @@ class Snapshot:
     mq_errors: List[Dict[str, str]] = field(default_factory=list)  # MQ's last messages: {"time","id","text","source"}
     composed_at: float = 0.0  # monotonic moment this snapshot was composed (ages grow from here, never by wall)
     cycle_at: Optional[float] = None  # monotonic end of the cycle it shows (None before the first): staleness
+    native_ha: bool = False  # [queue_manager] ha = native_ha
+    nha: Optional[Dict[str, Any]] = None  # Native HA: role, in sync, quorum, backlog, the instances (nha_view)
 
     def to_json(self) -> Dict[str, Any]:
         doc = asdict(self)
@@ -65,13 +68,46 @@ class Snapshot:
     def active(self) -> bool:
         """/active: this host runs the active instance, its listener accepts (when probed), the
         instance is not going away and supervision is not failed."""
+        if self.native_ha and not (self.nha is not None and self.nha["role"] == "active" and self.nha["quorum_held"]):
+            return False  # only the elected active with a majority in sync (an isolated old active cannot commit)
         return (self.qmgr_status == "running" and self.listener_ok is not False and not self.going_away
                 and self.state != State.FAILED.value)
 
     @property
     def standby(self) -> bool:
         """/standby: this host runs a healthy standby instance."""
+        if self.native_ha:  # an in-sync replica: it could take over now
+            return (self.qmgr_status == "replica" and self.nha is not None and bool(self.nha["insync"])
+                    and not self.going_away)
         return self.qmgr_status == "running_as_standby" and self.storage_ok and not self.going_away
+
+
+def nha_view(nha: Optional[NhaStatus]) -> Optional[Dict[str, Any]]:
+    """What /status, metrics and `mqguard status` say of a Native HA instance (None when dspmq did not say)."""
+    if nha is None:
+        return None
+    backlog = nha.largest_backlog_kb()
+    return {
+        "role": nha.role, "instance": nha.instance, "insync": nha.insync,
+        "quorum": f"{nha.quorum[0]}/{nha.quorum[1]}", "quorum_instances": nha.quorum[0],
+        "configured_instances": nha.quorum[1], "quorum_held": nha.quorum_held,
+        "backlog_bytes": None if backlog is None else backlog * 1024,
+        "instances": [{"name": i.name, "role": i.role, "address": i.address, "connected": i.connected,
+                       "insync": i.insync, "linked": i.linked,
+                       "backlog_bytes": None if i.backlog_kb is None else i.backlog_kb * 1024}
+                      for i in nha.instances],
+    }
+
+
+def _native_ha_line(snap: Snapshot) -> str:
+    q, nha = snap.qmgr, snap.nha
+    if nha is None:
+        return f"queue manager {q} {snap.state}; Native HA status not known"
+    role = {"active": "ACTIVE", "replica": "replica"}.get(nha["role"], "no role yet (election)")
+    sync = "in sync" if nha["insync"] else "NOT in sync" + (
+        f", {nha['backlog_bytes'] // 1024} KB behind" if nha["backlog_bytes"] else "")
+    quorum = f"quorum {nha['quorum']}" if nha["quorum_held"] else f"QUORUM LOST ({nha['quorum']} in sync)"
+    return f"queue manager {q} Native HA instance {nha['instance']}: {role}, {sync}; {quorum}; healthy"
 
 
 _ARN = re.compile(r"arn:aws[a-zA-Z-]*:[^\s,;'\"]*")
@@ -85,7 +121,9 @@ def redact(text: str) -> str:
 
 def summary_line(snap: Snapshot, uptime: float, mount_timeout: str, report_mode: str) -> str:
     """What mqguard is doing, in one line (systemctl status shows it); a pause comes first."""
-    line = _state_line(snap, uptime, mount_timeout, report_mode)
+    healthy_nha = snap.state in (State.RUNNING.value, State.REPLICA.value, State.REPLICA_BEHIND.value)
+    line = _native_ha_line(snap) if snap.native_ha and healthy_nha else \
+        _state_line(snap, uptime, mount_timeout, report_mode)
     if snap.paused is not None:
         reason = f" ({snap.paused.reason})" if snap.paused.reason else ""
         return f"PAUSED until {iso_utc(snap.paused.until)}{reason}; {line}"

@@ -122,7 +122,7 @@ def _condition_holds(condition: Dict[str, Any], context: Dict[str, List[str]]) -
     as unknown, so a policy cannot pass with a condition this evaluator does not understand."""
     for operator, tests in condition.items():
         for key, want in tests.items():
-            if key not in ("aws:TagKeys", "cloudwatch:namespace"):
+            if key not in ("aws:TagKeys", "cloudwatch:namespace") and not key.startswith("aws:ResourceTag/"):
                 raise AssertionError(f"condition key not evaluated here: {key}")
             values = context.get(key, [])
             wants = want if isinstance(want, list) else [want]
@@ -223,7 +223,7 @@ def validate_config(text: str, tmp: Path) -> List[str]:
     main.write_text(text)
     res = subprocess.run([sys.executable, "-m", "mqguard", "validate-config", "--config", str(main)],
                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return [] if res.returncode == 0 else [f"mqguard validate-config: {res.stderr.strip()[-400:]}"]
+    return [] if res.returncode == 0 else [f"mqguard validate-config: {' '.join(res.stderr.split())[-400:]}"]
 
 
 # ---------------------------------------------------------------- deployment into moto

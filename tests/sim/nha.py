@@ -33,7 +33,9 @@ simulator takes the stricter behaviour and says so here:
   fields (no recovery group is configured); ``REPLADDR`` shows the host without the port (nha: 4).
 
 Knobs (files in the control directory): ``nha.catchup`` (KB/s a replica catches up at), ``nha.replay`` (seconds an
-elected instance spends in log replay before it opens its listener).
+elected instance spends in log replay before it opens its listener), ``nha.start_delay`` (seconds strmqm spends
+before the instance joins the group: a restart slower than ``HeartbeatTimeout``, as with IBM's defaults of 10 s
+and a real start-up; a faster one may find the old active re-elected, its log being as good as any).
 """
 
 from __future__ import annotations
@@ -139,9 +141,16 @@ def read_state(dp: str) -> Dict[str, object]:
 
 
 def running(dp: str) -> Optional[Dict[str, object]]:
-    """This host's instance's published state while its controller lives."""
-    state = read_state(dp)
-    return state if mqsim.alive(state.get("pid")) else None
+    """This host's instance's published state while its controller lives. The state file is replaced many times a
+    second; through the FUSE test bed a reader can miss it for a moment (ENOENT, or the old size), which is the
+    test bed's, not MQ's: a state that says "not running" is read again (3 times, 10 ms apart) before it counts."""
+    for attempt in range(4):
+        state = read_state(dp)
+        if mqsim.alive(state.get("pid")):
+            return state
+        if attempt < 3:
+            time.sleep(0.01)
+    return None
 
 
 # ------------------------------------------------------------------ the instance (inside amqzxma0)
@@ -386,6 +395,7 @@ def strmqm(sim: mqsim.Sim, name: str, dp: str) -> int:
                           qmgr=name, qm_errors=qm_errors)
     mqsim.out(f"IBM MQ queue manager '{name}' starting.",
               "The queue manager is associated with installation 'Installation1'.")
+    time.sleep(float(sim.knob("nha.start_delay") or 0))  # the instance's own start-up, before it joins the group
     proc = mqsim._spawn_controller(sim, name, multi=False)
     deadline = time.time() + max(10.0, 2 * cfg.interval + 5)
     decided = time.time() + 2 * cfg.interval

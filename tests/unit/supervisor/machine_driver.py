@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from mqguard.mq.nativeha import NhaStatus
 from mqguard.mq.status import QmStatus
 from mqguard.supervisor.machine import (
     ActionKind,
@@ -49,6 +50,8 @@ class Driver:
         warm: bool = False,
         everywhere: str = "",
         waiting: str = "",
+        nha: Optional[NhaStatus] = None,
+        rejected: str = "",
     ) -> Verdict:
         self.clock.advance(after)
         if listener is None and qmgr == R:
@@ -58,7 +61,7 @@ class Driver:
                 now=self.clock.monotonic(), storage_ok=storage, storage_detail="probe timed out" if not storage else "",
                 qmgr=qmgr, qmgr_detail=detail, listener_ok=listener, job_stage=stage, job_result=result,
                 going_away=going_away, paused=paused, warm=warm, storage_shared_outage=everywhere,
-                storage_peers_waiting=waiting,
+                storage_peers_waiting=waiting, nha=nha, nha_rejected=rejected,
             )
         )
         self.verdicts.append(v)

@@ -144,7 +144,7 @@ class FakeHistory:
     def __init__(self) -> None:
         self.events: List[Tuple[str, str]] = []
 
-    def record(self, event: str, detail: str) -> None:
+    def record(self, event: str, detail: str, at: Optional[float] = None) -> None:
         self.events.append((event, detail))
 
     def flush(self, timeout: float) -> bool:

@@ -63,7 +63,8 @@ ARROWS: Dict[Arrow, Callable[[], State]] = {
 }
 # states the diagram leaves out, and the section of the README (or docs) that describes each
 ELSEWHERE = {State.STANDBY: "running / standby", State.STOPPING: "docs/operating.md",
-             State.PAUSED: "docs/operating.md", State.WARM: "docs/operating.md"}
+             State.PAUSED: "docs/operating.md", State.WARM: "docs/operating.md",
+             State.REPLICA: "docs/native-ha.md", State.REPLICA_BEHIND: "docs/native-ha.md"}
 
 
 def diagram() -> str:
@@ -88,9 +89,9 @@ def test_the_diagram_names_real_states_and_the_arrows_words() -> None:
     for (_, _, words) in ARROWS:
         assert words in drawn, f"the arrow '{words}' is not in the README diagram"
     assert set(State) == {s for arrow in ARROWS for s in arrow[:2]} | set(ELSEWHERE), "a state nobody draws"
-    operating = (ROOT / "docs" / "operating.md").read_text(encoding="utf-8")
     for state, where in ELSEWHERE.items():
-        assert f"`{state.value}`" in (operating if where.endswith(".md") else drawn + "`standby`"), state
+        text = (ROOT / where).read_text(encoding="utf-8") if where.endswith(".md") else drawn + "`standby`"
+        assert f"`{state.value}`" in text, (state, where)
 
 
 def test_a_local_restart_stays_in_recovering_and_a_good_one_ends_it() -> None:
