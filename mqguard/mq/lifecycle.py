@@ -68,8 +68,12 @@ class Lifecycle:
     def prepare(self) -> str:
         """Make the queue manager known on this host; returns what was done (PrepareError when it cannot)."""
         data = find_data_directories(self.control.data_parent, self.control.directory)
+        empty_replica = ""
         if self.creation is not None and not data:
-            self._refuse_if_created_before()
+            if self.control.qm.native_ha:
+                empty_replica = self._empty_replica()
+            else:
+                self._refuse_if_created_before()
         done = self.service.prepare()
         where = self.control.location or self.control.locate()
         if done == Prepared.CREATED and self.creation is not None:
@@ -79,7 +83,25 @@ class Lifecycle:
         problem = qmini.heartbeat_problem(where.data_path, minimum) if where and minimum > 0 else None
         if problem:  # a queue manager created before (by hand, or by an older mqguard): say so, change nothing
             log.warning("queue manager %s: %s", self.control.name, problem)
-        return f"{done.value} (data in {where.data_path})" if where else done.value
+        said = f"{done.value} (data in {where.data_path})" if where else done.value
+        return f"{said}; {empty_replica}" if empty_replica else said
+
+    def _empty_replica(self) -> str:
+        """Native HA: this host's own storage holds no instance although the group created one before. A new
+        empty instance rebuilds from the active (IBM: it is sent the log), which is what a replaced volume needs;
+        but it is said loudly, for a lost volume is worth knowing (contract section 28)."""
+        try:
+            earlier = self.creation.earlier() if self.creation is not None else None
+        except Exception as exc:  # the group cannot say: creating an empty replica is safe either way
+            earlier = None
+            log.warning("cannot ask the Auto Scaling group whether %s was created before: %s", self.control.name, exc)
+        if not earlier:
+            return ""
+        said = (f"EMPTY replica: instance {self.control.qm.instance_name} of {self.control.name} was created before "
+                f"({earlier}) but this host's storage {self.control.data_parent} holds no data: a new, empty instance "
+                "is created and rebuilds from the active instance (check why the volume was lost)")
+        log.warning("%s", said)
+        return said
 
     def _refuse_if_created_before(self) -> None:
         """No data on the storage: a first create, or the data is not where it was? The group remembers."""

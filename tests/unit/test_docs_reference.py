@@ -5,6 +5,7 @@ exist (issue 18 item 8)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
@@ -48,8 +49,10 @@ def test_every_configuration_key_has_a_row_and_every_row_is_a_key() -> None:
 
 def exported_metrics() -> Set[str]:
     reg = registry_for(snap(), Telemetry())
+    nha = {"role": "active", "insync": True, "quorum_instances": 3, "backlog_bytes": 0}
+    native = registry_for(replace(snap(), native_ha=True, nha=nha), Telemetry())  # the Native HA families
     names: Set[str] = set()
-    families = list(reg.collect()) + list(PcfCollector(PcfView, "QM1").collect())  # the MQI view's own family
+    families = list(reg.collect()) + list(native.collect()) + list(PcfCollector(PcfView, "QM1").collect())
     for family in families:
         if family.name.startswith(("process_", "python_")):
             continue
@@ -65,8 +68,8 @@ def test_every_exported_metric_has_a_row_and_every_row_is_exported() -> None:
     assert documented - exported == set(), f"rows for metrics mqguard does not export: {sorted(documented - exported)}"
 
 
-USER_DOCS = ["README.md", "docs/operating.md", "docs/reference.md", "docs/deploying.md", "docs/monitoring.md",
-             "docs/real-mq.md", "docs/security.md", "docs/mqguard.8"]
+USER_DOCS = ["README.md", "docs/operating.md", "docs/native-ha.md", "docs/reference.md", "docs/deploying.md",
+             "docs/monitoring.md", "docs/real-mq.md", "docs/security.md", "docs/mqguard.8"]
 JARGON = re.compile(r"§ ?\d|\b[Ss]ection \d+|\b[Ii]ssue \d+|[Ss]ecurity round|\bround \d|\b(HIGH|MEDIUM|LOW) ?\d|"
                     r"\bcontract\b")
 

@@ -490,3 +490,39 @@ def test_a_symlink_planted_as_the_queue_managers_parent_is_refused(sim: Harness)
     with pytest.raises(PrepareError, match="symbolic link"):
         lifecycle_for(sim).prepare()
     assert list(victim.iterdir()) == [] and sim.calls("crtmqm") == []
+
+
+class _Created:
+    """What the Auto Scaling group remembers: this queue manager was created before."""
+
+    def __init__(self) -> None:
+        self.recorded: list = []  # type: ignore[type-arg]
+
+    def earlier(self) -> str:
+        return "2026-11-01T10:00:00Z on host-a: data in /mqdata/qmgrs/QM1"
+
+    def record(self, detail: str) -> None:
+        self.recorded.append(detail)
+
+    def how_to_recreate(self) -> str:
+        return "aws autoscaling delete-tags ..."
+
+
+def test_a_native_ha_instance_that_lost_its_storage_is_created_empty_loudly(sim: Harness,
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Contract section 28: a Native HA instance whose own storage is new rebuilds from the active (normal), but
+    it is said loudly and in the history (the word reaches `created`'s detail); a shared-storage queue manager in
+    the same situation is refused (the data is not where it was)."""
+    sim.configure(queue_manager={"ha": "native_ha", "instance_name": "az-b"},
+                  native_ha={"instances": "az-a=127.0.0.1(9001), az-b=127.0.0.1(9002), az-c=127.0.0.1(9003)"})
+    cfg = config.load(str(sim.conf))
+    control = MqControl(cfg.queue_manager, cfg.storage.path, CommandRunner(), 5.0)
+    preparation = Preparation(control, True, 5.0, allowed_owners())
+    lc = Lifecycle(control, str(sim.mqsc_dir), ChildService(control, preparation), creation=_Created(),
+                   nha=cfg.native_ha)
+    with caplog.at_level("WARNING"):
+        done = lc.prepare()
+    assert done.startswith("created") and "EMPTY replica" in done, done
+    assert any("EMPTY replica" in r.getMessage() and "created before" in r.getMessage() for r in caplog.records)
+    argv = sim.calls("crtmqm")[0]["argv"]
+    assert argv[argv.index("-lr") + 1] == "az-b"
