@@ -291,3 +291,35 @@ def test_hosts_whose_instances_disagree_say_so_clearly(trio: Trio) -> None:
     assert t.active() == [], "the first election needs all three: nobody is active"
     doc = t.status("az-c")
     assert "not connected" in str(doc["summary"]) or "not connected" in str(doc["verdict"]), doc
+
+
+def test_switchover_on_the_active_elects_another_and_rejoins_as_a_replica(trio: Trio) -> None:
+    t = trio
+    old = up(t)
+    replica = next(n for n in NAMES if n != old)
+    refused = t.h[replica].cli("switchover", "--yes", "--config", str(t.h[replica].conf), timeout=60)
+    assert refused.returncode != 0 and "is a replica; run mqguard switchover on the active" in \
+        refused.stdout + refused.stderr, refused.stdout + refused.stderr
+    began = time.monotonic()
+    res = t.h[old].cli("switchover", "--yes", "--config", str(t.h[old].conf), timeout=90)
+    took = time.monotonic() - began
+    assert res.returncode == 0, res.stdout + res.stderr
+    said = res.stdout + res.stderr
+    new = re.search(r"switched over: instance (az-[abc]) is active", said)
+    assert new is not None and new.group(1) != old, said
+    wait_until(lambda: t.active() == [new.group(1)], 30, "the new active serving /active alone")
+    wait_until(lambda: t.code(old, "/standby") == 200, 30, "the old active back as an in-sync replica")
+    assert [c["argv"][:2] for c in t.h[old].calls("endmqm")] == [["-s", "-w"]]
+    print(f"\nFIGURE Native HA: mqguard switchover {old} -> {new.group(1)} answered in {took:.2f} s")
+
+
+def test_a_crash_drill_on_the_active_is_a_failover(trio: Trio) -> None:
+    t = trio
+    old = up(t)
+    t.h[old].knob("nha.start_delay", "2")  # as in the kill test: the restart outlasts HeartbeatTimeout
+    res = t.h[old].cli("drill", "crash", "--yes", "--config", str(t.h[old].conf), timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    new = wait_until(lambda: next((n for n in t.active() if n != old), None), 30, "another instance active")
+    wait_until(lambda: t.code(old, "/standby") == 200, 60, "the drilled instance back in sync")
+    assert "-> report_unhealthy" not in t.h[old].log_text()
+    print(f"\nFIGURE Native HA: crash drill on {old}: {new} active, {old} back as a replica")

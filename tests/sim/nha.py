@@ -243,7 +243,9 @@ class Node:
         return int(active.get("quorum", 0)) if active else 0  # type: ignore[call-overload]
 
     def known_active(self) -> Optional[Dict[str, object]]:
-        actives = [d for d in self.fresh().values() if d.get("role") == "active"]
+        # an active that handed over (endmqm -s) is ending: it is followed no more (nha: 6, "one of the replicas
+        # becomes the active instance")
+        actives = [d for d in self.fresh().values() if d.get("role") == "active" and not d.get("handover")]
         return max(actives, key=lambda d: (int(d["term"]), str(d["from"]))) if actives else None  # type: ignore
 
     # -- decisions ---------------------------------------------------------
@@ -280,7 +282,10 @@ class Node:
         self.role, self.insync = "unknown", False
         if not self.handover and now - self.active_seen < self.cfg.timeout:
             return None  # nha: 9 — wait HeartbeatTimeout before electing, unless the active handed over
-        voters = {self.cfg.local: self.lsn, **{p: int(d["lsn"]) for p, d in fresh.items()}}  # type: ignore[misc]
+        # an instance that handed over (endmqm -s) is ending: it votes for none of its own (nha: 6, "the others
+        # are warned"); the simulator's reading: it is no candidate
+        voters = {self.cfg.local: self.lsn, **{p: int(d["lsn"]) for p, d in fresh.items()  # type: ignore[misc]
+                                               if not d.get("handover")}}
         if len(voters) < (3 if not self.elected_once else 2):
             return None  # the first election needs all three, later ones a majority (nha: 3)
         winner = max(voters, key=lambda n: (voters[n], [-ord(c) for c in n]))
