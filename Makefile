@@ -135,6 +135,7 @@ rpm: dist
 # Benchmarks (not timed tests): endpoint latency (EFS healthy, frozen, 100 abusive clients) and RSS, also as packaged.
 bench: deps rpm
 	$(PYTHON) tools/bench.py
+	$(PYTHON) tools/bench_nha.py
 
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
