@@ -49,7 +49,7 @@ def run_check(cfg: Config, runner: CommandRunner, mountinfo: str = MOUNTINFO) ->
         return lines
     reading = MqControl(qm, st.path, runner, cfg.health.command_timeout).dspmq()
     status = reading.status
-    qm_verdict = (OK if counts_healthy(status, qm.multi_instance)
+    qm_verdict = (OK if counts_healthy(status, qm.multi_instance, qm.native_ha)
                   else NOT_YET if status == QmStatus.STARTING else BAD)
     if status is None:
         lines.append(Line("queue manager", BAD, f"{qm.name}: {reading.error}"))

@@ -70,6 +70,8 @@ def test_three_hosts_elect_one_active_and_every_view_says_who(trio: Trio) -> Non
     out = t.h[replicas[0]].cli("status", "--config", str(t.h[replicas[0]].conf))
     # a replica's QUORUM "might be out of date" (IBM): its own count is shown as it is
     assert re.search(rf"Native HA instance {replicas[0]}: replica, in sync; quorum [123]/3", out.stdout), out.stdout
+    check = t.h[replicas[0]].cli("check", "--config", str(t.h[replicas[0]].conf))
+    assert check.returncode == 0 and "QM1 replica" in check.stdout, check.stdout + check.stderr
     listing = t.h[active].cli("list", "--config", str(t.h[active].conf))
     assert listing.returncode == 0, listing.stdout + listing.stderr
     for n in NAMES:
