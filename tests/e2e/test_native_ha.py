@@ -215,7 +215,18 @@ def test_switchover_on_the_active_elects_another_and_rejoins_as_a_replica(trio: 
     wait_until(lambda: t.active() == [new.group(1)], 30, "the new active serving /active alone")
     wait_until(lambda: t.code(old, "/standby") == 200, 30, "the old active back as an in-sync replica")
     assert [c["argv"][:2] for c in t.h[old].calls("endmqm")] == [["-s", "-w"]]
-    print(f"\nFIGURE Native HA: mqguard switchover {old} -> {new.group(1)} answered in {took:.2f} s")
+
+    def episode() -> Optional[Dict[str, object]]:
+        res = t.h[old].cli("history", "--config", str(t.h[old].conf), "--json")
+        doc = json.loads(res.stdout) if res.returncode == 0 else {}
+        done = [e for e in doc.get("episodes", []) if e.get("ended") and e.get("kind") == "switchover"]
+        return done[-1] if done else None
+
+    ep = wait_until(episode, 20, "a switchover episode in the old active host's history")
+    outage = ep["outage_seconds"]  # type: ignore[index]
+    assert isinstance(outage, (int, float)) and 0 < outage < took + 2, ep
+    print(f"\nFIGURE Native HA: mqguard switchover {old} -> {new.group(1)} answered in {took:.2f} s; history on "
+          f"{old}: switchover, outage {outage:.2f} s")
 
 
 def test_a_crash_drill_on_the_active_is_a_failover(trio: Trio) -> None:
