@@ -658,11 +658,11 @@ def test_whether_the_queue_manager_is_known_here_is_a_fact_the_machine_owns() ->
 
 
 def test_every_timer_is_woken_for_and_stopped_by_a_clean_slate() -> None:
-    """Issue 29 item 4: one list of timers (machine.TIMERS); next_deadline and the clean slate (pause, resume)
+    """Issue 29 item 4: one list of timers (supervisor/timers.py); next_deadline and the clean slate (pause, resume)
     both walk it, so a timer cannot be woken for and forgotten by a resume, or the reverse."""
     from dataclasses import replace as dc_replace
 
-    from mqguard.supervisor.machine import TIMERS
+    from mqguard.supervisor.timers import TIMERS
 
     d = Driver(restart_limit=1, restart_window=600.0, deliberate_end_delay=2.0)
     m, now = d.m, d.clock.monotonic()
