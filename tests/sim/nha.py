@@ -319,7 +319,8 @@ class Node:
         peers = {}
         for inst in self.cfg.peers():
             d = self.heard.get(inst.name)
-            connected = d is not None and now - float(d["t"]) <= self.cfg.timeout  # type: ignore[arg-type]
+            # a peer that said it is ending (endmqm -s warns the others, nha: 6) counts as gone at once
+            connected = d is not None and now - float(d["t"]) <= self.cfg.timeout and not d.get("handover")  # type: ignore[arg-type]
             peers[inst.name] = {
                 "role": str(d.get("role")) if connected and d else "unknown",
                 "connected": connected, "insync": bool(connected and d and d.get("insync")),
