@@ -132,3 +132,27 @@ def test_every_broken_native_ha_copy_is_rejected_and_we_say_by_what(moto: MotoAs
     for name, how in caught.items():
         print(f"  {name:42} <- {how}")
     assert missed == [], f"not rejected by any check: {missed}"
+
+
+def test_no_active_instance_raises_an_alarm_that_needs_nothing_on_the_instances(template: kit.Template) -> None:
+    """The load balancer's healthy host count (its /active health check) below 1 for 5 minutes: no elected
+    active with its quorum, or no instance at all. Checked against CloudWatch's own PutMetricAlarm model."""
+    import json
+
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    from tests.deploy import network
+
+    for params in ({}, {"AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:mq-pager"}):
+        res = network.Resolver(template, {"ImageId": "ami-0", "ClientCidr": kit.CLIENT_CIDR, "VpcId": "vpc-0a1b2c3d",
+                                          "PrivateRouteTableId": "rtb-0a1b2c3d", **params})
+        props = res.value(template["Resources"]["NoActiveQueueManagerAlarm"]["Properties"])
+        props = json.loads(json.dumps(props, default=lambda r: f"{r.logical}-{r.attribute}"))
+        props["AlarmName"] = "stack-no-active-queue-manager"
+        model = botocore.session.get_session().get_service_model("cloudwatch").operation_model("PutMetricAlarm")
+        validate_parameters(props, model.input_shape)
+        assert (props["Namespace"], props["MetricName"]) == ("AWS/NetworkELB", "HealthyHostCount")
+        assert props["ComparisonOperator"] == "LessThanThreshold" and props["Threshold"] == 1
+        assert props["TreatMissingData"] == "breaching", "no data (no targets at all) is the outage itself"
+        assert ("AlarmActions" in props) == bool(params), "the topic is used when one is given"
