@@ -114,32 +114,33 @@ class PeerStorage:
         self._answers: Dict[str, Answer] = {}
         self._read_at: Optional[float] = None
         self._asked_at: Optional[float] = None
-        self._busy = False
+        self._reading = False  # a read of the records is under way (it may hang while EFS is frozen)
+        self._asking = False  # the peers are being asked
         self._said = ""
         self._bad_since: Optional[float] = None
 
     def tick(self, storage_ok: bool) -> None:
-        """From the loop, every cycle; never blocks: reads the records (storage good) or asks the peers (bad)."""
+        """From the loop, every cycle; never blocks: reads the records (storage good) or asks the peers (bad).
+        A read and an ask never wait for each other: a read that EFS froze under hangs until EFS answers, and
+        asking the peers, which touches no storage, is what is needed meanwhile."""
         now = self.monotonic()
         with self._lock:
-            if self._busy:
-                return
             if storage_ok:
                 self._answers.clear()
                 self._bad_since = None
                 # a host that knows no peer yet (its pair just started) looks again soon
                 every = REFRESH if self._peers else max(2.0, self.poll_interval())
-                if self._read_at is not None and now - self._read_at < every:
+                if self._reading or (self._read_at is not None and now - self._read_at < every):
                     return
-                self._read_at, work = now, self._read
+                self._read_at, self._reading, work, done = now, True, self._read, "reading"
             else:
                 if self._bad_since is None:
                     self._bad_since = now
-                if not self._peers or (self._asked_at is not None and now - self._asked_at < self.poll_interval()):
+                if self._asking or not self._peers or (
+                        self._asked_at is not None and now - self._asked_at < self.poll_interval()):
                     return
-                self._asked_at, work = now, self._ask_all
-            self._busy = True
-        threading.Thread(target=self._run, args=(work,), name="peer-storage", daemon=True).start()
+                self._asked_at, self._asking, work, done = now, True, self._ask_all, "asking"
+        threading.Thread(target=self._run, args=(work, done), name=f"peer-storage-{done}", daemon=True).start()
 
     def hold(self) -> float:
         """How long an answer counts, and how long a report waits for one: three asks and their timeouts."""
@@ -162,14 +163,17 @@ class PeerStorage:
             return sorted(self._peers)
 
     # ------------------------------------------------------------------ off the loop
-    def _run(self, work: Callable[[], None]) -> None:
+    def _run(self, work: Callable[[], None], flag: str) -> None:
         try:
             work()
         except Exception as exc:  # a nicety: never fatal
             log.debug("peer storage: %s", exc)
         finally:
             with self._lock:
-                self._busy = False
+                if flag == "reading":
+                    self._reading = False
+                else:
+                    self._asking = False
 
     def _read(self) -> None:
         now = self.wall()

@@ -218,11 +218,48 @@ def test_a_silent_answer_does_not_overwrite_a_definitive_one(tmp_path: Path) -> 
     for _ in range(2):
         ps.tick(storage_ok=False)
         deadline = time.monotonic() + 5
-        while ps._busy and time.monotonic() < deadline:
+        while ps._asking and time.monotonic() < deadline:
             time.sleep(0.01)
         clock[0] += 1.0
     outage, waiting = ps.verdict()
     assert outage.startswith("storage bad on every host: i-b (probe timed out)"), (outage, waiting)
+
+
+def test_a_read_of_the_records_stuck_on_the_frozen_storage_does_not_stop_the_peers_being_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records are read while the storage is good; when EFS freezes during such a read, the read hangs until
+    EFS answers again. Asking the peers touches no storage: it must not wait for that read (a busy machine in
+    `make test` reported an outage that was the file system's, because the ask never started)."""
+    from mqguard.cluster import peers as peers_mod
+
+    release = threading.Event()
+    monkeypatch.setattr(peers_mod, "read_hosts", lambda *a, **k: release.wait(10) and None)
+    asked: List[str] = []
+
+    def ask(address: str) -> tuple:  # type: ignore[type-arg]
+        asked.append(address)
+        return False, "probe timed out"
+
+    clock = [100.0]
+    ps = peers_mod.PeerStorage(str(tmp_path), frozenset(), own_key=lambda: "i-a", poll_interval=lambda: 0.5,
+                               monotonic=lambda: clock[0], ask=ask)
+    ps._peers = {"i-b": "127.0.0.1:1"}
+    try:
+        ps.tick(storage_ok=True)  # the read starts, and hangs (EFS froze under it)
+        clock[0] += 1.0
+        ps.tick(storage_ok=False)
+        deadline = time.monotonic() + 5
+        while not asked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert asked == ["127.0.0.1:1"], "the peers were not asked while the stuck read went on"
+        deadline = time.monotonic() + 5
+        outage = ""
+        while not outage and time.monotonic() < deadline:
+            outage, _ = ps.verdict()
+            time.sleep(0.01)
+        assert outage.startswith("storage bad on every host: i-b"), outage
+    finally:
+        release.set()
 
 
 def test_a_peers_answer_is_outside_input(tmp_path: Path) -> None:
