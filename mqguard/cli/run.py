@@ -124,7 +124,7 @@ def build_parts(cfg: Config, config_path: Optional[str] = None, clock: Optional[
                 levels=LevelGuard(cfg.storage.path, owners, qm.name, control.mq_version, mount_point=True),
                 clock=clock)
     peers = PeerStorage(cfg.storage.path, owners, lambda: hosts.key, lambda: cfg.health.poll_interval,
-                        clock.monotonic, clock.wall)
+                        clock.monotonic, clock.wall, probe_timeout=lambda: cfg.storage.probe_timeout)
     sense = Sensors(
         clock=clock, mountinfo=mountinfo, prober=prober, state_dir=StateDirStatus(), pause_watch=pause_watch,
         worker=worker, jobs=jobs, diagnostics=diagnostics, control=control,

@@ -26,6 +26,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 from mqguard.base.untrusted import load_json, loggable
 from mqguard.cluster import view
 from mqguard.cluster.reader import read_hosts
+from mqguard.history.events import parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class Answer:
     storage_ok: Optional[bool]  # None: no (sane) answer
     detail: str
     at: float  # monotonic
+    checked: Optional[float] = None  # monotonic moment the peer last saw its storage good (None: it did not say)
 
 
 def shared_outage(peers: Sequence[str], answers: Dict[str, Answer], now: float, fresh: float) -> str:
@@ -58,11 +60,13 @@ def shared_outage(peers: Sequence[str], answers: Dict[str, Answer], now: float, 
 
 
 def judge(peers: Sequence[str], answers: Dict[str, Answer], now: float, fresh: float,
-          bad_since: Optional[float], hold: float) -> Tuple[str, str]:
+          bad_since: Optional[float], hold: float, settle: float = 0.0) -> Tuple[str, str]:
     """Pure: (outage, waiting). ``outage`` as ``shared_outage``. ``waiting`` names the peers not heard from yet
     while that can still change the decision: no peer has said its storage is good, and this host's storage went
     bad less than ``hold`` seconds ago. A loaded machine may answer after the grace period; without the wait the
-    host would report an outage that is the file system's (seen in `make test`)."""
+    host would report an outage that is the file system's (seen in `make test`). A "good" given less than
+    ``settle`` seconds after this host's storage went bad is not yet an answer: the peer's own probe of the same
+    frozen file system may not have run out yet (seen too)."""
     outage = shared_outage(peers, answers, now, fresh)
     if outage or not peers or bad_since is None or now - bad_since >= hold:
         return outage, ""
@@ -70,15 +74,21 @@ def judge(peers: Sequence[str], answers: Dict[str, Answer], now: float, fresh: f
     for peer in peers:
         a = answers.get(peer)
         known = a is not None and a.storage_ok is not None and now - a.at <= fresh
-        if known and a is not None and a.storage_ok:
-            return "", ""  # a peer's storage is good: the trouble is this host's
-        if not known:
+        # a peer's storage seen good after ours went bad: the trouble is this host's. A peer that says when it
+        # last saw its storage good is believed on that; one that does not, once it had time to notice (settle)
+        believed = a is not None and (a.checked >= bad_since if a.checked is not None else a.at - bad_since >= settle)
+        if known and a is not None and a.storage_ok and believed:
+            return "", ""
+        if not known or (a is not None and a.storage_ok):
             unheard.append(peer)
     return "", ("asking " + ", ".join(unheard) + " whether its storage is bad too") if unheard else ""
 
 
-def ask_status(address: str, timeout: float = ASK_TIMEOUT) -> Tuple[Optional[bool], str]:
-    """(storage_ok, detail) from a peer's /status; (None, why) when it gives no sane answer."""
+def ask_status(address: str, timeout: float = ASK_TIMEOUT, stale_after: Optional[float] = None,
+               wall: Callable[[], float] = time.time) -> Tuple[Optional[bool], str]:
+    """(storage_ok, detail) from a peer's /status; (None, why) when it gives no sane answer. /status is the
+    peer's last finished cycle: a "good" from a cycle older than ``stale_after`` seconds (the peer's loop hangs,
+    e.g. in dspmq on the same frozen EFS) may predate the trouble, and is no answer."""
     url = f"http://{address}/status"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -94,21 +104,33 @@ def ask_status(address: str, timeout: float = ASK_TIMEOUT) -> Tuple[Optional[boo
         return None, f"{address} answers, but not with mqguard's status"
     if not isinstance(doc, dict) or not isinstance(doc.get("storage_ok"), bool):
         return None, f"{address} answers, but not with mqguard's status"
-    return bool(doc["storage_ok"]), str(doc.get("storage_detail", ""))[:200]
+    ok, detail = bool(doc["storage_ok"]), str(doc.get("storage_detail", ""))[:200]
+    checked = parse_iso(str(doc.get("storage_checked", "")))
+    if ok and checked is not None:  # when its storage was last seen good: judged against our trouble's start
+        return ok, f"{detail} @{checked:.3f}"
+    last = parse_iso(str(doc.get("last_cycle", ""))) if stale_after is not None else None
+    if ok and stale_after is not None and (last is None or wall() - last > stale_after):
+        age = "unknown" if last is None else f"{wall() - last:.1f}s old"
+        return None, f"{address} says good, but its last finished cycle is {age}: it may predate the trouble"
+    return ok, detail
 
 
 class PeerStorage:
     def __init__(self, storage_path: str, owners: FrozenSet[int], own_key: Callable[[], str],
                  poll_interval: Callable[[], float], monotonic: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
-                 ask: Callable[[str], Tuple[Optional[bool], str]] = ask_status) -> None:
+                 ask: Optional[Callable[[str], Tuple[Optional[bool], str]]] = None,
+                 probe_timeout: Callable[[], float] = lambda: 0.0) -> None:
         self.storage_path = storage_path
         self.owners = owners
         self.own_key = own_key
         self.poll_interval = poll_interval
         self.monotonic = monotonic
         self.wall = wall
-        self._ask = ask
+        # the peer's cycle must be recent for its "good" to count: two of our polls and a margin
+        self._ask = ask or (lambda address: ask_status(address, stale_after=2 * self.poll_interval() + 1.0,
+                                                       wall=self.wall))
+        self.probe_timeout = probe_timeout  # [storage] probe_timeout: how long a peer takes to see a freeze
         self._lock = threading.Lock()
         self._peers: Dict[str, str] = {}  # key -> address
         self._answers: Dict[str, Answer] = {}
@@ -142,16 +164,23 @@ class PeerStorage:
                 self._asked_at, self._asking, work, done = now, True, self._ask_all, "asking"
         threading.Thread(target=self._run, args=(work, done), name=f"peer-storage-{done}", daemon=True).start()
 
+    def settle(self) -> float:
+        """How long after this host's storage went bad a peer's "good" is believed: its own probe (the same
+        probe_timeout as ours) and two polls to notice the same trouble."""
+        return self.probe_timeout() + 2 * self.poll_interval()
+
     def hold(self) -> float:
-        """How long an answer counts, and how long a report waits for one: three asks and their timeouts."""
-        return 3 * self.poll_interval() + 3 * ASK_TIMEOUT + 2
+        """How long an answer counts, and how long a report waits for one: the settling time, then three asks
+        and their timeouts."""
+        return self.settle() + 3 * self.poll_interval() + 3 * ASK_TIMEOUT + 2
 
     def verdict(self) -> Tuple[str, str]:
         """For the observation while this host's storage is bad: (outage, waiting), see ``judge``."""
         with self._lock:
             peers, answers, bad_since = sorted(self._peers), dict(self._answers), self._bad_since
         hold = self.hold()
-        said, waiting = judge(peers, answers, self.monotonic(), fresh=hold, bad_since=bad_since, hold=hold)
+        said, waiting = judge(peers, answers, self.monotonic(), fresh=hold, bad_since=bad_since, hold=hold,
+                              settle=self.settle())
         if said != self._said:
             self._said = said
             if said:
@@ -197,7 +226,11 @@ class PeerStorage:
 
         def one(key: str, address: str) -> None:
             ok, detail = self._ask(address)
-            results[key] = Answer(key, ok, detail, self.monotonic())
+            checked: Optional[float] = None
+            said, at, when = detail.rpartition(" @")[0], detail.rpartition(" @")[1], detail.rpartition(" @")[2]
+            if at and when.replace(".", "", 1).isdigit():  # "detail @<wall>": when its storage was last seen good
+                detail, checked = said, float(when) - (self.wall() - self.monotonic())
+            results[key] = Answer(key, ok, detail, self.monotonic(), checked)
 
         threads = [threading.Thread(target=one, args=(k, a), daemon=True) for k, a in peers.items()]
         for t in threads:

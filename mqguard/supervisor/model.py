@@ -113,6 +113,7 @@ class Observation:
     # the peers being asked that question and not heard from yet (bounded by the peer module): hold the report
     storage_peers_waiting: str = ""
     ask: Optional[OperatorAsk] = None  # an operator's drill or switchover, asked since the last step
+    storage_checked_at: Optional[float] = None  # monotonic moment this cycle's probe found the storage good
     nha: Optional[NhaStatus] = None  # Native HA: dspmq -o nativeha -x while this host's instance runs
     nha_rejected: str = ""  # Native HA, not connected to its peers: MQ's AMQ3209E (a configuration mismatch)
 

@@ -46,6 +46,7 @@ def observe(p: Sensors, cfg: Config, prepared_before: bool) -> Observation:
     now = p.clock.monotonic()
     mount = check_mount(cfg.storage.path, cfg.storage.fstypes, p.mountinfo)
     storage_ok, storage_detail = mount.ok, mount.detail
+    checked_at: Optional[float] = None
     if mount.ok:
         p.pause_watch.refresh()  # in the background; the last value read holds meanwhile
         probe = p.prober.probe(cfg.storage.probe_timeout)
@@ -54,6 +55,7 @@ def observe(p: Sensors, cfg: Config, prepared_before: bool) -> Observation:
             p.telemetry.probe(probe.seconds)
         storage_ok = probe.ok
         storage_detail = mount.detail if probe.ok else probe.detail
+        checked_at = now + (probe.seconds or 0.0) if probe.ok else None
     stage, result = p.worker.take()
     prepared = prepared_after(prepared_before, stage, result)
     if prepared and not p.diagnostics.started:
@@ -84,4 +86,5 @@ def observe(p: Sensors, cfg: Config, prepared_before: bool) -> Observation:
         paused=pause is not None, pause_ends=None if pause is None else pause.until - p.clock.wall() + now,
         warm=p.termination is not None and p.termination.warm,
         storage_shared_outage=shared, storage_peers_waiting=waiting, nha=nha, nha_rejected=rejected,
+        storage_checked_at=checked_at,
     )

@@ -46,6 +46,8 @@ class Snapshot:
     mq_errors: List[Dict[str, str]] = field(default_factory=list)  # MQ's last messages: {"time","id","text","source"}
     composed_at: float = 0.0  # monotonic moment this snapshot was composed (ages grow from here, never by wall)
     cycle_at: Optional[float] = None  # monotonic end of the cycle it shows (None before the first): staleness
+    # wall clock the storage was last seen good (this cycle's probe): peers ask it while theirs is bad
+    storage_checked: Optional[float] = None
     native_ha: bool = False  # [queue_manager] ha = native_ha
     nha: Optional[Dict[str, Any]] = None  # Native HA: role, in sync, quorum, backlog, the instances (nha_view)
 
@@ -54,6 +56,7 @@ class Snapshot:
         doc.pop("cycle_at", None)  # a monotonic reading means nothing outside this process
         doc["bad_since"] = iso_utc(self.bad_since)
         doc["last_cycle"] = iso_utc(self.last_cycle)
+        doc["storage_checked"] = iso_utc(self.storage_checked)
         doc["bad_seconds"] = round(self.bad_seconds, 3)
         if self.aws_error is not None:
             doc["aws_error"] = {**self.aws_error, "since": iso_utc(self.aws_error["since"]),

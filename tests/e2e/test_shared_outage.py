@@ -4,7 +4,7 @@ Replacing instances cannot cure EFS: each new one meets the same file system, an
 meanwhile, goes on by itself when EFS answers again. So a host whose storage is bad asks its peer; when the peer's
 storage is bad too, neither reports. When the peer does not answer (it is gone, or its mqguard is down), nothing
 is known about the file system as a whole and the host reports after the grace period, as it always did (once the
-peer has been silent for the bounded wait: 3 poll intervals + 8 s).
+peer has been silent for the bounded wait: probe_timeout + 5 poll intervals + 8 s).
 """
 
 from __future__ import annotations

@@ -205,6 +205,23 @@ def test_while_a_peer_has_not_answered_yet_the_verdict_waits_bounded() -> None:
     assert judge([], {}, now=102.0, fresh=10, bad_since=99.0, hold=8) == ("", ""), "no peer known: no wait"
 
 
+def test_a_good_answer_given_before_the_peer_could_have_seen_the_freeze_is_not_yet_an_answer() -> None:
+    """Both hosts meet a frozen EFS a moment apart: the first to ask may hear "good" from a peer whose own probe
+    has not yet run out (seen under load in `make test`: the host reported an outage that was the file
+    system's). A good answer counts only once the peer had time to notice (``settle``: a probe timeout and two
+    polls after this host's storage went bad); before that the report keeps waiting, bounded as ever."""
+    from mqguard.cluster.peers import Answer, judge
+
+    early_good = {"i-b": Answer("i-b", True, "ok", 100.5)}
+    outage, waiting = judge(["i-b"], early_good, now=101.0, fresh=10, bad_since=100.0, hold=8, settle=2.0)
+    assert outage == "" and "i-b" in waiting, "too early to be believed"
+    late_good = {"i-b": Answer("i-b", True, "ok", 102.5)}
+    assert judge(["i-b"], late_good, now=103.0, fresh=10, bad_since=100.0, hold=8, settle=2.0) == ("", ""), \
+        "the peer had time to see it: the trouble is this host's"
+    assert judge(["i-b"], early_good, now=108.5, fresh=10, bad_since=100.0, hold=8, settle=2.0) == ("", ""), \
+        "bounded: past hold the report goes as it always did"
+
+
 def test_a_silent_answer_does_not_overwrite_a_definitive_one(tmp_path: Path) -> None:
     """The peer said "bad" a moment ago; its next answer timed out on a loaded machine: the outage holds (within
     freshness) rather than flapping into a report."""
@@ -260,6 +277,58 @@ def test_a_read_of_the_records_stuck_on_the_frozen_storage_does_not_stop_the_pee
         assert outage.startswith("storage bad on every host: i-b"), outage
     finally:
         release.set()
+
+
+def test_a_good_answer_from_a_peer_whose_loop_is_stuck_is_not_believed() -> None:
+    """The peer's /status is its last finished cycle: a peer whose cycle hangs in dspmq on the same frozen EFS
+    (3 s of command_timeout, seen under load in `make test`) still says "storage ok" from before the freeze. A
+    good answer from a cycle older than ``stale_after`` is no answer; a bad one stays bad."""
+    import http.server
+
+    from mqguard.base.clock import iso_utc
+    from mqguard.cluster.peers import ask_status
+
+    now = time.time()
+    bodies = [json.dumps({"storage_ok": True, "storage_detail": "ok", "last_cycle": iso_utc(now - 2.5)}).encode(),
+              json.dumps({"storage_ok": True, "storage_detail": "ok", "last_cycle": iso_utc(now - 0.2)}).encode(),
+              json.dumps({"storage_ok": False, "storage_detail": "stuck", "last_cycle": iso_utc(now - 9)}).encode()]
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = bodies.pop(0)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{srv.server_address[1]}"
+        ok, why = ask_status(address, stale_after=2.0, wall=lambda: now)
+        assert ok is None and "last finished cycle" in why, why
+        assert ask_status(address, stale_after=2.0, wall=lambda: now) == (True, "ok")
+        assert ask_status(address, stale_after=2.0, wall=lambda: now) == (False, "stuck")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_peers_good_counts_only_when_its_storage_was_seen_good_after_ours_went_bad() -> None:
+    """The precise rule: a peer's "good" says something of now only if its storage was seen good (its probe
+    finished) after this host's went bad; a good from before - however fresh its cycle - is the old news that a
+    loaded peer's cycle, stuck in dspmq on the same frozen EFS, still serves."""
+    from mqguard.cluster.peers import Answer, judge
+
+    old_news = {"i-b": Answer("i-b", True, "ok", 105.0, checked=99.5)}  # probed before our trouble (at 100)
+    outage, waiting = judge(["i-b"], old_news, now=105.5, fresh=20, bad_since=100.0, hold=12, settle=2.0)
+    assert outage == "" and "i-b" in waiting, "old news: keep waiting"
+    news = {"i-b": Answer("i-b", True, "ok", 105.0, checked=104.0)}  # probed good after our trouble began
+    assert judge(["i-b"], news, now=105.5, fresh=20, bad_since=100.0, hold=12, settle=2.0) == ("", ""), \
+        "its storage works now: ours is the trouble"
 
 
 def test_a_peers_answer_is_outside_input(tmp_path: Path) -> None:
