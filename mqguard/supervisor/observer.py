@@ -31,6 +31,16 @@ def _cut_off(p: Sensors, nha: Optional[NhaStatus], now: float) -> str:
     return f"AMQ3209E: {said}" if said else ""
 
 
+def _native_ha(p: Sensors, cfg: Config, qmgr: Optional[QmStatus]) -> Optional[NhaStatus]:
+    """dspmq -o nativeha -x while this host's Native HA instance runs (None otherwise, or when it does not say)."""
+    if not (cfg.queue_manager.native_ha and qmgr is not None and qmgr.live):
+        return None
+    nha, why = p.control.nativeha()
+    if nha is None:
+        log.debug("dspmq -o nativeha: %s", why)
+    return nha
+
+
 def pause_in_force(p: Sensors) -> Optional[Pause]:
     pause = p.pause_watch.current
     return pause if pause is not None and pause.active(p.clock.wall()) else None
@@ -71,11 +81,7 @@ def observe(p: Sensors, cfg: Config, prepared_before: bool) -> Observation:
         reading = p.control.dspmq()
         qmgr, qmgr_detail = reading.status, reading.error
     listener = p.listener.probe() if qmgr == QmStatus.RUNNING and cfg.queue_manager.listener_port > 0 else None
-    nha = None
-    if cfg.queue_manager.native_ha and qmgr is not None and qmgr.live:
-        nha, why = p.control.nativeha()
-        if nha is None:
-            log.debug("dspmq -o nativeha: %s", why)
+    nha = _native_ha(p, cfg, qmgr)
     rejected = _cut_off(p, nha, now)
     pause = pause_in_force(p)
     p.peers.tick(storage_ok)  # in the background: the peers' records while good, their answers while bad
