@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any, List
 
-from mqguard.preflight.storage import FAIL, PASS, WARN, Check
+from mqguard.preflight.figures import FAIL, PASS, WARN, Check
 
 _FS_ID = re.compile(r"\b(fs-[0-9a-f]{8,40})\b")
 
