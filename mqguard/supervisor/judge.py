@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 
 from mqguard.base.durations import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
-from mqguard.supervisor.model import JobStage, Observation, Settings
+from mqguard.supervisor.model import JobStage, Observation, Settings, State
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,27 @@ def _waiting_for_lock(obs: Observation, j: _Draft, seen: Seen, s: Settings) -> S
     else:
         j.bad.append(f"queue manager running elsewhere (past lock_wait {format_duration(s.lock_wait)})")
     return replace(seen, elsewhere_since=since)
+
+
+def native_ha_role(obs: Observation, active: bool) -> Tuple[State, List[str]]:
+    """A Native HA instance that runs is healthy whatever its role (contract section 28): the state says which
+    role, and a lost quorum is said (it is the group's, not this host's: nothing here can cure it, so no
+    episode, no restart, no report)."""
+    nha = obs.nha
+    notes: List[str] = []
+    cut_off = [i.name for i in nha.instances if i.name != nha.instance and not i.linked] if nha else []
+    if nha is not None and nha.role == "unknown" and cut_off:
+        why = (f"MQ rejects them: {obs.nha_rejected}: the three hosts' [native_ha] instances and heartbeats, and "
+               "the mqm UID, must be the same" if obs.nha_rejected else "check that they run, that the replication "
+               "ports are open between the three, and that the three hosts' [native_ha] settings are the same "
+               "(MQ's error log says AMQ3209E for a mismatch)")
+        notes.append(f"Native HA instance {nha.instance} is not connected to {', '.join(cut_off)}: {why}")
+    if nha is not None and not nha.quorum_held:
+        have, of = nha.quorum
+        notes.append(f"Native HA quorum lost ({have}/{of} in sync): no instance can be active until a majority "
+                     "runs again; this host's instance keeps running and waits")
+    if active:
+        return State.RUNNING, notes
+    if nha is not None and nha.role == "replica" and nha.insync:
+        return State.REPLICA, notes
+    return State.REPLICA_BEHIND, notes

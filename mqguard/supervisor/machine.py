@@ -18,24 +18,22 @@ Vocabulary (see README "How it decides"):
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass, field, replace
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 from mqguard.base.durations import format_duration
 from mqguard.mq.status import QmStatus, counts_healthy
+from mqguard.supervisor import early
 from mqguard.supervisor.budget import RestartBudget
-from mqguard.supervisor.judge import Judgement, Seen, judge
+from mqguard.supervisor.judge import Judgement, Seen, judge, native_ha_role
 from mqguard.supervisor.model import (
-    DRILL_SAYS,
     Action,
     ActionKind,
-    Ask,
     Drill,
     Episode,
     JobOutcome,
     JobResult,
     JobStage,
     Observation,
-    OperatorAsk,
     Settings,
     StartUp,
     State,
@@ -52,30 +50,6 @@ def prepared_after(before: bool, stage: Optional[JobStage], result: Optional[Job
     reached its start, MQSC, an end, a switchover), it is, for the life of the process."""
     return before or stage in (JobStage.STARTING, JobStage.CONFIGURING, JobStage.ENDING, JobStage.SWITCHING) \
         or (result is not None and result.prepared)
-
-
-def native_ha_role(obs: Observation, active: bool) -> Tuple[State, List[str]]:
-    """A Native HA instance that runs is healthy whatever its role (contract section 28): the state says which
-    role, and a lost quorum is said (it is the group's, not this host's: nothing here can cure it, so no
-    episode, no restart, no report)."""
-    nha = obs.nha
-    notes: List[str] = []
-    cut_off = [i.name for i in nha.instances if i.name != nha.instance and not i.linked] if nha else []
-    if nha is not None and nha.role == "unknown" and cut_off:
-        why = (f"MQ rejects them: {obs.nha_rejected}: the three hosts' [native_ha] instances and heartbeats, and "
-               "the mqm UID, must be the same" if obs.nha_rejected else "check that they run, that the replication "
-               "ports are open between the three, and that the three hosts' [native_ha] settings are the same "
-               "(MQ's error log says AMQ3209E for a mismatch)")
-        notes.append(f"Native HA instance {nha.instance} is not connected to {', '.join(cut_off)}: {why}")
-    if nha is not None and not nha.quorum_held:
-        have, of = nha.quorum
-        notes.append(f"Native HA quorum lost ({have}/{of} in sync): no instance can be active until a majority "
-                     "runs again; this host's instance keeps running and waits")
-    if active:
-        return State.RUNNING, notes
-    if nha is not None and nha.role == "replica" and nha.insync:
-        return State.REPLICA, notes
-    return State.REPLICA_BEHIND, notes
 
 
 @dataclass
@@ -158,7 +132,7 @@ class Machine:
         whatever the rest concludes (the answer goes back to them with the verdict)."""
         actions: List[Action] = []
         self.prepared = prepared_after(self.prepared, obs.job_stage, obs.job_result)
-        answer = None if obs.ask is None else self._rule_operator_ask(obs, obs.ask, actions)
+        answer = None if obs.ask is None else early.operator_ask(self, obs, obs.ask, actions)
         verdict = self._step(obs, actions)
         if answer is None:
             return verdict
@@ -171,17 +145,18 @@ class Machine:
     def _step(self, obs: Observation, actions: List[Action]) -> Verdict:
         notes: List[str] = []
         self.pause_ends = obs.pause_ends
-        early = (self._rule_going_away(obs, actions) or self._rule_paused(obs, actions) or self._rule_warm(obs, actions)
-                 or self._rule_wait_for_storage(obs, actions) or self._rule_first_bring_up(obs, actions))
-        if early is not None:
-            return early
+        settled = (early.going_away(self, obs, actions) or early.paused(self, obs, actions)
+                   or early.warm(self, obs, actions) or early.wait_for_storage(self, obs, actions)
+                   or early.first_bring_up(self, obs, actions))
+        if settled is not None:
+            return settled
         self._rule_job_finished(obs, actions)
         held = self._rule_held(obs, actions)
         if held is not None:
             return held
         j, self.seen = judge(obs, self.seen, self.settings)
         if j.overran and not self.ep.reported:  # a start past start_timeout is reported at once
-            actions.append(self._report(obs, j.overran))
+            actions.append(self.report(obs, j.overran))
         if not j.bad and not j.not_yet and j.healthy_qm:
             return self._rule_fully_good(obs, j, actions)
         if j.bad:
@@ -192,105 +167,9 @@ class Machine:
         if j.waiting:
             notes.append(j.waiting)
         state = self._not_good_state(obs, j.busy, j.not_yet)
-        return self._verdict(state, False, list(j.bad), actions, obs, notes)
+        return self.conclude(state, False, list(j.bad), actions, obs, notes)
 
     # ------------------------------------------------------------------ rules
-    def _rule_operator_ask(self, obs: Observation, ask: OperatorAsk, actions: List[Action]) -> Tuple[bool, str]:
-        """A drill or a switchover an operator asked for: refused (and why), or turned into its action."""
-        if obs.going_away:
-            return False, "refused: the instance is going away"
-        if ask.what == Ask.SWITCHOVER:
-            if obs.job_stage is not None:
-                return False, (f"refused: mqguard is busy with another job ({obs.job_stage.value}); try again in a "
-                               "moment")
-            actions.append(Action(ActionKind.SWITCHOVER, f"switchover asked by {ask.who}", ask))
-            return True, "switching over"
-        if ask.drill is None:
-            return False, "refused: a drill needs its kind (crash, stop or unhealthy)"
-        interval = self.settings.drill_interval
-        if self.last_drill is not None and obs.now - self.last_drill < interval:
-            ago = obs.now - self.last_drill
-            return False, (f"refused: the last drill was {ago:.0f}s ago; one drill per {format_duration(interval)} "
-                           f"([control] drill_interval; the next in {interval - ago:.0f}s)")
-        if obs.paused:
-            return False, "refused: supervision is paused; resume first (a drill must be recovered from)"
-        if self.state not in (State.RUNNING, State.STANDBY, State.REPLICA, State.REPLICA_BEHIND):
-            return False, f"refused: mqguard is {self.state.value}; a drill needs a healthy queue manager"
-        self.last_drill = obs.now
-        actions.append(Action(ActionKind.DRILL, f"{ask.drill.value} drill asked by {ask.who}", ask))
-        return True, DRILL_SAYS[ask.drill]
-
-    def _rule_going_away(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
-        """Going away: never start, never report; not healthy, so load balancers drain."""
-        if not obs.going_away:
-            return None
-        if obs.qmgr is not None:
-            self.seen = replace(self.seen, last_status=obs.qmgr)
-        if not self.termination_begun and obs.job_stage is None:  # a running job is let finish first
-            self.termination_begun = True
-            if self.settings.leave_on_termination:
-                actions.append(Action(ActionKind.COMPLETE_TERMINATION, "the instance is going away; "
-                                      "stop_on_exit = never: leaving the queue manager as it is"))
-            else:
-                actions.append(Action(ActionKind.END_FOR_TERMINATION, "the instance is going away"))
-        return self._verdict(State.STOPPING, False, ["the instance is going away"], actions, obs)
-
-    def _rule_paused(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
-        """Paused: observe and tell the truth (healthy or not), but start, end, apply and report nothing.
-
-        Entering and leaving a pause both give a clean slate: no episode, attempt
-        or budget carries over, so a report pending from before cannot be sent and
-        a bad observation after it gets the full grace period. A pause before the
-        queue manager ever ran here keeps the launch hook alive: else the group
-        terminates the instance being investigated when the hook times out.
-        """
-        if obs.paused != self.was_paused:
-            self.was_paused = obs.paused
-            self._clean_slate(obs.now)
-            if obs.paused and not self.start.ready_announced:
-                actions.append(Action(ActionKind.KEEP_LAUNCH, "supervision paused before the queue manager ran "
-                                                              "here: the launch is kept until the pause ends"))
-        if not obs.paused:
-            return None
-        if obs.qmgr is not None:
-            self.seen = replace(self.seen, last_status=obs.qmgr)
-        if obs.storage_ok:
-            self.start.storage_seen = True
-        bad = self._plain_badness(obs)
-        return self._verdict(State.PAUSED, not bad, bad, actions, obs)
-
-    def _rule_warm(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
-        """Warm pool: wait for storage, then let the group stop the instance; never touch MQ."""
-        if not obs.warm:
-            return None
-        if not obs.storage_ok:
-            return self._verdict(State.WARM, False, [f"storage: {obs.storage_detail}"], actions, obs)
-        if not self.start.warm_announced:
-            self.start.warm_announced = True
-            actions.append(Action(ActionKind.WARM_READY, "storage ready for a warm-pool instance"))
-        return self._verdict(State.WARM, False, ["warm pool: the queue manager is not started here"], actions, obs)
-
-    def _rule_wait_for_storage(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
-        """Waiting for the mount is progress, until mount_timeout (then reported at once)."""
-        if self.start.storage_seen:
-            return None
-        if obs.storage_ok:
-            self.start.storage_seen = True
-            return None
-        waited = obs.now - self.start.began
-        if waited >= self.settings.mount_timeout and not self.start.mount_failure_reported:
-            self.start.mount_failure_reported = True
-            actions.append(self._report(obs, f"storage not ready after {waited:.0f}s: {obs.storage_detail}"))
-        state = State.FAILED if self.ep.reported else State.WAITING_FOR_STORAGE
-        return self._verdict(state, False, [f"storage: {obs.storage_detail}"], actions, obs)
-
-    def _rule_first_bring_up(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
-        """The first bring-up (prepare + start) once storage is good."""
-        if self.jobs_started:
-            return None
-        actions.append(self._bring_up("start-up"))
-        return self._verdict(State.PREPARING, False, [], actions, obs)
-
     def _rule_job_finished(self, obs: Observation, actions: List[Action]) -> None:
         """A job that finished since the last step: a failed start opens an episode."""
         res = obs.job_result
@@ -308,11 +187,11 @@ class Machine:
             if res.hold:
                 self.hold = res.hold
                 if res.report_now and not self.ep.reported:  # a fresh instance cures it: no local restarts first
-                    actions.append(self._report(obs, res.hold))
+                    actions.append(self.report(obs, res.hold))
                 elif not res.report_now:  # a replacement would find the same: keep this instance for the operator
                     actions.append(Action(ActionKind.HOLD, res.hold))
             if res.outcome == JobOutcome.TIMED_OUT and not self.ep.reported:
-                actions.append(self._report(obs, f"start exceeded start_timeout: {res.detail}"))
+                actions.append(self.report(obs, f"start exceeded start_timeout: {res.detail}"))
 
     def _rule_held(self, obs: Observation, actions: List[Action]) -> Optional[Verdict]:
         """Held: a job found this host must not bring the queue manager up (its data is not where it was, or this
@@ -325,7 +204,7 @@ class Machine:
             self.hold = ""
             return None
         self.state = State.FAILED
-        return self._verdict(State.FAILED, False, [self.hold], actions, obs)
+        return self.conclude(State.FAILED, False, [self.hold], actions, obs)
 
     def _rule_fully_good(self, obs: Observation, j: Judgement, actions: List[Action]) -> Verdict:
         """Fully good: the episode (if any) ends; a takeover gets its MQSC; the first time, MQ is ready."""
@@ -349,8 +228,8 @@ class Machine:
             actions.append(Action(ActionKind.MQ_READY, "queue manager healthy for the first time"))
         if self.settings.native_ha:
             state, notes = native_ha_role(obs, j.active)
-            return self._verdict(state, True, [], actions, obs, notes)
-        return self._verdict(self.healthy_as, True, [], actions, obs)
+            return self.conclude(state, True, [], actions, obs, notes)
+        return self.conclude(self.healthy_as, True, [], actions, obs)
 
     def _rule_local_recovery(self, obs: Observation, j: Judgement, actions: List[Action],
                              notes: List[str]) -> bool:
@@ -376,7 +255,7 @@ class Machine:
         self.restarts_total += 1
         self.budget.record(obs.now)
         why = f"restart attempt {self.ep.attempts}/{s.restart_attempts} ({j.bad[0] if j.bad else status})"
-        actions.append(self._bring_up(why))
+        actions.append(self.bring_up(why))
         return True
 
     def _rule_report_after_grace(self, obs: Observation, j: Judgement, actions: List[Action],
@@ -393,7 +272,7 @@ class Machine:
             return
         if (self.ep.since is not None and j.bad and not self.ep.reported
                 and obs.now - self.ep.since >= self.settings.grace_period):
-            actions.append(self._report(obs, f"bad for {obs.now - self.ep.since:.0f}s: {'; '.join(j.bad)}"))
+            actions.append(self.report(obs, f"bad for {obs.now - self.ep.since:.0f}s: {'; '.join(j.bad)}"))
 
     def _operator_may_be_restarting(self, obs: Observation, notes: List[str]) -> bool:
         """After a deliberate end, an operator's strmqm may follow within seconds: do not race it."""
@@ -409,7 +288,7 @@ class Machine:
         since = self.seen.deliberate_since
         return since is None or obs.now - since < self.settings.deliberate_end_delay
 
-    def _plain_badness(self, obs: Observation) -> List[str]:
+    def plain_badness(self, obs: Observation) -> List[str]:
         """What is bad, without acting on it or remembering anything (while paused): the judge's words, with a
         start or another host's lock (its "not yet") said as not healthy too."""
         j, _ = judge(obs, self.seen, self.settings)
@@ -418,7 +297,7 @@ class Machine:
             bad.append(j.waiting or f"queue manager {obs.qmgr.value if obs.qmgr else 'starting'}")
         return bad
 
-    def _clean_slate(self, now: float) -> None:
+    def clean_slate(self, now: float) -> None:
         """Forget episodes, attempts and the budget, and stop every timer (pause and resume): the operator may
         have moved the queue manager meanwhile, so the lock wait starts again too."""
         for timer in TIMERS:
@@ -434,7 +313,7 @@ class Machine:
         return self.budget.remaining(now, self.settings.restart_limit, self.settings.restart_window)
 
     # --------------------------------------------------------------- helpers
-    def _bring_up(self, reason: str) -> Action:
+    def bring_up(self, reason: str) -> Action:
         self.jobs_started += 1
         return Action(ActionKind.BRING_UP, reason)
 
@@ -453,7 +332,7 @@ class Machine:
             self.ep.attempts = 0
             self.ep.reported = False
 
-    def _report(self, obs: Observation, reason: str) -> Action:
+    def report(self, obs: Observation, reason: str) -> Action:
         self._open_episode(obs.now)
         self.ep.reported = True
         return Action(ActionKind.REPORT_UNHEALTHY, reason)
@@ -469,7 +348,7 @@ class Machine:
             return State.STARTING
         return State.RECOVERING if self.start.up_once else State.STARTING
 
-    def _verdict(self, state: State, healthy: bool, bad: List[str], actions: List[Action], obs: Observation,
+    def conclude(self, state: State, healthy: bool, bad: List[str], actions: List[Action], obs: Observation,
                  notes: Sequence[str] = ()) -> Verdict:
         self.state = state
         age = "" if self.ep.since is None else f" for {obs.now - self.ep.since:.0f}s"

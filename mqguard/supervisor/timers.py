@@ -1,6 +1,6 @@
 """The machine's timers, in one table: when each fires (``due``, None while it does not run) and how a clean
 slate (a pause or its end) stops it. The loop wakes at the earliest due moment (``Machine.next_deadline``);
-``Machine._clean_slate`` walks the same table, so a timer added to the rules is woken for and cleared in one
+``Machine.clean_slate`` walks the same table, so a timer added to the rules is woken for and cleared in one
 place."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Timer:
     """One of the machine's timers: when it fires (None while it does not run), and how a clean slate (a pause
-    or its end) stops it. The loop wakes at the earliest ``due`` (``next_deadline``); ``_clean_slate`` walks
+    or its end) stops it. The loop wakes at the earliest ``due`` (``next_deadline``); ``clean_slate`` walks
     the same list, so a timer added to the rules is woken for and cleared in one place."""
 
     name: str

@@ -657,7 +657,7 @@ def test_whether_the_queue_manager_is_known_here_is_a_fact_the_machine_owns() ->
     assert d.m.prepared
 
 
-def test_every_timer_is_woken_for_and_stopped_by_a_clean_slate() -> None:
+def test_every_timer_is_woken_for_and_stopped_by_aclean_slate() -> None:
     """Issue 29 item 4: one list of timers (supervisor/timers.py); next_deadline and the clean slate (pause, resume)
     both walk it, so a timer cannot be woken for and forgotten by a resume, or the reverse."""
     from dataclasses import replace as dc_replace
@@ -673,7 +673,7 @@ def test_every_timer_is_woken_for_and_stopped_by_a_clean_slate() -> None:
     running = {t.name: t.due(m) for t in TIMERS}
     assert all(v is not None and v > now for v in running.values()), running
     assert m.next_deadline(now) == min(v for v in running.values() if v is not None)
-    m._clean_slate(now)
+    m.clean_slate(now)
     left = {t.name for t in TIMERS if t.due(m) is not None}
     # the mount wait starts again from now (storage never seen here); the pause's end follows the observation
     assert left == {"mount_timeout", "pause_end"}, left
