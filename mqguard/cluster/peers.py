@@ -84,8 +84,20 @@ def judge(peers: Sequence[str], answers: Dict[str, Answer], now: float, fresh: f
     return "", ("asking " + ", ".join(unheard) + " whether its storage is bad too") if unheard else ""
 
 
+class Reply(Tuple[Optional[bool], str]):
+    """A peer's answer: (storage_ok, detail), and ``checked``, the wall-clock moment its storage was last seen
+    good when it said so (a tuple, so that a plain (ok, detail) stands for an answer that does not say)."""
+
+    checked: Optional[float]
+
+    def __new__(cls, ok: Optional[bool], detail: str, checked: Optional[float] = None) -> Reply:
+        reply = super().__new__(cls, (ok, detail))
+        reply.checked = checked
+        return reply
+
+
 def ask_status(address: str, timeout: float = ASK_TIMEOUT, stale_after: Optional[float] = None,
-               wall: Callable[[], float] = time.time) -> Tuple[Optional[bool], str]:
+               wall: Callable[[], float] = time.time) -> Reply:
     """(storage_ok, detail) from a peer's /status; (None, why) when it gives no sane answer. /status is the
     peer's last finished cycle: a "good" from a cycle older than ``stale_after`` seconds (the peer's loop hangs,
     e.g. in dspmq on the same frozen EFS) may predate the trouble, and is no answer."""
@@ -97,22 +109,22 @@ def ask_status(address: str, timeout: float = ASK_TIMEOUT, stale_after: Optional
     except urllib.error.HTTPError as exc:  # 503 (the peer is unhealthy) still has its status
         body = exc.read(MAX_ANSWER)
     except OSError as exc:
-        return None, f"no answer from {address}: {exc}"
+        return Reply(None, f"no answer from {address}: {exc}")
     try:
         doc = load_json(body)
     except ValueError:
-        return None, f"{address} answers, but not with mqguard's status"
+        return Reply(None, f"{address} answers, but not with mqguard's status")
     if not isinstance(doc, dict) or not isinstance(doc.get("storage_ok"), bool):
-        return None, f"{address} answers, but not with mqguard's status"
+        return Reply(None, f"{address} answers, but not with mqguard's status")
     ok, detail = bool(doc["storage_ok"]), str(doc.get("storage_detail", ""))[:200]
     checked = parse_iso(str(doc.get("storage_checked", "")))
     if ok and checked is not None:  # when its storage was last seen good: judged against our trouble's start
-        return ok, f"{detail} @{checked:.3f}"
+        return Reply(ok, detail, checked)
     last = parse_iso(str(doc.get("last_cycle", ""))) if stale_after is not None else None
     if ok and stale_after is not None and (last is None or wall() - last > stale_after):
         age = "unknown" if last is None else f"{wall() - last:.1f}s old"
-        return None, f"{address} says good, but its last finished cycle is {age}: it may predate the trouble"
-    return ok, detail
+        return Reply(None, f"{address} says good, but its last finished cycle is {age}: it may predate the trouble")
+    return Reply(ok, detail)
 
 
 class PeerStorage:
@@ -225,11 +237,10 @@ class PeerStorage:
         results: Dict[str, Answer] = {}
 
         def one(key: str, address: str) -> None:
-            ok, detail = self._ask(address)
-            checked: Optional[float] = None
-            said, at, when = detail.rpartition(" @")[0], detail.rpartition(" @")[1], detail.rpartition(" @")[2]
-            if at and when.replace(".", "", 1).isdigit():  # "detail @<wall>": when its storage was last seen good
-                detail, checked = said, float(when) - (self.wall() - self.monotonic())
+            reply = self._ask(address)
+            ok, detail = reply
+            wall_checked = getattr(reply, "checked", None)  # when its storage was last seen good, if it says
+            checked = None if wall_checked is None else wall_checked - (self.wall() - self.monotonic())
             results[key] = Answer(key, ok, detail, self.monotonic(), checked)
 
         threads = [threading.Thread(target=one, args=(k, a), daemon=True) for k, a in peers.items()]
