@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -329,6 +329,34 @@ def patch_moto_nlb(moto_url: str = "") -> Callable[[], None]:
     return undo
 
 
+def policy_document(doc: Any) -> Dict[str, Any]:
+    """A role policy as IAM (or moto) returns it, as a dict."""
+    if isinstance(doc, str):
+        text = urllib.parse.unquote(doc)
+        # moto keeps the Python repr of a policy that CloudFormation created (real IAM: JSON)
+        doc = ast.literal_eval(text) if text.startswith("{'") else json.loads(text)
+    return dict(doc)
+
+
+def create_stack(client: Callable[[str], Any], stack: str, template: Template,
+                 params: Dict[str, str]) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """Create ``stack`` in moto and wait for it: (outputs, {logical id: physical id}); AssertionError if it fails."""
+    cf = client("cloudformation")
+    cf.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"],
+                    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])
+    desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
+    deadline = time.monotonic() + 30  # a custom resource's function answers from its own thread
+    while desc["StackStatus"] == "CREATE_IN_PROGRESS" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
+    if desc["StackStatus"] != "CREATE_COMPLETE":
+        raise AssertionError(f"stack {stack}: {desc['StackStatus']} {desc.get('StackStatusReason')}")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                 for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+    return outputs, resources
+
+
 class Deployed:
     """A stack deployed into moto, read back through the services' own APIs."""
 
@@ -336,21 +364,9 @@ class Deployed:
         self.client = client
         self.stack = stack
         self.params = params
-        cf = client("cloudformation")
         # moto splits only passed list parameters, not defaults: pass every list parameter
         full = {"SubnetCidrs": "10.42.0.0/24,10.42.1.0/24,10.42.2.0/24", "ClientCidr": CLIENT_CIDR, **params}
-        cf.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"],
-                        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in full.items()])
-        desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
-        deadline = time.monotonic() + 30  # a custom resource's function answers from its own thread
-        while desc["StackStatus"] == "CREATE_IN_PROGRESS" and time.monotonic() < deadline:
-            time.sleep(0.1)
-            desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
-        if desc["StackStatus"] != "CREATE_COMPLETE":
-            raise AssertionError(f"stack {stack}: {desc['StackStatus']} {desc.get('StackStatusReason')}")
-        self.outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
-        self.resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                          for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+        self.outputs, self.resources = create_stack(client, stack, template, full)
 
     @property
     def group_name(self) -> str:
@@ -371,12 +387,7 @@ class Deployed:
     def policy(self) -> Dict[str, Any]:
         iam = self.client("iam")
         role = self.resources["InstanceRole"]
-        doc = iam.get_role_policy(RoleName=role, PolicyName="mqguard")["PolicyDocument"]
-        if isinstance(doc, str):
-            text = urllib.parse.unquote(doc)
-            # moto keeps the Python repr of a policy that CloudFormation created (real IAM: JSON)
-            doc = ast.literal_eval(text) if text.startswith("{'") else json.loads(text)
-        return dict(doc)
+        return policy_document(iam.get_role_policy(RoleName=role, PolicyName="mqguard")["PolicyDocument"])
 
     def problems(self) -> List[str]:
         """What mqguard needs from the deployed resources, checked through their own APIs."""

@@ -4,12 +4,8 @@ replication group admits): what issue 30's kit must hold, checked the way the EF
 
 from __future__ import annotations
 
-import ast
 import base64
-import json
 import subprocess
-import time
-import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
@@ -68,19 +64,7 @@ class NhaDeployed:
     def __init__(self, client: Callable[[str], Any], stack: str, template: kit.Template,
                  params: Dict[str, str]) -> None:
         self.client, self.stack, self.params = client, stack, params
-        cf = client("cloudformation")
-        cf.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_IAM"],
-                        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])
-        desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
-        deadline = time.monotonic() + 30
-        while desc["StackStatus"] == "CREATE_IN_PROGRESS" and time.monotonic() < deadline:
-            time.sleep(0.1)
-            desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
-        if desc["StackStatus"] != "CREATE_COMPLETE":
-            raise AssertionError(f"stack {stack}: {desc['StackStatus']} {desc.get('StackStatusReason')}")
-        self.outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
-        self.resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                          for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+        self.outputs, self.resources = kit.create_stack(client, stack, template, params)
 
     def groups(self) -> Dict[str, Dict[str, Any]]:
         names = [f"{self.stack}-nha-{n}" for n in NAMES]
@@ -113,11 +97,7 @@ class NhaDeployed:
         role = self.resources["InstanceRole"]
         out = []
         for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
-            doc = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-            if isinstance(doc, str):
-                text = urllib.parse.unquote(doc)
-                doc = ast.literal_eval(text) if text.startswith("{'") else json.loads(text)
-            out.append(dict(doc))
+            out.append(kit.policy_document(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]))
         return out
 
     def problems(self, tmp: Path) -> List[str]:

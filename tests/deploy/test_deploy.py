@@ -70,15 +70,6 @@ def template() -> kit.Template:
     return kit.load_template()
 
 
-@pytest.fixture(scope="module")
-def moto(moto_session: MotoAsg) -> Iterator[MotoAsg]:
-    undo = kit.patch_moto_nlb(moto_session.url)
-    try:
-        yield moto_session
-    finally:
-        undo()
-
-
 def deploy(moto: MotoAsg, template: kit.Template, params: Dict[str, str]) -> kit.Deployed:
     ami = moto.client("ec2").describe_images()["Images"][0]["ImageId"]
     name = f"mq{uuid.uuid4().hex[:8]}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import pytest
 
@@ -18,15 +18,6 @@ pytestmark = pytest.mark.skipif(kit.which_tools() is not None, reason=str(kit.wh
 @pytest.fixture(scope="module")
 def template() -> kit.Template:
     return kit.load_template(nhakit.TEMPLATE)
-
-
-@pytest.fixture(scope="module")
-def moto(moto_session: MotoAsg) -> Iterator[MotoAsg]:
-    undo = kit.patch_moto_nlb(moto_session.url)
-    try:
-        yield moto_session
-    finally:
-        undo()
 
 
 def deploy(moto: MotoAsg, template: kit.Template) -> nhakit.NhaDeployed:

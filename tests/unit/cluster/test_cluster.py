@@ -3,13 +3,14 @@ directory (atomic replace, never through a planted link, never spinning on a fai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import pytest
 
@@ -279,24 +280,15 @@ def test_a_read_of_the_records_stuck_on_the_frozen_storage_does_not_stop_the_pee
         release.set()
 
 
-def test_a_good_answer_from_a_peer_whose_loop_is_stuck_is_not_believed() -> None:
-    """The peer's /status is its last finished cycle: a peer whose cycle hangs in dspmq on the same frozen EFS
-    (3 s of command_timeout, seen under load in `make test`) still says "storage ok" from before the freeze. A
-    good answer from a cycle older than ``stale_after`` is no answer; a bad one stays bad."""
+@contextlib.contextmanager
+def canned_status(bodies: List[bytes], code: int) -> Iterator[str]:
+    """A loopback HTTP server answering each GET with the next of ``bodies`` and ``code``: its address."""
     import http.server
-
-    from mqguard.base.clock import iso_utc
-    from mqguard.cluster.peers import ask_status
-
-    now = time.time()
-    bodies = [json.dumps({"storage_ok": True, "storage_detail": "ok", "last_cycle": iso_utc(now - 2.5)}).encode(),
-              json.dumps({"storage_ok": True, "storage_detail": "ok", "last_cycle": iso_utc(now - 0.2)}).encode(),
-              json.dumps({"storage_ok": False, "storage_detail": "stuck", "last_cycle": iso_utc(now - 9)}).encode()]
 
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             body = bodies.pop(0)
-            self.send_response(200)
+            self.send_response(code)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -307,14 +299,30 @@ def test_a_good_answer_from_a_peer_whose_loop_is_stuck_is_not_believed() -> None
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        address = f"127.0.0.1:{srv.server_address[1]}"
+        yield f"127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_good_answer_from_a_peer_whose_loop_is_stuck_is_not_believed() -> None:
+    """The peer's /status is its last finished cycle: a peer whose cycle hangs in dspmq on the same frozen EFS
+    (3 s of command_timeout, seen under load in `make test`) still says "storage ok" from before the freeze. A
+    good answer from a cycle older than ``stale_after`` is no answer; a bad one stays bad."""
+
+    from mqguard.base.clock import iso_utc
+    from mqguard.cluster.peers import ask_status
+
+    now = time.time()
+    bodies = [json.dumps({"storage_ok": True, "storage_detail": "ok", "last_cycle": iso_utc(now - 2.5)}).encode(),
+              json.dumps({"storage_ok": True, "storage_detail": "ok", "last_cycle": iso_utc(now - 0.2)}).encode(),
+              json.dumps({"storage_ok": False, "storage_detail": "stuck", "last_cycle": iso_utc(now - 9)}).encode()]
+
+    with canned_status(bodies, 200) as address:
         ok, why = ask_status(address, stale_after=2.0, wall=lambda: now)
         assert ok is None and "last finished cycle" in why, why
         assert ask_status(address, stale_after=2.0, wall=lambda: now) == (True, "ok")
         assert ask_status(address, stale_after=2.0, wall=lambda: now) == (False, "stuck")
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_a_peers_good_counts_only_when_its_storage_was_seen_good_after_ours_went_bad() -> None:
@@ -333,35 +341,16 @@ def test_a_peers_good_counts_only_when_its_storage_was_seen_good_after_ours_went
 
 def test_a_peers_answer_is_outside_input(tmp_path: Path) -> None:
     """What another host's address answers is parsed with bounds: not mqguard's status is no answer."""
-    import http.server
 
     from mqguard.cluster.peers import ask_status
 
     bodies = [b'{"storage_ok": false, "storage_detail": "probe timed out"}', b"<html>", b'{"storage_ok": "no"}',
               b"[" * 100_000]
 
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = bodies.pop(0)
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *a: object) -> None:
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    try:
-        address = f"127.0.0.1:{srv.server_address[1]}"
+    with canned_status(bodies, 503) as address:
         assert ask_status(address) == (False, "probe timed out"), "a 503 still carries the status"
         for _ in range(3):
             ok, why = ask_status(address)
             assert ok is None and "not with mqguard's status" in why
         ok, why = ask_status("127.0.0.1:1")
         assert ok is None and "no answer" in why
-    finally:
-        srv.shutdown()
-        srv.server_close()
