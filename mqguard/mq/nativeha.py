@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from mqguard.base.untrusted import quoted
-from mqguard.mq.status import _MESSAGE, ParseError, attributes
+from mqguard.mq.status import ParseError, attribute_lines
 
 ROLES = ("active", "replica", "unknown")
 _QUORUM = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{1,2})\s*$")
@@ -117,12 +117,7 @@ def parse_nativeha(output: str, qmgr: str) -> NhaStatus:
     """The status of queue manager ``qmgr`` from ``dspmq -o nativeha [-x] [-n] -m QMGR`` (both streams)."""
     found: Optional[Tuple[str, str, str, bool, Tuple[int, int]]] = None
     instances: List[NhaInstance] = []
-    for raw in output.splitlines():
-        if not raw.strip():
-            continue
-        if _MESSAGE.match(raw):
-            raise ParseError(quoted(raw))
-        attrs = attributes(raw)
+    for raw, attrs in attribute_lines(output):
         if "QMNAME" in attrs:
             if found is not None:
                 break  # another queue manager's line: ours came first (dspmq -m lists one)

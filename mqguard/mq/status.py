@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from mqguard.base.untrusted import quoted
 
@@ -144,16 +144,21 @@ def attributes(line: str) -> Dict[str, str]:
     return pairs
 
 
-def parse_dspmq(output: str) -> List[DspmqEntry]:
-    """Parse ``dspmq [-n] [-x] [-o all]`` output (both streams joined)."""
-    entries: List[DspmqEntry] = []
-    current: Optional[Tuple[str, QmStatus, List[Instance]]] = None
+def attribute_lines(output: str) -> Iterator[Tuple[str, Dict[str, str]]]:
+    """Each non-blank line of dspmq's output with its KEY(value) pairs; an AMQ message is an error, never data."""
     for raw in output.splitlines():
         if not raw.strip():
             continue
         if _MESSAGE.match(raw):
             raise ParseError(quoted(raw))
-        attrs = attributes(raw)
+        yield raw, attributes(raw)
+
+
+def parse_dspmq(output: str) -> List[DspmqEntry]:
+    """Parse ``dspmq [-n] [-x] [-o all]`` output (both streams joined)."""
+    entries: List[DspmqEntry] = []
+    current: Optional[Tuple[str, QmStatus, List[Instance]]] = None
+    for raw, attrs in attribute_lines(output):
         if "QMNAME" in attrs:
             if current:
                 entries.append(DspmqEntry(current[0], current[1], tuple(current[2])))
