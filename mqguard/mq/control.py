@@ -201,7 +201,8 @@ class MqControl:
 
     def nativeha(self) -> Tuple[Optional[NhaStatus], str]:
         """dspmq -o nativeha -x -m NAME: this instance's role, sync, the quorum and every instance as seen from
-        here; (None, why) when it does not answer or is not that format."""
+        here; (None, why) when it does not answer or is not that format (reference mq-native-ha.md section 4:
+        IBM's "Viewing the status of Native HA queue managers"; the replica's view "might be out of date")."""
         res = self.runner.run([self._bin("dspmq"), "-o", "nativeha", "-x", "-m", self.name], self.command_timeout)
         if not res.ok():
             return None, res.describe()

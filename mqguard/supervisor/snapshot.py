@@ -72,7 +72,10 @@ class Snapshot:
         """/active: this host runs the active instance, its listener accepts (when probed), the
         instance is not going away and supervision is not failed."""
         if self.native_ha and not (self.nha is not None and self.nha["role"] == "active" and self.nha["quorum_held"]):
-            return False  # only the elected active with a majority in sync (an isolated old active cannot commit)
+            # only the elected active with a majority in sync: an isolated old active cannot commit (IBM, "Creating
+            # a Native HA queue manager": a replica must acknowledge; mq-native-ha.md section 11), and IBM's own
+            # readiness probe asks (RUNNING) and the listener, as mqguard's /active does
+            return False
         return (self.qmgr_status == "running" and self.listener_ok is not False and not self.going_away
                 and self.state != State.FAILED.value)
 
